@@ -1,0 +1,1 @@
+//! The only crate with `unsafe`: system calls that no safe wrapper covers.

@@ -1,1 +1,15 @@
-//! The only crate with `unsafe`: system calls that no safe wrapper covers.
+//! System-call glue for rsockd.
+//!
+//! This is the only crate of the workspace that may contain `unsafe`; every block carries a
+//! `SAFETY:` comment. Everything here is a thin, synchronous wrapper: policy stays in the
+//! server crate.
+
+pub mod daemon;
+pub mod fdpass;
+pub mod localtime;
+pub mod privs;
+pub mod process;
+pub mod proctitle;
+pub mod sockopt;
+pub mod spawn;
+pub mod syslog;

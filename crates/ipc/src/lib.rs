@@ -1,1 +1,14 @@
+//! Messages between rsockd processes.
+//!
+//! Every message travels as one `SOCK_SEQPACKET` datagram, so framing is free: a message is a
+//! version byte, a kind byte and its fields in a fixed little-endian layout. Descriptors travel
+//! beside it (SCM_RIGHTS) and each message says how many it expects, so a receiver can refuse a
+//! message whose descriptors went missing. The layout is ours alone: parent and child are the
+//! same binary, but an upgrade may briefly mix versions, hence the version byte.
 #![forbid(unsafe_code)]
+
+mod codec;
+mod message;
+
+pub use codec::DecodeError;
+pub use message::{Command, Control, Handoff, LogFlags, Report, RuleRef, MAX_MESSAGE, VERSION};

@@ -1,0 +1,391 @@
+//! The messages themselves.
+
+use std::net::SocketAddr;
+
+use crate::codec::{DecodeError, Reader, Writer};
+
+/// Layout version; bump on any change to a message's fields.
+pub const VERSION: u8 = 1;
+
+/// Largest encoded message; receivers size their buffer with it. Hand-offs carry at most
+/// 16 KiB of client bytes read past the request, plus a few hundred bytes of fields.
+pub const MAX_MESSAGE: usize = 20 * 1024;
+
+/// What the session does; mirrors the SOCKS command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Connect,
+    Bind,
+    UdpAssociate,
+}
+
+impl Command {
+    fn code(self) -> u8 {
+        match self {
+            Command::Connect => 1,
+            Command::Bind => 2,
+            Command::UdpAssociate => 3,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, DecodeError> {
+        Ok(match c {
+            1 => Command::Connect,
+            2 => Command::Bind,
+            3 => Command::UdpAssociate,
+            _ => return Err(DecodeError::Field("command")),
+        })
+    }
+}
+
+/// The `log:` keywords of the rule a session matched, so the relay logs what the rule asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogFlags {
+    pub connect: bool,
+    pub disconnect: bool,
+    pub data: bool,
+    pub error: bool,
+    pub iooperation: bool,
+    pub tcpinfo: bool,
+}
+
+impl LogFlags {
+    fn bits(self) -> u8 {
+        (self.connect as u8)
+            | (self.disconnect as u8) << 1
+            | (self.data as u8) << 2
+            | (self.error as u8) << 3
+            | (self.iooperation as u8) << 4
+            | (self.tcpinfo as u8) << 5
+    }
+    fn from_bits(b: u8) -> Self {
+        LogFlags {
+            connect: b & 1 != 0,
+            disconnect: b & 2 != 0,
+            data: b & 4 != 0,
+            error: b & 8 != 0,
+            iooperation: b & 16 != 0,
+            tcpinfo: b & 32 != 0,
+        }
+    }
+}
+
+/// A matched rule as log lines need it: its number (Dante counts per rule kind from 1; 0 is
+/// the implicit block) and its `log:` flags. The relay keeps this even if a reload changes the
+/// rules, as Dante keeps established sessions on their old rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleRef {
+    pub number: u32,
+    pub log: LogFlags,
+}
+
+/// A fully negotiated session handed from a mother to a relay process. The descriptors travel
+/// beside it: TCP connect = [client, target].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    pub id: u64,
+    pub command: Command,
+    /// SOCKS version the client spoke (4 or 5).
+    pub version: u8,
+    /// When the client was accepted, in microseconds since the epoch (for `Session duration`).
+    pub accepted_us: u64,
+    pub client: SocketAddr,
+    /// Our address the client connected to.
+    pub internal: SocketAddr,
+    /// Our address on the target side.
+    pub external: SocketAddr,
+    pub target: SocketAddr,
+    /// The name the client asked for, when it asked for one.
+    pub target_name: Option<String>,
+    pub user: Option<String>,
+    /// Negotiated SOCKS method (wire value).
+    pub method: u8,
+    pub client_rule: RuleRef,
+    pub socks_rule: RuleRef,
+    /// Idle timeout in seconds, 0 = none.
+    pub io_timeout: u32,
+    /// Seconds a half-closed session may live, 0 = no limit.
+    pub fin_wait_timeout: u32,
+    /// The encoded success reply; the relay writes it, so the client never hears success from
+    /// a process that will not relay for it.
+    pub reply: Vec<u8>,
+    /// Client bytes read past the request (clients that send data before the reply).
+    pub prefetched: Vec<u8>,
+    /// Descriptors that must come with this message.
+    pub nfds: u8,
+}
+
+/// Mother (or mother 1) to child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// A configuration to use from now on; one descriptor (a memfd holding the text) comes
+    /// with it. `file` names the file the text came from, for diagnostics.
+    Config { generation: u64, file: String },
+    Session(Box<Handoff>),
+    /// Log a state dump (SIGUSR1).
+    DumpState,
+    /// Stop taking work; finish current sessions, then exit (SIGTERM).
+    Drain,
+}
+
+/// Child to its mother.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// The child has applied its first configuration and takes work.
+    Ready { pid: u32 },
+    /// A session ended (the mother balances load by open sessions).
+    Closed { id: u64 },
+}
+
+const K_CONFIG: u8 = 1;
+const K_SESSION: u8 = 2;
+const K_DUMP: u8 = 3;
+const K_DRAIN: u8 = 4;
+const K_READY: u8 = 10;
+const K_CLOSED: u8 = 11;
+
+fn header(w: &mut Writer, kind: u8) {
+    w.u8(VERSION);
+    w.u8(kind);
+}
+
+fn open(buf: &[u8]) -> Result<(Reader<'_>, u8), DecodeError> {
+    let mut r = Reader::new(buf);
+    let v = r.u8()?;
+    if v != VERSION {
+        return Err(DecodeError::Version(v));
+    }
+    let k = r.u8()?;
+    Ok((r, k))
+}
+
+impl Control {
+    /// Number of descriptors that must accompany this message.
+    pub fn fds(&self) -> usize {
+        match self {
+            Control::Config { .. } => 1,
+            Control::Session(h) => h.nfds as usize,
+            Control::DumpState | Control::Drain => 0,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        match self {
+            Control::Config { generation, file } => {
+                header(&mut w, K_CONFIG);
+                w.u64(*generation);
+                w.bytes(file.as_bytes());
+            }
+            Control::Session(h) => {
+                header(&mut w, K_SESSION);
+                w.u64(h.id);
+                w.u8(h.command.code());
+                w.u8(h.version);
+                w.u64(h.accepted_us);
+                w.addr(h.client);
+                w.addr(h.internal);
+                w.addr(h.external);
+                w.addr(h.target);
+                w.opt_str(h.target_name.as_deref());
+                w.opt_str(h.user.as_deref());
+                w.u8(h.method);
+                for r in [h.client_rule, h.socks_rule] {
+                    w.u32(r.number);
+                    w.u8(r.log.bits());
+                }
+                w.u32(h.io_timeout);
+                w.u32(h.fin_wait_timeout);
+                w.bytes(&h.reply);
+                w.bytes(&h.prefetched);
+                w.u8(h.nfds);
+            }
+            Control::DumpState => header(&mut w, K_DUMP),
+            Control::Drain => header(&mut w, K_DRAIN),
+        }
+        w.buf
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let (mut r, kind) = open(buf)?;
+        let msg = match kind {
+            K_CONFIG => {
+                let generation = r.u64()?;
+                let file = String::from_utf8(r.bytes()?).map_err(|_| DecodeError::Field("file"))?;
+                Control::Config { generation, file }
+            }
+            K_SESSION => {
+                let id = r.u64()?;
+                let command = Command::from_code(r.u8()?)?;
+                let version = r.u8()?;
+                let accepted_us = r.u64()?;
+                let client = r.addr("client")?;
+                let internal = r.addr("internal")?;
+                let external = r.addr("external")?;
+                let target = r.addr("target")?;
+                let target_name = r.opt_str("target_name")?;
+                let user = r.opt_str("user")?;
+                let method = r.u8()?;
+                let client_rule = RuleRef {
+                    number: r.u32()?,
+                    log: LogFlags::from_bits(r.u8()?),
+                };
+                let socks_rule = RuleRef {
+                    number: r.u32()?,
+                    log: LogFlags::from_bits(r.u8()?),
+                };
+                let io_timeout = r.u32()?;
+                let fin_wait_timeout = r.u32()?;
+                let reply = r.bytes()?;
+                let prefetched = r.bytes()?;
+                let nfds = r.u8()?;
+                Control::Session(Box::new(Handoff {
+                    id,
+                    command,
+                    version,
+                    accepted_us,
+                    client,
+                    internal,
+                    external,
+                    target,
+                    target_name,
+                    user,
+                    method,
+                    client_rule,
+                    socks_rule,
+                    io_timeout,
+                    fin_wait_timeout,
+                    reply,
+                    prefetched,
+                    nfds,
+                }))
+            }
+            K_DUMP => Control::DumpState,
+            K_DRAIN => Control::Drain,
+            k => return Err(DecodeError::Kind(k)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+impl Report {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        match self {
+            Report::Ready { pid } => {
+                header(&mut w, K_READY);
+                w.u32(*pid);
+            }
+            Report::Closed { id } => {
+                header(&mut w, K_CLOSED);
+                w.u64(*id);
+            }
+        }
+        w.buf
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        let (mut r, kind) = open(buf)?;
+        let msg = match kind {
+            K_READY => Report::Ready { pid: r.u32()? },
+            K_CLOSED => Report::Closed { id: r.u64()? },
+            k => return Err(DecodeError::Kind(k)),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv6Addr};
+
+    fn sample() -> Handoff {
+        Handoff {
+            id: 7,
+            command: Command::Connect,
+            version: 5,
+            accepted_us: 1_700_000_000_000_000,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            internal: "127.0.0.1:1080".parse().unwrap(),
+            external: SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 5555),
+            target: "[::1]:80".parse().unwrap(),
+            target_name: Some("example.org".into()),
+            user: None,
+            method: 0,
+            client_rule: RuleRef {
+                number: 1,
+                log: LogFlags {
+                    connect: true,
+                    ..Default::default()
+                },
+            },
+            socks_rule: RuleRef {
+                number: 3,
+                log: LogFlags {
+                    disconnect: true,
+                    error: true,
+                    ..Default::default()
+                },
+            },
+            io_timeout: 0,
+            fin_wait_timeout: 10,
+            reply: vec![5, 0, 0, 1, 127, 0, 0, 1, 4, 56],
+            prefetched: b"GET / HTTP/1.0\r\n".to_vec(),
+            nfds: 2,
+        }
+    }
+
+    #[test]
+    fn handoff_round_trip() {
+        let m = Control::Session(Box::new(sample()));
+        assert_eq!(Control::decode(&m.encode()).unwrap(), m);
+        assert_eq!(m.fds(), 2);
+    }
+
+    #[test]
+    fn small_messages_round_trip() {
+        for m in [
+            Control::DumpState,
+            Control::Drain,
+            Control::Config {
+                generation: 3,
+                file: "/etc/rsockd.conf".into(),
+            },
+        ] {
+            assert_eq!(Control::decode(&m.encode()).unwrap(), m);
+        }
+        for r in [Report::Ready { pid: 42 }, Report::Closed { id: 9 }] {
+            assert_eq!(Report::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn refuses_bad_version_kind_and_trailing_bytes() {
+        assert_eq!(Control::decode(&[9, 3]), Err(DecodeError::Version(9)));
+        assert_eq!(Control::decode(&[VERSION, 99]), Err(DecodeError::Kind(99)));
+        assert_eq!(
+            Control::decode(&[VERSION, K_DUMP, 0]),
+            Err(DecodeError::Trailing(1))
+        );
+        assert_eq!(Control::decode(&[]), Err(DecodeError::Truncated));
+    }
+
+    proptest! {
+        #[test]
+        fn every_prefix_of_a_handoff_is_refused(cut in 0usize..200) {
+            let enc = Control::Session(Box::new(sample())).encode();
+            let cut = cut.min(enc.len() - 1);
+            prop_assert!(Control::decode(&enc[..cut]).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Control::decode(&bytes);
+            let _ = Report::decode(&bytes);
+        }
+    }
+}

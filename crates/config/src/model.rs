@@ -1,0 +1,511 @@
+//! The validated configuration model: what a parsed sockd.conf means, with no syntax left in it.
+//!
+//! Field defaults follow Dante 1.4: `None`/empty means "not set in the file"; the server applies
+//! Dante's defaults (timeouts 30/30/0/86400/0, port 1080, derived clientmethod).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Everything a sockd.conf says, in file order where order matters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `internal:` lines, in file order.
+    pub internal: Vec<ListenAddr>,
+    /// `internal.protocol:` — families used when expanding interface names.
+    pub internal_protocol: Families,
+    /// `external:` lines, in file order.
+    pub external: Vec<ExternalAddr>,
+    /// `external.protocol:`.
+    pub external_protocol: Families,
+    /// `external.rotation:`.
+    pub external_rotation: Rotation,
+    /// Global `socksmethod:` list in preference order; empty = not set (Dante: block everything).
+    pub socksmethod: Vec<Method>,
+    /// Global `clientmethod:` list; empty = not set (Dante derives `none`).
+    pub clientmethod: Vec<Method>,
+    /// `user.privileged:`.
+    pub user_privileged: Option<String>,
+    /// `user.unprivileged:` (alias `user.notprivileged:`).
+    pub user_unprivileged: Option<String>,
+    /// `user.libwrap:` (kept for printing; rsockd has no libwrap).
+    pub user_libwrap: Option<String>,
+    /// `logoutput:` destinations, all lines merged in file order.
+    pub logoutput: Vec<LogDest>,
+    /// `errorlog:` destinations.
+    pub errorlog: Vec<LogDest>,
+    /// `debug:` level.
+    pub debug: Option<u32>,
+    /// Global `timeout.*` settings.
+    pub timeout: Timeouts,
+    /// `udp.connectdst:` (default yes).
+    pub udp_connectdst: bool,
+    /// `client pass|block { }` rules in file order.
+    pub client_rules: Vec<Rule>,
+    /// `socks pass|block { }` rules in file order.
+    pub socks_rules: Vec<Rule>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            internal: Vec::new(),
+            internal_protocol: Families::default(),
+            external: Vec::new(),
+            external_protocol: Families::default(),
+            external_rotation: Rotation::None,
+            socksmethod: Vec::new(),
+            clientmethod: Vec::new(),
+            user_privileged: None,
+            user_unprivileged: None,
+            user_libwrap: None,
+            logoutput: Vec::new(),
+            errorlog: Vec::new(),
+            debug: None,
+            timeout: Timeouts::default(),
+            udp_connectdst: true,
+            client_rules: Vec::new(),
+            socks_rules: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The clientmethod list in force: the global list, or `none` when the file sets none
+    /// (what Dante 1.4.2 derives, observed with every socksmethod combination).
+    pub fn effective_clientmethod(&self) -> Vec<Method> {
+        if self.clientmethod.is_empty() {
+            vec![Method::None]
+        } else {
+            self.clientmethod.clone()
+        }
+    }
+
+    /// A copy with every `line` field set to 0, for comparing configs that came from
+    /// different text (e.g. print → parse round trips).
+    pub fn without_lines(&self) -> Config {
+        let mut c = self.clone();
+        c.internal.iter_mut().for_each(|a| a.line = 0);
+        c.external.iter_mut().for_each(|a| a.line = 0);
+        c.client_rules.iter_mut().for_each(|r| r.line = 0);
+        c.socks_rules.iter_mut().for_each(|r| r.line = 0);
+        c
+    }
+}
+
+/// Address families allowed when expanding interface names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Families {
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Families {
+            ipv4: true,
+            ipv6: true,
+        }
+    }
+}
+
+/// One `internal:` address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListenAddr {
+    pub host: HostSpec,
+    /// Default 1080.
+    pub port: u16,
+    /// Line of the `internal:` keyword (0 when not from a file).
+    pub line: u32,
+}
+
+/// One `external:` address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExternalAddr {
+    pub host: HostSpec,
+    pub line: u32,
+}
+
+/// An `internal:`/`external:` address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostSpec {
+    Ip(IpAddr),
+    /// Interface name or host name (also an IPv6 literal with a `%scope`); the server decides
+    /// with if_nametoindex / getaddrinfo.
+    Name(String),
+}
+
+/// `external.rotation:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Rotation {
+    #[default]
+    None,
+    Route,
+    SameSame,
+}
+
+/// A `logoutput:`/`errorlog:` destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LogDest {
+    /// `syslog` or `syslog/FACILITY`.
+    Syslog {
+        facility: Option<String>,
+    },
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+/// `timeout.*` values in seconds; `None` = not set here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Timeouts {
+    pub negotiate: Option<u32>,
+    pub connect: Option<u32>,
+    pub io_tcp: Option<u32>,
+    pub io_udp: Option<u32>,
+    pub tcp_fin_wait: Option<u32>,
+}
+
+impl Timeouts {
+    /// True when no timeout is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Timeouts::default()
+    }
+}
+
+/// Authentication methods, with Dante's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    None,
+    Username,
+    Gssapi,
+    Rfc931,
+    PamAny,
+    PamAddress,
+    PamUsername,
+    BsdAuth,
+    LdapAuth,
+}
+
+impl Method {
+    /// Every method, in Dante's documentation order.
+    pub const ALL: [Method; 9] = [
+        Method::None,
+        Method::Username,
+        Method::Gssapi,
+        Method::Rfc931,
+        Method::PamAny,
+        Method::PamAddress,
+        Method::PamUsername,
+        Method::BsdAuth,
+        Method::LdapAuth,
+    ];
+
+    /// Dante's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::None => "none",
+            Method::Username => "username",
+            Method::Gssapi => "gssapi",
+            Method::Rfc931 => "rfc931",
+            Method::PamAny => "pam.any",
+            Method::PamAddress => "pam.address",
+            Method::PamUsername => "pam.username",
+            Method::BsdAuth => "bsdauth",
+            Method::LdapAuth => "ldapauth",
+        }
+    }
+
+    /// Parses Dante's spelling (not the deprecated `pam`).
+    pub fn from_name(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// Dante accepts only these before SOCKS negotiation starts (no SOCKS data needed).
+    pub fn valid_as_clientmethod(self) -> bool {
+        matches!(
+            self,
+            Method::None | Method::Rfc931 | Method::PamAddress | Method::PamAny
+        )
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which rule list a rule belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleKind {
+    Client,
+    Socks,
+}
+
+impl RuleKind {
+    /// The keyword that starts such a rule.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleKind::Client => "client",
+            RuleKind::Socks => "socks",
+        }
+    }
+}
+
+/// `pass` or `block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Pass,
+    Block,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Block => "block",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// SOCKS commands, including the pseudo-commands for replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Command {
+    Bind,
+    BindReply,
+    Connect,
+    UdpAssociate,
+    UdpReply,
+}
+
+impl Command {
+    pub const ALL: [Command; 5] = [
+        Command::Bind,
+        Command::BindReply,
+        Command::Connect,
+        Command::UdpAssociate,
+        Command::UdpReply,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Bind => "bind",
+            Command::BindReply => "bindreply",
+            Command::Connect => "connect",
+            Command::UdpAssociate => "udpassociate",
+            Command::UdpReply => "udpreply",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Command> {
+        Command::ALL.into_iter().find(|c| c.name() == s)
+    }
+
+    /// The transport a command uses: what `protocol:` in a rule is compared with.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Command::Bind | Command::BindReply | Command::Connect => Protocol::Tcp,
+            Command::UdpAssociate | Command::UdpReply => Protocol::Udp,
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `protocol:` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// `proxyprotocol:` values valid in rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProxyProtocol {
+    SocksV4,
+    SocksV5,
+}
+
+impl ProxyProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyProtocol::SocksV4 => "socks_v4",
+            ProxyProtocol::SocksV5 => "socks_v5",
+        }
+    }
+}
+
+/// A `client` or `socks` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub kind: RuleKind,
+    pub verdict: Verdict,
+    /// 1-based, counted per kind in file order, as Dante numbers rules in log lines.
+    pub number: u32,
+    /// Line of the rule's first keyword.
+    pub line: u32,
+    pub from: RuleAddr,
+    pub to: RuleAddr,
+    /// Empty = all commands.
+    pub command: Vec<Command>,
+    /// Empty = all protocols.
+    pub protocol: Vec<Protocol>,
+    /// Empty = all SOCKS versions.
+    pub proxyprotocol: Vec<ProxyProtocol>,
+    /// Empty = not set in the rule (the global list applies).
+    pub socksmethod: Vec<Method>,
+    /// Empty = not set in the rule.
+    pub clientmethod: Vec<Method>,
+    /// Empty = any user.
+    pub user: Vec<String>,
+    /// Empty = any group.
+    pub group: Vec<String>,
+    pub log: LogFlags,
+    pub timeout: Timeouts,
+    pub udp_portrange: Option<(u16, u16)>,
+}
+
+impl Rule {
+    /// A rule matching everything, with nothing else set.
+    pub fn new(kind: RuleKind, verdict: Verdict, number: u32, line: u32) -> Rule {
+        Rule {
+            kind,
+            verdict,
+            number,
+            line,
+            from: RuleAddr::any(),
+            to: RuleAddr::any(),
+            command: Vec::new(),
+            protocol: Vec::new(),
+            proxyprotocol: Vec::new(),
+            socksmethod: Vec::new(),
+            clientmethod: Vec::new(),
+            user: Vec::new(),
+            group: Vec::new(),
+            log: LogFlags::default(),
+            timeout: Timeouts::default(),
+            udp_portrange: None,
+        }
+    }
+
+    /// The socksmethod list that applies to this rule: its own, else the global one.
+    pub fn effective_socksmethod<'a>(&'a self, global: &'a [Method]) -> &'a [Method] {
+        if self.socksmethod.is_empty() {
+            global
+        } else {
+            &self.socksmethod
+        }
+    }
+}
+
+/// A `from:`/`to:` value: address plus optional port condition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleAddr {
+    pub addr: AddrMatch,
+    pub port: PortMatch,
+}
+
+impl RuleAddr {
+    /// `0/0`, any port.
+    pub fn any() -> RuleAddr {
+        RuleAddr {
+            addr: AddrMatch::Any,
+            port: PortMatch::Any,
+        }
+    }
+}
+
+/// The address part of a rule address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AddrMatch {
+    /// `0/0`: every IPv4 and IPv6 address (unlike `0.0.0.0/0`, which is IPv4 only).
+    Any,
+    /// An IPv4 or IPv6 network, as written (host bits are kept; matching masks them).
+    Net(ipnet::IpNet),
+    /// A host name or an interface name, as written.
+    Name(String),
+    /// `.example.com`: the domain and every name under it; stored lower-case without the dot.
+    Domain(String),
+}
+
+/// A port condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortMatch {
+    Any,
+    Eq(u16),
+    Ne(u16),
+    Ge(u16),
+    Le(u16),
+    Gt(u16),
+    Lt(u16),
+    /// Inclusive range; start <= end.
+    Range(u16, u16),
+}
+
+impl PortMatch {
+    /// Whether `port` satisfies the condition.
+    pub fn matches(self, port: u16) -> bool {
+        match self {
+            PortMatch::Any => true,
+            PortMatch::Eq(p) => port == p,
+            PortMatch::Ne(p) => port != p,
+            PortMatch::Ge(p) => port >= p,
+            PortMatch::Le(p) => port <= p,
+            PortMatch::Gt(p) => port > p,
+            PortMatch::Lt(p) => port < p,
+            PortMatch::Range(a, b) => (a..=b).contains(&port),
+        }
+    }
+}
+
+/// `log:` flags of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct LogFlags {
+    pub connect: bool,
+    pub disconnect: bool,
+    pub data: bool,
+    pub error: bool,
+    /// `iooperation` (alias `ioop`).
+    pub iooperation: bool,
+    pub tcpinfo: bool,
+}
+
+impl LogFlags {
+    /// True when nothing is logged.
+    pub fn is_empty(&self) -> bool {
+        *self == LogFlags::default()
+    }
+
+    /// The set flags by their Dante names, in a fixed order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let all = [
+            (self.connect, "connect"),
+            (self.disconnect, "disconnect"),
+            (self.data, "data"),
+            (self.error, "error"),
+            (self.iooperation, "iooperation"),
+            (self.tcpinfo, "tcpinfo"),
+        ];
+        all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect()
+    }
+}

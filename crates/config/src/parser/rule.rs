@@ -1,0 +1,314 @@
+//! Rules: `client|socks pass|block { ... }` and the deprecated bare `pass|block { ... }`.
+//!
+//! Dante wants `from:` and `to:` next to each other with options before or after them, and
+//! list options alone on their line; we accept options in any order and several per line.
+
+use super::methods::List;
+use super::{Ctx, Parser};
+use crate::lexer::Tok;
+use crate::model::{Command, Protocol, ProxyProtocol, Rule, RuleKind, Verdict};
+use crate::support::{self, Place};
+
+/// Rule options with a value reader here.
+const HANDLED: &[&str] = &[
+    "from",
+    "to",
+    "command",
+    "protocol",
+    "proxyprotocol",
+    "socksmethod",
+    "clientmethod",
+    "user",
+    "group",
+    "log",
+    "udp.portrange",
+    "timeout.negotiate",
+    "timeout.connect",
+    "timeout.io",
+    "timeout.io.tcp",
+    "timeout.io.udp",
+    "timeout.tcp_fin_wait",
+];
+
+pub(super) fn has_rule_handler(key: &str) -> bool {
+    HANDLED.contains(&key)
+}
+
+/// Words that start a new top-level object: seeing one inside a rule means a missing `}`.
+const OBJECT_STARTERS: &[&str] = &[
+    "client", "socks", "hostid", "pass", "block", "route", "monitor",
+];
+
+impl<'a> Parser<'a> {
+    /// After `client`, `socks` or `hostid` (kind `None`): the verdict, then the body.
+    pub(super) fn rule_header(&mut self, start: Tok<'a>, kind: Option<RuleKind>) {
+        let v = self.sc.ident();
+        let verdict = match v.text {
+            "pass" => Verdict::Pass,
+            "block" => Verdict::Block,
+            "deny" => {
+                self.error(v, "'deny' is not a verdict; use 'block'");
+                Verdict::Block
+            }
+            _ => {
+                let t = if v.text.is_empty() {
+                    self.sc.next_token()
+                } else {
+                    v
+                };
+                self.error(
+                    t,
+                    format!("expected 'pass' or 'block' after '{}'", start.text),
+                );
+                self.sc.skip_block();
+                return;
+            }
+        };
+        let Some(kind) = kind else {
+            self.not_yet(start, "hostid", "hostid is not supported on this system");
+            self.sc.skip_block();
+            return;
+        };
+        self.rule_body(start, kind, verdict);
+    }
+
+    /// `pass {`, `block {` without `socks` (deprecated), or `deny {` (an error).
+    pub(super) fn bare_verdict_rule(&mut self, start: Tok<'a>) {
+        let verdict = match start.text {
+            "pass" => Verdict::Pass,
+            "block" => Verdict::Block,
+            _ => {
+                self.error(start, "'deny' is not a verdict; use 'block'");
+                Verdict::Block
+            }
+        };
+        if start.text != "deny" {
+            self.warn(
+                start,
+                format!(
+                    "'{0}' without 'socks' is deprecated; assuming 'socks {0}'",
+                    start.text
+                ),
+            );
+        }
+        self.rule_body(start, RuleKind::Socks, verdict);
+    }
+
+    fn rule_body(&mut self, start: Tok<'a>, kind: RuleKind, verdict: Verdict) {
+        if !self.sc.eat('{') {
+            let t = self.sc.next_token();
+            self.error(
+                t,
+                format!("expected '{{' after '{} {}'", kind.name(), verdict.name()),
+            );
+            self.sc.skip_line();
+            return;
+        }
+        let number = match kind {
+            RuleKind::Client => self.cfg.client_rules.len(),
+            RuleKind::Socks => self.cfg.socks_rules.len(),
+        } + 1;
+        let number = u32::try_from(number).unwrap_or(u32::MAX);
+        let mut rule = Rule::new(kind, verdict, number, start.line);
+        let (mut from, mut to) = (false, false);
+        loop {
+            self.sc.skip_space();
+            if self.sc.at_eof() {
+                self.error(
+                    start,
+                    format!(
+                        "missing '}}' at the end of the rule that starts on line {}",
+                        start.line
+                    ),
+                );
+                break;
+            }
+            if self.sc.eat('}') {
+                break;
+            }
+            let before = self.sc.clone();
+            let kw = self.sc.ident();
+            if kw.text.is_empty() {
+                let t = self.sc.next_token();
+                self.error(
+                    t,
+                    "expected a rule keyword (such as 'from:' or 'log:') or '}'",
+                );
+                self.sc.skip_value();
+                continue;
+            }
+            if OBJECT_STARTERS.contains(&kw.text) && !self.keyword_follows() {
+                self.error(
+                    start,
+                    format!(
+                        "missing '}}' at the end of the rule that starts on line {}",
+                        start.line
+                    ),
+                );
+                self.sc = before;
+                break;
+            }
+            self.rule_option(&mut rule, kw, &mut from, &mut to);
+        }
+        if !(from && to) {
+            self.error(start, "a rule needs both 'from:' and 'to:'");
+        }
+        match kind {
+            RuleKind::Client => self.cfg.client_rules.push(rule),
+            RuleKind::Socks => self.cfg.socks_rules.push(rule),
+        }
+    }
+
+    fn rule_option(&mut self, rule: &mut Rule, kw: Tok<'a>, from: &mut bool, to: &mut bool) {
+        let ctx = Ctx::Rule(rule.kind);
+        let Some(entry) = support::lookup(kw.text) else {
+            self.unknown_keyword(kw, ctx);
+            self.sc.skip_value();
+            return;
+        };
+        if !entry.place.contains(ctx.place()) || entry.place == Place::OBJECT {
+            self.misplaced(kw, entry, ctx);
+            self.sc.skip_value();
+            return;
+        }
+        let Some(name) = self.admit(kw, entry, ctx) else {
+            self.sc.skip_value();
+            return;
+        };
+        if !self.colon(kw) {
+            self.sc.skip_value();
+            return;
+        }
+        match name {
+            "from" | "to" => {
+                let seen = if name == "from" { &mut *from } else { &mut *to };
+                if *seen {
+                    self.error(kw, format!("'{name}:' given twice in one rule"));
+                }
+                *seen = true;
+                match self.rule_addr(kw) {
+                    Some(a) if name == "from" => rule.from = a,
+                    Some(a) => rule.to = a,
+                    None => self.sc.skip_value(),
+                }
+            }
+            "command" => {
+                for t in self.list_items(kw) {
+                    match Command::from_name(t.text) {
+                        Some(c) if rule.command.contains(&c) => {}
+                        Some(c) => rule.command.push(c),
+                        None => self.error(
+                            t,
+                            "unknown command; expected bind, bindreply, connect, udpassociate or \
+                             udpreply",
+                        ),
+                    }
+                }
+            }
+            "protocol" => {
+                for t in self.list_items(kw) {
+                    let p = match t.text {
+                        "tcp" => Protocol::Tcp,
+                        "udp" => Protocol::Udp,
+                        _ => {
+                            self.error(t, "unknown protocol; expected tcp or udp");
+                            continue;
+                        }
+                    };
+                    if !rule.protocol.contains(&p) {
+                        rule.protocol.push(p);
+                    }
+                }
+            }
+            "proxyprotocol" => self.proxyprotocols(kw, rule),
+            "socksmethod" => self.rule_methods(kw, List::Socks, &mut rule.socksmethod),
+            "clientmethod" => self.rule_methods(kw, List::Client, &mut rule.clientmethod),
+            "user" | "group" => {
+                let list = if name == "user" {
+                    &mut rule.user
+                } else {
+                    &mut rule.group
+                };
+                for t in self.list_items(kw) {
+                    if !list.iter().any(|u| u == t.text) {
+                        list.push(t.text.to_string());
+                    }
+                }
+            }
+            "log" => self.log_flags(kw, rule),
+            "udp.portrange" => {
+                rule.udp_portrange = self.udp_portrange(kw);
+                self.end_of_value(kw);
+            }
+            _ if name.starts_with("timeout.") => {
+                self.timeout(kw, name, &mut rule.timeout);
+                self.end_of_value(kw);
+            }
+            _ => self.sc.skip_value(),
+        }
+    }
+
+    fn proxyprotocols(&mut self, kw: Tok<'a>, rule: &mut Rule) {
+        for t in self.list_items(kw) {
+            let p = match t.text {
+                "socks_v4" => ProxyProtocol::SocksV4,
+                "socks_v5" => ProxyProtocol::SocksV5,
+                "http" | "http_v1.0" | "upnp" => {
+                    self.error(
+                        t,
+                        "this proxy protocol is only meaningful in routes; rules take socks_v4 \
+                         or socks_v5",
+                    );
+                    continue;
+                }
+                _ => {
+                    self.error(t, "unknown proxy protocol; expected socks_v4 or socks_v5");
+                    continue;
+                }
+            };
+            if !rule.proxyprotocol.contains(&p) {
+                rule.proxyprotocol.push(p);
+            }
+        }
+    }
+
+    fn log_flags(&mut self, kw: Tok<'a>, rule: &mut Rule) {
+        for t in self.list_items(kw) {
+            let l = &mut rule.log;
+            match t.text {
+                "connect" => l.connect = true,
+                "disconnect" => l.disconnect = true,
+                "data" => l.data = true,
+                "error" => l.error = true,
+                "iooperation" | "ioop" => l.iooperation = true,
+                "tcpinfo" => l.tcpinfo = true,
+                _ => self.error(
+                    t,
+                    "unknown log keyword; expected connect, disconnect, data, error, iooperation \
+                     or tcpinfo",
+                ),
+            }
+        }
+    }
+
+    /// `udp.portrange: A-B` (also `A - B`).
+    fn udp_portrange(&mut self, kw: Tok<'a>) -> Option<(u16, u16)> {
+        let after = format!("{}:", kw.text);
+        let start = self.number(&after, u64::from(u16::MAX))?;
+        if !self.sc.eat('-') {
+            let t = self.sc.next_token();
+            self.error(t, format!("expected a range 'FIRST-LAST' after '{after}'"));
+            return None;
+        }
+        let end_tok = self.sc.clone().number();
+        let end = self.number("-", u64::from(u16::MAX))?;
+        if end < start {
+            self.error(
+                end_tok,
+                format!("end port ({end}) can not be less than start port ({start})"),
+            );
+            return None;
+        }
+        Some((u16::try_from(start).ok()?, u16::try_from(end).ok()?))
+    }
+}

@@ -1,0 +1,282 @@
+//! Server settings: everything before the first rule.
+
+use super::{Ctx, Parser};
+use crate::lexer::Tok;
+use crate::model::{Families, LogDest, Rotation, Timeouts};
+use crate::support::{self, Place, Status};
+use std::path::PathBuf;
+
+/// Settings with a value reader here.
+const HANDLED: &[&str] = &[
+    "internal",
+    "internal.protocol",
+    "external",
+    "external.protocol",
+    "external.rotation",
+    "socksmethod",
+    "clientmethod",
+    "user.privileged",
+    "user.unprivileged",
+    "user.libwrap",
+    "logoutput",
+    "errorlog",
+    "debug",
+    "timeout.negotiate",
+    "timeout.connect",
+    "timeout.io",
+    "timeout.io.tcp",
+    "timeout.io.udp",
+    "timeout.tcp_fin_wait",
+    "udp.connectdst",
+    "libwrap.hosts_access",
+    "compatibility",
+    "extension",
+];
+
+pub(super) fn has_global_handler(key: &str) -> bool {
+    HANDLED.contains(&key)
+}
+
+/// syslog(3) facilities Dante accepts after `syslog/`.
+const FACILITIES: &[&str] = &[
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
+    "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+impl<'a> Parser<'a> {
+    /// A server setting `kw: value`.
+    pub(super) fn setting(&mut self, kw: Tok<'a>) {
+        let Some(entry) = support::lookup(kw.text) else {
+            self.unknown_keyword(kw, Ctx::Global);
+            self.sc.skip_block();
+            return;
+        };
+        if !entry.place.contains(Place::GLOBAL) {
+            self.misplaced(kw, entry, Ctx::Global);
+            self.sc.skip_value();
+            return;
+        }
+        if let Some(line) = self.first_object_line {
+            self.error(
+                kw,
+                format!(
+                    "server settings must come before rules; '{}' comes after the rule on line {line}",
+                    kw.text
+                ),
+            );
+            self.sc.skip_line();
+            return;
+        }
+        let Some(name) = self.admit(kw, entry, Ctx::Global) else {
+            self.sc.skip_value();
+            return;
+        };
+        if !self.colon(kw) {
+            self.sc.skip_line();
+            return;
+        }
+        self.global_value(kw, name);
+    }
+
+    fn global_value(&mut self, kw: Tok<'a>, name: &'static str) {
+        match name {
+            "internal" => self.internal(kw),
+            "external" => self.external(kw),
+            "internal.protocol" | "external.protocol" => self.families(kw, name),
+            "external.rotation" => self.rotation(kw),
+            "socksmethod" => {
+                self.replaced_list(kw, self.socksmethod_line);
+                self.socksmethod_line = Some(kw.line);
+                self.cfg.socksmethod = self.global_methods(kw, false);
+            }
+            "clientmethod" => {
+                self.replaced_list(kw, self.clientmethod_line);
+                self.clientmethod_line = Some(kw.line);
+                self.cfg.clientmethod = self.global_methods(kw, true);
+            }
+            "user.privileged" | "user.unprivileged" | "user.libwrap" => {
+                let t = self.sc.word(&[':', '}']);
+                if t.text.is_empty() {
+                    let t = self.sc.next_token();
+                    self.error(t, format!("expected a user name after '{}:'", kw.text));
+                    return;
+                }
+                let v = Some(t.text.to_string());
+                match name {
+                    "user.privileged" => self.cfg.user_privileged = v,
+                    "user.unprivileged" => self.cfg.user_unprivileged = v,
+                    _ => self.cfg.user_libwrap = v,
+                }
+                self.end_of_value(kw);
+            }
+            "logoutput" | "errorlog" => {
+                let dests = self.log_dests(kw);
+                if name == "logoutput" {
+                    self.cfg.logoutput.extend(dests);
+                } else {
+                    self.cfg.errorlog.extend(dests);
+                }
+            }
+            "debug" => {
+                if let Some(n) = self.number(&format!("{}:", kw.text), u64::from(u32::MAX)) {
+                    self.cfg.debug = u32::try_from(n).ok();
+                }
+                self.end_of_value(kw);
+            }
+            "udp.connectdst" => {
+                if let Some(v) = self.yes_no(kw) {
+                    self.cfg.udp_connectdst = v;
+                }
+                self.end_of_value(kw);
+            }
+            "libwrap.hosts_access" | "compatibility" | "extension" => self.by_value(kw, name),
+            _ if name.starts_with("timeout.") => {
+                let mut t = self.cfg.timeout;
+                self.timeout(kw, name, &mut t);
+                self.cfg.timeout = t;
+                self.end_of_value(kw);
+            }
+            _ => self.sc.skip_value(),
+        }
+    }
+
+    fn replaced_list(&mut self, kw: Tok<'_>, earlier: Option<u32>) {
+        if let Some(line) = earlier {
+            self.warn(
+                kw,
+                format!(
+                    "'{}' given again; this list replaces the one on line {line}",
+                    kw.text
+                ),
+            );
+        }
+    }
+
+    /// `timeout.*: N` into `t` (global or rule).
+    pub(super) fn timeout(&mut self, kw: Tok<'_>, name: &str, t: &mut Timeouts) {
+        let Some(n) = self.number(&format!("{}:", kw.text), u64::from(u32::MAX)) else {
+            return;
+        };
+        let n = u32::try_from(n).ok();
+        match name {
+            "timeout.negotiate" => t.negotiate = n,
+            "timeout.connect" => t.connect = n,
+            "timeout.io" => {
+                t.io_tcp = n;
+                t.io_udp = n;
+            }
+            "timeout.io.tcp" => t.io_tcp = n,
+            "timeout.io.udp" => t.io_udp = n,
+            _ => t.tcp_fin_wait = n,
+        }
+    }
+
+    /// `internal.protocol: ipv4 ipv6` and the external one; must precede the addresses.
+    fn families(&mut self, kw: Tok<'a>, name: &str) {
+        let (first, side) = if name == "internal.protocol" {
+            (self.first_internal_line, "internal")
+        } else {
+            (self.first_external_line, "external")
+        };
+        if let Some(line) = first {
+            self.error(
+                kw,
+                format!(
+                    "'{name}' must come before the first '{side}:' line (line {line}), so that \
+                     interface names expand with the right families"
+                ),
+            );
+        }
+        let mut f = Families {
+            ipv4: false,
+            ipv6: false,
+        };
+        for t in self.list_items(kw) {
+            match t.text {
+                "ipv4" => f.ipv4 = true,
+                "ipv6" => f.ipv6 = true,
+                _ => self.error(t, format!("expected 'ipv4' or 'ipv6' after '{}:'", kw.text)),
+            }
+        }
+        if !f.ipv4 && !f.ipv6 {
+            return;
+        }
+        if name == "internal.protocol" {
+            self.cfg.internal_protocol = f;
+        } else {
+            self.cfg.external_protocol = f;
+        }
+    }
+
+    fn rotation(&mut self, kw: Tok<'a>) {
+        let t = self.sc.ident();
+        self.cfg.external_rotation = match t.text {
+            "none" => Rotation::None,
+            "route" => Rotation::Route,
+            "same-same" => Rotation::SameSame,
+            _ => {
+                let t = if t.text.is_empty() {
+                    self.sc.next_token()
+                } else {
+                    t
+                };
+                self.error(
+                    t,
+                    "expected 'none', 'route' or 'same-same' after 'external.rotation:'",
+                );
+                return;
+            }
+        };
+        self.end_of_value(kw);
+    }
+
+    /// `logoutput:`/`errorlog:` destinations.
+    fn log_dests(&mut self, kw: Tok<'a>) -> Vec<LogDest> {
+        let mut out = Vec::new();
+        for t in self.list_items(kw) {
+            let d = match t.text {
+                "stdout" => LogDest::Stdout,
+                "stderr" => LogDest::Stderr,
+                "syslog" => LogDest::Syslog { facility: None },
+                s => match s.strip_prefix("syslog/") {
+                    Some(f) if FACILITIES.contains(&f) => LogDest::Syslog {
+                        facility: Some(f.to_string()),
+                    },
+                    Some(_) => {
+                        self.error(
+                            t,
+                            format!(
+                                "unknown syslog facility; expected one of: {}",
+                                FACILITIES.join(" ")
+                            ),
+                        );
+                        continue;
+                    }
+                    None => LogDest::File(PathBuf::from(s)),
+                },
+            };
+            out.push(d);
+        }
+        out
+    }
+
+    /// Keywords whose support depends on the value (`compatibility: reuseaddr`, ...).
+    fn by_value(&mut self, kw: Tok<'a>, name: &'static str) {
+        let items = self.list_items(kw);
+        for t in items {
+            let shown = format!("{name}: {}", t.text);
+            match support::value_status(name, t.text) {
+                None => {
+                    let valid = support::values_of(name).join(", ");
+                    self.error(t, format!("expected one of {valid} after '{name}:'"));
+                }
+                Some(Status::Rejected { reason }) => self.error(t, reason),
+                Some(Status::NotYet { detail }) => self.not_yet(t, &shown, detail),
+                Some(Status::Ignored { reason }) => {
+                    self.warn(t, format!("'{shown}' is ignored: {reason}"));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}

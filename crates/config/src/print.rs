@@ -1,0 +1,196 @@
+//! Writes a [`Config`] back as sockd.conf text that parses to the same model.
+//!
+//! Settings come first in a fixed order (`*.protocol` before the addresses, as Dante requires),
+//! then client rules, then socks rules. Values equal to the defaults are left out.
+
+use crate::model::{
+    AddrMatch, Config, HostSpec, LogDest, Method, PortMatch, Rotation, Rule, RuleAddr, Timeouts,
+};
+use std::fmt::{self, Display, Formatter, Write};
+
+fn methods(ms: &[Method]) -> String {
+    ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(" ")
+}
+
+fn families(f: crate::model::Families) -> &'static str {
+    match (f.ipv4, f.ipv6) {
+        (true, false) => "ipv4",
+        (false, true) => "ipv6",
+        _ => "ipv4 ipv6",
+    }
+}
+
+impl Display for HostSpec {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            HostSpec::Ip(ip) => write!(f, "{ip}"),
+            HostSpec::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl Display for LogDest {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            LogDest::Syslog { facility: None } => f.write_str("syslog"),
+            LogDest::Syslog {
+                facility: Some(fac),
+            } => write!(f, "syslog/{fac}"),
+            LogDest::Stdout => f.write_str("stdout"),
+            LogDest::Stderr => f.write_str("stderr"),
+            LogDest::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Display for PortMatch {
+    /// The `port ...` suffix of an address; empty for any port.
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            PortMatch::Any => Ok(()),
+            PortMatch::Eq(p) => write!(f, "port = {p}"),
+            PortMatch::Ne(p) => write!(f, "port != {p}"),
+            PortMatch::Ge(p) => write!(f, "port >= {p}"),
+            PortMatch::Le(p) => write!(f, "port <= {p}"),
+            PortMatch::Gt(p) => write!(f, "port > {p}"),
+            PortMatch::Lt(p) => write!(f, "port < {p}"),
+            PortMatch::Range(a, b) => write!(f, "port {a} - {b}"),
+        }
+    }
+}
+
+impl Display for AddrMatch {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrMatch::Any => f.write_str("0/0"),
+            AddrMatch::Net(n) => write!(f, "{n}"),
+            AddrMatch::Name(n) => f.write_str(n),
+            AddrMatch::Domain(d) => write!(f, ".{d}"),
+        }
+    }
+}
+
+impl Display for RuleAddr {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.addr)?;
+        if self.port != PortMatch::Any {
+            write!(f, " {}", self.port)?;
+        }
+        Ok(())
+    }
+}
+
+fn timeouts(out: &mut String, t: &Timeouts, indent: &str) -> fmt::Result {
+    let all = [
+        ("timeout.negotiate", t.negotiate),
+        ("timeout.connect", t.connect),
+        ("timeout.io.tcp", t.io_tcp),
+        ("timeout.io.udp", t.io_udp),
+        ("timeout.tcp_fin_wait", t.tcp_fin_wait),
+    ];
+    for (k, v) in all {
+        if let Some(v) = v {
+            writeln!(out, "{indent}{k}: {v}")?;
+        }
+    }
+    Ok(())
+}
+
+fn list<T>(out: &mut String, key: &str, items: &[T], name: impl Fn(&T) -> String) -> fmt::Result {
+    if !items.is_empty() {
+        let v: Vec<String> = items.iter().map(name).collect();
+        writeln!(out, "        {key}: {}", v.join(" "))?;
+    }
+    Ok(())
+}
+
+impl Display for Rule {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        writeln!(s, "{} {} {{", self.kind.name(), self.verdict.name())?;
+        writeln!(s, "        from: {} to: {}", self.from, self.to)?;
+        list(&mut s, "command", &self.command, |c| c.name().to_string())?;
+        list(&mut s, "protocol", &self.protocol, |p| p.name().to_string())?;
+        list(&mut s, "proxyprotocol", &self.proxyprotocol, |p| {
+            p.name().to_string()
+        })?;
+        if !self.clientmethod.is_empty() {
+            writeln!(s, "        clientmethod: {}", methods(&self.clientmethod))?;
+        }
+        if !self.socksmethod.is_empty() {
+            writeln!(s, "        socksmethod: {}", methods(&self.socksmethod))?;
+        }
+        list(&mut s, "user", &self.user, |u| u.clone())?;
+        list(&mut s, "group", &self.group, |g| g.clone())?;
+        list(&mut s, "log", &self.log.names(), |l| l.to_string())?;
+        timeouts(&mut s, &self.timeout, "        ")?;
+        if let Some((a, b)) = self.udp_portrange {
+            writeln!(s, "        udp.portrange: {a}-{b}")?;
+        }
+        s.push_str("}\n");
+        f.write_str(&s)
+    }
+}
+
+impl Display for Config {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        let dests = |d: &[LogDest]| {
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !self.logoutput.is_empty() {
+            writeln!(s, "logoutput: {}", dests(&self.logoutput))?;
+        }
+        if !self.errorlog.is_empty() {
+            writeln!(s, "errorlog: {}", dests(&self.errorlog))?;
+        }
+        if let Some(d) = self.debug {
+            writeln!(s, "debug: {d}")?;
+        }
+        if self.internal_protocol != Default::default() {
+            writeln!(s, "internal.protocol: {}", families(self.internal_protocol))?;
+        }
+        for a in &self.internal {
+            writeln!(s, "internal: {} port = {}", a.host, a.port)?;
+        }
+        if self.external_protocol != Default::default() {
+            writeln!(s, "external.protocol: {}", families(self.external_protocol))?;
+        }
+        for a in &self.external {
+            writeln!(s, "external: {}", a.host)?;
+        }
+        match self.external_rotation {
+            Rotation::None => {}
+            Rotation::Route => writeln!(s, "external.rotation: route")?,
+            Rotation::SameSame => writeln!(s, "external.rotation: same-same")?,
+        }
+        if !self.socksmethod.is_empty() {
+            writeln!(s, "socksmethod: {}", methods(&self.socksmethod))?;
+        }
+        if !self.clientmethod.is_empty() {
+            writeln!(s, "clientmethod: {}", methods(&self.clientmethod))?;
+        }
+        let users = [
+            ("user.privileged", &self.user_privileged),
+            ("user.unprivileged", &self.user_unprivileged),
+            ("user.libwrap", &self.user_libwrap),
+        ];
+        for (k, v) in users {
+            if let Some(v) = v {
+                writeln!(s, "{k}: {v}")?;
+            }
+        }
+        timeouts(&mut s, &self.timeout, "")?;
+        if !self.udp_connectdst {
+            writeln!(s, "udp.connectdst: no")?;
+        }
+        for r in self.client_rules.iter().chain(&self.socks_rules) {
+            s.push('\n');
+            write!(s, "{r}")?;
+        }
+        f.write_str(&s)
+    }
+}

@@ -1,0 +1,394 @@
+//! The support table: every Dante 1.4 keyword, where it may appear, and what rsockd does with it.
+//!
+//! This is the one place that decides whether a recognised keyword is implemented, warned about,
+//! rejected like Dante rejects it, or "not supported yet". When the server learns a feature,
+//! flip its entry from `NotYet` to `Implemented` (keywords with a model field, such as
+//! `udp.portrange`, `user`, `group` and the methods, are already parsed into the model).
+
+use crate::model::Method;
+
+/// What rsockd does with a keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Parsed into the model and acted upon.
+    Implemented,
+    /// Another spelling of `of`, applied silently (Dante does not warn either).
+    Alias { of: &'static str },
+    /// Deprecated spelling of `replacement`: applied as that keyword, with a warning.
+    Deprecated { replacement: &'static str },
+    /// Accepted with a warning and no effect, as Dante only warns.
+    Ignored { reason: &'static str },
+    /// A hard error, as in Dante.
+    Rejected { reason: &'static str },
+    /// Recognised, not implemented by rsockd yet: an error naming the keyword.
+    NotYet { detail: &'static str },
+    /// Depends on the value: see [`value_status`].
+    ByValue,
+}
+
+/// Where a keyword may appear (bit set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place(u8);
+
+impl Place {
+    pub const GLOBAL: Place = Place(1);
+    pub const CLIENT: Place = Place(2);
+    pub const SOCKS: Place = Place(4);
+    pub const HOSTID: Place = Place(8);
+    pub const ROUTE: Place = Place(16);
+    pub const MONITOR: Place = Place(32);
+    /// Top-level objects (`client`, `socks`, `route`, ...).
+    pub const OBJECT: Place = Place(64);
+
+    const fn or(self, o: Place) -> Place {
+        Place(self.0 | o.0)
+    }
+
+    /// True if every place in `o` is in `self`.
+    pub fn contains(self, o: Place) -> bool {
+        self.0 & o.0 == o.0
+    }
+}
+
+const G: Place = Place::GLOBAL;
+const C: Place = Place::CLIENT;
+const S: Place = Place::SOCKS;
+const H: Place = Place::HOSTID;
+const R: Place = Place::ROUTE;
+const M: Place = Place::MONITOR;
+const O: Place = Place::OBJECT;
+const RULES: Place = C.or(S).or(H);
+const GRULES: Place = G.or(RULES);
+
+/// One keyword (or, with `prefix`, a family of keywords sharing a prefix such as `ldap.`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub key: &'static str,
+    pub prefix: bool,
+    pub place: Place,
+    pub status: Status,
+}
+
+const fn e(key: &'static str, place: Place, status: Status) -> Entry {
+    Entry {
+        key,
+        prefix: false,
+        place,
+        status,
+    }
+}
+
+const fn family(key: &'static str, place: Place, status: Status) -> Entry {
+    Entry {
+        key,
+        prefix: true,
+        place,
+        status,
+    }
+}
+
+const IMPL: Status = Status::Implemented;
+const NOT_YET: Status = Status::NotYet { detail: "" };
+const NO_HOSTID: Status = Status::NotYet {
+    detail: "hostid is not supported on this system",
+};
+const NO_LIBWRAP: &str = "rsockd is built without libwrap";
+
+/// Every keyword rsockd recognises.
+pub static KEYWORDS: &[Entry] = &[
+    // Objects.
+    e("client", O, IMPL),
+    e("socks", O, IMPL),
+    e(
+        "pass",
+        O,
+        Status::Deprecated {
+            replacement: "socks pass",
+        },
+    ),
+    e(
+        "block",
+        O,
+        Status::Deprecated {
+            replacement: "socks block",
+        },
+    ),
+    e(
+        "deny",
+        O,
+        Status::Rejected {
+            reason: "'deny' is not a verdict; use 'block'",
+        },
+    ),
+    e("route", O, NOT_YET),
+    e("monitor", O, NOT_YET),
+    e("hostid", O.or(RULES).or(M), NO_HOSTID),
+    // Addresses and the server's own addresses.
+    e("internal", G, IMPL),
+    e("internal.protocol", G, IMPL),
+    e("external", G, IMPL),
+    e("external.protocol", G, IMPL),
+    e("external.rotation", G, IMPL),
+    // Methods and users.
+    e("socksmethod", GRULES, IMPL),
+    e("clientmethod", GRULES, IMPL),
+    e(
+        "method",
+        GRULES.or(R),
+        Status::Deprecated {
+            replacement: "socksmethod",
+        },
+    ),
+    e("user.privileged", G, IMPL),
+    e("user.unprivileged", G, IMPL),
+    e(
+        "user.notprivileged",
+        G,
+        Status::Alias {
+            of: "user.unprivileged",
+        },
+    ),
+    e("user.libwrap", G, Status::Ignored { reason: NO_LIBWRAP }),
+    // Logging.
+    e("logoutput", G, IMPL),
+    e("errorlog", G, IMPL),
+    e("debug", G, IMPL),
+    family("internal.log.", GRULES, NOT_YET),
+    family("external.log.", GRULES, NOT_YET),
+    // Timeouts.
+    e("timeout.negotiate", GRULES, IMPL),
+    e("timeout.connect", GRULES, IMPL),
+    e("timeout.io", GRULES, IMPL),
+    e("timeout.io.tcp", GRULES, IMPL),
+    e("timeout.io.udp", GRULES, IMPL),
+    e("timeout.tcp_fin_wait", GRULES, IMPL),
+    e(
+        "connecttimeout",
+        GRULES,
+        Status::Deprecated {
+            replacement: "timeout.connect",
+        },
+    ),
+    e(
+        "iotimeout",
+        GRULES,
+        Status::Deprecated {
+            replacement: "timeout.io",
+        },
+    ),
+    // Misc server settings.
+    e("udp.connectdst", G, IMPL),
+    e(
+        "child.maxidle",
+        G,
+        Status::Ignored {
+            reason: "obsolete since Dante 1.4.0; idle processes are always reaped",
+        },
+    ),
+    e("localdomain", G, Status::Ignored { reason: "obsolete" }),
+    e(
+        "resolveprotocol",
+        G,
+        Status::Ignored {
+            reason: "only the Dante client library uses it",
+        },
+    ),
+    e("libwrap.hosts_access", G, Status::ByValue),
+    e("libwrap.allow", G, NOT_YET),
+    e("libwrap.deny", G, NOT_YET),
+    e("compatibility", G, Status::ByValue),
+    e("extension", G.or(R), Status::ByValue),
+    e("srchost", G, NOT_YET),
+    family("cpu.", G, NOT_YET),
+    e("child.maxrequests", G, NOT_YET),
+    e("child.maxlifetime", G, NOT_YET),
+    e("route.maxfail", G, NOT_YET),
+    e("route.badexpire", G, NOT_YET),
+    family(
+        "socket.recvbuf.",
+        G,
+        Status::Rejected {
+            reason: "the old buffer syntax is no longer supported; use the socket option \
+                 syntax, e.g. 'internal.tcp.so_rcvbuf'",
+        },
+    ),
+    family(
+        "socket.sendbuf.",
+        G,
+        Status::Rejected {
+            reason: "the old buffer syntax is no longer supported; use the socket option \
+                 syntax, e.g. 'external.tcp.so_sndbuf'",
+        },
+    ),
+    e(
+        "realm",
+        G,
+        Status::Rejected {
+            reason: "'realm' is only used by Covenant, not by a SOCKS server",
+        },
+    ),
+    // Socket options: <side>.<level>.<option>[.<subfield>].
+    family("internal.socket.", GRULES.or(R), NOT_YET),
+    family("internal.ip.", GRULES.or(R), NOT_YET),
+    family("internal.tcp.", GRULES.or(R), NOT_YET),
+    family("internal.udp.", GRULES.or(R), NOT_YET),
+    family("external.socket.", GRULES.or(R), NOT_YET),
+    family("external.ip.", GRULES.or(R), NOT_YET),
+    family("external.tcp.", GRULES.or(R), NOT_YET),
+    family("external.udp.", GRULES.or(R), NOT_YET),
+    // Rule conditions and actions.
+    e("from", RULES.or(R).or(M), IMPL),
+    e("to", RULES.or(R).or(M), IMPL),
+    e("command", S.or(R).or(M), IMPL),
+    e("protocol", S.or(R).or(M), IMPL),
+    e("proxyprotocol", S.or(R), IMPL),
+    e("log", RULES, IMPL),
+    e("user", RULES, NOT_YET),
+    e("group", RULES, NOT_YET),
+    e("udp.portrange", S, NOT_YET),
+    e("hostindex", RULES.or(M), NO_HOSTID),
+    e("libwrap", RULES, NOT_YET),
+    e("bandwidth", RULES, NOT_YET),
+    e("redirect", RULES.or(R), NOT_YET),
+    family("session.", RULES, NOT_YET),
+    e("pam.servicename", RULES, NOT_YET),
+    e(
+        "pamservicename",
+        RULES,
+        Status::Deprecated {
+            replacement: "pam.servicename",
+        },
+    ),
+    e("bsdauth.stylename", S, NOT_YET),
+    e("gssapi.servicename", RULES.or(R), NOT_YET),
+    e("gssapi.keytab", RULES.or(R), NOT_YET),
+    e("gssapi.enctype", RULES.or(R), NOT_YET),
+    e("clientcompatibility", C.or(H).or(R), NOT_YET),
+    family("ldap.", S, NOT_YET),
+    family("pac.", RULES, NOT_YET),
+    // Route-only and monitor-only keywords.
+    e("via", R, NOT_YET),
+    family("alarm.", M, NOT_YET),
+    family("internal.alarm.", M, NOT_YET),
+    family("external.alarm.", M, NOT_YET),
+];
+
+/// Status of a value of a [`Status::ByValue`] keyword, e.g. `("compatibility", "reuseaddr")`.
+pub static VALUES: &[(&str, &str, Status)] = &[
+    ("compatibility", "sameport", NOT_YET),
+    ("compatibility", "draft-5.05", NOT_YET),
+    (
+        "compatibility",
+        "reuseaddr",
+        Status::Rejected {
+            reason:
+                "'compatibility: reuseaddr' is no longer supported (Dante 1.4 rejects it too); \
+                     remove it",
+        },
+    ),
+    ("extension", "bind", NOT_YET),
+    ("libwrap.hosts_access", "yes", NOT_YET),
+    (
+        "libwrap.hosts_access",
+        "no",
+        Status::Ignored { reason: NO_LIBWRAP },
+    ),
+];
+
+/// Looks a keyword up: exact entries first, then families by prefix.
+pub fn lookup(word: &str) -> Option<&'static Entry> {
+    KEYWORDS
+        .iter()
+        .find(|e| !e.prefix && e.key == word)
+        .or_else(|| {
+            KEYWORDS
+                .iter()
+                .find(|e| e.prefix && word.starts_with(e.key) && word.len() > e.key.len())
+        })
+}
+
+/// The status of `value` given to a [`Status::ByValue`] keyword; `None` = not a valid value.
+pub fn value_status(keyword: &str, value: &str) -> Option<Status> {
+    VALUES
+        .iter()
+        .find(|(k, v, _)| *k == keyword && *v == value)
+        .map(|(_, _, s)| *s)
+}
+
+/// The valid values of a [`Status::ByValue`] keyword.
+pub fn values_of(keyword: &str) -> Vec<&'static str> {
+    VALUES
+        .iter()
+        .filter(|(k, _, _)| *k == keyword)
+        .map(|(_, v, _)| *v)
+        .collect()
+}
+
+/// Whether rsockd implements an authentication method yet.
+pub fn method_status(m: Method) -> Status {
+    match m {
+        Method::None => Status::Implemented,
+        _ => Status::NotYet { detail: "" },
+    }
+}
+
+/// The closest known keyword, for "did you mean" hints.
+pub fn suggest(word: &str) -> Option<&'static str> {
+    let word = word.to_ascii_lowercase();
+    let budget = match word.len() {
+        0..=3 => 1,
+        4..=8 => 2,
+        _ => 3,
+    };
+    KEYWORDS
+        .iter()
+        .filter(|e| !e.prefix)
+        .map(|e| (edit_distance(&word, e.key), e.key))
+        .filter(|(d, _)| *d <= budget)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_exact_and_family() {
+        assert_eq!(lookup("internal").map(|e| e.key), Some("internal"));
+        assert_eq!(
+            lookup("internal.tcp.so_rcvbuf").map(|e| e.key),
+            Some("internal.tcp.")
+        );
+        assert_eq!(lookup("ldap.").map(|e| e.key), None);
+        assert!(lookup("nosuch").is_none());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("sockmethod"), Some("socksmethod"));
+        assert_eq!(suggest("interal"), Some("internal"));
+        assert_eq!(suggest("xyzzy-plugh"), None);
+    }
+
+    #[test]
+    fn every_byvalue_keyword_has_values() {
+        for k in KEYWORDS.iter().filter(|e| e.status == Status::ByValue) {
+            assert!(!values_of(k.key).is_empty(), "{}", k.key);
+        }
+    }
+}

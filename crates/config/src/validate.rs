@@ -2,26 +2,24 @@
 //! "can this config start a server" check that `-V` and start run.
 
 use crate::diag::{ConfigError, Diagnostic};
-use crate::model::{Config, Verdict};
+use crate::model::{Config, Rotation};
 
 /// Warnings Dante's checkconfig() gives for a config that parsed.
 pub(crate) fn warnings(file: &str, cfg: &Config) -> Vec<Diagnostic> {
     let mut w = Vec::new();
     if cfg.socksmethod.is_empty() {
-        let passes = cfg
-            .socks_rules
-            .iter()
-            .filter(|r| r.verdict == Verdict::Pass)
-            .count();
-        let mut msg = "no socks authentication methods enabled (no 'socksmethod:' line); \
-                       all socks requests will be blocked after negotiation"
-            .to_string();
-        if passes > 0 {
-            msg.push_str(&format!(
-                ", so no socks pass rule ({passes} in the file) can ever match"
-            ));
-        }
-        w.push(Diagnostic::whole_file(file, msg));
+        w.push(Diagnostic::whole_file(
+            file,
+            "no socks authentication methods enabled (no 'socksmethod:' line); all socks \
+             requests will be blocked after negotiation",
+        ));
+    }
+    if cfg.external.len() > 1 && cfg.external_rotation == Rotation::None {
+        w.push(Diagnostic::whole_file(
+            file,
+            "more than one external address given, but with 'external.rotation: none' only \
+             the first one is used",
+        ));
     }
     w
 }

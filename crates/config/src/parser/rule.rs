@@ -153,6 +153,17 @@ impl<'a> Parser<'a> {
         if !(from && to) {
             self.error(start, "a rule needs both 'from:' and 'to:'");
         }
+        if kind == RuleKind::Socks && rule.socksmethod.is_empty() && self.cfg.socksmethod.is_empty()
+        {
+            // Dante's checkrule() warning: the rule inherits the empty global list.
+            self.warn(
+                start,
+                format!(
+                    "socks-rule #{number} sets no socks authentication methods, not even 'none'; \
+                     no client can ever match it"
+                ),
+            );
+        }
         match kind {
             RuleKind::Client => self.cfg.client_rules.push(rule),
             RuleKind::Socks => self.cfg.socks_rules.push(rule),

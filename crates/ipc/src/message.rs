@@ -119,7 +119,10 @@ pub struct Handoff {
 pub enum Control {
     /// A configuration to use from now on; one descriptor (a memfd holding the text) comes
     /// with it. `file` names the file the text came from, for diagnostics.
-    Config { generation: u64, file: String },
+    Config {
+        generation: u64,
+        file: String,
+    },
     Session(Box<Handoff>),
     /// Log a state dump (SIGUSR1).
     DumpState,

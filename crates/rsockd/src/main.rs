@@ -1,2 +1,244 @@
+//! rsockd: a SOCKS server that reads Dante's sockd.conf and takes Dante's flags.
+//!
+//! `main` parses the command line, validates the configuration, binds the listening sockets,
+//! detaches and drops privileges (all before any thread exists), then runs mother 1. Child
+//! roles are this same binary exec'ed with a hidden `--role` argument.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use rsockd_server::log;
+use rsockd_server::roles::{self, mother::MotherArgs};
+use rsockd_server::settings::{Flags, Settings};
+
+/// The safe default `scripts/run.sh` uses: loopback only, so never an open proxy.
+const DEFAULT_CONFIG: &str = "\
+# rsockd built-in default: safe to run anywhere.
+# Listens on loopback only and serves only loopback clients: never an open proxy.
+logoutput: stderr
+internal: 127.0.0.1 port = 1080
+# rsockd extension: a wildcard external address lets the kernel pick the source address.
+external: 0.0.0.0
+external: ::
+socksmethod: none
+client pass { from: 127.0.0.0/8 to: 0/0 log: error }
+client block { from: 0/0 to: 0/0 log: connect error }
+socks pass { from: 127.0.0.0/8 to: 0/0 log: connect disconnect error }
+";
+
+const LICENCE: &str = "rsockd is distributed under the BSD 3-clause licence.\n\
+It reads configuration files written for Dante, which is Copyright (c) Inferno Nettverk A/S;\n\
+rsockd contains no Dante code.\n";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = if args.first().map(String::as_str) == Some("--role") {
+        run_role(&args)
+    } else {
+        run_main(&args)
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Hidden arguments of child processes: `--role relay --id M.K [-d N] [-n]`.
+fn run_role(args: &[String]) -> i32 {
+    let mut role = None;
+    let mut id = String::from("?");
+    let mut flags = Flags::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--role" => role = it.next().cloned(),
+            "--id" => id = it.next().cloned().unwrap_or_default(),
+            "-d" => flags.debug = it.next().and_then(|v| v.parse().ok()),
+            "-n" => flags.no_keepalive = true,
+            other => {
+                log::error(&format!("internal role: unexpected argument \"{other}\""));
+                return 2;
+            }
+        }
+    }
+    let Some(ctl) = rsockd_sys::spawn::inherited_fd(roles::CTL_FD) else {
+        log::error("internal role: no control channel; this mode is started by rsockd itself");
+        return 2;
+    };
+    match role.as_deref() {
+        Some("relay") => roles::relay::run(id, ctl, flags),
+        _ => {
+            log::error("internal role: unknown role");
+            2
+        }
+    }
+}
+
+fn version(level: u32) -> String {
+    let mut s = format!("rsockd v{}\n", env!("CARGO_PKG_VERSION"));
+    if level > 1 {
+        s.push_str("build: relay-processes seqpacket-handoff happy-eyeballs socks4a\n");
+    }
+    s
+}
+
+fn run_main(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some("--print-default-config") {
+        print!("{DEFAULT_CONFIG}");
+        return 0;
+    }
+    let cli = match cli::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rsockd: {e}\n{}", cli::usage());
+            return 1;
+        }
+    };
+    if cli.help {
+        print!("{}", cli::usage());
+        return 0;
+    }
+    if cli.version > 0 {
+        print!("{}", version(cli.version));
+        return 0;
+    }
+    if cli.licence {
+        print!("{LICENCE}");
+        return 0;
+    }
+    let file = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| cli::DEFAULT_CONFIG.to_string());
+    let flags = Flags {
+        debug: cli.debug,
+        no_keepalive: cli.no_keepalive,
+    };
+    let of = cli.mothers;
+    let (settings, warnings) = match Settings::load(&file, 1, flags) {
+        Ok(ok) => ok,
+        Err(e) => {
+            log::error(&e.to_string());
+            log::alert(&format!("mother[1/{of}]: shutting down"));
+            return 1;
+        }
+    };
+    for w in &warnings {
+        log::warning(w);
+    }
+    let addrs = match settings.listen_addrs() {
+        Ok(a) => a,
+        Err(e) => {
+            log::error(&e.to_string());
+            return 1;
+        }
+    };
+    let unprivileged = match resolve_users(&settings) {
+        Ok(u) => u,
+        Err(e) => {
+            log::error(&e);
+            return 1;
+        }
+    };
+    if cli.verify {
+        return 0;
+    }
+    if let Err(e) = settings.install_logging() {
+        log::error(&e.to_string());
+        return 1;
+    }
+    let mut listeners = Vec::new();
+    for a in addrs {
+        match rsockd_server::net::listen::bind(a) {
+            Ok(s) => listeners.push((a, s.into())),
+            Err(e) => {
+                log::error(&format!("{e}"));
+                log::alert(&format!("mother[1/{of}]: shutting down"));
+                return 1;
+            }
+        }
+    }
+    if cli.detach {
+        if let Err(e) = rsockd_sys::daemon::daemonize() {
+            log::error(&format!("cannot detach: {e}"));
+            return 1;
+        }
+    }
+    let pidpath = cli
+        .pidfile
+        .clone()
+        .or_else(|| rsockd_sys::privs::is_root().then(|| cli::DEFAULT_PIDFILE.to_string()));
+    let pidfile = match pidpath {
+        Some(p) => match write_pidfile(&p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                log::error(&format!("cannot write pidfile {p}: {e}"));
+                return 1;
+            }
+        },
+        None => None,
+    };
+    rsockd_sys::process::raise_nofile();
+    if let Err(e) = rsockd_sys::process::set_subreaper() {
+        log::warning(&format!("cannot become a child subreaper: {e}"));
+    }
+    if let Some((to, saved)) = unprivileged {
+        if let Err(e) = rsockd_sys::privs::drop_to(&to, saved) {
+            log::error(&format!("cannot switch to user {}: {e}", to.name));
+            return 1;
+        }
+    } else if rsockd_sys::privs::is_root() {
+        log::warning("setting the unprivileged uid to 0 is not recommended for security reasons");
+    }
+    let relays = (rsockd_sys::process::cpus() / of as usize).max(1);
+    roles::mother::run(MotherArgs {
+        index: 1,
+        of,
+        flags,
+        settings,
+        listeners,
+        pidfile,
+        relays,
+    })
+}
+
+/// The account to run as, and the uid to keep as saved uid (Dante keeps its privileged uid).
+fn resolve_users(s: &Settings) -> Result<Option<(rsockd_sys::privs::Account, u32)>, String> {
+    let look = |kw: &str, name: &str| -> Result<rsockd_sys::privs::Account, String> {
+        match rsockd_sys::privs::lookup(name) {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(format!("{}: {kw}: no such user \"{name}\"", s.file)),
+            Err(e) => Err(format!("{}: {kw}: cannot look up \"{name}\": {e}", s.file)),
+        }
+    };
+    let privileged = match &s.config.user_privileged {
+        Some(n) => Some(look("user.privileged", n)?),
+        None => None,
+    };
+    let Some(name) = &s.config.user_unprivileged else {
+        return Ok(None);
+    };
+    let un = look("user.unprivileged", name)?;
+    if !rsockd_sys::privs::is_root() {
+        if rsockd_sys::privs::euid() != un.uid {
+            log::warning(&format!(
+                "user.unprivileged: not running as root, so staying uid {} instead of \"{}\"",
+                rsockd_sys::privs::euid(),
+                un.name
+            ));
+        }
+        return Ok(None);
+    }
+    let saved = privileged.map(|p| p.uid).unwrap_or(0);
+    Ok(Some((un, saved)))
+}
+
+fn write_pidfile(path: &str) -> std::io::Result<std::fs::File> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}

@@ -76,7 +76,8 @@ pub fn recv(sock: impl AsFd, buf: &mut [u8]) -> io::Result<Received> {
             fds.extend(iter);
         }
     }
-    let truncated = msg.flags.contains(ReturnFlags::TRUNC) || msg.flags.contains(ReturnFlags::CTRUNC);
+    let truncated =
+        msg.flags.contains(ReturnFlags::TRUNC) || msg.flags.contains(ReturnFlags::CTRUNC);
     Ok(Received {
         len: msg.bytes,
         fds,
@@ -102,7 +103,11 @@ mod tests {
         assert!(!r.truncated);
         for fd in &r.fds {
             let flags = rustix::io::fcntl_getfd(fd).unwrap();
-            assert!(flags.contains(rustix::io::FdFlags::CLOEXEC), "fd {}", fd.as_raw_fd());
+            assert!(
+                flags.contains(rustix::io::FdFlags::CLOEXEC),
+                "fd {}",
+                fd.as_raw_fd()
+            );
         }
     }
 

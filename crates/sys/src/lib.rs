@@ -4,7 +4,9 @@
 //! `SAFETY:` comment. Everything here is a thin, synchronous wrapper: policy stays in the
 //! server crate.
 
+pub mod asyncfd;
 pub mod daemon;
+pub mod dns;
 pub mod fdpass;
 pub mod localtime;
 pub mod privs;

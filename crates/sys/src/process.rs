@@ -53,7 +53,9 @@ pub fn raise_nofile() -> u64 {
 
 /// The parent's pid.
 pub fn parent() -> i32 {
-    rustix::process::getppid().map(|p| p.as_raw_pid()).unwrap_or(0)
+    rustix::process::getppid()
+        .map(|p| p.as_raw_pid())
+        .unwrap_or(0)
 }
 
 /// Sends `sig` to `pid`; errors (such as ESRCH) are returned to the caller.

@@ -28,3 +28,46 @@ pub fn spawn_self(arg0: &str, args: &[String], fds: Vec<(OwnedFd, RawFd)>) -> io
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     cmd.spawn()
 }
+
+/// Claims descriptor `fd`, which our parent mapped into this process at exec (see
+/// `spawn_self`). Returns None if it is not open. Each number can be claimed once.
+pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    use std::sync::Mutex;
+    static CLAIMED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+    let mut claimed = CLAIMED.lock().ok()?;
+    if fd < 3 || claimed.contains(&fd) {
+        return None;
+    }
+    // SAFETY: F_GETFD only queries the descriptor table entry; it touches no memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return None;
+    }
+    // SAFETY: fd is open (checked above), was placed here by our parent for us, is not owned
+    // by any other object in this process (nothing else opens fixed numbers >= 3 before
+    // this is called at startup), and can be claimed only once (CLAIMED).
+    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // Mapped descriptors arrive without CLOEXEC; set it so they never leak further.
+    let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
+    claimed.push(fd);
+    Some(owned)
+}
+
+/// A sealed-size in-memory file holding `text`, to hand a configuration to a child.
+pub fn memfd_with(name: &str, text: &[u8]) -> io::Result<OwnedFd> {
+    use std::io::Write;
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(text)?;
+    Ok(f.into())
+}
+
+/// Reads a whole memfd received from the parent, without moving its shared offset.
+pub fn read_memfd(fd: OwnedFd) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::from(fd);
+    let len = f.metadata()?.len() as usize;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}

@@ -36,7 +36,13 @@ pub fn facility(name: &str) -> Option<libc::c_int> {
 pub fn open(ident: &str) {
     let id = IDENT.get_or_init(|| CString::new(ident).unwrap_or_default());
     // SAFETY: `id` lives in a static for the rest of the process, as openlog requires.
-    unsafe { libc::openlog(id.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, libc::LOG_DAEMON) };
+    unsafe {
+        libc::openlog(
+            id.as_ptr(),
+            libc::LOG_PID | libc::LOG_NDELAY,
+            libc::LOG_DAEMON,
+        )
+    };
 }
 
 /// Sends one message at `priority` (a LOG_* level) to `facility`.

@@ -1,0 +1,385 @@
+//! Black-box harness: starts the real rsockd binary with a config in a temp dir, waits for its
+//! `READY=1` (sd_notify, no sleeps), learns its port from the log, and talks to it over real
+//! loopback sockets. Processes are ended by PID, only the ones we started.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rsockd");
+
+/// Each server listens on its own 127.0.0.x address so parallel tests never collide and
+/// TIME_WAIT sockets spread out.
+pub fn next_loopback() -> Ipv4Addr {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    Ipv4Addr::new(
+        127,
+        1 + (pid % 200) as u8,
+        (n / 250) as u8,
+        1 + (n % 250) as u8,
+    )
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub pid: i32,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub ip: Ipv4Addr,
+    pub log: PathBuf,
+    pub conf: PathBuf,
+}
+
+/// What every test config starts with; `{IP}` is replaced by the server's loopback address.
+pub fn base_config(body: &str) -> String {
+    format!("internal: {{IP}} port = 0\nexternal: 127.0.0.1\nsocksmethod: none\n{body}\n")
+}
+
+/// A permissive rule set for tests that are not about rules.
+pub const OPEN_RULES: &str = "client pass { from: 0/0 to: 0/0 log: connect disconnect error }\n\
+socks pass { from: 0/0 to: 0/0 log: connect disconnect error }\n";
+
+fn wait_ready(sock: &UnixDatagram, child: &mut Child, deadline: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                return Ok(());
+            }
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("rsockd exited early: {st}"));
+        }
+    }
+    Err("rsockd did not become ready".into())
+}
+
+impl Server {
+    /// Starts rsockd with `conf` (a full config text; `{IP}` and `{DIR}` are substituted and a
+    /// `logoutput:` line to a file is added) and extra command-line arguments.
+    pub fn start_with(conf: &str, args: &[&str]) -> Server {
+        Self::try_start(conf, args).unwrap()
+    }
+
+    pub fn start(conf: &str) -> Server {
+        Self::start_with(conf, &[])
+    }
+
+    pub fn try_start(conf: &str, args: &[&str]) -> Result<Server, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = next_loopback();
+        let log = dir.path().join("rsockd.log");
+        let conf_path = dir.path().join("rsockd.conf");
+        let text = format!(
+            "logoutput: {}\n{}",
+            log.display(),
+            conf.replace("{IP}", &ip.to_string())
+                .replace("{DIR}", &dir.path().display().to_string())
+        );
+        std::fs::write(&conf_path, text).unwrap();
+        let notify_name = format!("rsockd-test-{}-{}", std::process::id(), ip);
+        let notify =
+            UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(notify_name.as_bytes()).unwrap())
+                .unwrap();
+        let mut child = Command::new(BIN)
+            .arg("-f")
+            .arg(&conf_path)
+            .args(args)
+            .env("NOTIFY_SOCKET", format!("@{notify_name}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Err(e) = wait_ready(&notify, &mut child, Duration::from_secs(30)) {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            let logtext = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = child.wait();
+            return Err(format!("{e}\nstderr: {err}\nlog: {logtext}"));
+        }
+        let pid = child.id() as i32;
+        let logtext = std::fs::read_to_string(&log).unwrap_or_default();
+        let port = logtext
+            .lines()
+            .find_map(|l| {
+                let rest = l.split("accepting clients on ").nth(1)?;
+                let port = rest.rsplit('.').next()?;
+                port.trim().parse::<u16>().ok()
+            })
+            .ok_or_else(|| format!("no listening port in the log:\n{logtext}"))?;
+        Ok(Server {
+            child: Some(child),
+            pid,
+            addr: SocketAddr::from((ip, port)),
+            ip,
+            dir,
+            log,
+            conf: conf_path,
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls the log until `pred` holds for it, or panics with the log after `secs`.
+    pub fn wait_log(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let t = self.log_text();
+            if pred(&t) {
+                return t;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("timed out waiting for {what}; log:\n{t}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        assert_eq!(
+            unsafe_free_kill(self.pid, sig),
+            0,
+            "kill {sig} {}",
+            self.pid
+        );
+    }
+
+    /// Child pids of the mother (its relays).
+    pub fn children(&self) -> Vec<i32> {
+        children_of(self.pid)
+    }
+
+    /// Waits until the mother exits; returns its exit code.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// `kill(2)` through the `kill` command, so tests need no unsafe code.
+pub fn unsafe_free_kill(pid: i32, sig: i32) -> i32 {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    if st.success() {
+        0
+    } else {
+        1
+    }
+}
+
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+                if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                    let f: Vec<&str> = rest.split_whitespace().collect();
+                    if f.get(1).and_then(|x| x.parse::<i32>().ok()) == Some(pid) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let kids = self.children();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for k in kids {
+            unsafe_free_kill(k, 9);
+        }
+    }
+}
+
+/// A TCP echo server on its own thread; `addr` is where it listens.
+pub struct Echo {
+    pub addr: SocketAddr,
+}
+
+pub fn echo_server() -> Echo {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = s.shutdown(Shutdown::Write);
+                            break;
+                        }
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Echo { addr }
+}
+
+/// A tiny HTTP server answering every request with `body`.
+pub fn http_server(body: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok() {
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    line.clear();
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// SOCKS5 greeting (method none) + CONNECT to `target`; returns the stream and the reply code.
+pub fn socks5_connect(proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u8) {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = vec![5, 1, 0, 5, 1, 0];
+    match target {
+        SocketAddr::V4(a) => {
+            req.push(1);
+            req.extend_from_slice(&a.ip().octets());
+        }
+        SocketAddr::V6(a) => {
+            req.push(4);
+            req.extend_from_slice(&a.ip().octets());
+        }
+    }
+    req.extend_from_slice(&target.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut sel = [0u8; 2];
+    s.read_exact(&mut sel).unwrap();
+    assert_eq!(sel, [5, 0]);
+    let rep = read_socks5_reply(&mut s);
+    (s, rep)
+}
+
+/// Reads a whole SOCKS5 reply and returns REP.
+pub fn read_socks5_reply(s: &mut TcpStream) -> u8 {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 5, "reply version");
+    let len = match head[3] {
+        1 => 4,
+        4 => 16,
+        3 => {
+            let mut l = [0u8; 1];
+            s.read_exact(&mut l).unwrap();
+            l[0] as usize
+        }
+        t => panic!("bad ATYP {t} in reply"),
+    };
+    let mut rest = vec![0u8; len + 2];
+    s.read_exact(&mut rest).unwrap();
+    head[1]
+}
+
+/// Reads until EOF (or error) and returns what came.
+pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v);
+    v
+}
+
+/// True when the peer closed `s` (EOF or reset) within `secs`.
+pub fn closed_within(s: &mut TcpStream, secs: u64) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+pub fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}

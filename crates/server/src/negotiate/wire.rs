@@ -1,0 +1,100 @@
+//! Buffered reading of SOCKS messages from the client, one decoder call per arrival of bytes.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::NegError;
+
+/// Bytes read per call; also bounds what we can read past the request.
+const CHUNK: usize = 4096;
+/// Hard cap of buffered negotiation bytes; every decoder refuses long before this.
+const MAX_BUFFERED: usize = 16 * 1024;
+
+/// The client connection plus the bytes read but not yet decoded.
+pub struct Wire<S> {
+    io: S,
+    buf: Vec<u8>,
+    /// Bytes read so far (for Dante's "error after reading N bytes" line).
+    read_total: usize,
+    started: Instant,
+}
+
+impl<S: AsyncRead + Unpin> Wire<S> {
+    pub fn new(io: S) -> Self {
+        Wire {
+            io,
+            buf: Vec::with_capacity(512),
+            read_total: 0,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn io(&mut self) -> &mut S {
+        &mut self.io
+    }
+
+    pub fn read_total(&self) -> usize {
+        self.read_total
+    }
+
+    pub fn elapsed_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    /// Gives back the connection and the bytes read past the last message.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.io, self.buf)
+    }
+
+    async fn fill(&mut self) -> Result<(), NegError> {
+        if self.buf.len() >= MAX_BUFFERED {
+            return Err(NegError::Io(std::io::Error::other("request too long")));
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + CHUNK, 0);
+        let n = self.io.read(&mut self.buf[old..]).await;
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(old);
+                return Err(NegError::Io(e));
+            }
+        };
+        self.buf.truncate(old + n);
+        if n == 0 {
+            return Err(NegError::Eof);
+        }
+        self.read_total += n;
+        Ok(())
+    }
+
+    /// The first byte (the SOCKS version), without consuming it.
+    pub async fn peek_byte(&mut self) -> Result<u8, NegError> {
+        loop {
+            if let Some(&b) = self.buf.first() {
+                return Ok(b);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Decodes the next message, reading more bytes while the decoder asks for them.
+    pub async fn next<T, E>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
+    ) -> Result<T, NegError>
+    where
+        NegError: From<E>,
+    {
+        loop {
+            if !self.buf.is_empty() {
+                if let Some((msg, used)) = decode(&self.buf)? {
+                    self.buf.drain(..used);
+                    return Ok(msg);
+                }
+            }
+            self.fill().await?;
+        }
+    }
+}

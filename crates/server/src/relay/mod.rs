@@ -1,0 +1,4 @@
+//! Relaying established sessions (runs in relay processes).
+
+pub mod buffers;
+pub mod tcp;

@@ -1,0 +1,315 @@
+//! The TCP relay: both directions of one session, with Dante's semantics.
+//!
+//! - No byte lost or reordered: each chunk read is written in full before the next read.
+//! - Half-close: EOF from one side becomes a FIN (shutdown(SHUT_WR)) to the other, and the other
+//!   direction keeps flowing until it ends too.
+//! - RST: a reset (or a write error) on one side resets the other (SO_LINGER 0, then close).
+//! - `timeout.io`: the session ends after that many idle seconds; `timeout.tcp_fin_wait`: a
+//!   half-closed session ends after that many seconds.
+//!
+//! The sockets are used through `&TcpStream` readiness (`readable`/`try_read`), so the engine
+//! can later switch a direction to splice(2) without changing its shape.
+
+use std::cell::Cell;
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::buffers::PooledBuf;
+
+/// Which way bytes flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    ClientToTarget,
+    TargetToClient,
+}
+
+/// Live byte counters and idle clock of a session, shared with the state dump.
+#[derive(Debug)]
+pub struct Stats {
+    pub from_client: Cell<u64>,
+    pub to_client: Cell<u64>,
+    pub from_target: Cell<u64>,
+    pub to_target: Cell<u64>,
+    pub last_io: Cell<Instant>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            from_client: Cell::new(0),
+            to_client: Cell::new(0),
+            from_target: Cell::new(0),
+            to_target: Cell::new(0),
+            last_io: Cell::new(Instant::now()),
+        }
+    }
+}
+
+/// How a session ended, in Dante's words (see `Display`).
+#[derive(Debug)]
+pub enum End {
+    ClientClosed,
+    TargetClosed,
+    ClientError(io::Error),
+    TargetError(io::Error),
+    IoTimeout,
+    FinWaitTimeout,
+}
+
+fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::ClientClosed => f.write_str("local client closed"),
+            End::TargetClosed => f.write_str("remote peer closed"),
+            End::ClientError(e) => write!(f, "local client error ({})", errno_text(e)),
+            End::TargetError(e) => write!(f, "remote peer error ({})", errno_text(e)),
+            End::IoTimeout => f.write_str("i/o timeout"),
+            End::FinWaitTimeout => f.write_str("tcp_fin_wait timeout"),
+        }
+    }
+}
+
+/// Relay options taken from the session's rule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub io_timeout: Option<Duration>,
+    pub fin_wait: Option<Duration>,
+}
+
+enum PumpError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        dst.writable().await?;
+        match dst.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `data` to `dst` completely (used for the reply and prefetched bytes).
+pub async fn send_all(dst: &TcpStream, data: &[u8]) -> io::Result<()> {
+    write_all(dst, data).await
+}
+
+/// Copies `src` to `dst` until EOF (then half-closes `dst`) or an error.
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    read_count: &Cell<u64>,
+    write_count: &Cell<u64>,
+    last_io: &Cell<Instant>,
+    on_data: &dyn Fn(&[u8]),
+) -> Result<(), PumpError> {
+    loop {
+        src.readable().await.map_err(PumpError::Read)?;
+        let mut buf = PooledBuf::take();
+        let n = match src.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(PumpError::Read(e)),
+        };
+        last_io.set(Instant::now());
+        if n == 0 {
+            on_data(&[]);
+            // The peer may already be gone; the other direction will report that.
+            let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+            return Ok(());
+        }
+        read_count.set(read_count.get() + n as u64);
+        on_data(&buf[..n]);
+        write_all(dst, &buf[..n]).await.map_err(PumpError::Write)?;
+        write_count.set(write_count.get() + n as u64);
+        last_io.set(Instant::now());
+    }
+}
+
+/// Makes the kernel send RST instead of FIN when `s` is closed.
+pub fn reset_on_close(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+/// Relays until both directions end, or an error or timeout ends the session.
+/// `on_data(dir, bytes)` sees every chunk (empty = EOF) for `log: data`/`iooperation`.
+pub async fn relay(
+    client: &TcpStream,
+    target: &TcpStream,
+    stats: &Stats,
+    opts: Options,
+    on_data: &dyn Fn(Dir, &[u8]),
+) -> End {
+    let c2t_log = |b: &[u8]| on_data(Dir::ClientToTarget, b);
+    let t2c_log = |b: &[u8]| on_data(Dir::TargetToClient, b);
+    let c2t = pump(
+        client,
+        target,
+        &stats.from_client,
+        &stats.to_target,
+        &stats.last_io,
+        &c2t_log,
+    );
+    let t2c = pump(
+        target,
+        client,
+        &stats.from_target,
+        &stats.to_client,
+        &stats.last_io,
+        &t2c_log,
+    );
+    tokio::pin!(c2t, t2c);
+    let mut c2t_done = false;
+    let mut t2c_done = false;
+    let mut first_close: Option<End> = None;
+    let far_future = Instant::now() + Duration::from_secs(86400 * 365);
+    let idle = tokio::time::sleep_until(match opts.io_timeout {
+        Some(t) => stats.last_io.get() + t,
+        None => far_future,
+    });
+    let fin = tokio::time::sleep_until(far_future);
+    tokio::pin!(idle, fin);
+    loop {
+        if c2t_done && t2c_done {
+            return first_close.unwrap_or(End::ClientClosed);
+        }
+        tokio::select! {
+            r = &mut c2t, if !c2t_done => {
+                c2t_done = true;
+                match r {
+                    Ok(()) => {
+                        first_close.get_or_insert(End::ClientClosed);
+                        if let Some(t) = opts.fin_wait {
+                            fin.as_mut().reset(Instant::now() + t);
+                        }
+                    }
+                    Err(PumpError::Read(e)) => { reset_on_close(target); return End::ClientError(e); }
+                    Err(PumpError::Write(e)) => { reset_on_close(client); return End::TargetError(e); }
+                }
+            }
+            r = &mut t2c, if !t2c_done => {
+                t2c_done = true;
+                match r {
+                    Ok(()) => {
+                        first_close.get_or_insert(End::TargetClosed);
+                        if let Some(t) = opts.fin_wait {
+                            fin.as_mut().reset(Instant::now() + t);
+                        }
+                    }
+                    Err(PumpError::Read(e)) => { reset_on_close(client); return End::TargetError(e); }
+                    Err(PumpError::Write(e)) => { reset_on_close(target); return End::ClientError(e); }
+                }
+            }
+            _ = &mut idle => {
+                let t = opts.io_timeout.unwrap_or(Duration::ZERO);
+                let deadline = stats.last_io.get() + t;
+                if Instant::now() >= deadline {
+                    return End::IoTimeout;
+                }
+                idle.as_mut().reset(deadline);
+            }
+            _ = &mut fin => return End::FinWaitTimeout,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Two connected pairs: (outer client, relay's client side), (relay's target side, outer target).
+    async fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (d, _) = l.accept().await.unwrap();
+        ((a, b), (c, d))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn half_close_both_ways_keeps_bytes() {
+        let ((mut outer_c, relay_c), (relay_t, mut outer_t)) = pairs().await;
+        let stats = Stats::default();
+        let job = async { relay(&relay_c, &relay_t, &stats, Options::default(), &|_, _| {}).await };
+        let peers = async {
+            outer_c.write_all(b"request").await.unwrap();
+            outer_c.shutdown().await.unwrap(); // client half-closes
+            let mut got = Vec::new();
+            outer_t.read_to_end(&mut got).await.unwrap(); // target sees EOF after the bytes
+            assert_eq!(got, b"request");
+            outer_t.write_all(b"response after FIN").await.unwrap();
+            outer_t.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            outer_c.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"response after FIN");
+        };
+        let (end, ()) = tokio::join!(job, peers);
+        assert!(matches!(end, End::ClientClosed), "{end:?}");
+        assert_eq!(stats.from_client.get(), 7);
+        assert_eq!(stats.to_client.get(), 18);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reset_is_passed_on() {
+        let ((outer_c, relay_c), (relay_t, mut outer_t)) = pairs().await;
+        let stats = Stats::default();
+        let job = async { relay(&relay_c, &relay_t, &stats, Options::default(), &|_, _| {}).await };
+        let peers = async {
+            reset_on_close(&outer_c);
+            drop(outer_c);
+            let mut buf = [0u8; 8];
+            let r = outer_t.read(&mut buf).await;
+            assert!(
+                matches!(&r, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
+                "{r:?}"
+            );
+        };
+        let (end, ()) = tokio::join!(
+            async {
+                let e = job.await;
+                drop(relay_t);
+                e
+            },
+            peers
+        );
+        assert!(matches!(end, End::ClientError(_)), "{end:?}");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn idle_timeout_ends_session() {
+        let ((_oc, relay_c), (relay_t, _ot)) = pairs().await;
+        let stats = Stats::default();
+        let end = relay(
+            &relay_c,
+            &relay_t,
+            &stats,
+            Options {
+                io_timeout: Some(Duration::from_secs(5)),
+                fin_wait: None,
+            },
+            &|_, _| {},
+        )
+        .await;
+        assert!(matches!(end, End::IoTimeout), "{end:?}");
+    }
+}

@@ -1,0 +1,308 @@
+//! A relay process: receives fully negotiated sessions from its mother over the control channel
+//! (descriptors + the success reply), writes the reply, relays, and logs the session's end.
+//!
+//! If the mother dies, the control channel reads EOF: we log Dante's alert, keep relaying, and
+//! exit when the last session ends, so a mother's death never cuts an established session.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rsockd_ipc::{Control, Handoff, Report, MAX_MESSAGE};
+use tokio::net::TcpStream;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::channel::Channel;
+use crate::log;
+use crate::relay::tcp::{self, Stats};
+use crate::roles::session_log;
+use crate::settings::{Flags, Settings};
+
+/// Sessions this relay holds, for the state dump and the title.
+#[derive(Default)]
+struct Registry {
+    sessions: RefCell<HashMap<u64, (Rc<Handoff>, Rc<Stats>)>>,
+    draining: Cell<bool>,
+}
+
+struct Relay {
+    id: String,
+    chan: Channel,
+    reg: Registry,
+    settings: RefCell<Option<Rc<Settings>>>,
+    flags: Flags,
+    mother_gone: Cell<bool>,
+    done: tokio::sync::Notify,
+}
+
+impl Relay {
+    fn set_title(&self) {
+        let n = self.reg.sessions.borrow().len();
+        rsockd_sys::proctitle::set(&format!("rsockd: relay {}: {n} sessions", self.id));
+    }
+
+    fn finished(&self) -> bool {
+        self.reg.draining.get() && self.reg.sessions.borrow().is_empty()
+    }
+
+    fn dump_state(&self) {
+        let sessions = self.reg.sessions.borrow();
+        log::info(&format!(
+            "relay {}: sessions: {}{}",
+            self.id,
+            sessions.len(),
+            if self.reg.draining.get() {
+                " (draining)"
+            } else {
+                ""
+            }
+        ));
+        for (h, stats) in sessions.values() {
+            log::info(&session_log::dump_line(h, stats));
+        }
+    }
+}
+
+fn apply_config(r: &Relay, file: String, generation: u64, fds: Vec<OwnedFd>) {
+    let Some(fd) = fds.into_iter().next() else {
+        log::error("relay: configuration message without its descriptor");
+        return;
+    };
+    let text = match rsockd_sys::spawn::read_memfd(fd) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Err(e) => {
+            log::error(&format!("relay: cannot read configuration: {e}"));
+            return;
+        }
+    };
+    match Settings::build(&file, text, generation, r.flags) {
+        Ok((s, _warnings)) => {
+            if let Err(e) = s.install_logging() {
+                log::error(&format!("relay: {e}"));
+            }
+            *r.settings.borrow_mut() = Some(Rc::new(s));
+        }
+        // The mother validated this text; failing here means the environment changed (e.g. an
+        // interface vanished). Keep the old configuration, as a reload would.
+        Err(e) => log::error(&format!("relay: configuration refused: {e}")),
+    }
+}
+
+async fn run_session(r: Rc<Relay>, h: Handoff, fds: Vec<OwnedFd>) {
+    let h = Rc::new(h);
+    let mut it = fds.into_iter();
+    let (Some(cfd), Some(tfd)) = (it.next(), it.next()) else {
+        log::error(&format!(
+            "relay: session {} arrived without its descriptors",
+            h.id
+        ));
+        return;
+    };
+    let to_stream = |fd: OwnedFd| -> std::io::Result<TcpStream> {
+        let s = std::net::TcpStream::from(fd);
+        s.set_nonblocking(true)?;
+        TcpStream::from_std(s)
+    };
+    let (client, target) = match (to_stream(cfd), to_stream(tfd)) {
+        (Ok(c), Ok(t)) => (c, t),
+        (Err(e), _) | (_, Err(e)) => {
+            log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
+            return;
+        }
+    };
+    let stats = Rc::new(Stats::default());
+    r.reg
+        .sessions
+        .borrow_mut()
+        .insert(h.id, (h.clone(), stats.clone()));
+    r.set_title();
+
+    let end = async {
+        if let Err(e) = tcp::send_all(&client, &h.reply).await {
+            return tcp::End::ClientError(e);
+        }
+        session_log::connect_opened(&h);
+        if !h.prefetched.is_empty() {
+            stats
+                .from_client
+                .set(stats.from_client.get() + h.prefetched.len() as u64);
+            if let Err(e) = tcp::send_all(&target, &h.prefetched).await {
+                return tcp::End::TargetError(e);
+            }
+            stats
+                .to_target
+                .set(stats.to_target.get() + h.prefetched.len() as u64);
+        }
+        let opts = tcp::Options {
+            io_timeout: (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into())),
+            fin_wait: (h.fin_wait_timeout > 0)
+                .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
+        };
+        let hh = h.clone();
+        let on_data = move |dir, bytes: &[u8]| session_log::io_operation(&hh, dir, bytes);
+        tcp::relay(&client, &target, &stats, opts, &on_data).await
+    }
+    .await;
+    session_log::closed(&h, &stats, &end);
+    drop(client);
+    drop(target);
+    r.reg.sessions.borrow_mut().remove(&h.id);
+    r.set_title();
+    if !r.mother_gone.get() {
+        let _ = r
+            .chan
+            .send(&Report::Closed { id: h.id }.encode(), &[])
+            .await;
+    }
+    if r.finished() {
+        r.done.notify_one();
+    }
+}
+
+async fn control_loop(r: Rc<Relay>) {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let got = match r.chan.recv(&mut buf).await {
+            Ok(g) => g,
+            Err(e) => {
+                log::error(&format!("relay {}: control channel: {e}", r.id));
+                break;
+            }
+        };
+        if got.len == 0 && got.fds.is_empty() {
+            break;
+        }
+        if got.truncated {
+            log::error(&format!(
+                "relay {}: oversized control message dropped",
+                r.id
+            ));
+            continue;
+        }
+        let msg = match Control::decode(&buf[..got.len]) {
+            Ok(m) => m,
+            Err(e) => {
+                log::error(&format!("relay {}: bad control message: {e}", r.id));
+                continue;
+            }
+        };
+        if got.fds.len() != msg.fds() {
+            log::error(&format!(
+                "relay {}: control message came with {} descriptors, expected {}",
+                r.id,
+                got.fds.len(),
+                msg.fds()
+            ));
+            continue;
+        }
+        match msg {
+            Control::Config { generation, file } => {
+                let first = r.settings.borrow().is_none();
+                apply_config(&r, file, generation, got.fds);
+                if first && r.settings.borrow().is_some() {
+                    let ready = Report::Ready {
+                        pid: std::process::id(),
+                    };
+                    let _ = r.chan.send(&ready.encode(), &[]).await;
+                }
+            }
+            Control::Session(h) => {
+                tokio::task::spawn_local(run_session(r.clone(), *h, got.fds));
+            }
+            Control::DumpState => r.dump_state(),
+            Control::Drain => {
+                r.reg.draining.set(true);
+                if r.finished() {
+                    r.done.notify_one();
+                }
+            }
+        }
+    }
+    // EOF: the mother is gone. Dante adds the suffix when our parent is no longer a mother.
+    r.mother_gone.set(true);
+    if !r.reg.draining.get() {
+        let suffix = if rsockd_sys::process::parent() == 1 || !parent_is_rsockd() {
+            ": mother unexpectedly exited"
+        } else {
+            ""
+        };
+        log::alert(&format!(
+            "run_io(): mother unexpectedly closed the IPC control channel{suffix}"
+        ));
+    }
+    r.reg.draining.set(true);
+    if r.finished() {
+        r.done.notify_one();
+    }
+}
+
+/// Our parent is still an rsockd mother (not init or a subreaper that adopted us).
+fn parent_is_rsockd() -> bool {
+    let ppid = rsockd_sys::process::parent();
+    std::fs::read_to_string(format!("/proc/{ppid}/cmdline"))
+        .map(|c| c.starts_with("rsockd: mother"))
+        .unwrap_or(false)
+}
+
+/// Entry point of `--role relay`. Returns the exit code.
+pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
+    rsockd_sys::proctitle::set(&format!("rsockd: relay {id}: 0 sessions"));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error(&format!("relay {id}: cannot start runtime: {e}"));
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let chan = match Channel::new(ctl) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error(&format!("relay {id}: control channel: {e}"));
+                return 1;
+            }
+        };
+        let r = Rc::new(Relay {
+            id,
+            chan,
+            reg: Registry::default(),
+            settings: RefCell::new(None),
+            flags,
+            mother_gone: Cell::new(false),
+            done: tokio::sync::Notify::new(),
+        });
+        tokio::task::spawn_local(control_loop(r.clone()));
+        let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            log::error("relay: cannot install signal handlers");
+            return 1;
+        };
+        loop {
+            tokio::select! {
+                _ = r.done.notified() => {
+                    if r.finished() { return 0; }
+                }
+                _ = hup.recv() => {
+                    // The mother sends the new configuration; here we only reopen log files.
+                    let s = r.settings.borrow().clone();
+                    if let Some(s) = s {
+                        let _ = s.install_logging();
+                    }
+                }
+                _ = usr1.recv() => r.dump_state(),
+                _ = term.recv() => { r.reg.draining.set(true); if r.finished() { return 0; } }
+                _ = int.recv() => { r.reg.draining.set(true); if r.finished() { return 0; } }
+            }
+        }
+    })
+}

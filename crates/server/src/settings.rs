@@ -1,0 +1,262 @@
+//! One loaded configuration, ready to use: the parsed file, its compiled rules, the expanded
+//! interface names, and the command-line overrides. A reload builds a new `Settings` and swaps
+//! it in whole; sessions already running keep what they were handed.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use rsockd_config::{Config, HostSpec, LogDest, Rule};
+use rsockd_rules::RuleSet;
+
+use crate::log::{Dest, Outputs};
+use crate::net::ifaces::Interfaces;
+
+/// Dante's defaults, in seconds (0 = no limit).
+pub const DEFAULT_NEGOTIATE: u32 = 30;
+pub const DEFAULT_CONNECT: u32 = 30;
+pub const DEFAULT_IO_TCP: u32 = 0;
+pub const DEFAULT_FIN_WAIT: u32 = 0;
+
+/// What the command line says that the config file cannot override.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags {
+    /// `-d N`, which overrides `debug:`.
+    pub debug: Option<u32>,
+    /// `-n`: no TCP keep-alive.
+    pub no_keepalive: bool,
+}
+
+impl Flags {
+    /// The same flags as arguments for a child process.
+    pub fn to_args(self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(d) = self.debug {
+            v.push("-d".to_string());
+            v.push(d.to_string());
+        }
+        if self.no_keepalive {
+            v.push("-n".to_string());
+        }
+        v
+    }
+}
+
+pub struct Settings {
+    /// Bumped on every successful reload, so children can tell configurations apart.
+    pub generation: u64,
+    pub file: String,
+    /// The text the configuration came from; children get this exact text.
+    pub text: String,
+    pub config: Config,
+    pub rules: RuleSet,
+    pub ifaces: Interfaces,
+    /// `external:` expanded to addresses, in file order.
+    pub externals: Vec<IpAddr>,
+    pub flags: Flags,
+}
+
+/// A configuration that cannot be used; the text names file, line and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
+fn expand(
+    host: &HostSpec,
+    port: u16,
+    ifaces: &Interfaces,
+    v4: bool,
+    v6: bool,
+) -> Result<Vec<SocketAddr>, String> {
+    let keep = |ip: &IpAddr| (ip.is_ipv4() && v4) || (ip.is_ipv6() && v6);
+    match host {
+        HostSpec::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
+        HostSpec::Name(name) => {
+            if let Some(addrs) = ifaces.addrs(name) {
+                let out: Vec<SocketAddr> = addrs
+                    .into_iter()
+                    .filter(keep)
+                    // Link-local IPv6 addresses need a scope id we do not carry; skip them.
+                    .filter(|ip| match ip {
+                        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+                        IpAddr::V4(_) => true,
+                    })
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect();
+                return Ok(out);
+            }
+            let addrs = (name.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve \"{name}\": {e}"))?;
+            Ok(addrs.filter(|a| keep(&a.ip())).collect())
+        }
+    }
+}
+
+impl Settings {
+    /// Parses and checks `text` as `file`; warnings are returned for the caller to log.
+    pub fn build(
+        file: &str,
+        text: String,
+        generation: u64,
+        flags: Flags,
+    ) -> Result<(Settings, Vec<String>), SettingsError> {
+        let loaded =
+            rsockd_config::parse_str(file, &text).map_err(|e| SettingsError(e.to_string()))?;
+        rsockd_config::check_startable(&loaded.config).map_err(|e| SettingsError(e.to_string()))?;
+        let warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();
+        let config = loaded.config;
+        let ifaces = Interfaces::read();
+        let rules = RuleSet::compile(&config, &|name: &str| ifaces.nets(name))
+            .map_err(|e| SettingsError(format!("{file}: {e}")))?;
+        let mut externals = Vec::new();
+        for e in &config.external {
+            let addrs = expand(
+                &e.host,
+                0,
+                &ifaces,
+                config.external_protocol.ipv4,
+                config.external_protocol.ipv6,
+            )
+            .map_err(|m| SettingsError(format!("{file}:{}: external: {m}", e.line)))?;
+            // Our extension: a wildcard external address (Dante refuses it) means "let the
+            // kernel choose the source address", which the built-in default config uses.
+            for a in addrs {
+                if !externals.contains(&a.ip()) {
+                    externals.push(a.ip());
+                }
+            }
+        }
+        Ok((
+            Settings {
+                generation,
+                file: file.to_string(),
+                text,
+                config,
+                rules,
+                ifaces,
+                externals,
+                flags,
+            },
+            warnings,
+        ))
+    }
+
+    /// Reads and builds from a file.
+    pub fn load(
+        file: &str,
+        generation: u64,
+        flags: Flags,
+    ) -> Result<(Settings, Vec<String>), SettingsError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SettingsError(format!("{file}: cannot read configuration: {e}")))?;
+        Self::build(file, text, generation, flags)
+    }
+
+    /// The `internal:` addresses to listen on.
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, SettingsError> {
+        let mut out = Vec::new();
+        for l in &self.config.internal {
+            let addrs = expand(
+                &l.host,
+                l.port,
+                &self.ifaces,
+                self.config.internal_protocol.ipv4,
+                self.config.internal_protocol.ipv6,
+            )
+            .map_err(|m| SettingsError(format!("{}:{}: internal: {m}", self.file, l.line)))?;
+            for a in addrs {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(SettingsError(format!(
+                "{}: no usable internal address: the interfaces named have no address of the \
+                 families allowed",
+                self.file
+            )));
+        }
+        Ok(out)
+    }
+
+    pub fn debug(&self) -> u32 {
+        self.flags.debug.or(self.config.debug).unwrap_or(0)
+    }
+
+    pub fn keepalive(&self) -> bool {
+        !self.flags.no_keepalive
+    }
+
+    /// Opens the `logoutput`/`errorlog` destinations.
+    pub fn outputs(&self) -> std::io::Result<Outputs> {
+        let open = |dests: &[LogDest]| -> std::io::Result<Vec<Dest>> {
+            let mut v = Vec::new();
+            for d in dests {
+                v.push(match d {
+                    LogDest::Stderr => Dest::Stderr,
+                    LogDest::Stdout => Dest::Stdout,
+                    LogDest::File(p) => {
+                        let p = p.to_string_lossy();
+                        Outputs::open_file(&p).map_err(|e| {
+                            std::io::Error::new(e.kind(), format!("cannot open log file {p}: {e}"))
+                        })?
+                    }
+                    LogDest::Syslog { facility } => {
+                        rsockd_sys::syslog::open("rsockd");
+                        let f = facility
+                            .as_deref()
+                            .and_then(rsockd_sys::syslog::facility)
+                            .unwrap_or(libc::LOG_DAEMON);
+                        Dest::Syslog { facility: f }
+                    }
+                });
+            }
+            Ok(v)
+        };
+        Ok(Outputs::new(
+            open(&self.config.logoutput)?,
+            open(&self.config.errorlog)?,
+        ))
+    }
+
+    /// Installs this configuration's log outputs in the process logger.
+    pub fn install_logging(&self) -> std::io::Result<()> {
+        let out = self.outputs()?;
+        crate::log::install(out, self.debug());
+        Ok(())
+    }
+
+    fn pick(rule: Option<u32>, global: Option<u32>, default: u32) -> Option<Duration> {
+        let secs = rule.or(global).unwrap_or(default);
+        (secs > 0).then(|| Duration::from_secs(secs.into()))
+    }
+
+    pub fn negotiate_timeout(&self, client_rule: Option<&Rule>) -> Option<Duration> {
+        Self::pick(
+            client_rule.and_then(|r| r.timeout.negotiate),
+            self.config.timeout.negotiate,
+            DEFAULT_NEGOTIATE,
+        )
+    }
+
+    pub fn connect_timeout(&self, rule: Option<&Rule>) -> Option<Duration> {
+        Self::pick(
+            rule.and_then(|r| r.timeout.connect),
+            self.config.timeout.connect,
+            DEFAULT_CONNECT,
+        )
+    }
+
+    pub fn io_timeout(&self, rule: Option<&Rule>) -> u32 {
+        rule.and_then(|r| r.timeout.io_tcp)
+            .or(self.config.timeout.io_tcp)
+            .unwrap_or(DEFAULT_IO_TCP)
+    }
+
+    pub fn fin_wait_timeout(&self, rule: Option<&Rule>) -> u32 {
+        rule.and_then(|r| r.timeout.tcp_fin_wait)
+            .or(self.config.timeout.tcp_fin_wait)
+            .unwrap_or(DEFAULT_FIN_WAIT)
+    }
+}

@@ -72,17 +72,10 @@ fn socks5_ipv6_target() {
         let (mut s, _) = l.accept().unwrap();
         s.write_all(b"v6!").unwrap();
     });
-    let srv = Server::start(
-        &format!(
-            "{}external: ::1\n",
-            base_config(OPEN_RULES).replace("socksmethod: none\n", "socksmethod: none\n")
-        )
-        .replace(
-            "external: 127.0.0.1\n",
-            "external: 127.0.0.1\nexternal: ::1\n",
-        )
-        .replace("external: ::1\nexternal: ::1\n", "external: ::1\n"),
-    );
+    let srv = Server::start(&base_config(OPEN_RULES).replace(
+        "external: 127.0.0.1\n",
+        "external: 127.0.0.1\nexternal: ::1\n",
+    ));
     let (mut s, rep) = socks5_connect(srv.addr, target);
     assert_eq!(rep, 0);
     let mut buf = [0u8; 3];

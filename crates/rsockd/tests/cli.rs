@@ -1,0 +1,136 @@
+//! The command line and configuration checks, compared with danted where Dante behaves the same.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn help_version_licence() {
+    let (c, out, _) = run(&["-h"]);
+    assert_eq!(c, 0);
+    assert!(out.contains("usage: rsockd [-DLVdhnv] [-N number] [-f file] [-p file]"));
+    let (c, out, _) = run(&["-v"]);
+    assert_eq!(c, 0);
+    assert!(out.starts_with("rsockd v"));
+    let (_, out2, _) = run(&["-vv"]);
+    assert!(out2.contains("build:"));
+    let (c, out, _) = run(&["-L"]);
+    assert_eq!(c, 0);
+    assert!(out.contains("licence"));
+    let (c, _, err) = run(&["-x"]);
+    assert_eq!(c, 1);
+    assert!(err.contains("invalid option -- 'x'"), "{err}");
+    let (c, _, err) = run(&["-N", "zero"]);
+    assert_eq!(c, 1, "{err}");
+}
+
+#[test]
+fn verify_good_and_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        &dir,
+        "good.conf",
+        "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: none\n\
+         client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 }\n",
+    );
+    let (c, _, err) = run(&["-V", "-f", &good]);
+    assert_eq!(c, 0, "{err}");
+    let bad = write(
+        &dir,
+        "bad.conf",
+        "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: none\n\
+         client pass { from: 0/0 to: 0/0 port = nosuchservice }\n",
+    );
+    let (c, _, err) = run(&["-V", "-f", &bad]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("bad.conf:4:"),
+        "error names file and line: {err}"
+    );
+    let missing = dir.path().join("nope.conf").display().to_string();
+    let (c, _, err) = run(&["-V", "-f", &missing]);
+    assert_eq!(c, 1);
+    assert!(err.contains("nope.conf"), "{err}");
+}
+
+#[test]
+fn unsupported_keyword_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "u.conf",
+        "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: none\n\
+         client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 session.max: 3 }\n",
+    );
+    let (c, _, err) = run(&["-V", "-f", &f]);
+    assert_eq!(c, 1);
+    assert!(err.contains("u.conf:5:"), "{err}");
+    assert!(err.contains("is not supported yet"), "{err}");
+}
+
+#[test]
+fn password_methods_are_refused_until_implemented() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "m.conf",
+        "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: username none\n",
+    );
+    let (c, _, err) = run(&["-V", "-f", &f]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("m.conf:3:") && err.contains("username"),
+        "{err}"
+    );
+}
+
+/// Dante and rsockd agree on the shipped example files: both refuse them as they are (no
+/// internal address), and rsockd accepts them once an internal/external address is added.
+#[test]
+fn debian_examples_agree_with_danted() {
+    let examples = ["danted.conf", "danted-basic.conf", "danted-chaining.conf"];
+    let dir = tempfile::tempdir().unwrap();
+    for name in examples {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/tests/data")
+            .join(name);
+        let text =
+            std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        let as_is = write(&dir, name, &text);
+        let (c, _, err) = run(&["-V", "-f", &as_is]);
+        assert_eq!(c, 1, "{name}: {err}");
+        assert!(err.contains("no internal address"), "{name}: {err}");
+        if tool("danted") {
+            let d = Command::new("danted")
+                .args(["-V", "-f", &as_is])
+                .output()
+                .unwrap();
+            assert_eq!(d.status.code(), Some(1), "danted also refuses {name}");
+        }
+        let with_addrs = write(
+            &dir,
+            &format!("full-{name}"),
+            &format!("internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\n{text}"),
+        );
+        let (c, _, err) = run(&["-V", "-f", &with_addrs]);
+        assert_eq!(c, 0, "{name} with addresses: {err}");
+    }
+}

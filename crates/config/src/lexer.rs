@@ -178,7 +178,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The next thing, for error messages: a word, or one character (empty at end of file).
+    /// The next thing, for error messages: a word, or one character (empty at end of line or
+    /// file). A `}` is reported but not consumed.
     pub fn next_token(&mut self) -> Tok<'a> {
         self.skip_blanks();
         let w = self.clone().word(&['{', '}', ':']);
@@ -187,6 +188,10 @@ impl<'a> Scanner<'a> {
         }
         let start = self.here();
         let from = self.off;
+        // Structure is left in place so the caller's recovery still sees it.
+        if self.peek() == Some('}') {
+            return Tok { text: "}", ..start };
+        }
         if self.peek() == Some('\n') {
             return Tok { text: "", ..start };
         }

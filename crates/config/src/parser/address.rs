@@ -51,7 +51,7 @@ fn looks_numeric(s: &str) -> bool {
 impl<'a> Parser<'a> {
     /// Reads and classifies an address token; `None` after reporting an error.
     fn addr_token(&mut self, kw: Tok<'_>) -> Option<(Tok<'a>, Addr)> {
-        if self.sc.at_value_end() {
+        if self.sc.at_value_end() || self.at_known_keyword() {
             let t = self.sc.next_token();
             self.error(t, format!("expected an address after '{}:'", kw.text));
             return None;
@@ -75,15 +75,15 @@ impl<'a> Parser<'a> {
             Addr::V6(ip, Some(scope))
         } else if let Ok(v6) = s.parse::<Ipv6Addr>() {
             Addr::V6(v6, None)
-        } else if looks_numeric(s) {
-            self.error(t, "not a valid IPv4 or IPv6 address");
-            return None;
         } else if let Some(d) = s.strip_prefix('.') {
             if d.is_empty() {
                 self.error(t, "expected a domain name after '.'");
                 return None;
             }
             Addr::Domain(d.to_ascii_lowercase())
+        } else if looks_numeric(s) {
+            self.error(t, "not a valid IPv4 or IPv6 address");
+            return None;
         } else {
             Addr::Name(s.to_string())
         };
@@ -110,7 +110,7 @@ impl<'a> Parser<'a> {
         };
         let mut port = 1080;
         if self.port_keyword() {
-            let at = self.sc.here();
+            let at = self.sc.clone().word(&['}']);
             match self.port_spec() {
                 Some(PortMatch::Eq(p)) => port = p,
                 Some(PortMatch::Range(..)) => {
@@ -145,7 +145,7 @@ impl<'a> Parser<'a> {
             return;
         };
         if self.port_keyword() {
-            let at = self.sc.here();
+            let at = self.sc.clone().word(&['}']);
             self.error(at, "'external:' takes no port");
             self.sc.skip_value();
         }
@@ -159,6 +159,16 @@ impl<'a> Parser<'a> {
     /// The address of `internal:`/`external:`.
     fn server_host(&mut self, kw: Tok<'a>) -> Option<HostSpec> {
         let (t, a) = self.addr_token(kw)?;
+        if matches!(a, Addr::Zero | Addr::Domain(_)) {
+            self.error(
+                t,
+                format!(
+                    "expected an IP address, interface name or host name after '{}:'",
+                    kw.text
+                ),
+            );
+            return None;
+        }
         if self.sc.eat('/') {
             self.error(
                 t,
@@ -171,16 +181,7 @@ impl<'a> Parser<'a> {
             Addr::V6(ip, None) => Some(HostSpec::Ip(IpAddr::V6(ip))),
             // getaddrinfo understands `fe80::1%eth0`; Dante 1.4.2 crashes on it.
             Addr::V6(_, Some(_)) | Addr::Name(_) => Some(HostSpec::Name(t.text.to_string())),
-            Addr::Zero | Addr::Domain(_) => {
-                self.error(
-                    t,
-                    format!(
-                        "expected an IP address, interface name or host name after '{}:'",
-                        kw.text
-                    ),
-                );
-                None
-            }
+            Addr::Zero | Addr::Domain(_) => None,
         }
     }
 
@@ -194,7 +195,7 @@ impl<'a> Parser<'a> {
                     self.error(t, "expected '0/0' (any address)");
                     return None;
                 }
-                let m = self.mask(t, 0)?;
+                let m = self.mask(t, 128)?;
                 if m != 0 {
                     self.error(
                         t,

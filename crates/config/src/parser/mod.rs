@@ -186,6 +186,14 @@ impl<'a> Parser<'a> {
         !s.ident().text.is_empty() && s.eat(':')
     }
 
+    /// Like [`Self::at_keyword`] for a word the support table knows: inside addresses, where
+    /// `fe80:` or `2001:` may start an IPv6 address.
+    fn at_known_keyword(&self) -> bool {
+        let mut s = self.sc.clone();
+        let w = s.ident();
+        support::lookup(w.text).is_some() && s.eat(':')
+    }
+
     fn unknown_keyword(&mut self, kw: Tok<'_>, ctx: Ctx) {
         let place = match ctx {
             Ctx::Global => "server setting",
@@ -205,6 +213,8 @@ impl<'a> Parser<'a> {
             format!("'{}' is only valid in routes", kw.text)
         } else if p.contains(Place::MONITOR) && !p.contains(Place::SOCKS) {
             format!("'{}' is only valid in monitors", kw.text)
+        } else if ctx == Ctx::Global && p.contains(Place::SOCKS) && p.contains(Place::CLIENT) {
+            format!("'{}' is only valid inside rules", kw.text)
         } else if ctx == Ctx::Global && p.contains(Place::SOCKS) {
             format!("'{}' is only valid inside socks rules", kw.text)
         } else if ctx == Ctx::Global && p.contains(Place::CLIENT) {
@@ -272,6 +282,15 @@ impl<'a> Parser<'a> {
             format!("unexpected text after the value of '{}'", kw.text),
         );
         self.sc.skip_value();
+    }
+
+    /// Error recovery inside a rule: skips to the next `keyword:` on the line (or its end).
+    fn skip_to_keyword(&mut self) {
+        while !self.sc.at_value_end() && !self.at_keyword() {
+            if self.sc.word(&['}']).text.is_empty() {
+                self.sc.next_token();
+            }
+        }
     }
 
     /// List items: every word up to the end of the line, a `}` or the next `keyword:`.

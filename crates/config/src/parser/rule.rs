@@ -110,6 +110,7 @@ impl<'a> Parser<'a> {
         } + 1;
         let number = u32::try_from(number).unwrap_or(u32::MAX);
         let mut rule = Rule::new(kind, verdict, number, start.line);
+        let errors_before = self.errors.len();
         let (mut from, mut to) = (false, false);
         loop {
             self.sc.skip_space();
@@ -150,7 +151,8 @@ impl<'a> Parser<'a> {
             }
             self.rule_option(&mut rule, kw, &mut from, &mut to);
         }
-        if !(from && to) {
+        // A missing from/to after other errors in the rule is usually their fallout.
+        if !(from && to) && self.errors.len() == errors_before {
             self.error(start, "a rule needs both 'from:' and 'to:'");
         }
         if kind == RuleKind::Socks && rule.socksmethod.is_empty() && self.cfg.socksmethod.is_empty()
@@ -200,7 +202,7 @@ impl<'a> Parser<'a> {
                 match self.rule_addr(kw) {
                     Some(a) if name == "from" => rule.from = a,
                     Some(a) => rule.to = a,
-                    None => self.sc.skip_value(),
+                    None => self.skip_to_keyword(),
                 }
             }
             "command" => {

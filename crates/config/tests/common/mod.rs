@@ -58,3 +58,23 @@ pub fn warnings(text: &str) -> Vec<String> {
 pub fn socks_rule(body: &str) -> String {
     format!("socksmethod: none\nsocks pass {{ {body} }}\n")
 }
+
+/// Line and column (1-based) of the first occurrence of `needle` in `text`.
+pub fn find(text: &str, needle: &str) -> (u32, u32) {
+    let off = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in {text:?}"));
+    let before = &text[..off];
+    let line = before.matches('\n').count() as u32 + 1;
+    let col = before.rsplit('\n').next().unwrap().chars().count() as u32 + 1;
+    (line, col)
+}
+
+/// The single error of `text` is at the first `needle`, names it as its token, and its message
+/// contains `msg`.
+pub fn err_near(text: &str, needle: &str, msg: &str) -> Diagnostic {
+    let (line, col) = find(text, needle);
+    let d = err_at(text, line, col, msg);
+    assert_eq!(d.token, needle, "token of {d}");
+    d
+}

@@ -1,0 +1,675 @@
+//! Every error path: message, line, column and token.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{err_at, err_near, errs, ok, ok_all, socks_rule};
+use rsockd_config::{check_startable, parse_str, parse_str_with, ParseOptions};
+
+const M: &str = "socksmethod: none\n";
+
+fn rule(body: &str) -> String {
+    socks_rule(body)
+}
+
+#[test]
+fn diagnostic_display() {
+    let t = rule("from: 0/0 to: 0/0 port = htp");
+    let d = err_near(
+        &t,
+        "htp",
+        "expected a port number or a known service name after 'port ='",
+    );
+    assert_eq!(
+        d.to_string(),
+        "t.conf:2:39: expected a port number or a known service name after 'port =' (near \"htp\")"
+    );
+    let e = parse_str("x.conf", "debug: x\nnosuch: 1\n").unwrap_err();
+    assert_eq!(e.diagnostics.len(), 2);
+    assert_eq!(e.to_string().lines().count(), 2);
+}
+
+#[test]
+fn top_level_junk() {
+    err_near("{ }\n", "{", "expected a keyword");
+    err_near("socksmethod: none\n}\n", "}", "expected a keyword");
+}
+
+#[test]
+fn unknown_keywords_with_hints() {
+    let d = err_near(
+        "sockmethod: none\n",
+        "sockmethod",
+        "unknown server setting 'sockmethod'",
+    );
+    assert!(
+        d.message.ends_with("did you mean 'socksmethod'?"),
+        "{}",
+        d.message
+    );
+    let d = err_near("frobnicate: 1\n", "frobnicate", "unknown server setting");
+    assert!(!d.message.contains("did you mean"));
+    let d = err_near(
+        &rule("from: 0/0 to: 0/0 lgo: connect"),
+        "lgo",
+        "unknown rule keyword 'lgo'",
+    );
+    assert!(d.message.contains("did you mean 'log'?"));
+    // An unknown word starting a block skips the whole block.
+    err_near(
+        "sock pass {\n from: 0/0 to: 0/0\n log: connect\n}\n",
+        "sock",
+        "did you mean 'socks'?",
+    );
+    err_near("realm: x\n", "realm", "only used by Covenant");
+}
+
+#[test]
+fn misplaced_keywords() {
+    err_near("log: connect\n", "log", "'log' is only valid inside rules");
+    err_near(
+        "command: connect\n",
+        "command",
+        "'command' is only valid inside socks rules",
+    );
+    err_near("via: 1.2.3.4\n", "via", "'via' is only valid in routes");
+    err_near(
+        "internal.alarm.data.recv: 0 in 5\n",
+        "internal.alarm.data.recv",
+        "only valid in monitors",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 internal: 1.2.3.4"),
+        "internal",
+        "is a server setting",
+    );
+    let c = format!("{M}client pass {{ from: 0/0 to: 0/0 protocol: tcp }}\n");
+    err_near(&c, "protocol", "'protocol' is not valid in a client rule");
+    let c = format!("{M}client pass {{ from: 0/0 to: 0/0 command: connect }}\n");
+    err_near(&c, "command", "not valid in a client rule");
+    let c = format!("{M}client pass {{ from: 0/0 to: 0/0 udp.portrange: 1-2 }}\n");
+    err_near(&c, "udp.portrange", "not valid in a client rule");
+    err_near(
+        &rule("from: 0/0 to: 0/0 client: 1"),
+        "client",
+        "not valid in a socks rule",
+    );
+}
+
+#[test]
+fn settings_after_rules() {
+    let t = format!("{M}socks pass {{ from: 0/0 to: 0/0 }}\ntimeout.io: 5\n");
+    err_near(
+        &t,
+        "timeout.io",
+        "server settings must come before rules; 'timeout.io' comes after the rule on line 2",
+    );
+    let t = format!("{M}route {{ }}\ndebug: 1\n");
+    let e = errs(&t);
+    assert_eq!(e.len(), 2);
+    assert!(e[1].message.contains("must come before rules"));
+}
+
+#[test]
+fn interface_protocol_after_addresses() {
+    let t = "internal: 127.0.0.1\ninternal.protocol: ipv4\n";
+    err_near(
+        t,
+        "internal.protocol",
+        "must come before the first 'internal:' line (line 1)",
+    );
+    let t = "external: 127.0.0.1\nexternal.protocol: ipv6\n";
+    err_near(
+        t,
+        "external.protocol",
+        "must come before the first 'external:' line (line 1)",
+    );
+}
+
+#[test]
+fn deny_is_not_a_verdict() {
+    err_near(
+        &format!("{M}socks deny {{ from: 0/0 to: 0/0 }}\n"),
+        "deny",
+        "use 'block'",
+    );
+    err_near(
+        &format!("{M}deny {{ from: 0/0 to: 0/0 }}\n"),
+        "deny",
+        "use 'block'",
+    );
+}
+
+#[test]
+fn dante_hard_errors() {
+    err_near(
+        "compatibility: reuseaddr\n",
+        "reuseaddr",
+        "'compatibility: reuseaddr' is no longer supported",
+    );
+    err_near(
+        "socket.recvbuf.tcp: 1000\n",
+        "socket.recvbuf.tcp",
+        "old buffer syntax",
+    );
+    err_near(
+        "socket.sendbuf.udp: 1000\n",
+        "socket.sendbuf.udp",
+        "old buffer syntax",
+    );
+    err_near(
+        "compatibility: bogus\n",
+        "bogus",
+        "expected one of sameport, draft-5.05, reuseaddr",
+    );
+}
+
+#[test]
+fn not_supported_yet_settings() {
+    for (text, word, what) in [
+        (
+            "route {\n from: 0/0 to: 0/0 via: 1.2.3.4 port = 1080\n}\n",
+            "route",
+            "'route'",
+        ),
+        (
+            "monitor { from: 0/0 to: 0/0 protocol: tcp }\n",
+            "monitor",
+            "'monitor'",
+        ),
+        ("route.maxfail: 2\n", "route.maxfail", "'route.maxfail'"),
+        (
+            "route.badexpire: 60\n",
+            "route.badexpire",
+            "'route.badexpire'",
+        ),
+        (
+            "libwrap.hosts_access: yes\n",
+            "yes",
+            "'libwrap.hosts_access: yes'",
+        ),
+        (
+            "libwrap.allow: /etc/a\n",
+            "libwrap.allow",
+            "'libwrap.allow'",
+        ),
+        ("libwrap.deny: /etc/d\n", "libwrap.deny", "'libwrap.deny'"),
+        (
+            "compatibility: sameport\n",
+            "sameport",
+            "'compatibility: sameport'",
+        ),
+        (
+            "compatibility: draft-5.05\n",
+            "draft-5.05",
+            "'compatibility: draft-5.05'",
+        ),
+        ("extension: bind\n", "bind", "'extension: bind'"),
+        (
+            "srchost: nodnsmismatch nodnsunknown\n",
+            "srchost",
+            "'srchost'",
+        ),
+        (
+            "cpu.schedule.mother: fifo/20\n",
+            "cpu.schedule.mother",
+            "'cpu.schedule.mother'",
+        ),
+        ("cpu.mask.io: 0 1\n", "cpu.mask.io", "'cpu.mask.io'"),
+        (
+            "internal.tcp.so_rcvbuf: 1000\n",
+            "internal.tcp.so_rcvbuf",
+            "'internal.tcp.so_rcvbuf'",
+        ),
+        (
+            "external.ip.ip_tos.dscp: af11\n",
+            "external.ip.ip_tos.dscp",
+            "'external.ip.ip_tos.dscp'",
+        ),
+        (
+            "external.socket.so_sndbuf: 1\n",
+            "external.socket.so_sndbuf",
+            "'external.socket.so_sndbuf'",
+        ),
+        (
+            "internal.udp.udp_cork: 1\n",
+            "internal.udp.udp_cork",
+            "'internal.udp.udp_cork'",
+        ),
+        (
+            "internal.log.warning.error: ECONNREFUSED\n",
+            "internal.log.warning.error",
+            "'internal.log.warning.error'",
+        ),
+        (
+            "external.log.info.tcp.disabled: ecn\n",
+            "external.log.info.tcp.disabled",
+            "'external.log.info.tcp.disabled'",
+        ),
+        (
+            "child.maxrequests: 100\n",
+            "child.maxrequests",
+            "'child.maxrequests'",
+        ),
+        (
+            "child.maxlifetime: 100\n",
+            "child.maxlifetime",
+            "'child.maxlifetime'",
+        ),
+    ] {
+        let d = err_near(text, word, "is not supported yet");
+        assert!(d.message.starts_with(what), "{text}: {}", d.message);
+    }
+}
+
+#[test]
+fn not_supported_yet_rule_options() {
+    for (opt, word) in [
+        ("hostid: 1.2.3.4", "hostid"),
+        ("hostindex: 1", "hostindex"),
+        ("session.max: 3", "session.max"),
+        ("session.throttle: 10/1", "session.throttle"),
+        ("session.state.key: from", "session.state.key"),
+        ("bandwidth: 1000", "bandwidth"),
+        ("redirect from: 1.2.3.4/32", "redirect"),
+        ("libwrap: spawn finger @%a", "libwrap"),
+        ("pam.servicename: sockd", "pam.servicename"),
+        ("bsdauth.stylename: x", "bsdauth.stylename"),
+        ("gssapi.servicename: rcmd", "gssapi.servicename"),
+        ("gssapi.keytab: FILE:/k", "gssapi.keytab"),
+        ("gssapi.enctype: integrity", "gssapi.enctype"),
+        ("ldap.url: ldap://x", "ldap.url"),
+        ("pac.sid: x", "pac.sid"),
+        ("udp.portrange: 2000-3000", "udp.portrange"),
+        ("user: alice", "user"),
+        ("group: staff", "group"),
+        ("internal.tcp.tcp_nodelay: 1", "internal.tcp.tcp_nodelay"),
+        (
+            "external.log.error.error: ECONNREFUSED",
+            "external.log.error.error",
+        ),
+    ] {
+        let t = rule(&format!("from: 0/0 to: 0/0\n{opt}\n"));
+        let d = err_near(&t, word, &format!("'{word}' is not supported yet"));
+        if word.starts_with("host") {
+            assert!(d.message.contains("hostid is not supported on this system"));
+        }
+    }
+    let c = format!("{M}client pass {{ from: 0/0 to: 0/0 clientcompatibility: necgssapi }}\n");
+    err_near(&c, "clientcompatibility", "is not supported yet");
+    err_near(
+        &format!("{M}hostid pass {{ from: 0/0 to: 0/0 }}\n"),
+        "hostid",
+        "hostid is not supported on this system",
+    );
+}
+
+#[test]
+fn deprecated_then_not_yet() {
+    let t = rule("from: 0/0 to: 0/0\npamservicename: sockd\n");
+    let e = parse_str("t.conf", &t).unwrap_err();
+    assert_eq!(e.diagnostics.len(), 1);
+    assert!(e.diagnostics[0]
+        .message
+        .contains("'pam.servicename' is not supported yet"));
+}
+
+#[test]
+fn methods_not_supported_yet() {
+    for m in [
+        "username",
+        "gssapi",
+        "rfc931",
+        "pam.any",
+        "pam.address",
+        "pam.username",
+        "bsdauth",
+        "ldapauth",
+    ] {
+        let t = format!("socksmethod: none {m}\n");
+        err_near(&t, m, &format!("'{m}' is not supported yet"));
+    }
+    err_near(
+        "clientmethod: rfc931\n",
+        "rfc931",
+        "'rfc931' is not supported yet",
+    );
+}
+
+#[test]
+fn method_errors() {
+    err_near(
+        "socksmethod: nonee\n",
+        "nonee",
+        "unknown method; expected one of: none username",
+    );
+    err_near(
+        "clientmethod: username\n",
+        "username",
+        "'username' cannot be a clientmethod",
+    );
+    err_at(
+        "socksmethod:\n",
+        1,
+        13,
+        "expected a value after 'socksmethod:'",
+    );
+    let t = "socksmethod: none\nsocks pass { from: 0/0 to: 0/0 socksmethod: username }\n";
+    let e = errs(t);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[1]
+        .message
+        .contains("'username' is not in the global socksmethod list (none)"));
+    // Dante's default clientmethod is `none`: a rule's rfc931 is not in it.
+    let opts = ParseOptions {
+        allow_unsupported: true,
+        ..Default::default()
+    };
+    let t = "socksmethod: none\nclient pass { from: 0/0 to: 0/0 clientmethod: rfc931 }\n";
+    let e = parse_str_with("t.conf", t, &opts).unwrap_err();
+    assert!(e.diagnostics[0]
+        .message
+        .contains("not in the global clientmethod list (none)"));
+}
+
+#[test]
+fn rule_address_errors() {
+    err_near(
+        &rule("from: 10.0.0.0 to: 0/0"),
+        "10.0.0.0",
+        "expected a netmask after the address, e.g. '10.0.0.0/32'",
+    );
+    err_near(&rule("from: ::1 to: 0/0"), "::1", "e.g. '::1/128'");
+    err_near(
+        &rule("from: 10.0.0.0/255.0.0.0 to: 0/0"),
+        "255.0.0.0",
+        "the legal range is 0 - 32",
+    );
+    err_near(
+        &rule("from: 10.0.0.0/33 to: 0/0"),
+        "33",
+        "legal range is 0 - 32",
+    );
+    err_near(
+        &rule("from: ::/129 to: 0/0"),
+        "129",
+        "legal range is 0 - 128",
+    );
+    err_near(&rule("from: 0/8 to: 0/0"), "0", "the only legal value is 0");
+    err_near(&rule("from: 0 to: 0/0"), "0", "expected '0/0'");
+    err_near(&rule("from: lo/8 to: 0/0"), "lo", "takes no netmask");
+    err_near(
+        &rule("from: 10.0.0.256/8 to: 0/0"),
+        "10.0.0.256",
+        "not a valid IPv4 or IPv6 address",
+    );
+    err_near(
+        &rule("from: ::ffff:1.2.3.4/128 to: 0/0"),
+        "::ffff:1.2.3.4",
+        "IPv4-mapped",
+    );
+    err_near(
+        &rule("from: . to: 0/0"),
+        ".",
+        "expected a domain name after '.'",
+    );
+    let t = rule("from: to: 0/0");
+    err_near(&t, "to", "expected an address after 'from:'");
+    let t = format!("{M}socks pass {{ from:\n 0/0 to: 0/0 }}\n");
+    let e = errs(&t);
+    assert!(e[0].message.contains("expected an address after 'from:'"));
+    err_near(&rule("from: 10.0.0.0/x to: 0/0"), "x", "expected a number");
+}
+
+#[test]
+fn scope_in_rule_address_is_dropped_with_a_warning() {
+    let l = ok(&rule("from: fe80::1%eth0/64 to: 0/0"));
+    assert!(l
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("scope '%eth0' is ignored")));
+}
+
+#[test]
+fn port_errors() {
+    err_near(
+        &rule("from: 0/0 to: 0/0 port = 65536"),
+        "65536",
+        "number is too large; the maximum is 65535",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 port = 08"),
+        "08",
+        "expected a number after 'port ='",
+    );
+    let t = rule("from: 0/0 to: 0/0 port 100-1");
+    let (l, c) = common::find(&t, "-1");
+    err_at(
+        &t,
+        l,
+        c + 1,
+        "end port (1) can not be less than start port (100)",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 port foo"),
+        "foo",
+        "expected an operator",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 port ="),
+        "}",
+        "expected a port number or a service name after 'port ='",
+    );
+}
+
+#[test]
+fn server_address_errors() {
+    err_near(
+        "internal: 127.0.0.1/32 port = 1080\n",
+        "127.0.0.1",
+        "'internal:' takes an address without a netmask",
+    );
+    err_near(
+        "internal: 0/0\n",
+        "0",
+        "expected an IP address, interface name or host name",
+    );
+    err_near(
+        "internal: .example.com\n",
+        ".example.com",
+        "expected an IP address",
+    );
+    err_near(
+        "internal: 127.0.0.1 port 1-2\n",
+        "1-2",
+        "takes one port, not a range",
+    );
+    err_at(
+        "internal:\n",
+        1,
+        10,
+        "expected an address after 'internal:'",
+    );
+    err_near(
+        "internal: 127.0.0.1 127.0.0.2\n",
+        "127.0.0.2",
+        "unexpected text after the value of 'internal'",
+    );
+    let e = errs("external: 127.0.0.1 port = 5\n");
+    assert!(e[0].message.contains("'external:' takes no port"));
+    err_near("external: 127.0.0.1/8\n", "127.0.0.1", "without a netmask");
+}
+
+#[test]
+fn structure_errors() {
+    err_near("debug 1\n", "1", "expected ':' after 'debug'");
+    err_near(
+        &format!("{M}socks pass from: 0/0 to: 0/0\n"),
+        "from",
+        "expected '{' after 'socks pass'",
+    );
+    err_near(
+        &format!("{M}socks {{ from: 0/0 to: 0/0 }}\n"),
+        "{",
+        "expected 'pass' or 'block' after 'socks'",
+    );
+    let t = format!("{M}socks pass {{ from: 0/0 to: 0/0\n");
+    err_at(
+        &t,
+        2,
+        1,
+        "missing '}' at the end of the rule that starts on line 2",
+    );
+    let t = format!("{M}socks pass {{ from: 0/0 to: 0/0\nsocks block {{ from: 0/0 to: 0/0 }}\n");
+    err_at(&t, 2, 1, "missing '}'");
+    err_at(
+        &format!("{M}socks pass {{ from: 0/0 }}\n"),
+        2,
+        1,
+        "a rule needs both 'from:' and 'to:'",
+    );
+    let t = rule("from: 0/0 to: 0/0 from: 0/0");
+    let (l, c) = common::find(&t, "from: 0/0 }");
+    err_at(&t, l, c, "'from:' given twice in one rule");
+    err_near(&rule("from: 0/0 to: 0/0 ="), "=", "expected a rule keyword");
+}
+
+#[test]
+fn value_errors() {
+    err_near("debug: x\n", "x", "expected a number after 'debug:'");
+    err_near(
+        "debug: 1 2\n",
+        "2",
+        "unexpected text after the value of 'debug'",
+    );
+    err_near(
+        "timeout.io: 99999999999\n",
+        "99999999999",
+        "number is too large; the maximum is 4294967295",
+    );
+    err_near(
+        "timeout.connect: -1\n",
+        "-1",
+        "expected a number after 'timeout.connect:'",
+    );
+    err_near("udp.connectdst: maybe\n", "maybe", "expected 'yes' or 'no'");
+    err_near(
+        "external.rotation: random\n",
+        "random",
+        "expected 'none', 'route' or 'same-same'",
+    );
+    err_near(
+        "internal.protocol: ipv5\n",
+        "ipv5",
+        "expected 'ipv4' or 'ipv6'",
+    );
+    err_near(
+        "logoutput: syslog/nosuch\n",
+        "syslog/nosuch",
+        "unknown syslog facility",
+    );
+    err_at(
+        "user.privileged:\n",
+        1,
+        17,
+        "expected a user name after 'user.privileged:'",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 command: connect bond"),
+        "bond",
+        "unknown command",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 protocol: sctp"),
+        "sctp",
+        "unknown protocol",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 proxyprotocol: http"),
+        "http",
+        "only meaningful in routes",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 proxyprotocol: socks_v6"),
+        "socks_v6",
+        "unknown proxy protocol",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 log: everything"),
+        "everything",
+        "unknown log keyword",
+    );
+    err_near(
+        &rule("from: 0/0 to: 0/0 timeout.io: soon"),
+        "soon",
+        "expected a number after 'timeout.io:'",
+    );
+}
+
+#[test]
+fn udp_portrange_errors() {
+    let opts = ParseOptions {
+        allow_unsupported: true,
+        ..Default::default()
+    };
+    let e = parse_str_with(
+        "t",
+        &rule("from: 0/0 to: 0/0 udp.portrange: 3000-2000"),
+        &opts,
+    )
+    .unwrap_err();
+    assert!(e.diagnostics[0]
+        .message
+        .contains("end port (2000) can not be less than start port (3000)"));
+    let e = parse_str_with("t", &rule("from: 0/0 to: 0/0 udp.portrange: 3000"), &opts).unwrap_err();
+    assert!(e.diagnostics[0]
+        .message
+        .contains("expected a range 'FIRST-LAST'"));
+}
+
+#[test]
+fn errors_are_collected_in_file_order() {
+    let t = "debug: x\nsockmethod: none\nsocksmethod: none\nsocks pass { from: 1.2.3.4 to: 0/0 }\n";
+    let e = errs(t);
+    let lines: Vec<u32> = e.iter().map(|d| d.line).collect();
+    assert_eq!(lines, vec![1, 2, 4], "{e:#?}");
+}
+
+#[test]
+fn too_many_errors_stops() {
+    let t = "x: 1\n".repeat(200);
+    let e = errs(&t);
+    assert!(e.len() <= 51);
+    assert!(e.last().unwrap().message.contains("too many errors"));
+}
+
+#[test]
+fn startable() {
+    let c = ok_all("internal: 127.0.0.1\nexternal: eth0\n").config;
+    assert!(check_startable(&c).is_ok());
+    let c = ok_all("").config;
+    let e = check_startable(&c).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "no internal address given for server to listen for clients on\n\
+         no external address given for server to use"
+    );
+    let c = ok_all("internal: 127.0.0.1\n").config;
+    assert_eq!(
+        check_startable(&c).unwrap_err().to_string(),
+        "no external address given for server to use"
+    );
+}
+
+#[test]
+fn load_reports_unreadable_files() {
+    let e = rsockd_config::load(std::path::Path::new("/nonexistent/sockd.conf")).unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("/nonexistent/sockd.conf: cannot read the config file"));
+    let p = format!(
+        "{}/tests/data/danted-basic.conf",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    assert!(rsockd_config::load(std::path::Path::new(&p)).is_ok());
+}

@@ -160,7 +160,7 @@ pub fn decode_request(buf: &[u8]) -> Result<Option<(Socks4Request, usize)>, Sock
         Some(&v) if v != VERSION => return Err(Socks4Error::BadVersion(v)),
         Some(_) => {}
     }
-    // Scan USERID before the fixed part is complete would be wrong: it starts at byte 8.
+    // USERID starts at byte 8: the fixed part must be complete before it can be scanned.
     let Some(fixed) = buf.get(..8) else {
         return Ok(None);
     };

@@ -1,1 +1,201 @@
+//! rsockd-rules: Dante's client and socks rules, compiled once per config, evaluated first match
+//! wins per rule kind; no match is Dante's implicit block rule number 0.
+//!
+//! Pure: name resolution and interface lookup are the server's job; it passes interface
+//! networks to [`RuleSet::compile`] and resolved names in the queries, and asks
+//! [`RuleSet::needs_client_names`] / [`RuleSet::needs_target_names`] whether resolving is needed.
+
 #![forbid(unsafe_code)]
+
+mod addr;
+mod compile;
+
+pub use compile::CompileError;
+pub use rsockd_config::{Command, Method, ProxyProtocol, Rule, Verdict};
+
+use addr::canonical;
+use compile::{command_bit, compile_rule, version_bit, Compiled};
+use rsockd_config::Config;
+use std::net::{IpAddr, SocketAddr};
+
+/// The compiled rules of one config.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    client: Vec<Compiled>,
+    socks: Vec<Compiled>,
+    global_socksmethod: Vec<Method>,
+    needs_client_names: bool,
+    needs_target_names: bool,
+}
+
+/// A new TCP connection, checked against client rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientQuery<'a> {
+    /// The client.
+    pub src: SocketAddr,
+    /// Our listening address the client connected to.
+    pub dst: SocketAddr,
+    /// The client's (forward-confirmed) reverse names; only needed if
+    /// [`RuleSet::needs_client_names`].
+    pub src_names: &'a [String],
+}
+
+/// A SOCKS request, UDP datagram or BIND reply, checked against socks rules.
+///
+/// For `bindreply`/`udpreply`, Dante's convention: `src` is the remote peer and `dst` the client.
+#[derive(Debug, Clone, Copy)]
+pub struct SocksQuery<'a> {
+    pub src: SocketAddr,
+    pub version: ProxyProtocol,
+    pub command: Command,
+    /// The method negotiated (`None` for SOCKS v4).
+    pub method: Method,
+    /// The authenticated user, if any.
+    pub user: Option<&'a str>,
+    pub dst: Dest<'a>,
+    /// Names of `src` (as in [`ClientQuery::src_names`]); only needed if
+    /// [`RuleSet::needs_client_names`].
+    pub src_names: &'a [String],
+}
+
+/// The target of a request. A host-name target resolved to several addresses is checked once
+/// per address (`ip` = that address, `name` = the requested name): a rule network matches the
+/// IP, a rule host/domain name matches the requested name or any of `names`.
+#[derive(Debug, Clone, Copy)]
+pub struct Dest<'a> {
+    pub ip: Option<IpAddr>,
+    /// The host name the client asked for, if it asked for one.
+    pub name: Option<&'a str>,
+    pub port: u16,
+    /// Reverse names of `ip`; only needed if [`RuleSet::needs_target_names`].
+    pub names: &'a [String],
+}
+
+/// The verdict for a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match<'a> {
+    pub verdict: Verdict,
+    /// Rule number as Dante logs it; 0 = the implicit default block rule.
+    pub number: u32,
+    /// The matching rule; `None` for the implicit block.
+    pub rule: Option<&'a Rule>,
+}
+
+impl Match<'_> {
+    const DEFAULT_BLOCK: Match<'static> = Match {
+        verdict: Verdict::Block,
+        number: 0,
+        rule: None,
+    };
+}
+
+impl RuleSet {
+    /// Compiles the rules of `cfg`. `iface` maps an interface name to its networks (the server
+    /// passes a getifaddrs-backed closure); a rule name that is not an interface is a host name.
+    pub fn compile(
+        cfg: &Config,
+        iface: &dyn Fn(&str) -> Option<Vec<ipnet::IpNet>>,
+    ) -> Result<RuleSet, CompileError> {
+        let client = cfg
+            .client_rules
+            .iter()
+            .map(|r| compile_rule(cfg, r, iface))
+            .collect::<Result<Vec<_>, _>>()?;
+        let socks = cfg
+            .socks_rules
+            .iter()
+            .map(|r| compile_rule(cfg, r, iface))
+            .collect::<Result<Vec<_>, _>>()?;
+        let needs_client_names = client
+            .iter()
+            .chain(&socks)
+            .any(|c| c.from.addr.wants_names());
+        let needs_target_names = socks.iter().any(|c| c.to.addr.wants_names());
+        Ok(RuleSet {
+            client,
+            socks,
+            global_socksmethod: cfg.socksmethod.clone(),
+            needs_client_names,
+            needs_target_names,
+        })
+    }
+
+    /// First client rule matching a new connection.
+    pub fn client(&self, q: &ClientQuery<'_>) -> Match<'_> {
+        for c in &self.client {
+            if c.from
+                .matches(Some(q.src.ip()), q.src.port(), None, q.src_names)
+                && c.to.matches(Some(q.dst.ip()), q.dst.port(), None, &[])
+            {
+                return found(c);
+            }
+        }
+        Match::DEFAULT_BLOCK
+    }
+
+    /// First socks rule matching a request.
+    pub fn socks(&self, q: &SocksQuery<'_>) -> Match<'_> {
+        for c in &self.socks {
+            if socks_matches(c, q) {
+                return found(c);
+            }
+        }
+        Match::DEFAULT_BLOCK
+    }
+
+    /// Some rule's `from:` is a host or domain name: the server must reverse-resolve (and
+    /// forward-confirm) client addresses and pass the names in `src_names`.
+    pub fn needs_client_names(&self) -> bool {
+        self.needs_client_names
+    }
+
+    /// Some socks rule's `to:` is a host or domain name: the server must reverse-resolve IP
+    /// targets and pass the names in [`Dest::names`].
+    pub fn needs_target_names(&self) -> bool {
+        self.needs_target_names
+    }
+
+    /// The socksmethod list in force for clients that matched client rule `m`: the rule's own
+    /// list, else the global one (empty for the implicit block).
+    pub fn client_socksmethod<'a>(&'a self, m: &Match<'a>) -> &'a [Method] {
+        match m.rule {
+            Some(r) => r.effective_socksmethod(&self.global_socksmethod),
+            None => &[],
+        }
+    }
+
+    /// CVE-2024-54662 (fixed in Dante 1.4.4): a SOCKS v4 client has no method but `none`, so
+    /// it may only go on if the matched client rule's socksmethod list allows `none`.
+    pub fn client_allows_socks_v4(&self, m: &Match<'_>) -> bool {
+        m.verdict == Verdict::Pass && self.client_socksmethod(m).contains(&Method::None)
+    }
+}
+
+fn found(c: &Compiled) -> Match<'_> {
+    Match {
+        verdict: c.rule.verdict,
+        number: c.rule.number,
+        rule: Some(&c.rule),
+    }
+}
+
+fn socks_matches(c: &Compiled, q: &SocksQuery<'_>) -> bool {
+    if c.commands & command_bit(q.command) == 0 || c.versions & version_bit(q.version) == 0 {
+        return false;
+    }
+    // CVE-2024-54662: SOCKS v4 cannot authenticate, so only a rule allowing `none` applies,
+    // whatever method the caller passed.
+    if q.version == ProxyProtocol::SocksV4 && !c.methods.contains(&Method::None) {
+        return false;
+    }
+    if !c.methods.contains(&q.method) {
+        return false;
+    }
+    if !c.rule.user.is_empty() && !q.user.is_some_and(|u| c.rule.user.iter().any(|x| x == u)) {
+        return false;
+    }
+    c.from
+        .matches(Some(q.src.ip()), q.src.port(), None, q.src_names)
+        && c.to
+            .matches(q.dst.ip.map(canonical), q.dst.port, q.dst.name, q.dst.names)
+}

@@ -53,9 +53,6 @@ pub struct SocksQuery<'a> {
     /// The authenticated user, if any.
     pub user: Option<&'a str>,
     pub dst: Dest<'a>,
-    /// Names of `src` (as in [`ClientQuery::src_names`]); only needed if
-    /// [`RuleSet::needs_client_names`].
-    pub src_names: &'a [String],
 }
 
 /// The target of a request. A host-name target resolved to several addresses is checked once
@@ -133,10 +130,18 @@ impl RuleSet {
         Match::DEFAULT_BLOCK
     }
 
-    /// First socks rule matching a request.
+    /// First socks rule matching a request. A socks rule whose `from:` is a host or domain
+    /// name needs the client's names: use [`RuleSet::socks_with_src_names`] when
+    /// [`RuleSet::needs_client_names`] is true.
     pub fn socks(&self, q: &SocksQuery<'_>) -> Match<'_> {
+        self.socks_with_src_names(q, &[])
+    }
+
+    /// [`RuleSet::socks`] with the (forward-confirmed) names of `q.src`, as in
+    /// [`ClientQuery::src_names`].
+    pub fn socks_with_src_names(&self, q: &SocksQuery<'_>, src_names: &[String]) -> Match<'_> {
         for c in &self.socks {
-            if socks_matches(c, q) {
+            if socks_matches(c, q, src_names) {
                 return found(c);
             }
         }
@@ -144,7 +149,8 @@ impl RuleSet {
     }
 
     /// Some rule's `from:` is a host or domain name: the server must reverse-resolve (and
-    /// forward-confirm) client addresses and pass the names in `src_names`.
+    /// forward-confirm) client addresses and pass the names in [`ClientQuery::src_names`] and
+    /// to [`RuleSet::socks_with_src_names`].
     pub fn needs_client_names(&self) -> bool {
         self.needs_client_names
     }
@@ -179,7 +185,7 @@ fn found(c: &Compiled) -> Match<'_> {
     }
 }
 
-fn socks_matches(c: &Compiled, q: &SocksQuery<'_>) -> bool {
+fn socks_matches(c: &Compiled, q: &SocksQuery<'_>, src_names: &[String]) -> bool {
     if c.commands & command_bit(q.command) == 0 || c.versions & version_bit(q.version) == 0 {
         return false;
     }
@@ -195,7 +201,7 @@ fn socks_matches(c: &Compiled, q: &SocksQuery<'_>) -> bool {
         return false;
     }
     c.from
-        .matches(Some(q.src.ip()), q.src.port(), None, q.src_names)
+        .matches(Some(q.src.ip()), q.src.port(), None, src_names)
         && c.to
             .matches(q.dst.ip.map(canonical), q.dst.port, q.dst.name, q.dst.names)
 }

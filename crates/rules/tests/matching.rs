@@ -60,7 +60,6 @@ fn q<'a>(src: &str, dst: &str) -> SocksQuery<'a> {
             port: d.port(),
             names: &[],
         },
-        src_names: &[],
     }
 }
 
@@ -204,11 +203,10 @@ fn client_names() {
         src_names: &names,
     });
     assert_eq!(m.number, 1);
-    let mut r = q("10.0.0.1:5", "1.2.3.4:80");
+    let r = q("10.0.0.1:5", "1.2.3.4:80");
     assert_eq!(socks_rule(&rs, &r).1, 0);
     let trusted = vec!["Trusted.corp.example".to_string()];
-    r.src_names = &trusted;
-    assert_eq!(socks_rule(&rs, &r).1, 1);
+    assert_eq!(rs.socks_with_src_names(&r, &trusted).number, 1);
 }
 
 #[test]

@@ -532,6 +532,11 @@ fn structure_errors() {
     let (l, c) = common::find(&t, "from: 0/0 }");
     err_at(&t, l, c, "'from:' given twice in one rule");
     err_near(&rule("from: 0/0 to: 0/0 ="), "=", "expected a rule keyword");
+    err_near(
+        &rule("from: 0/0\nport = 80\nto: 0/0"),
+        "port",
+        "must follow the address",
+    );
 }
 
 #[test]

@@ -175,6 +175,14 @@ impl<'a> Parser<'a> {
     fn rule_option(&mut self, rule: &mut Rule, kw: Tok<'a>, from: &mut bool, to: &mut bool) {
         let ctx = Ctx::Rule(rule.kind);
         let Some(entry) = support::lookup(kw.text) else {
+            if kw.text == "port" {
+                self.error(
+                    kw,
+                    "'port' must follow the address of 'from:' or 'to:' on the same line",
+                );
+                self.sc.skip_value();
+                return;
+            }
             self.unknown_keyword(kw, ctx);
             self.sc.skip_value();
             return;

@@ -56,8 +56,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else {
             return Err(format!("unexpected argument \"{a}\""));
         };
-        let mut chars = flags.char_indices();
-        while let Some((pos, c)) = chars.next() {
+        for (pos, c) in flags.char_indices() {
             let takes_value = matches!(c, 'N' | 'd' | 'f' | 'p');
             if takes_value {
                 let rest = &flags[pos + c.len_utf8()..];

@@ -273,7 +273,12 @@ mod tests {
     async fn reset_is_passed_on() {
         let ((outer_c, relay_c), (relay_t, mut outer_t)) = pairs().await;
         let stats = Stats::default();
-        let job = async { relay(&relay_c, &relay_t, &stats, Options::default(), &|_, _| {}).await };
+        let job = async move {
+            let end = relay(&relay_c, &relay_t, &stats, Options::default(), &|_, _| {}).await;
+            // Closing the target side now sends the RST the engine armed.
+            drop(relay_t);
+            end
+        };
         let peers = async {
             reset_on_close(&outer_c);
             drop(outer_c);
@@ -284,14 +289,7 @@ mod tests {
                 "{r:?}"
             );
         };
-        let (end, ()) = tokio::join!(
-            async {
-                let e = job.await;
-                drop(relay_t);
-                e
-            },
-            peers
-        );
+        let (end, ()) = tokio::join!(job, peers);
         assert!(matches!(end, End::ClientError(_)), "{end:?}");
     }
 

@@ -20,10 +20,13 @@ use crate::relay::tcp::{self, Stats};
 use crate::roles::session_log;
 use crate::settings::{Flags, Settings};
 
+/// A live session: what the mother handed over and its counters.
+type Live = (Rc<Handoff>, Rc<Stats>);
+
 /// Sessions this relay holds, for the state dump and the title.
 #[derive(Default)]
 struct Registry {
-    sessions: RefCell<HashMap<u64, (Rc<Handoff>, Rc<Stats>)>>,
+    sessions: RefCell<HashMap<u64, Live>>,
     draining: Cell<bool>,
 }
 

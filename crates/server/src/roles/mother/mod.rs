@@ -59,7 +59,7 @@ pub struct Mother {
 
 impl Mother {
     pub fn settings(&self) -> Rc<Settings> {
-        current_settings().unwrap_or_else(|| unreachable_settings())
+        current_settings().unwrap_or_else(unreachable_settings)
     }
 
     pub fn next_session_id(&self) -> u64 {

@@ -57,6 +57,8 @@ struct Client {
     peer: SocketAddr,
     local: SocketAddr,
     crule: RuleRef,
+    /// The client's reverse-resolved, forward-confirmed names (only when rules need them).
+    names: Vec<String>,
 }
 
 impl Client {
@@ -100,6 +102,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
             number: cm.number,
             log: log_flags(cm.rule),
         },
+        names,
     };
     if cm.verdict != rsockd_config::Verdict::Pass {
         let why = if cm.number == 0 {
@@ -145,7 +148,12 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
     let req = match res {
         Ok(r) => r,
         Err(e) => {
-            let n = wire.read_total();
+            // Dante reads the version byte on its own, so it reports 1 byte for a bad version.
+            let n = if matches!(e, negotiate::NegError::UnknownVersion(_)) {
+                1
+            } else {
+                wire.read_total()
+            };
             client.accept_closed(
                 false,
                 &format!(
@@ -258,7 +266,7 @@ async fn connect(
     let mut first_match: Option<(u32, Option<Rule>)> = None;
     let mut passed: Vec<(SocketAddr, u32, Option<Rule>)> = Vec::new();
     for c in &candidates {
-        let mm = s.rules.socks(&SocksQuery {
+        let q = SocksQuery {
             src: client.peer,
             version,
             command: rsockd_config::Command::Connect,
@@ -270,7 +278,13 @@ async fn connect(
                 port,
                 names: &rev_names,
             },
-        });
+        };
+        // Socks rules with a host name in `from:` need the client's confirmed names too.
+        let mm = if s.rules.needs_client_names() {
+            s.rules.socks_with_src_names(&q, &client.names)
+        } else {
+            s.rules.socks(&q)
+        };
         if first_match.is_none() {
             first_match = Some((mm.number, mm.rule.cloned()));
         }

@@ -7,6 +7,8 @@ use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
 async fn run(input: &[u8], methods: &[Method]) -> (Result<Request, NegError>, Vec<u8>, Vec<u8>) {
     let (mut client, server) = duplex(64 * 1024);
     client.write_all(input).await.unwrap();
+    // The client sends nothing more: a truncated message must end in EOF, not a wait.
+    client.shutdown().await.unwrap();
     let mut wire = Wire::new(server);
     let res = negotiate(&mut wire, methods).await;
     let (server, rest) = wire.into_parts();

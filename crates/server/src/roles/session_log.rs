@@ -1,8 +1,6 @@
 //! The session lines of relays: `[` when a session starts, `-` per i/o operation, `]` with the
 //! four byte counts when it ends, exactly in Dante 1.4's shape.
 
-use std::net::SocketAddr;
-
 use rsockd_ipc::Handoff;
 
 use crate::log::{self, addr, escape, Line};
@@ -108,9 +106,4 @@ pub fn dump_line(h: &Handoff, stats: &Stats) -> String {
         stats.from_client.get(),
         stats.from_target.get()
     )
-}
-
-#[allow(dead_code)]
-pub fn fmt_addr(a: &SocketAddr) -> String {
-    addr(a)
 }

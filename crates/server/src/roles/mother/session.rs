@@ -365,14 +365,11 @@ async fn connect(
         Ok(ok) => ok,
         Err(e) => {
             let ext = SocketAddr::new(e.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0);
+            let rep = e
+                .error
+                .raw_os_error()
+                .map_or(Reply::GeneralFailure, Reply::from_errno);
             let end = crate::relay::tcp::End::TargetError(e.error);
-            let rep = match &end {
-                crate::relay::tcp::End::TargetError(err) => match err.raw_os_error() {
-                    Some(code) => Reply::from_errno(code),
-                    None => Reply::GeneralFailure,
-                },
-                _ => Reply::GeneralFailure,
-            };
             let f = sref.log;
             if f.disconnect || f.error {
                 log::info(&format!(

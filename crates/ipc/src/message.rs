@@ -118,10 +118,13 @@ pub struct Handoff {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// A configuration to use from now on; one descriptor (a memfd holding the text) comes
-    /// with it. `file` names the file the text came from, for diagnostics.
+    /// with it. `file` names the file the text came from, for diagnostics. To a mother, the
+    /// listening sockets follow the memfd, one per address in `listen` (the configured
+    /// `internal:` address each was bound for); relays get none.
     Config {
         generation: u64,
         file: String,
+        listen: Vec<SocketAddr>,
     },
     Session(Box<Handoff>),
     /// Log a state dump (SIGUSR1).
@@ -137,6 +140,9 @@ pub enum Report {
     Ready { pid: u32 },
     /// A session ended (the mother balances load by open sessions).
     Closed { id: u64 },
+    /// A mother's clients in negotiation (sent when it changes, at most a few times a second),
+    /// so that mother 1 can say how many were lost when that mother dies.
+    Negotiating { count: u32 },
 }
 
 const K_CONFIG: u8 = 1;
@@ -145,6 +151,7 @@ const K_DUMP: u8 = 3;
 const K_DRAIN: u8 = 4;
 const K_READY: u8 = 10;
 const K_CLOSED: u8 = 11;
+const K_NEGOTIATING: u8 = 12;
 
 fn header(w: &mut Writer, kind: u8) {
     w.u8(VERSION);
@@ -165,7 +172,7 @@ impl Control {
     /// Number of descriptors that must accompany this message.
     pub fn fds(&self) -> usize {
         match self {
-            Control::Config { .. } => 1,
+            Control::Config { listen, .. } => 1 + listen.len(),
             Control::Session(h) => h.nfds as usize,
             Control::DumpState | Control::Drain => 0,
         }
@@ -174,10 +181,20 @@ impl Control {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         match self {
-            Control::Config { generation, file } => {
+            Control::Config {
+                generation,
+                file,
+                listen,
+            } => {
                 header(&mut w, K_CONFIG);
                 w.u64(*generation);
                 w.bytes(file.as_bytes());
+                // More sockets than fit in one SCM_RIGHTS message cannot be sent anyway.
+                let n = listen.len().min(200);
+                w.u8(n as u8);
+                for a in &listen[..n] {
+                    w.addr(*a);
+                }
             }
             Control::Session(h) => {
                 header(&mut w, K_SESSION);
@@ -214,7 +231,16 @@ impl Control {
             K_CONFIG => {
                 let generation = r.u64()?;
                 let file = String::from_utf8(r.bytes()?).map_err(|_| DecodeError::Field("file"))?;
-                Control::Config { generation, file }
+                let n = r.u8()?;
+                let mut listen = Vec::with_capacity(n.into());
+                for _ in 0..n {
+                    listen.push(r.addr("listen")?);
+                }
+                Control::Config {
+                    generation,
+                    file,
+                    listen,
+                }
             }
             K_SESSION => {
                 let id = r.u64()?;
@@ -283,6 +309,10 @@ impl Report {
                 header(&mut w, K_CLOSED);
                 w.u64(*id);
             }
+            Report::Negotiating { count } => {
+                header(&mut w, K_NEGOTIATING);
+                w.u32(*count);
+            }
         }
         w.buf
     }
@@ -292,6 +322,7 @@ impl Report {
         let msg = match kind {
             K_READY => Report::Ready { pid: r.u32()? },
             K_CLOSED => Report::Closed { id: r.u64()? },
+            K_NEGOTIATING => Report::Negotiating { count: r.u32()? },
             k => return Err(DecodeError::Kind(k)),
         };
         r.finish()?;
@@ -357,11 +388,24 @@ mod tests {
             Control::Config {
                 generation: 3,
                 file: "/etc/rsockd.conf".into(),
+                listen: vec![],
+            },
+            Control::Config {
+                generation: 4,
+                file: "/etc/rsockd.conf".into(),
+                listen: vec![
+                    "127.0.0.1:0".parse().unwrap(),
+                    "[::1]:1080".parse().unwrap(),
+                ],
             },
         ] {
             assert_eq!(Control::decode(&m.encode()).unwrap(), m);
         }
-        for r in [Report::Ready { pid: 42 }, Report::Closed { id: 9 }] {
+        for r in [
+            Report::Ready { pid: 42 },
+            Report::Closed { id: 9 },
+            Report::Negotiating { count: 3 },
+        ] {
             assert_eq!(Report::decode(&r.encode()).unwrap(), r);
         }
     }

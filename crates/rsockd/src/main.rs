@@ -43,16 +43,19 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// Hidden arguments of child processes: `--role relay --id M.K [-d N] [-n]`.
+/// Hidden arguments of child processes: `--role relay --id M.K [-d N] [-n]` and
+/// `--role mother --id I/N --relays K [-d N] [-n]`.
 fn run_role(args: &[String]) -> i32 {
     let mut role = None;
     let mut id = String::from("?");
+    let mut relays = 1usize;
     let mut flags = Flags::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--role" => role = it.next().cloned(),
             "--id" => id = it.next().cloned().unwrap_or_default(),
+            "--relays" => relays = it.next().and_then(|v| v.parse().ok()).unwrap_or(1),
             "-d" => flags.debug = it.next().and_then(|v| v.parse().ok()),
             "-n" => flags.no_keepalive = true,
             other => {
@@ -67,6 +70,7 @@ fn run_role(args: &[String]) -> i32 {
     };
     match role.as_deref() {
         Some("relay") => roles::relay::run(id, ctl, flags),
+        Some("mother") => roles::mother::run_child(&id, ctl, flags, relays),
         _ => {
             log::error("internal role: unknown role");
             2
@@ -199,6 +203,8 @@ fn run_main(args: &[String]) -> i32 {
         listeners,
         pidfile,
         relays,
+        upstream: None,
+        lead: true,
     })
 }
 

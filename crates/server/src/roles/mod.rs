@@ -7,5 +7,15 @@ mod session_log;
 
 /// The descriptor number a child finds its control channel on.
 pub const CTL_FD: i32 = 3;
-/// The first descriptor number of inherited listening sockets (mothers 2..N).
-pub const FIRST_LISTEN_FD: i32 = 4;
+
+/// Our parent is still an rsockd process that started us (a mother or the supervisor), not
+/// init or a subreaper that adopted us after our parent died.
+pub(crate) fn parent_is_rsockd() -> bool {
+    let ppid = rsockd_sys::process::parent();
+    if ppid <= 1 {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{ppid}/cmdline"))
+        .map(|c| c.starts_with("rsockd: mother") || c.starts_with("rsockd: supervisor"))
+        .unwrap_or(false)
+}

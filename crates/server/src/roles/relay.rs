@@ -6,7 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -148,7 +148,12 @@ async fn run_session(r: Rc<Relay>, h: Handoff, fds: Vec<OwnedFd>) {
         tcp::relay(&client, &target, &stats, opts, &on_data).await
     }
     .await;
-    session_log::closed(&h, &stats, &end);
+    let tcpinfo = h
+        .socks_rule
+        .log
+        .tcpinfo
+        .then(|| session_log::tcp_info(client.as_fd(), target.as_fd()));
+    session_log::closed(&h, &stats, &end, tcpinfo.as_deref());
     drop(client);
     drop(target);
     r.reg.sessions.borrow_mut().remove(&h.id);
@@ -201,7 +206,9 @@ async fn control_loop(r: Rc<Relay>) {
             continue;
         }
         match msg {
-            Control::Config { generation, file } => {
+            Control::Config {
+                generation, file, ..
+            } => {
                 let first = r.settings.borrow().is_none();
                 apply_config(&r, file, generation, got.fds);
                 if first && r.settings.borrow().is_some() {
@@ -226,7 +233,7 @@ async fn control_loop(r: Rc<Relay>) {
     // EOF: the mother is gone. Dante adds the suffix when our parent is no longer a mother.
     r.mother_gone.set(true);
     if !r.reg.draining.get() {
-        let suffix = if rsockd_sys::process::parent() == 1 || !parent_is_rsockd() {
+        let suffix = if !super::parent_is_rsockd() {
             ": mother unexpectedly exited"
         } else {
             ""
@@ -239,14 +246,6 @@ async fn control_loop(r: Rc<Relay>) {
     if r.finished() {
         r.done.notify_one();
     }
-}
-
-/// Our parent is still an rsockd mother (not init or a subreaper that adopted us).
-fn parent_is_rsockd() -> bool {
-    let ppid = rsockd_sys::process::parent();
-    std::fs::read_to_string(format!("/proc/{ppid}/cmdline"))
-        .map(|c| c.starts_with("rsockd: mother"))
-        .unwrap_or(false)
 }
 
 /// Entry point of `--role relay`. Returns the exit code.

@@ -59,19 +59,38 @@ pub fn duration_secs(h: &Handoff) -> u64 {
     now.saturating_sub(h.accepted_us) / 1_000_000
 }
 
+/// `log: tcpinfo`: the kernel's view of both connections, `client <-> target`, read just before
+/// they are closed.
+pub fn tcp_info(
+    client: std::os::fd::BorrowedFd<'_>,
+    target: std::os::fd::BorrowedFd<'_>,
+) -> String {
+    use rsockd_sys::sockopt::tcp_info;
+    let c = tcp_info(client).unwrap_or_default().fields();
+    let t = tcp_info(target).unwrap_or_default().fields();
+    let body: Vec<String> = c
+        .iter()
+        .zip(t.iter())
+        .map(|((name, cv), (_, tv))| format!("{name}: {cv} <-> {tv}"))
+        .collect();
+    format!("TCP_INFO: {}", body.join(", "))
+}
+
 /// The closing lines: `tcp/connect ]` (socks rule) and `tcp/accept ]` (client rule).
-pub fn closed(h: &Handoff, stats: &Stats, end: &End) {
+/// `tcpinfo` is appended to the socks-rule line when that rule logs `tcpinfo`.
+pub fn closed(h: &Handoff, stats: &Stats, end: &End, tcpinfo: Option<&str>) {
     let secs = duration_secs(h);
     let (c, i, e, t) = path(h);
     let f = h.socks_rule.log;
     if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
         log::info(&format!(
-            "{}{} -> {c} {i} -> {}, {} -> {e} {t} -> {}: {end}.  Session duration: {secs}s",
+            "{}{} -> {c} {i} -> {}, {} -> {e} {t} -> {}: {end}.  Session duration: {secs}s{}",
             Line::verdict(true, h.socks_rule.number, "tcp", "connect", ']'),
             stats.to_client.get(),
             stats.from_client.get(),
             stats.to_target.get(),
             stats.from_target.get(),
+            tcpinfo.map(|t| format!(" {t}")).unwrap_or_default(),
         ));
     }
     accept_closed(

@@ -1,7 +1,9 @@
 //! A mother process: accepts on the shared listening sockets, negotiates, and hands finished
-//! sessions to its relay processes. Mother 1 also owns the pidfile, reloads on SIGHUP and
-//! fans signals out to its children.
+//! sessions to its relay processes. Mother 1 also owns the pidfile, starts and re-spawns the
+//! other mothers, reloads on SIGHUP and fans signals out to its children. Mothers 2..N get
+//! their configuration and listening sockets from mother 1 over their control channel.
 
+pub mod family;
 mod pool;
 mod session;
 
@@ -13,13 +15,15 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use rsockd_ipc::Control;
+use rsockd_ipc::{Control, Report, MAX_MESSAGE};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 
+use crate::channel::Channel;
 use crate::log;
 use crate::settings::{Flags, Settings};
+use family::{Family, Listeners};
 pub use pool::Pool;
 
 thread_local! {
@@ -31,7 +35,7 @@ pub fn current_settings() -> Option<Rc<Settings>> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-fn set_current(s: Rc<Settings>) {
+pub(crate) fn set_current(s: Rc<Settings>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(s));
 }
 
@@ -47,6 +51,11 @@ pub struct MotherArgs {
     pub pidfile: Option<File>,
     /// Relay processes per mother.
     pub relays: usize,
+    /// Control channel to the process that started this mother (mother 1 or the supervisor);
+    /// None for mother 1 itself.
+    pub upstream: Option<Rc<Channel>>,
+    /// Start and re-spawn mothers 2..=of (mother 1, unless a supervisor does it).
+    pub lead: bool,
 }
 
 pub struct Mother {
@@ -55,6 +64,11 @@ pub struct Mother {
     pub pool: Rc<Pool>,
     next_id: Cell<u64>,
     accepting: RefCell<HashMap<SocketAddr, JoinHandle<()>>>,
+    /// A copy of each listening socket, for the mothers we start and for reloads.
+    listeners: Listeners,
+    family: Option<Rc<Family>>,
+    /// Clients accepted and not yet handed off or refused: lost if this process dies.
+    negotiating: Cell<u32>,
 }
 
 impl Mother {
@@ -86,7 +100,12 @@ async fn accept_loop(m: Rc<Mother>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 emfile_logged = false;
-                tokio::task::spawn_local(session::handle(m.clone(), stream, peer));
+                let m = m.clone();
+                m.negotiating.set(m.negotiating.get() + 1);
+                tokio::task::spawn_local(async move {
+                    session::handle(m.clone(), stream, peer).await;
+                    m.negotiating.set(m.negotiating.get().saturating_sub(1));
+                });
             }
             Err(e) => {
                 let code = e.raw_os_error();
@@ -111,6 +130,8 @@ async fn accept_loop(m: Rc<Mother>, listener: TcpListener) {
 }
 
 fn start_accepting(m: &Rc<Mother>, addr: SocketAddr, fd: OwnedFd) -> std::io::Result<()> {
+    m.listeners.borrow_mut().retain(|(a, _)| *a != addr);
+    m.listeners.borrow_mut().push((addr, fd.try_clone()?));
     let std_l = std::net::TcpListener::from(fd);
     std_l.set_nonblocking(true)?;
     let l = TcpListener::from_std(std_l)?;
@@ -157,10 +178,7 @@ async fn reload(m: &Rc<Mother>) {
     let current: Vec<SocketAddr> = m.accepting.borrow().keys().copied().collect();
     for a in &current {
         if !addrs.contains(a) {
-            if let Some(h) = m.accepting.borrow_mut().remove(a) {
-                h.abort();
-            }
-            log::info(&format!("no longer accepting clients on {}", log::addr(a)));
+            stop_accepting(m, a);
         }
     }
     for a in &addrs {
@@ -175,25 +193,159 @@ async fn reload(m: &Rc<Mother>) {
             }
         }
     }
-    m.pool
-        .broadcast(
-            &Control::Config {
-                generation: new.generation,
-                file: new.file.clone(),
-            },
-            Some(&new),
-        )
-        .await;
+    broadcast_config(m, &new).await;
     log::info("SIGHUP ]: config reloaded.  Broadcasting to children to do the same");
+}
+
+fn stop_accepting(m: &Mother, a: &SocketAddr) {
+    if let Some(h) = m.accepting.borrow_mut().remove(a) {
+        h.abort();
+    }
+    m.listeners.borrow_mut().retain(|(x, _)| x != a);
+    log::info(&format!("no longer accepting clients on {}", log::addr(a)));
+}
+
+/// Hands a new configuration to our relays and, on mother 1, to the other mothers.
+async fn broadcast_config(m: &Rc<Mother>, new: &Rc<Settings>) {
+    let msg = Control::Config {
+        generation: new.generation,
+        file: new.file.clone(),
+        listen: Vec::new(),
+    };
+    m.pool.broadcast(&msg, Some(new)).await;
+    if let Some(f) = &m.family {
+        f.broadcast(&msg, Some(new)).await;
+    }
+}
+
+/// A configuration from mother 1 (or the supervisor): the text in a memfd, then one listening
+/// socket per address in `listen`, which is the full set to accept on from now on.
+async fn adopt(
+    m: &Rc<Mother>,
+    generation: u64,
+    file: &str,
+    listen: Vec<SocketAddr>,
+    fds: Vec<OwnedFd>,
+) -> Result<(), String> {
+    let mut fds = fds.into_iter();
+    let memfd = fds.next().ok_or("configuration without its descriptor")?;
+    let text = rsockd_sys::spawn::read_memfd(memfd).map_err(|e| e.to_string())?;
+    let old = m.settings();
+    let (new, _warnings) = Settings::build(
+        file,
+        String::from_utf8_lossy(&text).into_owned(),
+        generation,
+        old.flags,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Err(e) = new.install_logging() {
+        log::error(&format!("{e}; keeping the old log outputs"));
+    }
+    let new = Rc::new(new);
+    set_current(new.clone());
+    let current: Vec<SocketAddr> = m.accepting.borrow().keys().copied().collect();
+    for a in current.iter().filter(|a| !listen.contains(a)) {
+        stop_accepting(m, a);
+    }
+    for (a, fd) in listen.into_iter().zip(fds) {
+        if !current.contains(&a) {
+            start_accepting(m, a, fd).map_err(|e| format!("{}: {e}", log::addr(&a)))?;
+        }
+    }
+    broadcast_config(m, &new).await;
+    log::info(&format!(
+        "mother[{}/{}]: configuration generation {generation} applied",
+        m.index, m.of
+    ));
+    Ok(())
+}
+
+/// What the upstream control channel asked of us.
+enum Upstream {
+    Drain,
+    Gone,
+}
+
+/// Mothers 2..N: obey mother 1 (or the supervisor). On EOF the special process is gone: say
+/// so, as Dante's children do, and go on serving.
+async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let got = match chan.recv(&mut buf).await {
+            Ok(g) if g.len == 0 && g.fds.is_empty() => break,
+            Ok(g) => g,
+            Err(e) => {
+                log::error(&format!("mother_ipc(): control channel: {e}"));
+                break;
+            }
+        };
+        let msg = match Control::decode(&buf[..got.len]) {
+            Ok(msg) if msg.fds() == got.fds.len() => msg,
+            Ok(_) => {
+                log::error("mother_ipc(): control message with the wrong number of descriptors");
+                continue;
+            }
+            Err(e) => {
+                log::error(&format!("mother_ipc(): bad control message: {e}"));
+                continue;
+            }
+        };
+        match msg {
+            Control::Config {
+                generation,
+                file,
+                listen,
+            } => {
+                if let Err(e) = adopt(&m, generation, &file, listen, got.fds).await {
+                    log::error(&format!(
+                        "mother[{}/{}]: configuration refused, keeping the running one: {e}",
+                        m.index, m.of
+                    ));
+                }
+            }
+            Control::DumpState => {
+                dump_state(&m);
+                m.pool.broadcast(&Control::DumpState, None).await;
+            }
+            Control::Drain => return Upstream::Drain,
+            Control::Session(_) => log::error("mother_ipc(): unexpected session message"),
+        }
+    }
+    let suffix = if super::parent_is_rsockd() {
+        ""
+    } else {
+        ": mother unexpectedly exited"
+    };
+    log::alert(&format!(
+        "mother_ipc(): mother unexpectedly closed the IPC control channel{suffix}"
+    ));
+    Upstream::Gone
+}
+
+/// Tells the special process how many clients we are negotiating with, when it changes.
+async fn report_negotiating(m: Rc<Mother>, chan: Rc<Channel>) {
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = m.negotiating.get();
+        if now != last {
+            let msg = Report::Negotiating { count: now }.encode();
+            if chan.send(&msg, &[]).await.is_err() {
+                return;
+            }
+            last = now;
+        }
+    }
 }
 
 fn dump_state(m: &Rc<Mother>) {
     let slots = m.pool.slots.borrow();
     log::info(&format!(
-        "mother[{}/{}]: relay processes: {}, sessions handed and open: {}, listening on: {}",
+        "mother[{}/{}]: relay processes: {}, clients negotiating: {}, sessions handed and open: {}, listening on: {}",
         m.index,
         m.of,
         slots.iter().filter(|s| s.alive.get()).count(),
+        m.negotiating.get(),
         m.pool.total_sessions(),
         m.accepting
             .borrow()
@@ -202,6 +354,11 @@ fn dump_state(m: &Rc<Mother>) {
             .collect::<Vec<_>>()
             .join(" ")
     ));
+    if let Some(f) = &m.family {
+        for (i, pid) in f.pids() {
+            log::info(&format!("mother[{i}/{}]: pid {pid}", m.of));
+        }
+    }
     for s in slots.iter() {
         log::info(&format!(
             "relay {} (pid {}): {}, sessions: {}",
@@ -213,17 +370,8 @@ fn dump_state(m: &Rc<Mother>) {
     }
 }
 
-/// Entry point of a mother. Returns the exit code.
+/// Entry point of mother 1 (from `main`). Returns the exit code.
 pub fn run(args: MotherArgs) -> i32 {
-    let MotherArgs {
-        index,
-        of,
-        flags,
-        settings,
-        listeners,
-        pidfile,
-        relays,
-    } = args;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -234,84 +382,240 @@ pub fn run(args: MotherArgs) -> i32 {
             return 1;
         }
     };
-    let local = tokio::task::LocalSet::new();
-    let settings = Rc::new(settings);
-    set_current(settings.clone());
-    local.block_on(&rt, async move {
-        let m = Rc::new(Mother {
+    tokio::task::LocalSet::new().block_on(&rt, serve(args))
+}
+
+/// Entry point of `--role mother --id I/N`: waits for the first configuration and the
+/// listening sockets from the special process, then serves like mother 1.
+pub fn run_child(id: &str, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
+    let (index, of) = match id.split_once('/').map(|(i, n)| (i.parse(), n.parse())) {
+        Some((Ok(i), Ok(n))) => (i, n),
+        _ => {
+            log::error(&format!("internal role: bad mother id \"{id}\""));
+            return 2;
+        }
+    };
+    rsockd_sys::proctitle::set(&format!("rsockd: mother {index}/{of}"));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error(&format!("mother[{id}]: cannot start runtime: {e}"));
+            return 1;
+        }
+    };
+    tokio::task::LocalSet::new().block_on(&rt, async move {
+        let chan = match Channel::new(ctl) {
+            Ok(c) => Rc::new(c),
+            Err(e) => {
+                log::error(&format!("mother[{id}]: control channel: {e}"));
+                return 1;
+            }
+        };
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let got = match chan.recv(&mut buf).await {
+            Ok(g) if g.len > 0 => g,
+            Ok(_) => return 1,
+            Err(e) => {
+                log::error(&format!("mother[{id}]: control channel: {e}"));
+                return 1;
+            }
+        };
+        let (generation, file, listen) = match Control::decode(&buf[..got.len]) {
+            Ok(Control::Config {
+                generation,
+                file,
+                listen,
+            }) if got.fds.len() == 1 + listen.len() => (generation, file, listen),
+            _ => {
+                log::error(&format!(
+                    "mother[{id}]: the first control message must be a configuration"
+                ));
+                return 2;
+            }
+        };
+        let mut fds = got.fds.into_iter();
+        let Some(memfd) = fds.next() else {
+            return 2;
+        };
+        let text = match rsockd_sys::spawn::read_memfd(memfd) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+            Err(e) => {
+                log::error(&format!("mother[{id}]: cannot read configuration: {e}"));
+                return 1;
+            }
+        };
+        let settings = match Settings::build(&file, text, generation, flags) {
+            Ok((s, _)) => s,
+            Err(e) => {
+                log::error(&format!("mother[{id}]: {e}"));
+                return 1;
+            }
+        };
+        if let Err(e) = settings.install_logging() {
+            log::error(&format!("mother[{id}]: {e}"));
+        }
+        serve(MotherArgs {
             index,
             of,
-            pool: Pool::new(index, flags),
-            next_id: Cell::new(1),
-            accepting: RefCell::new(HashMap::new()),
-        });
-        rsockd_sys::proctitle::set(&m.title());
-        let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int), Ok(mut chld)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::user_defined1()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::child()),
-        ) else {
-            log::error("cannot install signal handlers");
-            return 1;
-        };
-        for k in 1..=relays.max(1) {
-            if let Err(e) = m.pool.start(k, &settings).await {
-                log::error(&format!("cannot start relay {index}.{k}: {e}"));
-                return 1;
-            }
-        }
-        for (addr, fd) in listeners {
-            if let Err(e) = start_accepting(&m, addr, fd) {
-                log::error(&format!("cannot accept on {}: {e}", log::addr(&addr)));
-                return 1;
-            }
-        }
-        // Ready when every relay has applied its configuration.
-        while !m.pool.all_ready() {
-            let wait = m.pool.ready_changed.notified();
-            tokio::select! {
-                _ = wait => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-        log::info(&format!(
-            "rsockd/server[{index}/{of}] v{} running",
-            env!("CARGO_PKG_VERSION")
-        ));
-        crate::notify::notify("READY=1");
-        let code = loop {
-            tokio::select! {
-                _ = hup.recv() => {
-                    crate::notify::notify("RELOADING=1");
-                    reload(&m).await;
-                    crate::notify::notify("READY=1");
-                }
-                _ = usr1.recv() => {
-                    dump_state(&m);
-                    m.pool.broadcast(&Control::DumpState, None).await;
-                }
-                _ = chld.recv() => {
-                    for (pid, how) in rsockd_sys::process::reap() {
-                        log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
-                    }
-                }
-                _ = term.recv() => break 15,
-                _ = int.recv() => break 2,
-            }
-        };
-        crate::notify::notify("STOPPING=1");
-        log::info(&format!("sigterm(): exiting on signal {code}"));
-        m.pool.stopping.set(true);
-        for (_, h) in m.accepting.borrow_mut().drain() {
-            h.abort();
-        }
-        m.pool.broadcast(&Control::Drain, None).await;
-        log::alert(&format!("mother[{index}/{of}]: shutting down"));
-        if let Some(f) = pidfile {
-            let _ = f.set_len(0);
-        }
-        0
+            flags,
+            settings,
+            listeners: listen.into_iter().zip(fds).collect(),
+            pidfile: None,
+            relays,
+            upstream: Some(chan),
+            lead: false,
+        })
+        .await
     })
+}
+
+async fn serve(args: MotherArgs) -> i32 {
+    let MotherArgs {
+        index,
+        of,
+        flags,
+        settings,
+        listeners,
+        pidfile,
+        relays,
+        upstream,
+        lead,
+    } = args;
+    let settings = Rc::new(settings);
+    set_current(settings.clone());
+    let listen_copies: Listeners = Rc::new(RefCell::new(Vec::new()));
+    let family = (lead && of > 1).then(|| Family::new(of, flags, relays, listen_copies.clone()));
+    let m = Rc::new(Mother {
+        index,
+        of,
+        pool: Pool::new(index, flags),
+        next_id: Cell::new(1),
+        accepting: RefCell::new(HashMap::new()),
+        listeners: listen_copies,
+        family: family.clone(),
+        negotiating: Cell::new(0),
+    });
+    rsockd_sys::proctitle::set(&m.title());
+    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int), Ok(mut chld)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::child()),
+    ) else {
+        log::error("cannot install signal handlers");
+        return 1;
+    };
+    for k in 1..=relays.max(1) {
+        if let Err(e) = m.pool.start(k, &settings).await {
+            log::error(&format!("cannot start relay {index}.{k}: {e}"));
+            return 1;
+        }
+    }
+    for (addr, fd) in listeners {
+        if let Err(e) = start_accepting(&m, addr, fd) {
+            log::error(&format!("cannot accept on {}: {e}", log::addr(&addr)));
+            return 1;
+        }
+    }
+    if let Some(f) = &family {
+        for i in 2..=of {
+            if let Err(e) = f.start(i, &settings).await {
+                log::error(&format!("cannot start mother[{i}/{of}]: {e}"));
+                return 1;
+            }
+        }
+    }
+    // Ready when every relay (and every other mother) has applied its configuration.
+    while !(m.pool.all_ready() && family.as_ref().is_none_or(|f| f.all_ready())) {
+        let relays_changed = m.pool.ready_changed.notified();
+        tokio::select! {
+            _ = relays_changed => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    log::info(&format!(
+        "rsockd/server[{index}/{of}] v{} running",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let upstream_task = match &upstream {
+        Some(chan) => {
+            let ready = Report::Ready {
+                pid: std::process::id(),
+            };
+            if let Err(e) = chan.send(&ready.encode(), &[]).await {
+                log::error(&format!("mother[{index}/{of}]: control channel: {e}"));
+            }
+            tokio::task::spawn_local(report_negotiating(m.clone(), chan.clone()));
+            Some(tokio::task::spawn_local(upstream_loop(
+                m.clone(),
+                chan.clone(),
+            )))
+        }
+        None => {
+            crate::notify::notify("READY=1");
+            None
+        }
+    };
+    let mut upstream_task = upstream_task;
+    let code = loop {
+        let from_upstream = async {
+            match upstream_task.as_mut() {
+                Some(t) => t.await.unwrap_or(Upstream::Gone),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hup.recv() => {
+                if upstream.is_none() { crate::notify::notify("RELOADING=1"); }
+                reload(&m).await;
+                if upstream.is_none() { crate::notify::notify("READY=1"); }
+            }
+            _ = usr1.recv() => {
+                dump_state(&m);
+                m.pool.broadcast(&Control::DumpState, None).await;
+                if let Some(f) = &family {
+                    f.broadcast(&Control::DumpState, None).await;
+                }
+            }
+            _ = chld.recv() => {
+                for (pid, how) in rsockd_sys::process::reap() {
+                    if family.as_ref().is_some_and(|f| f.reaped(pid, &how)) {
+                        continue;
+                    }
+                    log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
+                }
+            }
+            up = from_upstream => {
+                upstream_task = None;
+                match up {
+                    Upstream::Drain => break 15,
+                    Upstream::Gone => {}
+                }
+            }
+            _ = term.recv() => break 15,
+            _ = int.recv() => break 2,
+        }
+    };
+    if upstream.is_none() {
+        crate::notify::notify("STOPPING=1");
+    }
+    log::info(&format!("sigterm(): exiting on signal {code}"));
+    m.pool.stopping.set(true);
+    for (_, h) in m.accepting.borrow_mut().drain() {
+        h.abort();
+    }
+    m.pool.broadcast(&Control::Drain, None).await;
+    if let Some(f) = &family {
+        f.stopping.set(true);
+        f.broadcast(&Control::Drain, None).await;
+    }
+    log::alert(&format!("mother[{index}/{of}]: shutting down"));
+    if let Some(f) = pidfile {
+        let _ = f.set_len(0);
+    }
+    0
 }

@@ -39,6 +39,7 @@ pub async fn send_config(chan: &Channel, s: &Settings) -> std::io::Result<()> {
     let msg = Control::Config {
         generation: s.generation,
         file: s.file.clone(),
+        listen: Vec::new(),
     };
     chan.send(&msg.encode(), &[fd.as_fd()]).await
 }
@@ -111,6 +112,7 @@ impl Pool {
                     Ok(Report::Closed { .. }) => {
                         slot.sessions.set(slot.sessions.get().saturating_sub(1));
                     }
+                    Ok(Report::Negotiating { .. }) => {}
                     Err(e) => log::error(&format!("relay {}: bad report: {e}", slot.id)),
                 },
                 Err(e) => {

@@ -19,6 +19,8 @@ pub struct Cli {
     pub no_keepalive: bool,
     pub pidfile: Option<String>,
     pub version: u32,
+    /// Our extension `--supervisor`: a non-accepting process on top re-spawns every mother.
+    pub supervisor: bool,
 }
 
 pub fn usage() -> String {
@@ -33,7 +35,8 @@ pub fn usage() -> String {
          \t-h           : print this information\n\
          \t-n           : disable TCP keep-alive\n\
          \t-p <file>    : write pid to <file> [{DEFAULT_PIDFILE} when run as root]\n\
-         \t-v           : print version info (-vv: also build features)\n"
+         \t-v           : print version info (-vv: also build features)\n\
+         \t--supervisor : (rsockd) a supervisor process re-spawns every mother, mother 1 too\n"
     )
 }
 
@@ -47,6 +50,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     while i < args.len() {
         let a = &args[i];
         i += 1;
+        if a == "--supervisor" {
+            cli.supervisor = true;
+            continue;
+        }
         if a == "--" {
             if i < args.len() {
                 return Err(format!("unexpected argument \"{}\"", args[i]));
@@ -121,6 +128,9 @@ mod tests {
         assert_eq!(c.pidfile.as_deref(), Some("/run/x.pid"));
         assert_eq!(p("-vv").unwrap().version, 2);
         assert_eq!(p("-Vf/a").unwrap().config.as_deref(), Some("/a"));
+        let c = p("-N 2 --supervisor -f /a").unwrap();
+        assert!(c.supervisor && c.mothers == 2);
+        assert!(!p("-N 2").unwrap().supervisor);
     }
 
     #[test]
@@ -131,5 +141,6 @@ mod tests {
         assert!(p("-N abc").is_err());
         assert!(p("-d x").is_err());
         assert!(p("stray").is_err());
+        assert!(p("--supervise").is_err());
     }
 }

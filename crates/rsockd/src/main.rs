@@ -186,6 +186,9 @@ fn run_main(args: &[String]) -> i32 {
     if let Err(e) = rsockd_sys::process::set_subreaper() {
         log::warning(&format!("cannot become a child subreaper: {e}"));
     }
+    if let Some((to, _)) = &unprivileged {
+        give_log_files_to(&settings, to);
+    }
     if let Some((to, saved)) = unprivileged {
         if let Err(e) = rsockd_sys::privs::drop_to(&to, saved) {
             log::error(&format!("cannot switch to user {}: {e}", to.name));
@@ -195,6 +198,16 @@ fn run_main(args: &[String]) -> i32 {
         log::warning("setting the unprivileged uid to 0 is not recommended for security reasons");
     }
     let relays = (rsockd_sys::process::cpus() / of as usize).max(1);
+    if cli.supervisor {
+        return roles::supervisor::run(roles::supervisor::SupervisorArgs {
+            of,
+            flags,
+            settings,
+            listeners,
+            pidfile,
+            relays,
+        });
+    }
     roles::mother::run(MotherArgs {
         index: 1,
         of,
@@ -237,6 +250,25 @@ fn resolve_users(s: &Settings) -> Result<Option<(rsockd_sys::privs::Account, u32
     }
     let saved = privileged.map(|p| p.uid).unwrap_or(0);
     Ok(Some((un, saved)))
+}
+
+/// Relays are re-executed after the privilege drop and open the log files themselves, so the
+/// files we created as root must be writable by the account we run as (Dante's forked children
+/// inherit the open descriptor instead).
+fn give_log_files_to(s: &Settings, to: &rsockd_sys::privs::Account) {
+    use rsockd_config::LogDest;
+    for dest in s.config.logoutput.iter().chain(&s.config.errorlog) {
+        if let LogDest::File(path) = dest {
+            if let Err(e) = std::os::unix::fs::chown(path, Some(to.uid), Some(to.gid)) {
+                log::warning(&format!(
+                    "cannot hand log file {} to user {}: {e}; processes running as {} may not be able to write to it",
+                    path.display(),
+                    to.name,
+                    to.name
+                ));
+            }
+        }
+    }
 }
 
 fn write_pidfile(path: &str) -> std::io::Result<std::fs::File> {

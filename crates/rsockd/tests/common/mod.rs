@@ -3,6 +3,8 @@
 //! loopback sockets. Processes are ended by PID, only the ones we started.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod procs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::linux::net::SocketAddrExt;
@@ -227,9 +229,22 @@ pub fn cmdline(pid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// Every process below `pid` (children, grandchildren, ...).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for k in children_of(p) {
+            out.push(k);
+            todo.push(k);
+        }
+    }
+    out
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        let kids = self.children();
+        let kids = descendants(self.pid);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -382,4 +397,191 @@ pub fn tool(name: &str) -> bool {
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// Starts `cmd` (the caller has set the program, its arguments and where stdout and stderr
+/// go), waits for its `READY=1` and learns the listening port from `log`, the file where the
+/// caller arranged for the log lines to land (a log file, a captured stream, a syslog sink).
+/// The port line may arrive a little after READY when it travels through a pipe, so `log` is
+/// polled for it.
+pub fn launch(
+    cmd: Command,
+    dir: tempfile::TempDir,
+    ip: Ipv4Addr,
+    conf: PathBuf,
+    log: PathBuf,
+) -> Result<Server, String> {
+    launch_with(cmd, dir, ip, conf, log, |_| {})
+}
+
+/// `launch`, with `on_spawn` called on the child right after it is spawned (to take and
+/// drain its piped stdout or stderr, for example).
+pub fn launch_with(
+    mut cmd: Command,
+    dir: tempfile::TempDir,
+    ip: Ipv4Addr,
+    conf: PathBuf,
+    log: PathBuf,
+    on_spawn: impl FnOnce(&mut Child),
+) -> Result<Server, String> {
+    let notify_name = format!("rsockd-launch-{}-{}", std::process::id(), ip);
+    let notify =
+        UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(notify_name.as_bytes()).unwrap())
+            .unwrap();
+    let mut child = cmd
+        .env("NOTIFY_SOCKET", format!("@{notify_name}"))
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    on_spawn(&mut child);
+    let pid = child.id() as i32;
+    let server = |child| Server {
+        child: Some(child),
+        pid,
+        addr: SocketAddr::from((ip, 0)),
+        ip,
+        dir,
+        log: log.clone(),
+        conf,
+    };
+    if let Err(e) = wait_ready(&notify, &mut child, Duration::from_secs(30)) {
+        let srv = server(child);
+        return Err(format!("{e}\nlog: {}", srv.log_text()));
+    }
+    let mut srv = server(child);
+    let start = Instant::now();
+    loop {
+        let text = srv.log_text();
+        if let Some(port) = listening_port(&text) {
+            srv.addr = SocketAddr::from((ip, port));
+            return Ok(srv);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("no listening port in the log:\n{text}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The port of the first `accepting clients on a.b.c.d.PORT` line of a log text.
+pub fn listening_port(text: &str) -> Option<u16> {
+    text.lines().find_map(|l| {
+        let rest = l.split("accepting clients on ").nth(1)?;
+        let port = rest.rsplit('.').next()?;
+        port.trim().parse::<u16>().ok()
+    })
+}
+
+/// Copies everything read from `r` to the file `path` (appending chunk by chunk) on a thread,
+/// so a piped stdout or stderr can be polled like a log file.
+pub fn capture(mut r: impl Read + Send + 'static, path: PathBuf) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 || f.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// An address the way Dante logs it: `a.b.c.d.port`.
+pub fn dante_addr(a: SocketAddr) -> String {
+    format!("{}.{}", a.ip(), a.port())
+}
+
+/// The fields of `/proc/PID/stat` after the command name: state, ppid, pgrp, session, tty_nr…
+pub fn proc_stat(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|f| f.first().map(String::as_str) != Some("Z"))
+}
+
+/// Polls until `pid` is gone (or a zombie); false if it is still running after `secs`.
+pub fn wait_gone(pid: i32, secs: u64) -> bool {
+    let start = Instant::now();
+    while alive(pid) {
+        if start.elapsed() > Duration::from_secs(secs) {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// The `Uid:` line of `/proc/PID/status`: real, effective, saved and filesystem uid.
+pub fn uids(pid: i32) -> Option<[u32; 4]> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    let v: Vec<u32> = line[4..]
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    v.try_into().ok()
+}
+
+/// A listener on `ip` that writes each connection's peer IP address as text and closes it,
+/// so a test learns which source address the proxy used.
+pub fn peer_reporter(ip: Ipv4Addr) -> SocketAddr {
+    let l = TcpListener::bind((ip, 0)).unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            if let Ok(peer) = s.peer_addr() {
+                let _ = s.write_all(peer.ip().to_string().as_bytes());
+            }
+        }
+    });
+    addr
+}
+
+/// A target that accepts and hands every accepted connection to the test, which then holds
+/// it open (and silent) for as long as it likes.
+pub fn holding_server() -> (SocketAddr, std::sync::mpsc::Receiver<TcpStream>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            if tx.send(s).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// The TCP sockets of this network namespace from `/proc/net/tcp`: (local, remote, state,
+/// timer), where timer is the kernel's `tr` column (0 none, 1 retransmit, 2 keep-alive, 3
+/// TIME_WAIT, 4 zero-window probe).
+pub fn proc_net_tcp() -> Vec<(SocketAddr, SocketAddr, u8, u8)> {
+    fn parse(s: &str) -> Option<SocketAddr> {
+        let (ip, port) = s.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::from((Ipv4Addr::from(ip.to_ne_bytes()), port)))
+    }
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local = parse(f.get(1)?)?;
+            let remote = parse(f.get(2)?)?;
+            let state = u8::from_str_radix(f.get(3)?, 16).ok()?;
+            let timer = f.get(5)?.split(':').next()?.parse().ok()?;
+            Some((local, remote, state, timer))
+        })
+        .collect()
 }

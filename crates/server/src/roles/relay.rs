@@ -233,7 +233,7 @@ async fn control_loop(r: Rc<Relay>) {
     // EOF: the mother is gone. Dante adds the suffix when our parent is no longer a mother.
     r.mother_gone.set(true);
     if !r.reg.draining.get() {
-        let suffix = if !super::parent_is_rsockd() {
+        let suffix = if super::parent_gone().await {
             ": mother unexpectedly exited"
         } else {
             ""
@@ -250,6 +250,7 @@ async fn control_loop(r: Rc<Relay>) {
 
 /// Entry point of `--role relay`. Returns the exit code.
 pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
+    super::remember_parent();
     rsockd_sys::proctitle::set(&format!("rsockd: relay {id}: 0 sessions"));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

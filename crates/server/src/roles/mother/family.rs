@@ -133,16 +133,31 @@ impl Family {
         }
     }
 
+    /// After Drain: waits (bounded) until every mother has exited and been reaped, so that a
+    /// stopped server leaves no mother behind.
+    pub async fn wait_gone(self: &Rc<Self>, chld: &mut tokio::signal::unix::Signal) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.members.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = chld.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            for (pid, how) in rsockd_sys::process::reap() {
+                self.reaped(pid, &how);
+            }
+        }
+    }
+
     pub fn all_ready(&self) -> bool {
         self.members.borrow().values().all(|m| m.ready.get())
     }
 
-    /// Pids of the mothers, by index.
-    pub fn pids(&self) -> Vec<(u32, i32)> {
+    /// Index, pid and last reported clients in negotiation of each mother.
+    pub fn pids(&self) -> Vec<(u32, i32, u32)> {
         self.members
             .borrow()
             .iter()
-            .map(|(i, m)| (*i, m.pid.get()))
+            .map(|(i, m)| (*i, m.pid.get(), m.negotiating.get()))
             .collect()
     }
 

@@ -69,6 +69,7 @@ pub struct Mother {
     family: Option<Rc<Family>>,
     /// Clients accepted and not yet handed off or refused: lost if this process dies.
     negotiating: Cell<u32>,
+    negotiating_changed: tokio::sync::Notify,
 }
 
 impl Mother {
@@ -102,9 +103,11 @@ async fn accept_loop(m: Rc<Mother>, listener: TcpListener) {
                 emfile_logged = false;
                 let m = m.clone();
                 m.negotiating.set(m.negotiating.get() + 1);
+                m.negotiating_changed.notify_one();
                 tokio::task::spawn_local(async move {
                     session::handle(m.clone(), stream, peer).await;
                     m.negotiating.set(m.negotiating.get().saturating_sub(1));
+                    m.negotiating_changed.notify_one();
                 });
             }
             Err(e) => {
@@ -311,10 +314,10 @@ async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream {
             Control::Session(_) => log::error("mother_ipc(): unexpected session message"),
         }
     }
-    let suffix = if super::parent_is_rsockd() {
-        ""
-    } else {
+    let suffix = if super::parent_gone().await {
         ": mother unexpectedly exited"
+    } else {
+        ""
     };
     log::alert(&format!(
         "mother_ipc(): mother unexpectedly closed the IPC control channel{suffix}"
@@ -322,11 +325,12 @@ async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream {
     Upstream::Gone
 }
 
-/// Tells the special process how many clients we are negotiating with, when it changes.
+/// Tells the special process how many clients we are negotiating with, when it changes: at
+/// once, then at most every 100 ms.
 async fn report_negotiating(m: Rc<Mother>, chan: Rc<Channel>) {
     let mut last = 0;
     loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        m.negotiating_changed.notified().await;
         let now = m.negotiating.get();
         if now != last {
             let msg = Report::Negotiating { count: now }.encode();
@@ -334,6 +338,11 @@ async fn report_negotiating(m: Rc<Mother>, chan: Rc<Channel>) {
                 return;
             }
             last = now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Changes during the pause are sent on the next round.
+        if m.negotiating.get() != last {
+            m.negotiating_changed.notify_one();
         }
     }
 }
@@ -355,8 +364,11 @@ fn dump_state(m: &Rc<Mother>) {
             .join(" ")
     ));
     if let Some(f) = &m.family {
-        for (i, pid) in f.pids() {
-            log::info(&format!("mother[{i}/{}]: pid {pid}", m.of));
+        for (i, pid, negotiating) in f.pids() {
+            log::info(&format!(
+                "mother[{i}/{}]: pid {pid}, clients negotiating: {negotiating}",
+                m.of
+            ));
         }
     }
     for s in slots.iter() {
@@ -388,6 +400,7 @@ pub fn run(args: MotherArgs) -> i32 {
 /// Entry point of `--role mother --id I/N`: waits for the first configuration and the
 /// listening sockets from the special process, then serves like mother 1.
 pub fn run_child(id: &str, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
+    super::remember_parent();
     let (index, of) = match id.split_once('/').map(|(i, n)| (i.parse(), n.parse())) {
         Some((Ok(i), Ok(n))) => (i, n),
         _ => {
@@ -497,6 +510,7 @@ async fn serve(args: MotherArgs) -> i32 {
         listeners: listen_copies,
         family: family.clone(),
         negotiating: Cell::new(0),
+        negotiating_changed: tokio::sync::Notify::new(),
     });
     rsockd_sys::proctitle::set(&m.title());
     let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int), Ok(mut chld)) = (
@@ -535,6 +549,14 @@ async fn serve(args: MotherArgs) -> i32 {
         tokio::select! {
             _ = relays_changed => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            // A mother that dies while starting is re-spawned like any other.
+            _ = chld.recv() => {
+                for (pid, how) in rsockd_sys::process::reap() {
+                    if let Some(f) = &family {
+                        f.reaped(pid, &how);
+                    }
+                }
+            }
         }
     }
     log::info(&format!(
@@ -612,6 +634,7 @@ async fn serve(args: MotherArgs) -> i32 {
     if let Some(f) = &family {
         f.stopping.set(true);
         f.broadcast(&Control::Drain, None).await;
+        f.wait_gone(&mut chld).await;
     }
     log::alert(&format!("mother[{index}/{of}]: shutting down"));
     if let Some(f) = pidfile {

@@ -1,6 +1,8 @@
 //! A mother's relay processes: spawning them, handing them sessions, replacing the dead.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,6 +14,16 @@ use crate::log;
 use crate::roles::CTL_FD;
 use crate::settings::{Flags, Settings};
 
+/// What a mother remembers of a session it handed off, to log it if its relay dies.
+struct HandedOff {
+    client: SocketAddr,
+    internal: SocketAddr,
+    external: SocketAddr,
+    target: SocketAddr,
+    rule: u32,
+    accepted_us: u64,
+}
+
 /// One relay process as its mother sees it.
 pub struct Slot {
     /// `M.K`: mother index and relay number, as in the title `rsockd: relay 1.2`.
@@ -20,6 +32,7 @@ pub struct Slot {
     chan: Channel,
     /// Sessions handed and not yet reported closed; the least loaded relay gets the next one.
     pub sessions: Cell<u32>,
+    handed: RefCell<HashMap<u64, HandedOff>>,
     pub alive: Cell<bool>,
     pub ready: Cell<bool>,
 }
@@ -82,6 +95,7 @@ impl Pool {
             pid: Cell::new(pid),
             chan,
             sessions: Cell::new(0),
+            handed: RefCell::new(HashMap::new()),
             alive: Cell::new(true),
             ready: Cell::new(false),
         });
@@ -109,8 +123,9 @@ impl Pool {
                         slot.ready.set(true);
                         pool.ready_changed.notify_waiters();
                     }
-                    Ok(Report::Closed { .. }) => {
+                    Ok(Report::Closed { id }) => {
                         slot.sessions.set(slot.sessions.get().saturating_sub(1));
+                        slot.handed.borrow_mut().remove(&id);
                     }
                     Ok(Report::Negotiating { .. }) => {}
                     Err(e) => log::error(&format!("relay {}: bad report: {e}", slot.id)),
@@ -131,6 +146,22 @@ impl Pool {
             slot.pid.get(),
             slot.sessions.get()
         ));
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        for s in slot.handed.borrow_mut().drain().map(|(_, s)| s) {
+            log::info(&format!(
+                "{}{} {} -> {} {}: session error (relay process {} died).  Session duration: {}s",
+                log::Line::verdict(true, s.rule, "tcp", "connect", ']'),
+                log::addr(&s.client),
+                log::addr(&s.internal),
+                log::addr(&s.external),
+                log::addr(&s.target),
+                slot.pid.get(),
+                now_us.saturating_sub(s.accepted_us) / 1_000_000
+            ));
+        }
         let mut delay = Duration::from_millis(0);
         loop {
             tokio::time::sleep(delay).await;
@@ -156,7 +187,17 @@ impl Pool {
     /// Hands a session to the least loaded live relay. On failure the descriptors are still
     /// ours (the caller tells the client).
     pub async fn handoff(&self, h: Handoff, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+        let id = h.id;
+        let info = HandedOff {
+            client: h.client,
+            internal: h.internal,
+            external: h.external,
+            target: h.target,
+            rule: h.socks_rule.number,
+            accepted_us: h.accepted_us,
+        };
         let msg = Control::Session(Box::new(h)).encode();
+        let mut info = Some(info);
         let mut tried: Vec<String> = Vec::new();
         loop {
             let slot = {
@@ -173,6 +214,9 @@ impl Pool {
             match slot.chan.send(&msg, fds).await {
                 Ok(()) => {
                     slot.sessions.set(slot.sessions.get() + 1);
+                    if let Some(info) = info.take() {
+                        slot.handed.borrow_mut().insert(id, info);
+                    }
                     return Ok(());
                 }
                 Err(e) => {

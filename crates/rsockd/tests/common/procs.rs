@@ -1,0 +1,183 @@
+//! Process-tree helpers for the `-N` tests: find mothers and relays by title, keep
+//! checksummed sessions streaming while processes are killed, clean up orphans by PID.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+pub const SIGKILL: i32 = 9;
+pub const SIGCONT: i32 = 18;
+pub const SIGSTOP: i32 = 19;
+
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `(index, pid)` of every live mother in the tree under (and including) `root`.
+pub fn mothers(root: i32) -> Vec<(u32, i32)> {
+    let mut pids = vec![root];
+    pids.extend(descendants(root));
+    let mut out: Vec<(u32, i32)> = pids
+        .into_iter()
+        .filter_map(|p| {
+            let t = cmdline(p);
+            let idx = t.strip_prefix("rsockd: mother ")?.split('/').next()?;
+            Some((idx.parse().ok()?, p))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn mother_pid(root: i32, index: u32) -> Option<i32> {
+    mothers(root)
+        .into_iter()
+        .find(|(i, _)| *i == index)
+        .map(|(_, p)| p)
+}
+
+/// `(pid, sessions)` of the relays that are children of `mother`.
+pub fn relays_of(mother: i32) -> Vec<(i32, u32)> {
+    children_of(mother)
+        .into_iter()
+        .filter_map(|p| {
+            let t = cmdline(p);
+            let rest = t.strip_prefix("rsockd: relay ")?;
+            let n = rest.split(": ").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((p, n))
+        })
+        .collect()
+}
+
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rfind(')').is_some_and(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Kills, at the end of a test, processes that outlived the one the harness knows (the mothers
+/// and relays left when mother 1 or the supervisor is killed). Only rsockd processes we saw.
+pub struct Orphans(pub Vec<i32>);
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if cmdline(*p).starts_with("rsockd:") {
+                unsafe_free_kill(*p, SIGKILL);
+            }
+        }
+    }
+}
+
+/// The bytes a streamer sends as chunk `seq` of session `id`: different per chunk, so a lost,
+/// duplicated or reordered chunk fails the comparison.
+pub fn chunk(id: usize, seq: u64) -> Vec<u8> {
+    let len = 512 + ((id as u64 * 7919 + seq * 104_729) % 3584) as usize;
+    let mut x = (id as u64) << 32 ^ seq ^ 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sessions that echo a checksummed stream every few ms until `stop`; each returns the bytes it
+/// verified, or what went wrong.
+pub struct Streamers {
+    pub stop: Arc<AtomicBool>,
+    pub established: Arc<AtomicUsize>,
+    pub handles: Vec<JoinHandle<Result<u64, String>>>,
+}
+
+impl Streamers {
+    pub fn start(proxy: SocketAddr, echo: SocketAddr, n: usize) -> Streamers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let established = Arc::new(AtomicUsize::new(0));
+        let handles = (0..n)
+            .map(|id| {
+                let (stop, established) = (stop.clone(), established.clone());
+                thread::spawn(move || -> Result<u64, String> {
+                    let (mut s, rep) = socks5_connect(proxy, echo);
+                    if rep != 0 {
+                        return Err(format!("session {id}: reply {rep}"));
+                    }
+                    established.fetch_add(1, Ordering::SeqCst);
+                    let mut verified = 0u64;
+                    let mut seq = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        let out = chunk(id, seq);
+                        s.write_all(&out)
+                            .map_err(|e| format!("session {id}: write: {e}"))?;
+                        let mut back = vec![0u8; out.len()];
+                        s.read_exact(&mut back)
+                            .map_err(|e| format!("session {id}: read chunk {seq}: {e}"))?;
+                        if back != out {
+                            return Err(format!("session {id}: chunk {seq} corrupted"));
+                        }
+                        verified += out.len() as u64;
+                        seq += 1;
+                        thread::sleep(Duration::from_millis(3));
+                    }
+                    Ok(verified)
+                })
+            })
+            .collect();
+        Streamers {
+            stop,
+            established,
+            handles,
+        }
+    }
+
+    pub fn wait_established(&self, n: usize) {
+        wait_until("sessions to be established", 30, || {
+            self.established.load(Ordering::SeqCst) >= n
+        });
+    }
+
+    pub fn finish(self) -> Vec<Result<u64, String>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("panicked".into())))
+            .collect()
+    }
+}
+
+/// One fresh client through the proxy, checked end to end.
+pub fn serve_one(proxy: SocketAddr, echo: SocketAddr, i: usize) {
+    let (mut s, rep) = socks5_connect(proxy, echo);
+    assert_eq!(rep, 0, "new client {i} refused");
+    let msg = chunk(10_000 + i, 0);
+    s.write_all(&msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg, "new client {i}");
+}
+
+pub fn sessions_of_mother(mother: i32) -> u32 {
+    relays_of(mother).iter().map(|(_, n)| n).sum()
+}
+
+/// Holds sessions open until every mother has some, so a kill always hits live sessions.
+pub fn spread(srv: &Server, echo: SocketAddr, n: usize) -> Streamers {
+    let st = Streamers::start(srv.addr, echo, n);
+    st.wait_established(n);
+    st
+}

@@ -1,0 +1,175 @@
+//! Our extension `--supervisor`: a small process that accepts nothing and only keeps mothers
+//! 1..N alive. Without it mother 1 re-spawns the others but nobody replaces mother 1; with it
+//! no single process death reduces capacity for longer than a re-spawn. It holds the pidfile
+//! and the listening sockets, and fans SIGHUP, SIGUSR1 and SIGTERM out to the mothers.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rsockd_ipc::Control;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::log;
+use crate::roles::mother::family::{Family, Listeners};
+use crate::roles::mother::{current_settings, set_current};
+use crate::settings::{Flags, Settings};
+
+pub struct SupervisorArgs {
+    pub of: u32,
+    pub flags: Flags,
+    pub settings: Settings,
+    pub listeners: Vec<(SocketAddr, OwnedFd)>,
+    pub pidfile: Option<File>,
+    pub relays: usize,
+}
+
+/// SIGHUP: validate the file here, bind new `internal:` addresses, then hand the result to the
+/// mothers. A bad file changes nothing.
+async fn reload(fam: &Family, listeners: &Listeners) {
+    let Some(old) = current_settings() else {
+        return;
+    };
+    log::info("SIGHUP [: reloading config");
+    let loaded = Settings::load(&old.file, old.generation + 1, old.flags)
+        .map_err(|e| e.to_string())
+        .and_then(|(s, w)| {
+            s.listen_addrs()
+                .map(|a| (s, w, a))
+                .map_err(|e| e.to_string())
+        });
+    let (new, warnings, addrs) = match loaded {
+        Ok(ok) => ok,
+        Err(e) => {
+            log::error(&format!(
+                "SIGHUP: configuration not reloaded, keeping the running one: {e}"
+            ));
+            return;
+        }
+    };
+    for w in &warnings {
+        log::warning(w);
+    }
+    if let Err(e) = new.install_logging() {
+        log::error(&format!("SIGHUP: {e}; keeping the old log outputs"));
+    }
+    listeners.borrow_mut().retain(|(a, _)| addrs.contains(a));
+    for a in addrs {
+        if listeners.borrow().iter().any(|(x, _)| *x == a) {
+            continue;
+        }
+        match crate::net::listen::bind(a) {
+            Ok(sock) => listeners.borrow_mut().push((a, sock.into())),
+            Err(e) => log::error(&format!("SIGHUP: {e}")),
+        }
+    }
+    let new = Rc::new(new);
+    set_current(new.clone());
+    let msg = Control::Config {
+        generation: new.generation,
+        file: new.file.clone(),
+        listen: Vec::new(),
+    };
+    fam.broadcast(&msg, Some(&new)).await;
+    log::info("SIGHUP ]: config reloaded.  Broadcasting to children to do the same");
+}
+
+/// Entry point of the supervisor (from `main`, instead of mother 1). Returns the exit code.
+pub fn run(args: SupervisorArgs) -> i32 {
+    let SupervisorArgs {
+        of,
+        flags,
+        settings,
+        listeners,
+        pidfile,
+        relays,
+    } = args;
+    rsockd_sys::proctitle::set("rsockd: supervisor");
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error(&format!("cannot start runtime: {e}"));
+            return 1;
+        }
+    };
+    tokio::task::LocalSet::new().block_on(&rt, async move {
+        let settings = Rc::new(settings);
+        set_current(settings.clone());
+        let listeners: Listeners = Rc::new(RefCell::new(listeners));
+        let fam = Family::new(of, flags, relays, listeners.clone());
+        let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int), Ok(mut chld)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::child()),
+        ) else {
+            log::error("cannot install signal handlers");
+            return 1;
+        };
+        for i in 1..=of {
+            if let Err(e) = fam.start(i, &settings).await {
+                log::error(&format!("cannot start mother[{i}/{of}]: {e}"));
+                return 1;
+            }
+        }
+        while !fam.all_ready() {
+            tokio::select! {
+                _ = fam.ready_changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = chld.recv() => {
+                    for (pid, how) in rsockd_sys::process::reap() {
+                        fam.reaped(pid, &how);
+                    }
+                }
+            }
+        }
+        log::info(&format!(
+            "rsockd/supervisor v{} running, {of} mother(s)",
+            env!("CARGO_PKG_VERSION")
+        ));
+        crate::notify::notify("READY=1");
+        let code = loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    crate::notify::notify("RELOADING=1");
+                    reload(&fam, &listeners).await;
+                    crate::notify::notify("READY=1");
+                }
+                _ = usr1.recv() => {
+                    for (i, pid, negotiating) in fam.pids() {
+                        log::info(&format!(
+                            "supervisor: mother[{i}/{of}]: pid {pid}, clients negotiating: {negotiating}"
+                        ));
+                    }
+                    fam.broadcast(&Control::DumpState, None).await;
+                }
+                _ = chld.recv() => {
+                    for (pid, how) in rsockd_sys::process::reap() {
+                        if !fam.reaped(pid, &how) {
+                            log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
+                        }
+                    }
+                }
+                _ = term.recv() => break 15,
+                _ = int.recv() => break 2,
+            }
+        };
+        crate::notify::notify("STOPPING=1");
+        log::info(&format!("sigterm(): exiting on signal {code}"));
+        fam.stopping.set(true);
+        fam.broadcast(&Control::Drain, None).await;
+        fam.wait_gone(&mut chld).await;
+        log::alert("supervisor: shutting down");
+        if let Some(f) = pidfile {
+            let _ = f.set_len(0);
+        }
+        0
+    })
+}

@@ -157,3 +157,39 @@ fn sigterm_stops_accepting_and_drains_sessions() {
         "an orderly stop is not a mother death"
     );
 }
+
+/// After dropping to user.unprivileged, a reload can still bind a privileged port: like Dante,
+/// the mother keeps user.privileged as its saved uid and uses it just for the bind.
+#[test]
+fn sighup_binds_a_privileged_port_after_dropping_privileges() {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let echo = echo_server();
+    let srv = Server::start(&base_config(&format!(
+        "user.privileged: root\nuser.unprivileged: nobody\n{OPEN_RULES}"
+    )));
+    let text = std::fs::read_to_string(&srv.conf).unwrap();
+    std::fs::write(
+        &srv.conf,
+        format!("internal: {} port = 1023\n{text}", srv.ip),
+    )
+    .unwrap();
+    srv.signal(1);
+    srv.wait_log("the new privileged listener", 10, |t| {
+        t.contains(&format!("accepting clients on {}.1023", srv.ip))
+    });
+    let low = std::net::SocketAddr::from((srv.ip, 1023));
+    let (mut s, rep) = socks5_connect(low, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut s, b"privileged port");
+    // The mother is back to nobody after the bind.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", srv.pid)).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid.split_whitespace().nth(2), Some("65534"), "{uid}");
+}

@@ -51,3 +51,19 @@ pub fn drop_to(to: &Account, saved: u32) -> io::Result<()> {
     nix::unistd::setresuid(uid, uid, Uid::from_raw(saved)).map_err(io::Error::from)?;
     Ok(())
 }
+
+/// Runs `f` with the saved uid as effective uid, then switches back: Dante's way of binding a
+/// privileged port on SIGHUP after it dropped to `user.unprivileged` (the saved uid is
+/// `user.privileged`, see `drop_to`). Without a different saved uid, `f` just runs.
+pub fn with_saved_uid<T>(f: impl FnOnce() -> T) -> T {
+    let Ok(ids) = nix::unistd::getresuid() else {
+        return f();
+    };
+    if ids.saved == ids.effective || nix::unistd::seteuid(ids.saved).is_err() {
+        return f();
+    }
+    let out = f();
+    // Going back to the uid we had cannot fail: the real uid is that uid.
+    let _ = nix::unistd::seteuid(ids.effective);
+    out
+}

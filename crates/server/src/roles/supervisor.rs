@@ -61,7 +61,7 @@ async fn reload(fam: &Family, listeners: &Listeners) {
         if listeners.borrow().iter().any(|(x, _)| *x == a) {
             continue;
         }
-        match crate::net::listen::bind(a) {
+        match rsockd_sys::privs::with_saved_uid(|| crate::net::listen::bind(a)) {
             Ok(sock) => listeners.borrow_mut().push((a, sock.into())),
             Err(e) => log::error(&format!("SIGHUP: {e}")),
         }

@@ -186,7 +186,7 @@ async fn reload(m: &Rc<Mother>) {
     }
     for a in &addrs {
         if !current.contains(a) {
-            match crate::net::listen::bind(*a) {
+            match rsockd_sys::privs::with_saved_uid(|| crate::net::listen::bind(*a)) {
                 Ok(sock) => {
                     if let Err(e) = start_accepting(m, *a, sock.into()) {
                         log::error(&format!("cannot accept on {}: {e}", log::addr(a)));

@@ -32,3 +32,59 @@ pub(crate) async fn parent_gone() -> bool {
     }
     false
 }
+
+/// The signals a mother or the supervisor acts on.
+pub(crate) struct Signals {
+    pub hup: tokio::signal::unix::Signal,
+    pub usr1: tokio::signal::unix::Signal,
+    pub term: tokio::signal::unix::Signal,
+    pub int: tokio::signal::unix::Signal,
+    pub chld: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let installed = Signals {
+            hup: signal(SignalKind::hangup()).ok()?,
+            usr1: signal(SignalKind::user_defined1()).ok()?,
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            chld: signal(SignalKind::child()).ok()?,
+        };
+        Some(installed)
+    }
+}
+
+/// SIGHUP, first half: re-read the file and check it can be served (its `internal:` addresses
+/// expand). A bad file is logged and None returned: the running configuration stays (Dante
+/// exits here). On success the new log outputs are already in use.
+pub(crate) fn load_for_reload(
+    old: &crate::settings::Settings,
+) -> Option<(crate::settings::Settings, Vec<std::net::SocketAddr>)> {
+    use crate::log;
+    log::info("SIGHUP [: reloading config");
+    let loaded = crate::settings::Settings::load(&old.file, old.generation + 1, old.flags)
+        .map_err(|e| e.to_string())
+        .and_then(|(s, w)| {
+            s.listen_addrs()
+                .map(|a| (s, w, a))
+                .map_err(|e| e.to_string())
+        });
+    let (new, warnings, addrs) = match loaded {
+        Ok(ok) => ok,
+        Err(e) => {
+            log::error(&format!(
+                "SIGHUP: configuration not reloaded, keeping the running one: {e}"
+            ));
+            return None;
+        }
+    };
+    for w in &warnings {
+        log::warning(w);
+    }
+    if let Err(e) = new.install_logging() {
+        log::error(&format!("SIGHUP: {e}; keeping the old log outputs"));
+    }
+    Some((new, addrs))
+}

@@ -11,7 +11,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rsockd_ipc::Control;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::log;
 use crate::roles::mother::family::{Family, Listeners};
@@ -33,29 +32,9 @@ async fn reload(fam: &Family, listeners: &Listeners) {
     let Some(old) = current_settings() else {
         return;
     };
-    log::info("SIGHUP [: reloading config");
-    let loaded = Settings::load(&old.file, old.generation + 1, old.flags)
-        .map_err(|e| e.to_string())
-        .and_then(|(s, w)| {
-            s.listen_addrs()
-                .map(|a| (s, w, a))
-                .map_err(|e| e.to_string())
-        });
-    let (new, warnings, addrs) = match loaded {
-        Ok(ok) => ok,
-        Err(e) => {
-            log::error(&format!(
-                "SIGHUP: configuration not reloaded, keeping the running one: {e}"
-            ));
-            return;
-        }
+    let Some((new, addrs)) = super::load_for_reload(&old) else {
+        return;
     };
-    for w in &warnings {
-        log::warning(w);
-    }
-    if let Err(e) = new.install_logging() {
-        log::error(&format!("SIGHUP: {e}; keeping the old log outputs"));
-    }
     listeners.borrow_mut().retain(|(a, _)| addrs.contains(a));
     for a in addrs {
         if listeners.borrow().iter().any(|(x, _)| *x == a) {
@@ -103,13 +82,14 @@ pub fn run(args: SupervisorArgs) -> i32 {
         set_current(settings.clone());
         let listeners: Listeners = Rc::new(RefCell::new(listeners));
         let fam = Family::new(of, flags, relays, listeners.clone());
-        let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int), Ok(mut chld)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::user_defined1()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::child()),
-        ) else {
+        let Some(super::Signals {
+            mut hup,
+            mut usr1,
+            mut term,
+            mut int,
+            mut chld,
+        }) = super::Signals::install()
+        else {
             log::error("cannot install signal handlers");
             return 1;
         };

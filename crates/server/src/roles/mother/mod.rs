@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use rsockd_ipc::{Control, Report, MAX_MESSAGE};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 
 use crate::channel::Channel;
@@ -149,32 +148,9 @@ fn start_accepting(m: &Rc<Mother>, addr: SocketAddr, fd: OwnedFd) -> std::io::Re
 /// SIGHUP: re-read the file; a bad file is logged and the old configuration stays (Dante
 /// exits here). `internal:` changes are applied: new addresses bound, removed ones closed.
 async fn reload(m: &Rc<Mother>) {
-    let old = m.settings();
-    log::info("SIGHUP [: reloading config");
-    let (new, warnings) = match Settings::load(&old.file, old.generation + 1, old.flags) {
-        Ok(ok) => ok,
-        Err(e) => {
-            log::error(&format!(
-                "SIGHUP: configuration not reloaded, keeping the running one: {e}"
-            ));
-            return;
-        }
+    let Some((new, addrs)) = super::load_for_reload(&m.settings()) else {
+        return;
     };
-    for w in &warnings {
-        log::warning(w);
-    }
-    let addrs = match new.listen_addrs() {
-        Ok(a) => a,
-        Err(e) => {
-            log::error(&format!(
-                "SIGHUP: configuration not reloaded, keeping the running one: {e}"
-            ));
-            return;
-        }
-    };
-    if let Err(e) = new.install_logging() {
-        log::error(&format!("SIGHUP: {e}; keeping the old log outputs"));
-    }
     let new = Rc::new(new);
     set_current(new.clone());
     // Listening sockets: add new, drop removed.
@@ -513,13 +489,14 @@ async fn serve(args: MotherArgs) -> i32 {
         negotiating_changed: tokio::sync::Notify::new(),
     });
     rsockd_sys::proctitle::set(&m.title());
-    let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int), Ok(mut chld)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::child()),
-    ) else {
+    let Some(super::Signals {
+        mut hup,
+        mut usr1,
+        mut term,
+        mut int,
+        mut chld,
+    }) = super::Signals::install()
+    else {
         log::error("cannot install signal handlers");
         return 1;
     };

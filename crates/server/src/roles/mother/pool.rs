@@ -14,6 +14,10 @@ use crate::log;
 use crate::roles::CTL_FD;
 use crate::settings::{Flags, Settings};
 
+/// How long a finished negotiation waits for a relay when none is alive (one is being
+/// re-spawned).
+const HANDOFF_WAIT: Duration = Duration::from_secs(3);
+
 /// What a mother remembers of a session it handed off, to log it if its relay dies.
 struct HandedOff {
     client: SocketAddr,
@@ -107,6 +111,7 @@ impl Pool {
                 slots[k - 1] = slot.clone();
             }
         }
+        self.ready_changed.notify_waiters();
         tokio::task::spawn_local(Self::watch(self.clone(), slot, k, settings.clone()));
         Ok(())
     }
@@ -130,6 +135,9 @@ impl Pool {
                     Ok(Report::Negotiating { .. }) => {}
                     Err(e) => log::error(&format!("relay {}: bad report: {e}", slot.id)),
                 },
+                // A relay killed with hand-offs unread resets the channel: that is its death,
+                // reported below like an EOF.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
                 Err(e) => {
                     log::error(&format!("relay {}: control channel: {e}", slot.id));
                     break;
@@ -198,18 +206,31 @@ impl Pool {
         };
         let msg = Control::Session(Box::new(h)).encode();
         let mut info = Some(info);
-        let mut tried: Vec<String> = Vec::new();
+        // By identity, not id: a re-spawned relay has its predecessor's id and is worth trying.
+        let mut tried: Vec<Rc<Slot>> = Vec::new();
+        // A relay that just died is replaced within milliseconds; its mother's new clients wait
+        // for the replacement rather than being refused (a dead relay loses only its own).
+        let deadline = tokio::time::Instant::now() + HANDOFF_WAIT;
         loop {
             let slot = {
                 let slots = self.slots.borrow();
                 slots
                     .iter()
-                    .filter(|s| s.alive.get() && !tried.contains(&s.id))
+                    .filter(|s| s.alive.get() && !tried.iter().any(|t| Rc::ptr_eq(t, s)))
                     .min_by_key(|s| s.sessions.get())
                     .cloned()
             };
             let Some(slot) = slot else {
-                return Err(std::io::Error::other("no relay process available"));
+                if tokio::time::Instant::now() >= deadline || self.stopping.get() {
+                    return Err(std::io::Error::other("no relay process available"));
+                }
+                let changed = self.ready_changed.notified();
+                let _ = tokio::time::timeout_at(
+                    deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+                    changed,
+                )
+                .await;
+                continue;
             };
             match slot.chan.send(&msg, fds).await {
                 Ok(()) => {
@@ -221,7 +242,7 @@ impl Pool {
                 }
                 Err(e) => {
                     log::warning(&format!("relay {}: hand-off failed: {e}", slot.id));
-                    tried.push(slot.id.clone());
+                    tried.push(slot);
                 }
             }
         }

@@ -88,3 +88,18 @@ pub(crate) fn load_for_reload(
     }
     Some((new, addrs))
 }
+
+/// Runs a role's main future on a current-thread runtime with a `LocalSet` (every process is
+/// single-threaded; we scale with processes). Returns the role's exit code.
+pub(crate) fn block_on_local(who: &str, fut: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => tokio::task::LocalSet::new().block_on(&rt, fut),
+        Err(e) => {
+            crate::log::error(&format!("{who}: cannot start runtime: {e}"));
+            1
+        }
+    }
+}

@@ -252,18 +252,7 @@ async fn control_loop(r: Rc<Relay>) {
 pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
     super::remember_parent();
     rsockd_sys::proctitle::set(&format!("rsockd: relay {id}: 0 sessions"));
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error(&format!("relay {id}: cannot start runtime: {e}"));
-            return 1;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
+    super::block_on_local(&format!("relay {id}"), async move {
         let chan = match Channel::new(ctl) {
             Ok(c) => c,
             Err(e) => {

@@ -67,17 +67,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         relays,
     } = args;
     rsockd_sys::proctitle::set("rsockd: supervisor");
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error(&format!("cannot start runtime: {e}"));
-            return 1;
-        }
-    };
-    tokio::task::LocalSet::new().block_on(&rt, async move {
+    super::block_on_local("supervisor", async move {
         let settings = Rc::new(settings);
         set_current(settings.clone());
         let listeners: Listeners = Rc::new(RefCell::new(listeners));

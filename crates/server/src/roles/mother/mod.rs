@@ -360,17 +360,7 @@ fn dump_state(m: &Rc<Mother>) {
 
 /// Entry point of mother 1 (from `main`). Returns the exit code.
 pub fn run(args: MotherArgs) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error(&format!("cannot start runtime: {e}"));
-            return 1;
-        }
-    };
-    tokio::task::LocalSet::new().block_on(&rt, serve(args))
+    super::block_on_local("mother[1]", serve(args))
 }
 
 /// Entry point of `--role mother --id I/N`: waits for the first configuration and the
@@ -385,17 +375,7 @@ pub fn run_child(id: &str, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
         }
     };
     rsockd_sys::proctitle::set(&format!("rsockd: mother {index}/{of}"));
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error(&format!("mother[{id}]: cannot start runtime: {e}"));
-            return 1;
-        }
-    };
-    tokio::task::LocalSet::new().block_on(&rt, async move {
+    super::block_on_local(&format!("mother[{id}]"), async move {
         let chan = match Channel::new(ctl) {
             Ok(c) => Rc::new(c),
             Err(e) => {

@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 
+/// The rule `log:` flags, as the configuration defines them.
+pub use rsockd_config::LogFlags;
+
 use crate::codec::{DecodeError, Reader, Writer};
 
 /// Layout version; bump on any change to a message's fields.
@@ -37,35 +40,24 @@ impl Command {
     }
 }
 
-/// The `log:` keywords of the rule a session matched, so the relay logs what the rule asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LogFlags {
-    pub connect: bool,
-    pub disconnect: bool,
-    pub data: bool,
-    pub error: bool,
-    pub iooperation: bool,
-    pub tcpinfo: bool,
+/// The `log:` keywords of the rule a session matched travel as one byte.
+fn log_bits(f: LogFlags) -> u8 {
+    (f.connect as u8)
+        | (f.disconnect as u8) << 1
+        | (f.data as u8) << 2
+        | (f.error as u8) << 3
+        | (f.iooperation as u8) << 4
+        | (f.tcpinfo as u8) << 5
 }
 
-impl LogFlags {
-    fn bits(self) -> u8 {
-        (self.connect as u8)
-            | (self.disconnect as u8) << 1
-            | (self.data as u8) << 2
-            | (self.error as u8) << 3
-            | (self.iooperation as u8) << 4
-            | (self.tcpinfo as u8) << 5
-    }
-    fn from_bits(b: u8) -> Self {
-        LogFlags {
-            connect: b & 1 != 0,
-            disconnect: b & 2 != 0,
-            data: b & 4 != 0,
-            error: b & 8 != 0,
-            iooperation: b & 16 != 0,
-            tcpinfo: b & 32 != 0,
-        }
+fn log_from_bits(b: u8) -> LogFlags {
+    LogFlags {
+        connect: b & 1 != 0,
+        disconnect: b & 2 != 0,
+        data: b & 4 != 0,
+        error: b & 8 != 0,
+        iooperation: b & 16 != 0,
+        tcpinfo: b & 32 != 0,
     }
 }
 
@@ -211,7 +203,7 @@ impl Control {
                 w.u8(h.method);
                 for r in [h.client_rule, h.socks_rule] {
                     w.u32(r.number);
-                    w.u8(r.log.bits());
+                    w.u8(log_bits(r.log));
                 }
                 w.u32(h.io_timeout);
                 w.u32(h.fin_wait_timeout);
@@ -256,11 +248,11 @@ impl Control {
                 let method = r.u8()?;
                 let client_rule = RuleRef {
                     number: r.u32()?,
-                    log: LogFlags::from_bits(r.u8()?),
+                    log: log_from_bits(r.u8()?),
                 };
                 let socks_rule = RuleRef {
                     number: r.u32()?,
-                    log: LogFlags::from_bits(r.u8()?),
+                    log: log_from_bits(r.u8()?),
                 };
                 let io_timeout = r.u32()?;
                 let fin_wait_timeout = r.u32()?;

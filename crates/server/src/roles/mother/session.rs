@@ -28,17 +28,7 @@ fn now_us() -> u64 {
 }
 
 fn log_flags(rule: Option<&Rule>) -> LogFlags {
-    match rule {
-        Some(r) => LogFlags {
-            connect: r.log.connect,
-            disconnect: r.log.disconnect,
-            data: r.log.data,
-            error: r.log.error,
-            iooperation: r.log.iooperation,
-            tcpinfo: r.log.tcpinfo,
-        },
-        None => LogFlags::default(),
-    }
+    rule.map(|r| r.log).unwrap_or_default()
 }
 
 /// Refusal lines are written when the rule logs anything about sessions ending; lines of the

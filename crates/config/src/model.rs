@@ -40,6 +40,13 @@ pub struct Config {
     pub timeout: Timeouts,
     /// `udp.connectdst:` (default yes).
     pub udp_connectdst: bool,
+    /// `compatibility: sameport`: BIND may use the privileged port the client asked for.
+    pub compat_sameport: bool,
+    /// `rsockd.announce.udp:` (our extension): the address put in UDP ASSOCIATE replies instead
+    /// of the relay socket's own, for NAT, containers and load balancers.
+    pub announce_udp: Option<IpAddr>,
+    /// `rsockd.announce.bind:` (our extension): likewise for the first BIND reply.
+    pub announce_bind: Option<IpAddr>,
     /// `client pass|block { }` rules in file order.
     pub client_rules: Vec<Rule>,
     /// `socks pass|block { }` rules in file order.
@@ -64,6 +71,9 @@ impl Default for Config {
             debug: None,
             timeout: Timeouts::default(),
             udp_connectdst: true,
+            compat_sameport: false,
+            announce_udp: None,
+            announce_bind: None,
             client_rules: Vec::new(),
             socks_rules: Vec::new(),
         }

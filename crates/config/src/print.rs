@@ -187,6 +187,15 @@ impl Display for Config {
         if !self.udp_connectdst {
             writeln!(s, "udp.connectdst: no")?;
         }
+        if self.compat_sameport {
+            writeln!(s, "compatibility: sameport")?;
+        }
+        if let Some(a) = self.announce_udp {
+            writeln!(s, "rsockd.announce.udp: {a}")?;
+        }
+        if let Some(a) = self.announce_bind {
+            writeln!(s, "rsockd.announce.bind: {a}")?;
+        }
         for r in self.client_rules.iter().chain(&self.socks_rules) {
             s.push('\n');
             write!(s, "{r}")?;

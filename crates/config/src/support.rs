@@ -178,6 +178,9 @@ pub static KEYWORDS: &[Entry] = &[
     ),
     // Misc server settings.
     e("udp.connectdst", G, IMPL),
+    // Our own keywords, namespaced so that no Dante file collides with them.
+    e("rsockd.announce.udp", G, IMPL),
+    e("rsockd.announce.bind", G, IMPL),
     e(
         "child.maxidle",
         G,
@@ -245,7 +248,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("log", RULES, IMPL),
     e("user", RULES, NOT_YET),
     e("group", RULES, NOT_YET),
-    e("udp.portrange", S, NOT_YET),
+    e("udp.portrange", S, IMPL),
     e("hostindex", RULES.or(M), NO_HOSTID),
     e("libwrap", RULES, NOT_YET),
     e("bandwidth", RULES, NOT_YET),
@@ -275,7 +278,7 @@ pub static KEYWORDS: &[Entry] = &[
 
 /// Status of a value of a [`Status::ByValue`] keyword, e.g. `("compatibility", "reuseaddr")`.
 pub static VALUES: &[(&str, &str, Status)] = &[
-    ("compatibility", "sameport", NOT_YET),
+    ("compatibility", "sameport", IMPL),
     ("compatibility", "draft-5.05", NOT_YET),
     (
         "compatibility",

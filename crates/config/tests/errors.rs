@@ -195,11 +195,6 @@ fn not_supported_yet_settings() {
         ),
         ("libwrap.deny: /etc/d\n", "libwrap.deny", "'libwrap.deny'"),
         (
-            "compatibility: sameport\n",
-            "sameport",
-            "'compatibility: sameport'",
-        ),
-        (
             "compatibility: draft-5.05\n",
             "draft-5.05",
             "'compatibility: draft-5.05'",
@@ -280,7 +275,6 @@ fn not_supported_yet_rule_options() {
         ("gssapi.enctype: integrity", "gssapi.enctype"),
         ("ldap.url: ldap://x", "ldap.url"),
         ("pac.sid: x", "pac.sid"),
-        ("udp.portrange: 2000-3000", "udp.portrange"),
         ("user: alice", "user"),
         ("group: staff", "group"),
         ("internal.tcp.tcp_nodelay: 1", "internal.tcp.tcp_nodelay"),
@@ -677,4 +671,25 @@ fn load_reports_unreadable_files() {
         env!("CARGO_MANIFEST_DIR")
     );
     assert!(rsockd_config::load(std::path::Path::new(&p)).is_ok());
+}
+
+#[test]
+fn announce_address_errors() {
+    for bad in ["0.0.0.0", "::", "eth0", "proxy.example.com"] {
+        err_near(
+            &format!("rsockd.announce.udp: {bad}\n"),
+            bad,
+            "expected an IPv4 or IPv6 address (not a wildcard, name or interface) after \
+             'rsockd.announce.udp:'",
+        );
+    }
+    err_near(
+        "rsockd.announce.bind: 10.0.0.0/8\n",
+        "/8",
+        "unexpected text after the value of 'rsockd.announce.bind'",
+    );
+    let c = ok("rsockd.announce.udp: 203.0.113.7\nrsockd.announce.bind: 2001:db8::7\n");
+    assert_eq!(c.config.announce_udp, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(c.config.announce_bind, Some("2001:db8::7".parse().unwrap()));
+    assert!(ok("compatibility: sameport\n").config.compat_sameport);
 }

@@ -218,13 +218,23 @@ fn config() -> impl Strategy<Value = Config> {
             opt_u32(),
             timeouts(),
         );
+        let ours = (
+            any::<bool>(),
+            proptest::option::of(ip().prop_filter("not a wildcard", |i| !i.is_unspecified())),
+            proptest::option::of(ip().prop_filter("not a wildcard", |i| !i.is_unspecified())),
+        );
         let rules = (
             any::<bool>(),
             vec(rule(RuleKind::Client, sm.clone(), eff_cm.clone()), 0..3),
             vec(rule(RuleKind::Socks, sm.clone(), eff_cm), 0..4),
         );
-        (Just((sm, cm)), settings, rules).prop_map(
-            |((sm, cm), (int, ip_, ext, ep, rot, up, uu, ul, lo, el, dbg, t), (ucd, cr, sr))| {
+        (Just((sm, cm)), settings, ours, rules).prop_map(
+            |(
+                (sm, cm),
+                (int, ip_, ext, ep, rot, up, uu, ul, lo, el, dbg, t),
+                (sameport, announce_udp, announce_bind),
+                (ucd, cr, sr),
+            )| {
                 Config {
                     internal: int
                         .into_iter()
@@ -251,6 +261,9 @@ fn config() -> impl Strategy<Value = Config> {
                     debug: dbg,
                     timeout: t,
                     udp_connectdst: ucd,
+                    compat_sameport: sameport,
+                    announce_udp,
+                    announce_bind,
                     client_rules: numbered(cr),
                     socks_rules: numbered(sr),
                 }

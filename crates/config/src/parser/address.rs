@@ -185,6 +185,27 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The address of `rsockd.announce.*`: a literal IP, not a wildcard (a name would be
+    /// resolved once and silently go stale; an interface may have several addresses).
+    pub(super) fn announce_addr(&mut self, kw: Tok<'a>) -> Option<IpAddr> {
+        let (t, a) = self.addr_token(kw)?;
+        match a {
+            Addr::V4(ip) if !ip.is_unspecified() => Some(IpAddr::V4(ip)),
+            Addr::V6(ip, None) if !ip.is_unspecified() => Some(IpAddr::V6(ip)),
+            _ => {
+                self.error(
+                    t,
+                    format!(
+                        "expected an IPv4 or IPv6 address (not a wildcard, name or interface) \
+                         after '{}:'",
+                        kw.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A rule `from:`/`to:` value.
     pub(super) fn rule_addr(&mut self, kw: Tok<'a>) -> Option<RuleAddr> {
         let (t, a) = self.addr_token(kw)?;

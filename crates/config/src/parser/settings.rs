@@ -31,6 +31,8 @@ const HANDLED: &[&str] = &[
     "libwrap.hosts_access",
     "compatibility",
     "extension",
+    "rsockd.announce.udp",
+    "rsockd.announce.bind",
 ];
 
 pub(super) fn has_global_handler(key: &str) -> bool {
@@ -130,6 +132,16 @@ impl<'a> Parser<'a> {
                 self.end_of_value(kw);
             }
             "libwrap.hosts_access" | "compatibility" | "extension" => self.by_value(kw, name),
+            "rsockd.announce.udp" | "rsockd.announce.bind" => {
+                if let Some(ip) = self.announce_addr(kw) {
+                    if name == "rsockd.announce.udp" {
+                        self.cfg.announce_udp = Some(ip);
+                    } else {
+                        self.cfg.announce_bind = Some(ip);
+                    }
+                }
+                self.end_of_value(kw);
+            }
             _ if name.starts_with("timeout.") => {
                 let mut t = self.cfg.timeout;
                 self.timeout(kw, name, &mut t);
@@ -275,7 +287,11 @@ impl<'a> Parser<'a> {
                 Some(Status::Ignored { reason }) => {
                     self.warn(t, format!("'{shown}' is ignored: {reason}"));
                 }
-                Some(_) => {}
+                Some(_) => {
+                    if (name, t.text) == ("compatibility", "sameport") {
+                        self.cfg.compat_sameport = true;
+                    }
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::net::ifaces::Interfaces;
 pub const DEFAULT_NEGOTIATE: u32 = 30;
 pub const DEFAULT_CONNECT: u32 = 30;
 pub const DEFAULT_IO_TCP: u32 = 0;
+pub const DEFAULT_IO_UDP: u32 = 86400;
 pub const DEFAULT_FIN_WAIT: u32 = 0;
 
 /// What the command line says that the config file cannot override.
@@ -252,6 +253,13 @@ impl Settings {
         rule.and_then(|r| r.timeout.io_tcp)
             .or(self.config.timeout.io_tcp)
             .unwrap_or(DEFAULT_IO_TCP)
+    }
+
+    /// `timeout.io.udp` (Dante's default: a day).
+    pub fn io_udp_timeout(&self, rule: Option<&Rule>) -> u32 {
+        rule.and_then(|r| r.timeout.io_udp)
+            .or(self.config.timeout.io_udp)
+            .unwrap_or(DEFAULT_IO_UDP)
     }
 
     pub fn fin_wait_timeout(&self, rule: Option<&Rule>) -> u32 {

@@ -111,3 +111,27 @@ mod tests {
         assert!(tcp_info(l.as_fd()).map(|t| t.state).unwrap() == 10); // TCP_LISTEN
     }
 }
+
+/// Dissolves the association of a connected UDP socket (connect(2) with `AF_UNSPEC`), so that
+/// it sends to and receives from any address again.
+pub fn udp_disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: sockaddr is plain old data; all-zero is a valid value for it.
+    let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
+    sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: `fd` is a valid open socket for the duration of the call; `sa` is a live sockaddr
+    // and we pass its exact size.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            &sa,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    // Linux may report EAFNOSUPPORT for AF_UNSPEC on IPv4 sockets after dissolving the
+    // association, as connect(2) documents; the association is gone either way.
+    if rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EAFNOSUPPORT) {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

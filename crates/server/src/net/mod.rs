@@ -5,3 +5,4 @@ pub mod connect;
 pub mod ifaces;
 pub mod listen;
 pub mod resolve;
+pub mod sockets;

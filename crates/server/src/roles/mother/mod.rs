@@ -5,7 +5,10 @@
 
 pub mod family;
 mod pool;
+mod bind;
+mod connect;
 mod session;
+mod udp;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rsockd_config::{Method, Rotation, Rule};
-use rsockd_ipc::{Command, Handoff, LogFlags, RuleRef};
+use rsockd_ipc::{Handoff, LogFlags, RuleRef};
 use rsockd_proto::{Reply, TargetAddr};
 use rsockd_rules::{ClientQuery, Dest, SocksQuery};
 use tokio::io::AsyncWriteExt;
@@ -16,24 +16,23 @@ use tokio::net::TcpStream;
 use super::Mother;
 use crate::log::{self, addr, escape, Line};
 use crate::negotiate::{self, Cmd, Wire};
-use crate::net::connect::{self, Attempt};
 use crate::net::resolve;
 use crate::settings::Settings;
 
-fn now_us() -> u64 {
+pub(super) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as u64
 }
 
-fn log_flags(rule: Option<&Rule>) -> LogFlags {
+pub(super) fn log_flags(rule: Option<&Rule>) -> LogFlags {
     rule.map(|r| r.log).unwrap_or_default()
 }
 
 /// Refusal lines are written when the rule logs anything about sessions ending; lines of the
 /// implicit rule 0 only at debug level, as Dante does.
-fn log_refusal(rule: &RuleRef, line: String) {
+pub(super) fn log_refusal(rule: &RuleRef, line: String) {
     let f = rule.log;
     if rule.number == 0 {
         log::debug(&line);
@@ -43,16 +42,16 @@ fn log_refusal(rule: &RuleRef, line: String) {
 }
 
 /// Context of one client for its log lines.
-struct Client {
-    peer: SocketAddr,
-    local: SocketAddr,
-    crule: RuleRef,
+pub(super) struct Client {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub crule: RuleRef,
     /// The client's reverse-resolved, forward-confirmed names (only when rules need them).
-    names: Vec<String>,
+    pub names: Vec<String>,
 }
 
 impl Client {
-    fn accept_closed(&self, pass: bool, reason: &str) {
+    pub fn accept_closed(&self, pass: bool, reason: &str) {
         log_refusal(
             &self.crule,
             format!(
@@ -155,28 +154,14 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    if req.command != Cmd::Connect {
-        let what = match req.command {
-            Cmd::Bind => "bind",
-            _ => "udpassociate",
-        };
-        let _ = wire
-            .io()
-            .write_all(&negotiate::failure_reply(
-                req.version,
-                Reply::CommandNotSupported,
-            ))
-            .await;
-        client.accept_closed(
-            false,
-            &format!("command {what} is not supported by rsockd yet"),
-        );
-        return;
+    match req.command {
+        Cmd::Connect => super::connect::run(m, &s, wire, client, req, accepted_us).await,
+        Cmd::Bind => super::bind::run(m, &s, wire, client, req, accepted_us).await,
+        Cmd::UdpAssociate => super::udp::run(m, &s, wire, client, req, accepted_us).await,
     }
-    connect(m, &s, wire, client, req, accepted_us).await;
 }
 
-fn choose_source(s: &Settings, target: IpAddr, local: SocketAddr) -> Option<IpAddr> {
+pub(super) fn choose_source(s: &Settings, target: IpAddr, local: SocketAddr) -> Option<IpAddr> {
     let same_family = |ip: &IpAddr| ip.is_ipv4() == target.is_ipv4();
     match s.config.external_rotation {
         Rotation::SameSame => same_family(&local.ip()).then(|| local.ip()),
@@ -197,48 +182,42 @@ fn choose_source(s: &Settings, target: IpAddr, local: SocketAddr) -> Option<IpAd
     }
 }
 
-async fn fail(wire: &mut Wire<TcpStream>, version: u8, rep: Reply) {
+pub(super) async fn fail(wire: &mut Wire<TcpStream>, version: u8, rep: Reply) {
     let _ = wire
         .io()
         .write_all(&negotiate::failure_reply(version, rep))
         .await;
 }
 
-async fn connect(
-    m: Rc<Mother>,
-    s: &Rc<Settings>,
-    mut wire: Wire<TcpStream>,
-    client: Client,
-    req: negotiate::Request,
-    accepted_us: u64,
-) {
-    let cpath = format!("{} {}", addr(&client.peer), addr(&client.local));
-    let (name, port, candidates): (Option<String>, u16, Vec<SocketAddr>) = match &req.target {
+
+/// A request's target, resolved.
+pub(super) struct Resolved {
+    /// The name the client asked for, if it asked for one.
+    pub name: Option<String>,
+    pub port: u16,
+    /// Every address, in resolver order.
+    pub candidates: Vec<SocketAddr>,
+    /// The target as log lines show it (`name.port` or `a.b.c.d.port`).
+    pub text: String,
+    /// Reverse names of an IP target, when rules need them.
+    pub rev_names: Vec<String>,
+}
+
+/// Resolves the request's target. The error is Dante's wording for the refusal lines.
+pub(super) async fn resolve_target(s: &Settings, target: &TargetAddr) -> Result<Resolved, String> {
+    let (name, port, candidates) = match target {
         TargetAddr::Ip(a) => (None, a.port(), vec![*a]),
         TargetAddr::Domain(name, port) => match resolve::forward(name, *port).await {
             Ok(v) => (Some(name.clone()), *port, v),
             Err(e) => {
-                let why = format!(
+                return Err(format!(
                     "could not resolve hostname \"{}\": {e}",
                     escape(name.as_bytes())
-                );
-                log_refusal(
-                    &client.crule,
-                    format!(
-                        "{}{cpath}: {why}",
-                        Line::verdict(false, client.crule.number, "tcp", "connect", ']')
-                    ),
-                );
-                client.accept_closed(
-                    false,
-                    &format!("request was not performed due to error: {why}"),
-                );
-                fail(&mut wire, req.version, Reply::HostUnreachable).await;
-                return;
+                ))
             }
         },
     };
-    let target_text = match &name {
+    let text = match &name {
         Some(n) => format!("{}.{port}", escape(n.as_bytes())),
         None => candidates.first().map(addr).unwrap_or_default(),
     };
@@ -246,27 +225,51 @@ async fn connect(
         (None, Some(a)) if s.rules.needs_target_names() => resolve::reverse_confirmed(a.ip()).await,
         _ => Vec::new(),
     };
+    Ok(Resolved {
+        name,
+        port,
+        candidates,
+        text,
+        rev_names,
+    })
+}
+
+/// The socks-rule verdicts for every address of a resolved target.
+pub(super) struct Checked {
+    /// Addresses a pass rule admits, each with that rule's number and the rule.
+    pub passed: Vec<(SocketAddr, u32, Option<Rule>)>,
+    /// The first address's match, for the refusal line when none passed.
+    pub first: (u32, Option<Rule>),
+}
+
+/// Checks each address on its own, so a name that resolves to a blocked address never reaches
+/// it through a pass rule that matched another of its addresses.
+pub(super) fn check_socks(
+    s: &Settings,
+    client: &Client,
+    req: &negotiate::Request,
+    command: rsockd_config::Command,
+    t: &Resolved,
+) -> Checked {
     let version = if req.version == 4 {
         rsockd_config::ProxyProtocol::SocksV4
     } else {
         rsockd_config::ProxyProtocol::SocksV5
     };
-    // Each address is checked on its own, so a name that resolves to a blocked address never
-    // reaches it through a pass rule that matched another of its addresses.
-    let mut first_match: Option<(u32, Option<Rule>)> = None;
-    let mut passed: Vec<(SocketAddr, u32, Option<Rule>)> = Vec::new();
-    for c in &candidates {
+    let mut first: Option<(u32, Option<Rule>)> = None;
+    let mut passed = Vec::new();
+    for c in &t.candidates {
         let q = SocksQuery {
             src: client.peer,
             version,
-            command: rsockd_config::Command::Connect,
+            command,
             method: req.method,
             user: req.user.as_deref(),
             dst: Dest {
                 ip: Some(c.ip()),
-                name: name.as_deref(),
-                port,
-                names: &rev_names,
+                name: t.name.as_deref(),
+                port: t.port,
+                names: &t.rev_names,
             },
         };
         // Socks rules with a host name in `from:` need the client's confirmed names too.
@@ -275,152 +278,118 @@ async fn connect(
         } else {
             s.rules.socks(&q)
         };
-        if first_match.is_none() {
-            first_match = Some((mm.number, mm.rule.cloned()));
+        if first.is_none() {
+            first = Some((mm.number, mm.rule.cloned()));
         }
         if mm.verdict == rsockd_config::Verdict::Pass {
             passed.push((*c, mm.number, mm.rule.cloned()));
         }
     }
-    let Some((_, snum, srule)) = passed.first().cloned() else {
-        let (num, rule) = first_match.unwrap_or((0, None));
-        let sref = RuleRef {
-            number: num,
-            log: log_flags(rule.as_ref()),
-        };
-        log_refusal(
-            &sref,
-            format!(
-                "{}{cpath} -> 0.0.0.0.0 {target_text}",
-                Line::verdict(false, num, "tcp", "connect", ']')
-            ),
-        );
-        let why = if num == 0 {
-            "no rules matched; using default block rule".to_string()
-        } else {
-            format!("blocked by higher-level socks-rule #{num}")
-        };
-        client.accept_closed(false, &why);
-        fail(&mut wire, req.version, Reply::NotAllowed).await;
-        return;
-    };
-    let sref = RuleRef {
-        number: snum,
-        log: log_flags(srule.as_ref()),
-    };
-    let attempts: Vec<Attempt> =
-        connect::interleave(&passed.iter().map(|p| p.0).collect::<Vec<_>>())
-            .into_iter()
-            .filter_map(|t| {
-                choose_source(s, t.ip(), client.local).map(|src| Attempt {
-                    target: t,
-                    source: (!src.is_unspecified()).then_some(src),
-                })
-            })
-            .collect();
-    if attempts.is_empty() {
-        let fam = if passed[0].0.is_ipv6() {
-            "IPv6"
-        } else {
-            "IPv4"
-        };
-        let why = format!(
-            "connect to {fam} address requested, but no {fam} address configured for our usage on the external interface"
-        );
-        log_refusal(
-            &sref,
-            format!(
-                "{}{cpath} -> 0.0.0.0.0 {target_text}: {why}",
-                Line::verdict(false, snum, "tcp", "connect", ']')
-            ),
-        );
-        client.accept_closed(false, &why);
-        fail(&mut wire, req.version, Reply::AddressTypeNotSupported).await;
-        return;
+    Checked {
+        passed,
+        first: first.unwrap_or((0, None)),
     }
-    let keepalive = s.keepalive();
-    let attempt = connect::happy_eyeballs(&attempts, keepalive);
-    let result = match s.connect_timeout(srule.as_ref()) {
-        Some(t) => match tokio::time::timeout(t, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(connect::ConnectError {
-                target: attempts[0].target,
-                source: attempts[0].source,
-                error: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
-            }),
-        },
-        None => attempt.await,
+}
+
+/// Logs and answers a request no socks rule lets through.
+pub(super) async fn refuse_blocked(
+    wire: &mut Wire<TcpStream>,
+    client: &Client,
+    version: u8,
+    (num, rule): (u32, Option<Rule>),
+    line: (&str, &str),
+    target_text: &str,
+) {
+    let sref = RuleRef {
+        number: num,
+        log: log_flags(rule.as_ref()),
     };
-    let (target_stream, won) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            let ext = SocketAddr::new(e.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0);
-            let rep = e
-                .error
-                .raw_os_error()
-                .map_or(Reply::GeneralFailure, Reply::from_errno);
-            let end = crate::relay::tcp::End::TargetError(e.error);
-            let f = sref.log;
-            if f.disconnect || f.error {
-                log::info(&format!(
-                    "{}0 -> {cpath} -> 0, 0 -> {} {} -> 0: {end}.  Session duration: 0s",
-                    Line::verdict(true, snum, "tcp", "connect", ']'),
-                    addr(&ext),
-                    addr(&e.target)
-                ));
-            }
-            if client.crule.log.disconnect || client.crule.log.error {
-                log::info(&format!(
-                    "{}0 -> {cpath} -> 0: {end}.  Session duration: 0s",
-                    Line::verdict(true, client.crule.number, "tcp", "accept", ']'),
-                ));
-            }
-            fail(&mut wire, req.version, rep).await;
-            return;
-        }
+    log_refusal(
+        &sref,
+        format!(
+            "{}{} {} -> 0.0.0.0.0 {target_text}",
+            Line::verdict(false, num, line.0, line.1, ']'),
+            addr(&client.peer),
+            addr(&client.local)
+        ),
+    );
+    let why = if num == 0 {
+        "no rules matched; using default block rule".to_string()
+    } else {
+        format!("blocked by higher-level socks-rule #{num}")
     };
-    let external = target_stream
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::new(won.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0));
-    let reply = negotiate::success_reply(req.version, external);
-    let (client_stream, prefetched) = wire.into_parts();
-    let h = Handoff {
-        id: m.next_session_id(),
-        command: Command::Connect,
-        version: req.version,
-        accepted_us,
-        client: client.peer,
-        internal: client.local,
-        external,
-        target: won.target,
-        target_name: name,
-        user: req.user.clone(),
-        method: negotiate::wire_method(req.method).unwrap_or(0),
-        client_rule: client.crule,
-        socks_rule: sref,
-        io_timeout: s.io_timeout(srule.as_ref()),
-        fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
-        reply,
-        prefetched,
-        nfds: 2,
-    };
-    let to_fd = |t: TcpStream| -> std::io::Result<OwnedFd> { Ok(t.into_std()?.into()) };
-    let (cfd, tfd) = match (to_fd(client_stream), to_fd(target_stream)) {
-        (Ok(c), Ok(t)) => (c, t),
-        _ => {
-            log::error(&format!(
-                "{cpath}: cannot detach session sockets for hand-off"
-            ));
-            return;
-        }
-    };
-    if let Err(e) = m.pool.handoff(h, &[cfd.as_fd(), tfd.as_fd()]).await {
-        log::error(&format!("{cpath}: session not handed to a relay: {e}"));
-        let std_client = std::net::TcpStream::from(cfd);
+    client.accept_closed(false, &why);
+    fail(wire, version, Reply::NotAllowed).await;
+}
+
+/// Hands a negotiated session and its descriptors to a relay. If no relay takes it, the client
+/// gets a general-failure reply from here, since no one else will answer it.
+pub(super) async fn hand_off(m: &Mother, h: Handoff, client_fd: OwnedFd, more: Vec<OwnedFd>) {
+    let version = h.version;
+    let what = format!("{} {}", addr(&h.client), addr(&h.internal));
+    let mut fds = vec![client_fd.as_fd()];
+    fds.extend(more.iter().map(|f| f.as_fd()));
+    if let Err(e) = m.pool.handoff(h, &fds).await {
+        log::error(&format!("{what}: session not handed to a relay: {e}"));
+        let std_client = std::net::TcpStream::from(client_fd);
         let _ = std::io::Write::write_all(
             &mut &std_client,
-            &negotiate::failure_reply(req.version, Reply::GeneralFailure),
+            &negotiate::failure_reply(version, Reply::GeneralFailure),
         );
     }
     // Our copies close here; the relay owns the session now.
+}
+
+/// Detaches a tokio TCP stream for the hand-off.
+pub(super) fn detach(t: TcpStream) -> std::io::Result<OwnedFd> {
+    Ok(t.into_std()?.into())
+}
+
+/// Logs and answers a request whose target name does not resolve.
+pub(super) async fn refuse_unresolved(
+    wire: &mut Wire<TcpStream>,
+    client: &Client,
+    version: u8,
+    line: (&str, &str),
+    why: &str,
+) {
+    log_refusal(
+        &client.crule,
+        format!(
+            "{}{} {}: {why}",
+            Line::verdict(false, client.crule.number, line.0, line.1, ']'),
+            addr(&client.peer),
+            addr(&client.local)
+        ),
+    );
+    client.accept_closed(
+        false,
+        &format!("request was not performed due to error: {why}"),
+    );
+    fail(wire, version, Reply::HostUnreachable).await;
+}
+
+/// Logs and answers a request that failed on our side after its rule passed (no external
+/// address of the family, a bind(2) error, ...).
+pub(super) async fn refuse_failed(
+    wire: &mut Wire<TcpStream>,
+    client: &Client,
+    version: u8,
+    sref: &RuleRef,
+    line: (&str, &str),
+    target_text: &str,
+    why: &str,
+    rep: Reply,
+) {
+    log_refusal(
+        sref,
+        format!(
+            "{}{} {} -> 0.0.0.0.0 {target_text}: {why}",
+            Line::verdict(false, sref.number, line.0, line.1, ']'),
+            addr(&client.peer),
+            addr(&client.local)
+        ),
+    );
+    client.accept_closed(false, why);
+    fail(wire, version, rep).await;
 }

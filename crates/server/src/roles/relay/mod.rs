@@ -4,19 +4,21 @@
 //! If the mother dies, the control channel reads EOF: we log Dante's alert, keep relaying, and
 //! exit when the last session ends, so a mother's death never cuts an established session.
 
+mod bind;
+mod connect;
+mod udp;
+
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::Duration;
 
-use rsockd_ipc::{Control, Handoff, Report, MAX_MESSAGE};
-use tokio::net::TcpStream;
+use rsockd_ipc::{Command, Control, Handoff, Report, MAX_MESSAGE};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::channel::Channel;
 use crate::log;
-use crate::relay::tcp::{self, Stats};
+use crate::relay::tcp::Stats;
 use crate::roles::session_log;
 use crate::settings::{Flags, Settings};
 
@@ -30,11 +32,11 @@ struct Registry {
     draining: Cell<bool>,
 }
 
-struct Relay {
+pub(super) struct Relay {
     id: String,
     chan: Channel,
     reg: Registry,
-    settings: RefCell<Option<Rc<Settings>>>,
+    pub settings: RefCell<Option<Rc<Settings>>>,
     flags: Flags,
     mother_gone: Cell<bool>,
     done: tokio::sync::Notify,
@@ -93,69 +95,20 @@ fn apply_config(r: &Relay, file: String, generation: u64, fds: Vec<OwnedFd>) {
     }
 }
 
+/// Starts a handed-off session: registers it, runs it by its command, and reports its end.
 async fn run_session(r: Rc<Relay>, h: Handoff, fds: Vec<OwnedFd>) {
     let h = Rc::new(h);
-    let mut it = fds.into_iter();
-    let (Some(cfd), Some(tfd)) = (it.next(), it.next()) else {
-        log::error(&format!(
-            "relay: session {} arrived without its descriptors",
-            h.id
-        ));
-        return;
-    };
-    let to_stream = |fd: OwnedFd| -> std::io::Result<TcpStream> {
-        let s = std::net::TcpStream::from(fd);
-        s.set_nonblocking(true)?;
-        TcpStream::from_std(s)
-    };
-    let (client, target) = match (to_stream(cfd), to_stream(tfd)) {
-        (Ok(c), Ok(t)) => (c, t),
-        (Err(e), _) | (_, Err(e)) => {
-            log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
-            return;
-        }
-    };
     let stats = Rc::new(Stats::default());
     r.reg
         .sessions
         .borrow_mut()
         .insert(h.id, (h.clone(), stats.clone()));
     r.set_title();
-
-    let end = async {
-        if let Err(e) = tcp::send_all(&client, &h.reply).await {
-            return tcp::End::ClientError(e);
-        }
-        session_log::connect_opened(&h);
-        if !h.prefetched.is_empty() {
-            stats
-                .from_client
-                .set(stats.from_client.get() + h.prefetched.len() as u64);
-            if let Err(e) = tcp::send_all(&target, &h.prefetched).await {
-                return tcp::End::TargetError(e);
-            }
-            stats
-                .to_target
-                .set(stats.to_target.get() + h.prefetched.len() as u64);
-        }
-        let opts = tcp::Options {
-            io_timeout: (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into())),
-            fin_wait: (h.fin_wait_timeout > 0)
-                .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
-        };
-        let hh = h.clone();
-        let on_data = move |dir, bytes: &[u8]| session_log::io_operation(&hh, dir, bytes);
-        tcp::relay(&client, &target, &stats, opts, &on_data).await
+    match h.command {
+        Command::Connect => connect::run(&h, fds, &stats).await,
+        Command::Bind => bind::run(&r, &h, fds, &stats).await,
+        Command::UdpAssociate => udp::run(&r, &h, fds, &stats).await,
     }
-    .await;
-    let tcpinfo = h
-        .socks_rule
-        .log
-        .tcpinfo
-        .then(|| session_log::tcp_info(client.as_fd(), target.as_fd()));
-    session_log::closed(&h, &stats, &end, tcpinfo.as_deref());
-    drop(client);
-    drop(target);
     r.reg.sessions.borrow_mut().remove(&h.id);
     r.set_title();
     if !r.mother_gone.get() {

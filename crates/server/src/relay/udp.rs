@@ -1,0 +1,472 @@
+//! The UDP relay of one association: datagrams from the client (with a SOCKS UDP header) go out
+//! on the external socket of the target's family; datagrams back are given a header and sent to
+//! the client. The association ends when its TCP control connection does.
+//!
+//! Dante's rules, kept here:
+//! - Source locking: if the request named an address (and port), only datagrams from it pass;
+//!   unnamed parts are taken from the first datagram, which locks the association.
+//! - Replies pass only from remotes the client has sent to.
+//! - Fragments (`FRAG != 0`) are dropped.
+//! - Each datagram is checked against the socks rules (`udpassociate` out, `udpreply` in); the
+//!   verdict is cached per remote until the configuration changes.
+//! - `udp.connectdst`: the external socket is connected while the client uses one destination,
+//!   so the kernel filters everything else.
+//!
+//! Policy (rules, log lines) stays outside, behind [`Policy`].
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use rsockd_proto::udp::{decode_udp, encode_udp_header};
+use rsockd_proto::TargetAddr;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::Instant;
+
+use super::buffers::{PooledBuf, BUF_SIZE};
+use super::tcp::{End, Stats};
+
+/// Room kept in front of a received reply for the longest header we prepend (IPv6).
+const HEAD_ROOM: usize = 22;
+/// Datagrams handled per wake-up of one socket before the others get a turn.
+const BATCH: usize = 64;
+/// Remotes remembered per association; beyond this the least useful half is forgotten.
+const MAX_REMOTES: usize = 4096;
+
+/// Which way a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// Client to target: `udpassociate`.
+    Out,
+    /// Target to client: `udpreply`.
+    In,
+}
+
+/// A socks-rule verdict as the engine caches it; the policy reads `rule` and `log` back for
+/// its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub pass: bool,
+    pub rule: u32,
+    pub log: rsockd_config::LogFlags,
+}
+
+/// Why a datagram was not relayed (the verdict cases aside).
+#[derive(Debug)]
+pub enum Dropped {
+    /// Not from the client's locked address.
+    Stranger,
+    /// From a remote the client never sent to.
+    UnknownRemote,
+    /// `FRAG != 0`.
+    Fragment(u8),
+    /// The SOCKS UDP header did not decode.
+    BadHeader(rsockd_proto::udp::UdpError),
+    /// The header's host name did not resolve.
+    Unresolved(String, io::Error),
+    /// No external socket of the target's family.
+    NoFamily,
+    /// sendto(2) failed.
+    SendError(io::Error),
+}
+
+/// What the association needs from the role that runs it: rule checks and log lines.
+pub trait Policy {
+    /// Configuration generation; cached verdicts of an older one are checked again.
+    fn generation(&self) -> u64;
+    /// The verdict for datagrams between the client (`client`) and `remote` (`name`: the host
+    /// name the client used, if any).
+    fn check(&self, way: Way, client: SocketAddr, remote: SocketAddr, name: Option<&str>)
+        -> Verdict;
+    /// A datagram relayed (or blocked, with `v.pass` false); `payload` without header.
+    fn datagram(&self, way: Way, v: &Verdict, client: SocketAddr, remote: SocketAddr, payload: &[u8]);
+    /// A datagram dropped for another reason.
+    fn dropped(&self, way: Way, from: SocketAddr, why: &Dropped);
+}
+
+/// Packet counters of an association, beside the byte counters of [`Stats`].
+#[derive(Debug, Default)]
+pub struct Packets {
+    pub from_client: std::cell::Cell<u64>,
+    pub to_client: std::cell::Cell<u64>,
+    pub from_target: std::cell::Cell<u64>,
+    pub to_target: std::cell::Cell<u64>,
+}
+
+fn bump(c: &std::cell::Cell<u64>, n: usize) {
+    c.set(c.get() + n as u64);
+}
+
+/// One remote the client has sent to.
+struct Remote {
+    /// The SOCKS UDP header of replies from it, encoded once.
+    header: Vec<u8>,
+    out: Option<(u64, Verdict)>,
+    into: Option<(u64, Verdict)>,
+    /// Datagrams exchanged, to choose what to forget when the table is full.
+    uses: u64,
+}
+
+/// An external socket and what it is connected to (`udp.connectdst`).
+struct External {
+    sock: UdpSocket,
+    connected: Option<SocketAddr>,
+    /// Set once a second destination was seen: the socket stays unconnected from then on.
+    shared: bool,
+}
+
+/// Settings of one association.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The address the client said it sends from; unspecified parts are locked by the first
+    /// datagram.
+    pub expected: SocketAddr,
+    pub connectdst: bool,
+    pub io_timeout: Option<Duration>,
+}
+
+/// Unmaps `::ffff:a.b.c.d` so that IPv4 peers on a dual socket compare and encode as IPv4.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+struct Assoc<'a, P: Policy> {
+    policy: &'a P,
+    opts: Options,
+    client_sock: &'a UdpSocket,
+    externals: Vec<External>,
+    /// The client's UDP address, once locked.
+    locked: Option<SocketAddr>,
+    remotes: HashMap<SocketAddr, Remote>,
+    /// Host names the client used, resolved once per association.
+    names: HashMap<String, IpAddr>,
+    stats: &'a Stats,
+    packets: &'a Packets,
+}
+
+impl<P: Policy> Assoc<'_, P> {
+    fn admits_source(&self, from: SocketAddr) -> bool {
+        if let Some(l) = self.locked {
+            return l == from;
+        }
+        let e = self.opts.expected;
+        (e.ip().is_unspecified() || canonical(e).ip() == from.ip())
+            && (e.port() == 0 || e.port() == from.port())
+    }
+
+    fn verdict(&mut self, way: Way, client: SocketAddr, remote: SocketAddr, name: Option<&str>) -> Verdict {
+        let gen = self.policy.generation();
+        let cached = self.remotes.get(&remote).and_then(|r| match way {
+            Way::Out => r.out,
+            Way::In => r.into,
+        });
+        if let Some((g, v)) = cached {
+            if g == gen {
+                return v;
+            }
+        }
+        let v = self.policy.check(way, client, remote, name);
+        if let Some(r) = self.remotes.get_mut(&remote) {
+            match way {
+                Way::Out => r.out = Some((gen, v)),
+                Way::In => r.into = Some((gen, v)),
+            }
+        }
+        v
+    }
+
+    fn remember(&mut self, remote: SocketAddr) {
+        if self.remotes.contains_key(&remote) {
+            return;
+        }
+        if self.remotes.len() >= MAX_REMOTES {
+            // Forget the less used half; a forgotten remote's replies are dropped until the
+            // client sends to it again, as for a remote never sent to.
+            let mut uses: Vec<u64> = self.remotes.values().map(|r| r.uses).collect();
+            uses.sort_unstable();
+            let cut = uses[uses.len() / 2];
+            self.remotes.retain(|_, r| r.uses > cut);
+        }
+        let mut header = Vec::with_capacity(HEAD_ROOM);
+        encode_udp_header(&TargetAddr::Ip(remote), &mut header);
+        self.remotes.insert(
+            remote,
+            Remote {
+                header,
+                out: None,
+                into: None,
+                uses: 0,
+            },
+        );
+    }
+
+    /// Resolves a host name from a datagram header (once per association and name).
+    async fn resolve(&mut self, name: &str, port: u16) -> Result<SocketAddr, io::Error> {
+        if let Some(ip) = self.names.get(name) {
+            return Ok(SocketAddr::new(*ip, port));
+        }
+        let addrs = crate::net::resolve::forward(name, port).await?;
+        // Prefer a family we have an external socket for.
+        let have = |a: &SocketAddr| {
+            self.externals
+                .iter()
+                .any(|x| x.sock.local_addr().is_ok_and(|l| l.is_ipv4() == a.is_ipv4()))
+        };
+        let pick = addrs
+            .iter()
+            .copied()
+            .find(have)
+            .or_else(|| addrs.first().copied())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+        if self.names.len() < MAX_REMOTES {
+            self.names.insert(name.to_string(), pick.ip());
+        }
+        Ok(pick)
+    }
+
+    /// A datagram from the client: `buf[..n]`, header included.
+    async fn outbound(&mut self, buf: &[u8], from: SocketAddr) {
+        let from = canonical(from);
+        if !self.admits_source(from) {
+            self.policy.dropped(Way::Out, from, &Dropped::Stranger);
+            return;
+        }
+        bump(&self.stats.from_client, buf.len());
+        bump(&self.packets.from_client, 1);
+        let (h, off) = match decode_udp(buf) {
+            Ok(x) => x,
+            Err(e) => {
+                self.policy.dropped(Way::Out, from, &Dropped::BadHeader(e));
+                return;
+            }
+        };
+        if h.frag != 0 {
+            self.policy.dropped(Way::Out, from, &Dropped::Fragment(h.frag));
+            return;
+        }
+        // Only a well-formed datagram locks the association.
+        self.locked = Some(from);
+        let (target, name) = match &h.dst {
+            TargetAddr::Ip(a) => (canonical(*a), None),
+            TargetAddr::Domain(n, port) => match self.resolve(n, *port).await {
+                Ok(a) => (canonical(a), Some(n.as_str())),
+                Err(e) => {
+                    self.policy
+                        .dropped(Way::Out, from, &Dropped::Unresolved(n.clone(), e));
+                    return;
+                }
+            },
+        };
+        let payload = &buf[off..];
+        self.remember(target);
+        let v = self.verdict(Way::Out, from, target, name);
+        self.policy.datagram(Way::Out, &v, from, target, payload);
+        if !v.pass {
+            return;
+        }
+        let Some(i) = self
+            .externals
+            .iter()
+            .position(|x| x.sock.local_addr().is_ok_and(|l| l.is_ipv4() == target.is_ipv4()))
+        else {
+            self.policy.dropped(Way::Out, from, &Dropped::NoFamily);
+            return;
+        };
+        if let Some(r) = self.remotes.get_mut(&target) {
+            r.uses += 1;
+        }
+        let connectdst = self.opts.connectdst;
+        let x = &mut self.externals[i];
+        let sent = if connectdst && !x.shared && x.connected.is_none_or(|c| c == target) {
+            if x.connected.is_none() {
+                if let Err(e) = x.sock.connect(target).await {
+                    self.policy.dropped(Way::Out, from, &Dropped::SendError(e));
+                    return;
+                }
+                x.connected = Some(target);
+            }
+            x.sock.try_send(payload)
+        } else {
+            if x.connected.take().is_some() {
+                // A second destination: back to an unconnected socket for good.
+                let _ = rsockd_sys::sockopt::udp_disconnect(x.sock.as_fd());
+                x.shared = true;
+            }
+            x.sock.try_send_to(payload, target)
+        };
+        match sent {
+            Ok(n) => {
+                bump(&self.stats.to_target, n);
+                bump(&self.packets.to_target, 1);
+                self.stats.last_io.set(Instant::now());
+            }
+            // A full socket buffer drops the datagram, as a router would.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => self.policy.dropped(Way::Out, from, &Dropped::SendError(e)),
+        }
+    }
+
+    /// A datagram from a remote: payload at `buf[HEAD_ROOM..HEAD_ROOM + n]`.
+    fn inbound(&mut self, buf: &mut [u8], n: usize, from: SocketAddr) {
+        let from = canonical(from);
+        bump(&self.stats.from_target, n);
+        bump(&self.packets.from_target, 1);
+        let (Some(client), true) = (self.locked, self.remotes.contains_key(&from)) else {
+            self.policy.dropped(Way::In, from, &Dropped::UnknownRemote);
+            return;
+        };
+        let v = self.verdict(Way::In, client, from, None);
+        let payload = &buf[HEAD_ROOM..HEAD_ROOM + n];
+        self.policy.datagram(Way::In, &v, client, from, payload);
+        if !v.pass {
+            return;
+        }
+        let Some(r) = self.remotes.get_mut(&from) else {
+            return;
+        };
+        r.uses += 1;
+        let hl = r.header.len();
+        let start = HEAD_ROOM - hl;
+        buf[start..HEAD_ROOM].copy_from_slice(&r.header);
+        match self.client_sock.try_send_to(&buf[start..HEAD_ROOM + n], client) {
+            Ok(sent) => {
+                bump(&self.stats.to_client, sent);
+                bump(&self.packets.to_client, 1);
+                self.stats.last_io.set(Instant::now());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => self.policy.dropped(Way::In, from, &Dropped::SendError(e)),
+        }
+    }
+}
+
+/// Errors on a UDP socket that concern one datagram, not the socket: ICMP errors reported
+/// late on a connected socket, and the like.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::Interrupted
+    ) || e.raw_os_error() == Some(libc::EMSGSIZE)
+}
+
+async fn readable_opt(x: Option<&External>) -> io::Result<()> {
+    match x {
+        Some(x) => x.sock.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the association until the control connection ends (or the idle timeout).
+pub async fn relay<P: Policy>(
+    control: &TcpStream,
+    client: &UdpSocket,
+    externals: Vec<UdpSocket>,
+    opts: Options,
+    policy: &P,
+    stats: &Stats,
+    packets: &Packets,
+) -> End {
+    let mut a = Assoc {
+        policy,
+        opts,
+        client_sock: client,
+        externals: externals
+            .into_iter()
+            .map(|sock| External {
+                sock,
+                connected: None,
+                shared: false,
+            })
+            .collect(),
+        locked: None,
+        remotes: HashMap::new(),
+        names: HashMap::new(),
+        stats,
+        packets,
+    };
+    let far_future = Instant::now() + Duration::from_secs(86400 * 365);
+    let idle = tokio::time::sleep_until(match opts.io_timeout {
+        Some(t) => stats.last_io.get() + t,
+        None => far_future,
+    });
+    tokio::pin!(idle);
+    let mut scratch = [0u8; 512];
+    loop {
+        tokio::select! {
+            r = control.readable() => {
+                if let Err(e) = r {
+                    return End::ClientError(e);
+                }
+                // The control connection carries nothing after the reply; anything the client
+                // sends there is read and ignored, EOF ends the association.
+                match control.try_read(&mut scratch) {
+                    Ok(0) => return End::ClientClosed,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return End::ClientError(e),
+                }
+            }
+            r = client.readable() => {
+                if let Err(e) = r {
+                    return End::ClientError(e);
+                }
+                let mut buf = PooledBuf::take();
+                for _ in 0..BATCH {
+                    match client.try_recv_from(&mut buf) {
+                        Ok((n, from)) => a.outbound(&buf[..n], from).await,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if transient(&e) => continue,
+                        Err(e) => return End::ClientError(e),
+                    }
+                }
+            }
+            r = readable_opt(a.externals.first()) => {
+                if let Some(end) = drain_external(&mut a, 0, r) { return end; }
+            }
+            r = readable_opt(a.externals.get(1)) => {
+                if let Some(end) = drain_external(&mut a, 1, r) { return end; }
+            }
+            _ = &mut idle => {
+                let t = opts.io_timeout.unwrap_or(Duration::ZERO);
+                let deadline = stats.last_io.get() + t;
+                if Instant::now() >= deadline {
+                    return End::IoTimeout;
+                }
+                idle.as_mut().reset(deadline);
+            }
+        }
+    }
+}
+
+fn drain_external<P: Policy>(a: &mut Assoc<'_, P>, i: usize, ready: io::Result<()>) -> Option<End> {
+    if let Err(e) = ready {
+        return Some(End::TargetError(e));
+    }
+    let mut buf = PooledBuf::take();
+    debug_assert!(buf.len() == BUF_SIZE);
+    for _ in 0..BATCH {
+        let got = match a.externals.get(i) {
+            Some(x) => x.sock.try_recv_from(&mut buf[HEAD_ROOM..]),
+            None => return None,
+        };
+        match got {
+            Ok((n, from)) => a.inbound(&mut buf, n, from),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if transient(&e) => continue,
+            Err(e) => return Some(End::TargetError(e)),
+        }
+    }
+    None
+}

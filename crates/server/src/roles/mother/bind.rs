@@ -1,0 +1,123 @@
+//! BIND: socks rules for the address the peer is expected from, a listening socket on the
+//! external side, and the hand-off of client + listener. The relay writes both replies, checks
+//! the peer and the `bindreply` rules, and relays.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use rsockd_ipc::{Command, Handoff, RuleRef};
+use rsockd_proto::Reply;
+use tokio::net::TcpStream;
+
+use super::session::{
+    check_socks, choose_source, detach, hand_off, log_flags, refuse_blocked, refuse_failed,
+    refuse_unresolved, resolve_target, Client,
+};
+use super::Mother;
+use crate::log;
+use crate::negotiate::{self, Wire};
+use crate::net::sockets;
+use crate::settings::Settings;
+
+/// The port to listen on: the one asked for only when it is privileged and
+/// `compatibility: sameport` allows it, as Dante; otherwise one the kernel picks.
+fn listen_port(s: &Settings, asked: u16) -> u16 {
+    if s.config.compat_sameport && asked != 0 && asked < 1024 {
+        asked
+    } else {
+        0
+    }
+}
+
+pub(super) async fn run(
+    m: Rc<Mother>,
+    s: &Rc<Settings>,
+    mut wire: Wire<TcpStream>,
+    client: Client,
+    req: negotiate::Request,
+    accepted_us: u64,
+) {
+    let line = ("tcp", "bind");
+    let t = match resolve_target(s, &req.target).await {
+        Ok(t) => t,
+        Err(why) => {
+            refuse_unresolved(&mut wire, &client, req.version, line, &why).await;
+            return;
+        }
+    };
+    let checked = check_socks(s, &client, &req, rsockd_config::Command::Bind, &t);
+    let Some((expected, snum, srule)) = checked.passed.first().cloned() else {
+        refuse_blocked(
+            &mut wire,
+            &client,
+            req.version,
+            checked.first,
+            line,
+            &t.text,
+        )
+        .await;
+        return;
+    };
+    let sref = RuleRef {
+        number: snum,
+        log: log_flags(srule.as_ref()),
+    };
+    let Some(ip) = choose_source(s, expected.ip(), client.local) else {
+        let fam = if expected.is_ipv6() { "IPv6" } else { "IPv4" };
+        let why = format!(
+            "bind to {fam} address requested, but no {fam} address configured for our usage on the external interface"
+        );
+        let rep = Reply::AddressTypeNotSupported;
+        refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep).await;
+        return;
+    };
+    let want = SocketAddr::new(ip, listen_port(s, expected.port()));
+    let listener = match sockets::bind_listener(want) {
+        Ok(l) => l,
+        Err(e) => {
+            let why = format!("bind(2) of {} failed: {e}", log::addr(&want));
+            let rep = e.raw_os_error().map_or(Reply::GeneralFailure, Reply::from_errno);
+            refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep).await;
+            return;
+        }
+    };
+    let bound = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(want);
+    let announced = s
+        .config
+        .announce_bind
+        .filter(|a| a.is_ipv4() == bound.is_ipv4() || req.version == 5)
+        .map_or(bound, |a: IpAddr| SocketAddr::new(a, bound.port()));
+    let (client_stream, prefetched) = wire.into_parts();
+    let h = Handoff {
+        id: m.next_session_id(),
+        command: Command::Bind,
+        version: req.version,
+        accepted_us,
+        client: client.peer,
+        internal: client.local,
+        external: bound,
+        target: expected,
+        target_name: t.name,
+        user: req.user.clone(),
+        method: negotiate::wire_method(req.method).unwrap_or(0),
+        client_rule: client.crule,
+        socks_rule: sref,
+        io_timeout: s.io_timeout(srule.as_ref()),
+        fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
+        reply: negotiate::success_reply(req.version, announced),
+        prefetched,
+        nfds: 2,
+    };
+    match detach(client_stream) {
+        Ok(cfd) => hand_off(&m, h, cfd, vec![listener.into()]).await,
+        Err(e) => log::error(&format!(
+            "{} {}: cannot detach the client socket for hand-off: {e}",
+            log::addr(&client.peer),
+            log::addr(&client.local)
+        )),
+    }
+}

@@ -1,0 +1,163 @@
+//! CONNECT: socks rules for every address of the target, the outgoing connect (Happy
+//! Eyeballs from the chosen external address), and the hand-off of the connected pair.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use rsockd_ipc::{Command, Handoff, RuleRef};
+use rsockd_proto::Reply;
+use tokio::net::TcpStream;
+
+use super::session::{
+    check_socks, choose_source, detach, fail, hand_off, log_flags, log_refusal, refuse_blocked, refuse_unresolved,
+    resolve_target, Client,
+};
+use super::Mother;
+use crate::log::{self, addr, Line};
+use crate::negotiate::{self, Wire};
+use crate::net::connect::{self, Attempt};
+use crate::settings::Settings;
+
+pub(super) async fn run(
+    m: Rc<Mother>,
+    s: &Rc<Settings>,
+    mut wire: Wire<TcpStream>,
+    client: Client,
+    req: negotiate::Request,
+    accepted_us: u64,
+) {
+    let cpath = format!("{} {}", addr(&client.peer), addr(&client.local));
+    let t = match resolve_target(s, &req.target).await {
+        Ok(t) => t,
+        Err(why) => {
+            let line = ("tcp", "connect");
+            refuse_unresolved(&mut wire, &client, req.version, line, &why).await;
+            return;
+        }
+    };
+    let checked = check_socks(s, &client, &req, rsockd_config::Command::Connect, &t);
+    let passed = checked.passed;
+    let Some((_, snum, srule)) = passed.first().cloned() else {
+        refuse_blocked(
+            &mut wire,
+            &client,
+            req.version,
+            checked.first,
+            ("tcp", "connect"),
+            &t.text,
+        )
+        .await;
+        return;
+    };
+    let sref = RuleRef {
+        number: snum,
+        log: log_flags(srule.as_ref()),
+    };
+    let attempts: Vec<Attempt> =
+        connect::interleave(&passed.iter().map(|p| p.0).collect::<Vec<_>>())
+            .into_iter()
+            .filter_map(|t| {
+                choose_source(s, t.ip(), client.local).map(|src| Attempt {
+                    target: t,
+                    source: (!src.is_unspecified()).then_some(src),
+                })
+            })
+            .collect();
+    if attempts.is_empty() {
+        let fam = if passed[0].0.is_ipv6() {
+            "IPv6"
+        } else {
+            "IPv4"
+        };
+        let why = format!(
+            "connect to {fam} address requested, but no {fam} address configured for our usage on the external interface"
+        );
+        log_refusal(
+            &sref,
+            format!(
+                "{}{cpath} -> 0.0.0.0.0 {}: {why}",
+                Line::verdict(false, snum, "tcp", "connect", ']'),
+                t.text
+            ),
+        );
+        client.accept_closed(false, &why);
+        fail(&mut wire, req.version, Reply::AddressTypeNotSupported).await;
+        return;
+    }
+    let keepalive = s.keepalive();
+    let attempt = connect::happy_eyeballs(&attempts, keepalive);
+    let result = match s.connect_timeout(srule.as_ref()) {
+        Some(t) => match tokio::time::timeout(t, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(connect::ConnectError {
+                target: attempts[0].target,
+                source: attempts[0].source,
+                error: std::io::Error::from_raw_os_error(libc::ETIMEDOUT),
+            }),
+        },
+        None => attempt.await,
+    };
+    let (target_stream, won) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            let ext = SocketAddr::new(e.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0);
+            let rep = e
+                .error
+                .raw_os_error()
+                .map_or(Reply::GeneralFailure, Reply::from_errno);
+            let end = crate::relay::tcp::End::TargetError(e.error);
+            let f = sref.log;
+            if f.disconnect || f.error {
+                log::info(&format!(
+                    "{}0 -> {cpath} -> 0, 0 -> {} {} -> 0: {end}.  Session duration: 0s",
+                    Line::verdict(true, snum, "tcp", "connect", ']'),
+                    addr(&ext),
+                    addr(&e.target)
+                ));
+            }
+            if client.crule.log.disconnect || client.crule.log.error {
+                log::info(&format!(
+                    "{}0 -> {cpath} -> 0: {end}.  Session duration: 0s",
+                    Line::verdict(true, client.crule.number, "tcp", "accept", ']'),
+                ));
+            }
+            fail(&mut wire, req.version, rep).await;
+            return;
+        }
+    };
+    let external = target_stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::new(won.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0));
+    let reply = negotiate::success_reply(req.version, external);
+    let (client_stream, prefetched) = wire.into_parts();
+    let h = Handoff {
+        id: m.next_session_id(),
+        command: Command::Connect,
+        version: req.version,
+        accepted_us,
+        client: client.peer,
+        internal: client.local,
+        external,
+        target: won.target,
+        target_name: t.name,
+        user: req.user.clone(),
+        method: negotiate::wire_method(req.method).unwrap_or(0),
+        client_rule: client.crule,
+        socks_rule: sref,
+        io_timeout: s.io_timeout(srule.as_ref()),
+        fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
+        reply,
+        prefetched,
+        nfds: 2,
+    };
+    let (cfd, tfd) = match (detach(client_stream), detach(target_stream)) {
+        (Ok(c), Ok(t)) => (c, t),
+        _ => {
+            log::error(&format!(
+                "{cpath}: cannot detach session sockets for hand-off"
+            ));
+            return;
+        }
+    };
+    hand_off(&m, h, cfd, vec![tfd]).await;
+}

@@ -1,0 +1,140 @@
+//! UDP ASSOCIATE: the request-time socks rules, the client-side relay socket (on the address
+//! the client connected to, port from `udp.portrange`), one external socket per address family
+//! we have an `external:` address of, and the hand-off of control connection + sockets. The
+//! relay checks every datagram against the rules.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
+
+use rsockd_ipc::{Command, Handoff, RuleRef};
+use rsockd_proto::Reply;
+use tokio::net::TcpStream;
+
+use super::session::{
+    check_socks, choose_source, detach, hand_off, log_flags, refuse_blocked, refuse_failed,
+    refuse_unresolved, resolve_target, Client,
+};
+use super::Mother;
+use crate::log;
+use crate::negotiate::{self, Wire};
+use crate::net::sockets;
+use crate::settings::Settings;
+
+pub(super) async fn run(
+    m: Rc<Mother>,
+    s: &Rc<Settings>,
+    mut wire: Wire<TcpStream>,
+    client: Client,
+    req: negotiate::Request,
+    accepted_us: u64,
+) {
+    let line = ("udp", "udpassociate");
+    let t = match resolve_target(s, &req.target).await {
+        Ok(t) => t,
+        Err(why) => {
+            refuse_unresolved(&mut wire, &client, req.version, line, &why).await;
+            return;
+        }
+    };
+    let checked = check_socks(s, &client, &req, rsockd_config::Command::UdpAssociate, &t);
+    let Some((expected, snum, srule)) = checked.passed.first().cloned() else {
+        refuse_blocked(
+            &mut wire,
+            &client,
+            req.version,
+            checked.first,
+            line,
+            &t.text,
+        )
+        .await;
+        return;
+    };
+    let sref = RuleRef {
+        number: snum,
+        log: log_flags(srule.as_ref()),
+    };
+    let seed = m.next_session_id();
+    let range = srule.as_ref().and_then(|r| r.udp_portrange);
+    let csock = match sockets::bind_udp(SocketAddr::new(client.local.ip(), 0), range, seed) {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("cannot create the client-side UDP socket: {e}");
+            let rep = e.raw_os_error().map_or(Reply::GeneralFailure, Reply::from_errno);
+            refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep).await;
+            return;
+        }
+    };
+    let relay_addr = csock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(client.local);
+    // One external socket per family: targets of either family can be reached from one
+    // association, as a host name in a datagram may resolve to either.
+    let mut exts = Vec::new();
+    let probes = [
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    ];
+    for probe in probes {
+        let Some(ip) = choose_source(s, probe, client.local) else {
+            continue;
+        };
+        match sockets::bind_udp(SocketAddr::new(ip, 0), None, 0) {
+            Ok(x) => exts.push(x),
+            Err(e) => {
+                let why = format!("cannot create the external UDP socket on {ip}: {e}");
+                let rep = e.raw_os_error().map_or(Reply::GeneralFailure, Reply::from_errno);
+                refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep)
+                    .await;
+                return;
+            }
+        }
+    }
+    let Some(external) = exts
+        .first()
+        .and_then(|x| x.local_addr().ok())
+        .and_then(|a| a.as_socket())
+    else {
+        let why = "no address configured for our usage on the external interface";
+        let rep = Reply::GeneralFailure;
+        refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, why, rep).await;
+        return;
+    };
+    let announced = s
+        .config
+        .announce_udp
+        .map_or(relay_addr, |a| SocketAddr::new(a, relay_addr.port()));
+    let (control, prefetched) = wire.into_parts();
+    let mut fds = vec![csock.into()];
+    fds.extend(exts.into_iter().map(Into::into));
+    let h = Handoff {
+        id: seed,
+        command: Command::UdpAssociate,
+        version: req.version,
+        accepted_us,
+        client: client.peer,
+        internal: client.local,
+        external,
+        // The address the client said it will send from (0.0.0.0.0: the first sender).
+        target: expected,
+        target_name: t.name,
+        user: req.user.clone(),
+        method: negotiate::wire_method(req.method).unwrap_or(0),
+        client_rule: client.crule,
+        socks_rule: sref,
+        io_timeout: s.io_udp_timeout(srule.as_ref()),
+        fin_wait_timeout: 0,
+        reply: negotiate::success_reply(req.version, announced),
+        prefetched,
+        nfds: 1 + fds.len() as u8,
+    };
+    match detach(control) {
+        Ok(cfd) => hand_off(&m, h, cfd, fds).await,
+        Err(e) => log::error(&format!(
+            "{} {}: cannot detach the control connection for hand-off: {e}",
+            log::addr(&client.peer),
+            log::addr(&client.local)
+        )),
+    }
+}

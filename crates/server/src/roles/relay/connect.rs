@@ -1,0 +1,68 @@
+//! A CONNECT session in a relay: write the reply, send the client's early bytes, relay both
+//! directions, log the end.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use rsockd_ipc::Handoff;
+use tokio::net::TcpStream;
+
+use crate::log;
+use crate::relay::tcp::{self, Stats};
+use crate::roles::session_log;
+
+/// A received descriptor as a tokio TCP stream.
+pub(super) fn to_stream(fd: OwnedFd) -> std::io::Result<TcpStream> {
+    let s = std::net::TcpStream::from(fd);
+    s.set_nonblocking(true)?;
+    TcpStream::from_std(s)
+}
+
+pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
+    let mut it = fds.into_iter();
+    let (Some(cfd), Some(tfd)) = (it.next(), it.next()) else {
+        log::error(&format!(
+            "relay: session {} arrived without its descriptors",
+            h.id
+        ));
+        return;
+    };
+    let (client, target) = match (to_stream(cfd), to_stream(tfd)) {
+        (Ok(c), Ok(t)) => (c, t),
+        (Err(e), _) | (_, Err(e)) => {
+            log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
+            return;
+        }
+    };
+    let end = async {
+        if let Err(e) = tcp::send_all(&client, &h.reply).await {
+            return tcp::End::ClientError(e);
+        }
+        session_log::connect_opened(h);
+        if !h.prefetched.is_empty() {
+            stats
+                .from_client
+                .set(stats.from_client.get() + h.prefetched.len() as u64);
+            if let Err(e) = tcp::send_all(&target, &h.prefetched).await {
+                return tcp::End::TargetError(e);
+            }
+            stats
+                .to_target
+                .set(stats.to_target.get() + h.prefetched.len() as u64);
+        }
+        let opts = tcp::Options {
+            io_timeout: (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into())),
+            fin_wait: (h.fin_wait_timeout > 0)
+                .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
+        };
+        let on_data = |dir, bytes: &[u8]| session_log::io_operation(h, dir, bytes);
+        tcp::relay(&client, &target, stats, opts, &on_data).await
+    }
+    .await;
+    let tcpinfo = h
+        .socks_rule
+        .log
+        .tcpinfo
+        .then(|| session_log::tcp_info(client.as_fd(), target.as_fd()));
+    session_log::closed(h, stats, &end, tcpinfo.as_deref());
+}

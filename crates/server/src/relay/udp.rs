@@ -80,8 +80,17 @@ pub trait Policy {
     /// name the client used, if any).
     fn check(&self, way: Way, client: SocketAddr, remote: SocketAddr, name: Option<&str>)
         -> Verdict;
-    /// A datagram relayed (or blocked, with `v.pass` false); `payload` without header.
-    fn datagram(&self, way: Way, v: &Verdict, client: SocketAddr, remote: SocketAddr, payload: &[u8]);
+    /// A datagram relayed (or blocked, with `v.pass` false); `payload` without header. `via`
+    /// is our external socket's address, `None` while that socket has sent nothing.
+    fn datagram(
+        &self,
+        way: Way,
+        v: &Verdict,
+        client: SocketAddr,
+        remote: SocketAddr,
+        via: Option<SocketAddr>,
+        payload: &[u8],
+    );
     /// A datagram dropped for another reason.
     fn dropped(&self, way: Way, from: SocketAddr, why: &Dropped);
 }
@@ -115,6 +124,22 @@ struct External {
     connected: Option<SocketAddr>,
     /// Set once a second destination was seen: the socket stays unconnected from then on.
     shared: bool,
+    /// Its address, once it has sent something (Dante shows `0.0.0.0.0` until then).
+    used: Option<SocketAddr>,
+    family_v4: bool,
+}
+
+/// What the closing line needs to know about an association.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary {
+    /// The client's UDP address, if a datagram locked it.
+    pub client: Option<SocketAddr>,
+    /// The one remote the client sent to, if it sent to exactly one.
+    pub only_remote: Option<SocketAddr>,
+    /// Whether the client sent to any remote.
+    pub any_remote: bool,
+    /// The external address used first.
+    pub external: Option<SocketAddr>,
 }
 
 /// Settings of one association.
@@ -146,6 +171,10 @@ struct Assoc<'a, P: Policy> {
     /// The client's UDP address, once locked.
     locked: Option<SocketAddr>,
     remotes: HashMap<SocketAddr, Remote>,
+    /// Every remote sent to, counted apart from `remotes`, which forgets.
+    sent_to: Option<SocketAddr>,
+    several: bool,
+    first_external: Option<SocketAddr>,
     /// Host names the client used, resolved once per association.
     names: HashMap<String, IpAddr>,
     stats: &'a Stats,
@@ -184,6 +213,11 @@ impl<P: Policy> Assoc<'_, P> {
     }
 
     fn remember(&mut self, remote: SocketAddr) {
+        match self.sent_to {
+            None => self.sent_to = Some(remote),
+            Some(r) if r != remote => self.several = true,
+            Some(_) => {}
+        }
         if self.remotes.contains_key(&remote) {
             return;
         }
@@ -215,11 +249,7 @@ impl<P: Policy> Assoc<'_, P> {
         }
         let addrs = crate::net::resolve::forward(name, port).await?;
         // Prefer a family we have an external socket for.
-        let have = |a: &SocketAddr| {
-            self.externals
-                .iter()
-                .any(|x| x.sock.local_addr().is_ok_and(|l| l.is_ipv4() == a.is_ipv4()))
-        };
+        let have = |a: &SocketAddr| self.externals.iter().any(|x| x.family_v4 == a.is_ipv4());
         let pick = addrs
             .iter()
             .copied()
@@ -267,16 +297,26 @@ impl<P: Policy> Assoc<'_, P> {
         };
         let payload = &buf[off..];
         self.remember(target);
+        let ext = self
+            .externals
+            .iter()
+            .position(|x| x.family_v4 == target.is_ipv4());
         let v = self.verdict(Way::Out, from, target, name);
-        self.policy.datagram(Way::Out, &v, from, target, payload);
+        // Dante names our external address once the datagram goes out on it, and shows
+        // 0.0.0.0.0 for a blocked one while that socket has sent nothing.
+        let via = ext.and_then(|i| {
+            let x = &self.externals[i];
+            if v.pass {
+                x.sock.local_addr().ok()
+            } else {
+                x.used
+            }
+        });
+        self.policy.datagram(Way::Out, &v, from, target, via, payload);
         if !v.pass {
             return;
         }
-        let Some(i) = self
-            .externals
-            .iter()
-            .position(|x| x.sock.local_addr().is_ok_and(|l| l.is_ipv4() == target.is_ipv4()))
-        else {
+        let Some(i) = ext else {
             self.policy.dropped(Way::Out, from, &Dropped::NoFamily);
             return;
         };
@@ -304,6 +344,10 @@ impl<P: Policy> Assoc<'_, P> {
         };
         match sent {
             Ok(n) => {
+                if x.used.is_none() {
+                    x.used = x.sock.local_addr().ok();
+                    self.first_external.get_or_insert(x.used.unwrap_or(target));
+                }
                 bump(&self.stats.to_target, n);
                 bump(&self.packets.to_target, 1);
                 self.stats.last_io.set(Instant::now());
@@ -325,7 +369,12 @@ impl<P: Policy> Assoc<'_, P> {
         };
         let v = self.verdict(Way::In, client, from, None);
         let payload = &buf[HEAD_ROOM..HEAD_ROOM + n];
-        self.policy.datagram(Way::In, &v, client, from, payload);
+        let via = self
+            .externals
+            .iter()
+            .find(|x| x.family_v4 == from.is_ipv4())
+            .and_then(|x| x.used);
+        self.policy.datagram(Way::In, &v, client, from, via, payload);
         if !v.pass {
             return;
         }
@@ -377,25 +426,58 @@ pub async fn relay<P: Policy>(
     policy: &P,
     stats: &Stats,
     packets: &Packets,
-) -> End {
-    let mut a = Assoc {
+) -> (End, Summary) {
+    let mut a = new_assoc(client, externals, opts, policy, stats, packets);
+    let end = run_assoc(&mut a, control, client, opts, stats).await;
+    let summary = Summary {
+        client: a.locked,
+        only_remote: a.sent_to.filter(|_| !a.several),
+        any_remote: a.sent_to.is_some(),
+        external: a.first_external,
+    };
+    (end, summary)
+}
+
+fn new_assoc<'a, P: Policy>(
+    client: &'a UdpSocket,
+    externals: Vec<UdpSocket>,
+    opts: Options,
+    policy: &'a P,
+    stats: &'a Stats,
+    packets: &'a Packets,
+) -> Assoc<'a, P> {
+    Assoc {
         policy,
         opts,
         client_sock: client,
         externals: externals
             .into_iter()
             .map(|sock| External {
+                family_v4: sock.local_addr().is_ok_and(|a| a.is_ipv4()),
                 sock,
                 connected: None,
                 shared: false,
+                used: None,
             })
             .collect(),
         locked: None,
         remotes: HashMap::new(),
+        sent_to: None,
+        several: false,
+        first_external: None,
         names: HashMap::new(),
         stats,
         packets,
-    };
+    }
+}
+
+async fn run_assoc<P: Policy>(
+    a: &mut Assoc<'_, P>,
+    control: &TcpStream,
+    client: &UdpSocket,
+    opts: Options,
+    stats: &Stats,
+) -> End {
     let far_future = Instant::now() + Duration::from_secs(86400 * 365);
     let idle = tokio::time::sleep_until(match opts.io_timeout {
         Some(t) => stats.last_io.get() + t,
@@ -433,10 +515,10 @@ pub async fn relay<P: Policy>(
                 }
             }
             r = readable_opt(a.externals.first()) => {
-                if let Some(end) = drain_external(&mut a, 0, r) { return end; }
+                if let Some(end) = drain_external(a, 0, r) { return end; }
             }
             r = readable_opt(a.externals.get(1)) => {
-                if let Some(end) = drain_external(&mut a, 1, r) { return end; }
+                if let Some(end) = drain_external(a, 1, r) { return end; }
             }
             _ = &mut idle => {
                 let t = opts.io_timeout.unwrap_or(Duration::ZERO);

@@ -1,10 +1,18 @@
 //! The session lines of relays: `[` when a session starts, `-` per i/o operation, `]` with the
 //! four byte counts when it ends, exactly in Dante 1.4's shape.
 
-use rsockd_ipc::Handoff;
+use std::net::SocketAddr;
+
+use rsockd_ipc::{Handoff, RuleRef};
 
 use crate::log::{self, addr, escape, Line};
 use crate::relay::tcp::{Dir, End, Stats};
+
+/// `addr` with the session's user in front, as Dante writes the client.
+pub fn user_addr(h: &Handoff, a: &SocketAddr) -> String {
+    let method = h.user.as_ref().map(|_| "username");
+    log::session_addr(a, method, h.user.as_deref())
+}
 
 /// `client internal -> external target`, with the user in front of the client if any.
 fn path(h: &Handoff) -> (String, String, String, String) {
@@ -17,38 +25,122 @@ fn path(h: &Handoff) -> (String, String, String, String) {
     )
 }
 
-pub fn connect_opened(h: &Handoff) {
-    if !h.socks_rule.log.connect {
-        return;
-    }
-    let (c, i, e, t) = path(h);
-    log::info(&format!(
-        "{}{c} {i} -> {e} {t}",
-        Line::verdict(true, h.socks_rule.number, "tcp", "connect", '[')
-    ));
+/// How a session's lines name it: `proto/command`, the rule, and the four addresses of its
+/// forward direction, `a b -> c d` (the opposite direction is written `d c -> b a`).
+pub struct View {
+    pub proto: &'static str,
+    pub command: &'static str,
+    pub rule: RuleRef,
+    pub path: [String; 4],
 }
 
-/// One i/o operation (`log: data` adds the bytes, `log: iooperation` only the count).
+impl View {
+    /// CONNECT: `client internal -> external target`.
+    pub fn connect(h: &Handoff) -> View {
+        let (c, i, e, t) = path(h);
+        View {
+            proto: "tcp",
+            command: "connect",
+            rule: h.socks_rule,
+            path: [c, i, e, t],
+        }
+    }
+
+    fn forward(&self) -> String {
+        let [a, b, c, d] = &self.path;
+        format!("{a} {b} -> {c} {d}")
+    }
+
+    fn backward(&self) -> String {
+        let [a, b, c, d] = &self.path;
+        format!("{d} {c} -> {b} {a}")
+    }
+
+    /// The `[` line, when the rule logs `connect`.
+    pub fn opened(&self) {
+        if self.rule.log.connect {
+            log::info(&format!(
+                "{}{}",
+                Line::verdict(true, self.rule.number, self.proto, self.command, '['),
+                self.forward()
+            ));
+        }
+    }
+
+    /// One i/o operation (`log: data` adds the bytes, `log: iooperation` only the count).
+    pub fn io(&self, forward: bool, bytes: &[u8]) {
+        let flags = self.rule.log;
+        if !flags.data && !flags.iooperation {
+            return;
+        }
+        let route = if forward {
+            self.forward()
+        } else {
+            self.backward()
+        };
+        let head = Line::verdict(true, self.rule.number, self.proto, self.command, '-');
+        if flags.data && !bytes.is_empty() {
+            log::info(&format!(
+                "{head}{route} ({}): {}",
+                bytes.len(),
+                escape(bytes)
+            ));
+        } else {
+            log::info(&format!("{head}{route} ({})", bytes.len()));
+        }
+    }
+}
+
+impl View {
+    /// The `]` line: `W1 -> a b -> R1, W2 -> c d -> R2: reason.  Session duration: Ns`, where
+    /// W1/R1 are written to / read from the `a` side and W2/R2 the same for the `d` side. An
+    /// empty W2 leaves out the second half (a UDP association that never sent anything).
+    pub fn closed(&self, h: &Handoff, counts: [String; 4], reason: &str, tail: &str) {
+        let [a, b, c, d] = &self.path;
+        let [w1, r1, w2, r2] = counts;
+        let far = if w2.is_empty() {
+            String::new()
+        } else {
+            format!(", {w2} -> {c} {d} -> {r2}")
+        };
+        log::info(&format!(
+            "{}{w1} -> {a} {b} -> {r1}{far}: {reason}.  Session duration: {}s{tail}",
+            Line::verdict(true, self.rule.number, self.proto, self.command, ']'),
+            duration_secs(h),
+        ));
+    }
+
+    /// A refusal after the session started (a BIND peer from the wrong address, a blocked
+    /// `bindreply`): `block(N): proto/command ]: a b -> c d: why`.
+    pub fn refused(&self, pass: bool, why: &str) {
+        let f = self.rule.log;
+        if self.rule.number == 0 {
+            log::debug(&format!(
+                "{}{}: {why}",
+                Line::verdict(pass, 0, self.proto, self.command, ']'),
+                self.forward()
+            ));
+        } else if f.connect || f.disconnect || f.error {
+            log::info(&format!(
+                "{}{}: {why}",
+                Line::verdict(pass, self.rule.number, self.proto, self.command, ']'),
+                self.forward()
+            ));
+        }
+    }
+}
+
+pub fn connect_opened(h: &Handoff) {
+    View::connect(h).opened();
+}
+
+/// One i/o operation of a CONNECT session.
 pub fn io_operation(h: &Handoff, dir: Dir, bytes: &[u8]) {
-    let flags = h.socks_rule.log;
-    if !flags.data && !flags.iooperation {
+    let f = h.socks_rule.log;
+    if !f.data && !f.iooperation {
         return;
     }
-    let (c, i, e, t) = path(h);
-    let route = match dir {
-        Dir::ClientToTarget => format!("{c} {i} -> {e} {t}"),
-        Dir::TargetToClient => format!("{t} {e} -> {i} {c}"),
-    };
-    let head = Line::verdict(true, h.socks_rule.number, "tcp", "connect", '-');
-    if flags.data && !bytes.is_empty() {
-        log::info(&format!(
-            "{head}{route} ({}): {}",
-            bytes.len(),
-            escape(bytes)
-        ));
-    } else {
-        log::info(&format!("{head}{route} ({})", bytes.len()));
-    }
+    View::connect(h).io(dir == Dir::ClientToTarget, bytes);
 }
 
 pub fn duration_secs(h: &Handoff) -> u64 {

@@ -1,5 +1,261 @@
+//! A BIND session in a relay: the first reply (our listening address), the wait for the peer,
+//! the peer's address and `bindreply` rule checks, the second reply, then a TCP relay between
+//! client and peer.
+
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use rsockd_ipc::Handoff;
-use crate::relay::tcp::Stats;
+use std::time::Duration;
+
+use rsockd_config::{Command, ProxyProtocol, Verdict};
+use rsockd_ipc::{Handoff, RuleRef};
+use rsockd_proto::Reply;
+use rsockd_rules::{Dest, SocksQuery};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::connect::to_stream;
 use super::Relay;
-pub(super) async fn run(_r: &Relay, _h: &Handoff, _fds: Vec<OwnedFd>, _stats: &Stats) {}
+use crate::log::{self, addr};
+use crate::negotiate;
+use crate::relay::tcp::{self, End, Stats};
+use crate::roles::session_log::{self, View};
+
+/// Client bytes kept while waiting for the peer; a client that sends more waits unread.
+const EARLY_MAX: usize = 64 * 1024;
+
+/// The configured method a negotiated wire method stands for, for rule checks in the relay.
+pub(super) fn method_of(wire: u8) -> rsockd_config::Method {
+    if wire == rsockd_proto::socks5::METHOD_USERNAME {
+        rsockd_config::Method::Username
+    } else {
+        rsockd_config::Method::None
+    }
+}
+
+pub(super) fn version_of(h: &Handoff) -> ProxyProtocol {
+    if h.version == 4 {
+        ProxyProtocol::SocksV4
+    } else {
+        ProxyProtocol::SocksV5
+    }
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d`, so that peers compare by address whatever the socket family.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// The bind's own lines: `client internal -> bound requested`.
+fn bind_view(h: &Handoff) -> View {
+    let mut v = View::connect(h);
+    v.command = "bind";
+    v
+}
+
+/// The reply's lines: `peer bound -> internal client`.
+fn reply_view(h: &Handoff, peer: SocketAddr, rule: RuleRef) -> View {
+    let c = View::connect(h).path;
+    let [client, internal, bound, _] = c;
+    View {
+        proto: "tcp",
+        command: "bindreply",
+        rule,
+        path: [addr(&peer), bound, internal, client],
+    }
+}
+
+enum Waited {
+    Peer(TcpStream, SocketAddr),
+    End(End),
+}
+
+/// Waits for the peer, watching the client: its EOF or error ends the BIND, its bytes are kept
+/// for the peer.
+async fn wait_for_peer(
+    client: &TcpStream,
+    listener: &TcpListener,
+    io_timeout: Option<Duration>,
+    early: &mut Vec<u8>,
+) -> Waited {
+    let deadline = io_timeout.map(|t| tokio::time::Instant::now() + t);
+    let timeout = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, peer)) => return Waited::Peer(s, peer),
+                // A peer that reset before we took it; wait for the next.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => return Waited::End(End::TargetError(e)),
+            },
+            r = client.readable(), if early.len() < EARLY_MAX => {
+                if let Err(e) = r {
+                    return Waited::End(End::ClientError(e));
+                }
+                let mut buf = [0u8; 4096];
+                let room = (EARLY_MAX - early.len()).min(buf.len());
+                match client.try_read(&mut buf[..room]) {
+                    Ok(0) => return Waited::End(End::ClientClosed),
+                    Ok(n) => early.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Waited::End(End::ClientError(e)),
+                }
+            }
+            _ = &mut timeout => return Waited::End(End::IoTimeout),
+        }
+    }
+}
+
+pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
+    let mut it = fds.into_iter();
+    let (Some(cfd), Some(lfd)) = (it.next(), it.next()) else {
+        log::error(&format!(
+            "relay: BIND session {} arrived without its descriptors",
+            h.id
+        ));
+        return;
+    };
+    let listener = {
+        let l = std::net::TcpListener::from(lfd);
+        l.set_nonblocking(true).and_then(|()| TcpListener::from_std(l))
+    };
+    let (client, listener) = match (to_stream(cfd), listener) {
+        (Ok(c), Ok(l)) => (c, l),
+        (Err(e), _) | (_, Err(e)) => {
+            log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
+            return;
+        }
+    };
+    let bv = bind_view(h);
+    if let Err(e) = tcp::send_all(&client, &h.reply).await {
+        end_bind(h, &bv, stats, &End::ClientError(e));
+        return;
+    }
+    bv.opened();
+    let mut early = h.prefetched.clone();
+    let io_timeout = (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into()));
+    let (peer_stream, peer) = match wait_for_peer(&client, &listener, io_timeout, &mut early).await
+    {
+        Waited::Peer(s, p) => (s, canonical(p)),
+        Waited::End(end) => {
+            end_bind(h, &bv, stats, &end);
+            return;
+        }
+    };
+    // One peer per BIND: later ones are refused by the closed socket.
+    drop(listener);
+    let expected = canonical(h.target);
+    if !expected.ip().is_unspecified() && expected.ip() != peer.ip() {
+        let rv = reply_view(h, peer, h.socks_rule);
+        let why = format!(
+            "expected bindreply from {}, but got it from {}",
+            addr(&expected),
+            addr(&peer)
+        );
+        refuse(h, &client, &peer_stream, &rv, &why).await;
+        end_bind(h, &bv, stats, &End::Refused(why));
+        return;
+    }
+    let Some(settings) = r.settings.borrow().clone() else {
+        return;
+    };
+    let q = SocksQuery {
+        src: peer,
+        version: version_of(h),
+        command: Command::BindReply,
+        method: method_of(h.method),
+        user: h.user.as_deref(),
+        dst: Dest {
+            ip: Some(h.client.ip()),
+            name: None,
+            port: h.client.port(),
+            names: &[],
+        },
+    };
+    let m = settings.rules.socks(&q);
+    let rule = RuleRef {
+        number: m.number,
+        log: m.rule.map(|r| r.log).unwrap_or_default(),
+    };
+    let rv = reply_view(h, peer, rule);
+    if m.verdict != Verdict::Pass {
+        let why = if m.number == 0 {
+            "no rules matched; using default block rule".to_string()
+        } else {
+            format!("blocked by higher-level socks-rule #{}", m.number)
+        };
+        refuse(h, &client, &peer_stream, &rv, &why).await;
+        end_bind(h, &bv, stats, &End::Refused(why));
+        return;
+    }
+    let reply = negotiate::success_reply(h.version, peer);
+    if let Err(e) = tcp::send_all(&client, &reply).await {
+        end_bind(h, &bv, stats, &End::ClientError(e));
+        return;
+    }
+    rv.opened();
+    let end = async {
+        if !early.is_empty() {
+            rv.io(false, &early);
+            stats.from_client.set(stats.from_client.get() + early.len() as u64);
+            if let Err(e) = tcp::send_all(&peer_stream, &early).await {
+                return End::TargetError(e);
+            }
+            stats.to_target.set(stats.to_target.get() + early.len() as u64);
+        }
+        let opts = tcp::Options {
+            io_timeout,
+            fin_wait: (h.fin_wait_timeout > 0)
+                .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
+        };
+        // The reply's lines run peer -> client, so client-to-peer bytes are its backward way.
+        let on_data = |dir, bytes: &[u8]| rv.io(dir == tcp::Dir::TargetToClient, bytes);
+        tcp::relay(&client, &peer_stream, stats, opts, &on_data).await
+    }
+    .await;
+    let f = rv.rule.log;
+    if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
+        let counts = [
+            stats.to_target.get(),
+            stats.from_target.get(),
+            stats.to_client.get(),
+            stats.from_client.get(),
+        ]
+        .map(|n| n.to_string());
+        rv.closed(h, counts, &end.to_string(), "");
+    }
+    end_bind(h, &bv, stats, &end);
+}
+
+/// Tells the client its peer was refused (second reply `02`, or `91` for SOCKS v4), logs why,
+/// and closes both connections.
+async fn refuse(h: &Handoff, client: &TcpStream, peer: &TcpStream, rv: &View, why: &str) {
+    rv.refused(false, why);
+    let _ = tcp::send_all(client, &negotiate::failure_reply(h.version, Reply::NotAllowed)).await;
+    tcp::reset_on_close(peer);
+}
+
+/// The BIND's closing lines: `tcp/bind ]` and `tcp/accept ]`.
+fn end_bind(h: &Handoff, bv: &View, stats: &Stats, end: &End) {
+    let f = bv.rule.log;
+    if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
+        let counts = [
+            stats.to_client.get(),
+            stats.from_client.get(),
+            stats.to_target.get(),
+            stats.from_target.get(),
+        ]
+        .map(|n| n.to_string());
+        bv.closed(h, counts, &end.to_string(), "");
+    }
+    session_log::accept_closed(
+        h,
+        stats.to_client.get(),
+        stats.from_client.get(),
+        &end.to_string(),
+    );
+}

@@ -78,8 +78,13 @@ pub trait Policy {
     fn generation(&self) -> u64;
     /// The verdict for datagrams between the client (`client`) and `remote` (`name`: the host
     /// name the client used, if any).
-    fn check(&self, way: Way, client: SocketAddr, remote: SocketAddr, name: Option<&str>)
-        -> Verdict;
+    fn check(
+        &self,
+        way: Way,
+        client: SocketAddr,
+        remote: SocketAddr,
+        name: Option<&str>,
+    ) -> Verdict;
     /// A datagram relayed (or blocked, with `v.pass` false); `payload` without header. `via`
     /// is our external socket's address, `None` while that socket has sent nothing.
     fn datagram(
@@ -191,7 +196,13 @@ impl<P: Policy> Assoc<'_, P> {
             && (e.port() == 0 || e.port() == from.port())
     }
 
-    fn verdict(&mut self, way: Way, client: SocketAddr, remote: SocketAddr, name: Option<&str>) -> Verdict {
+    fn verdict(
+        &mut self,
+        way: Way,
+        client: SocketAddr,
+        remote: SocketAddr,
+        name: Option<&str>,
+    ) -> Verdict {
         let gen = self.policy.generation();
         let cached = self.remotes.get(&remote).and_then(|r| match way {
             Way::Out => r.out,
@@ -279,7 +290,8 @@ impl<P: Policy> Assoc<'_, P> {
             }
         };
         if h.frag != 0 {
-            self.policy.dropped(Way::Out, from, &Dropped::Fragment(h.frag));
+            self.policy
+                .dropped(Way::Out, from, &Dropped::Fragment(h.frag));
             return;
         }
         // Only a well-formed datagram locks the association.
@@ -312,7 +324,8 @@ impl<P: Policy> Assoc<'_, P> {
                 x.used
             }
         });
-        self.policy.datagram(Way::Out, &v, from, target, via, payload);
+        self.policy
+            .datagram(Way::Out, &v, from, target, via, payload);
         if !v.pass {
             return;
         }
@@ -374,7 +387,8 @@ impl<P: Policy> Assoc<'_, P> {
             .iter()
             .find(|x| x.family_v4 == from.is_ipv4())
             .and_then(|x| x.used);
-        self.policy.datagram(Way::In, &v, client, from, via, payload);
+        self.policy
+            .datagram(Way::In, &v, client, from, via, payload);
         if !v.pass {
             return;
         }
@@ -385,7 +399,10 @@ impl<P: Policy> Assoc<'_, P> {
         let hl = r.header.len();
         let start = HEAD_ROOM - hl;
         buf[start..HEAD_ROOM].copy_from_slice(&r.header);
-        match self.client_sock.try_send_to(&buf[start..HEAD_ROOM + n], client) {
+        match self
+            .client_sock
+            .try_send_to(&buf[start..HEAD_ROOM + n], client)
+        {
             Ok(sent) => {
                 bump(&self.stats.to_client, sent);
                 bump(&self.packets.to_client, 1);

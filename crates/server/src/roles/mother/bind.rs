@@ -68,7 +68,17 @@ pub(super) async fn run(
             "bind to {fam} address requested, but no {fam} address configured for our usage on the external interface"
         );
         let rep = Reply::AddressTypeNotSupported;
-        refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep).await;
+        refuse_failed(
+            &mut wire,
+            &client,
+            req.version,
+            &sref,
+            line,
+            &t.text,
+            &why,
+            rep,
+        )
+        .await;
         return;
     };
     let want = SocketAddr::new(ip, listen_port(s, expected.port()));
@@ -76,8 +86,20 @@ pub(super) async fn run(
         Ok(l) => l,
         Err(e) => {
             let why = format!("bind(2) of {} failed: {e}", log::addr(&want));
-            let rep = e.raw_os_error().map_or(Reply::GeneralFailure, Reply::from_errno);
-            refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep).await;
+            let rep = e
+                .raw_os_error()
+                .map_or(Reply::GeneralFailure, Reply::from_errno);
+            refuse_failed(
+                &mut wire,
+                &client,
+                req.version,
+                &sref,
+                line,
+                &t.text,
+                &why,
+                rep,
+            )
+            .await;
             return;
         }
     };

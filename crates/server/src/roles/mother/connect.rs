@@ -9,8 +9,8 @@ use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
 use super::session::{
-    check_socks, choose_source, detach, fail, hand_off, log_flags, log_refusal, refuse_blocked, refuse_unresolved,
-    resolve_target, Client,
+    check_socks, choose_source, detach, fail, hand_off, log_flags, log_refusal, refuse_blocked,
+    refuse_unresolved, resolve_target, Client,
 };
 use super::Mother;
 use crate::log::{self, addr, Line};

@@ -3,10 +3,10 @@
 //! other mothers, reloads on SIGHUP and fans signals out to its children. Mothers 2..N get
 //! their configuration and listening sockets from mother 1 over their control channel.
 
-pub mod family;
-mod pool;
 mod bind;
 mod connect;
+pub mod family;
+mod pool;
 mod session;
 mod udp;
 

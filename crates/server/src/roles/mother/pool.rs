@@ -26,6 +26,7 @@ struct HandedOff {
     target: SocketAddr,
     rule: u32,
     accepted_us: u64,
+    command: rsockd_ipc::Command,
 }
 
 /// One relay process as its mother sees it.
@@ -161,7 +162,14 @@ impl Pool {
         for s in slot.handed.borrow_mut().drain().map(|(_, s)| s) {
             log::info(&format!(
                 "{}{} {} -> {} {}: session error (relay process {} died).  Session duration: {}s",
-                log::Line::verdict(true, s.rule, "tcp", "connect", ']'),
+                {
+                    let (proto, cmd) = match s.command {
+                        rsockd_ipc::Command::Connect => ("tcp", "connect"),
+                        rsockd_ipc::Command::Bind => ("tcp", "bind"),
+                        rsockd_ipc::Command::UdpAssociate => ("udp", "udpassociate"),
+                    };
+                    log::Line::verdict(true, s.rule, proto, cmd, ']')
+                },
                 log::addr(&s.client),
                 log::addr(&s.internal),
                 log::addr(&s.external),
@@ -203,6 +211,7 @@ impl Pool {
             target: h.target,
             rule: h.socks_rule.number,
             accepted_us: h.accepted_us,
+            command: h.command,
         };
         let msg = Control::Session(Box::new(h)).encode();
         let mut info = Some(info);

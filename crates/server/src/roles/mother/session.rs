@@ -189,7 +189,6 @@ pub(super) async fn fail(wire: &mut Wire<TcpStream>, version: u8, rep: Reply) {
         .await;
 }
 
-
 /// A request's target, resolved.
 pub(super) struct Resolved {
     /// The name the client asked for, if it asked for one.

@@ -59,8 +59,20 @@ pub(super) async fn run(
         Ok(c) => c,
         Err(e) => {
             let why = format!("cannot create the client-side UDP socket: {e}");
-            let rep = e.raw_os_error().map_or(Reply::GeneralFailure, Reply::from_errno);
-            refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep).await;
+            let rep = e
+                .raw_os_error()
+                .map_or(Reply::GeneralFailure, Reply::from_errno);
+            refuse_failed(
+                &mut wire,
+                &client,
+                req.version,
+                &sref,
+                line,
+                &t.text,
+                &why,
+                rep,
+            )
+            .await;
             return;
         }
     };
@@ -84,9 +96,20 @@ pub(super) async fn run(
             Ok(x) => exts.push(x),
             Err(e) => {
                 let why = format!("cannot create the external UDP socket on {ip}: {e}");
-                let rep = e.raw_os_error().map_or(Reply::GeneralFailure, Reply::from_errno);
-                refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, &why, rep)
-                    .await;
+                let rep = e
+                    .raw_os_error()
+                    .map_or(Reply::GeneralFailure, Reply::from_errno);
+                refuse_failed(
+                    &mut wire,
+                    &client,
+                    req.version,
+                    &sref,
+                    line,
+                    &t.text,
+                    &why,
+                    rep,
+                )
+                .await;
                 return;
             }
         }
@@ -98,7 +121,17 @@ pub(super) async fn run(
     else {
         let why = "no address configured for our usage on the external interface";
         let rep = Reply::GeneralFailure;
-        refuse_failed(&mut wire, &client, req.version, &sref, line, &t.text, why, rep).await;
+        refuse_failed(
+            &mut wire,
+            &client,
+            req.version,
+            &sref,
+            line,
+            &t.text,
+            why,
+            rep,
+        )
+        .await;
         return;
     };
     let announced = s

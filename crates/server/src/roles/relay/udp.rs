@@ -193,10 +193,9 @@ fn bp(bytes: u64, packets: u64) -> String {
 
 fn closed(h: &Handoff, rules: &Rules<'_>, stats: &Stats, p: &Packets, end: &End, sum: &Summary) {
     let f = h.socks_rule.log;
-    let client = sum.client.map_or_else(
-        || requested(h),
-        |c| session_log::user_addr(h, &c),
-    );
+    let client = sum
+        .client
+        .map_or_else(|| requested(h), |c| session_log::user_addr(h, &c));
     if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
         let view = session_log::View {
             proto: "udp",

@@ -1,0 +1,208 @@
+//! The proxies under test as processes: start, stop, and their CPU time summed over the whole
+//! process tree (from /proc), so that multi-process servers are charged for every process.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Clock ticks per second for /proc times.
+fn hz() -> f64 {
+    // SAFETY: sysconf has no memory effects; _SC_CLK_TCK is a valid name.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = s.rfind(')')?;
+    Some(s[close + 2..].split(' ').map(str::to_string).collect())
+}
+
+/// Every process in the tree under `root` (including `root`).
+pub fn tree(root: i32) -> Vec<i32> {
+    let mut parent: HashMap<i32, i32> = HashMap::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) {
+                if let Some(f) = stat_fields(pid) {
+                    if let Some(pp) = f.get(1).and_then(|p| p.parse().ok()) {
+                        parent.insert(pid, pp);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parent.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
+}
+
+/// CPU seconds used by the tree under `root`: live processes' own time plus what their reaped
+/// children left in cutime/cstime.
+pub fn cpu_secs(root: i32) -> f64 {
+    let ticks: u64 = tree(root)
+        .iter()
+        .filter_map(|p| stat_fields(*p))
+        .map(|f| {
+            // Fields after the command: state=0, ppid=1, ... utime=11, stime=12, cutime=13, cstime=14.
+            (11..=14)
+                .filter_map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+                .sum::<u64>()
+        })
+        .sum();
+    ticks as f64 / hz()
+}
+
+/// A free TCP port on 127.0.0.1 (for servers that cannot be told to use port 0).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+pub struct Proxy {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    child: Child,
+    _dir: PathBuf,
+}
+
+impl Proxy {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn cpu(&self) -> f64 {
+        cpu_secs(self.pid())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory effects.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+const DANTE_RULES: &str = "client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 }\n";
+
+fn config(dir: &Path, port: u16, extra: &str) -> std::io::Result<PathBuf> {
+    let user = if unsafe_free_is_root() {
+        "user.privileged: root\nuser.unprivileged: nobody\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        "logoutput: {}/log\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n\
+         socksmethod: none\n{user}{extra}{DANTE_RULES}",
+        dir.display()
+    );
+    let p = dir.join("sockd.conf");
+    fs::write(&p, text)?;
+    Ok(p)
+}
+
+fn unsafe_free_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn scratch(name: &str) -> std::io::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("rsockd-bench-{}-{name}", std::process::id()));
+    fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn spawn(
+    name: &'static str,
+    mut cmd: Command,
+    addr: SocketAddr,
+    dir: PathBuf,
+) -> Result<Proxy, String> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let p = Proxy {
+        name,
+        addr,
+        child,
+        _dir: dir,
+    };
+    if !wait_listening(addr) {
+        return Err(format!("{name}: not listening on {addr}"));
+    }
+    Ok(p)
+}
+
+/// rsockd with `-N mothers`.
+pub fn rsockd(bin: &Path, mothers: u32) -> Result<Proxy, String> {
+    let dir = scratch(&format!("rsockd{mothers}")).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let conf = config(&dir, port, "").map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f").arg(&conf).arg("-N").arg(mothers.to_string());
+    let name = if mothers == 1 { "rsockd" } else { "rsockd-N2" };
+    spawn(name, cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
+pub fn danted() -> Result<Proxy, String> {
+    let dir = scratch("danted").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let conf = config(&dir, port, "").map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("danted");
+    cmd.arg("-f").arg(&conf).arg("-p").arg(dir.join("pid"));
+    spawn("danted", cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
+pub fn microsocks() -> Result<Proxy, String> {
+    let dir = scratch("microsocks").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let mut cmd = Command::new("microsocks");
+    cmd.arg("-i")
+        .arg("127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string());
+    spawn(
+        "microsocks",
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    )
+}

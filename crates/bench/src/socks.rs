@@ -1,0 +1,72 @@
+//! Just enough of a SOCKS5 client for the load generator.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+fn addr_bytes(a: SocketAddr) -> Vec<u8> {
+    let mut v = Vec::new();
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            v.push(1);
+            v.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            v.push(4);
+            v.extend_from_slice(&ip.octets());
+        }
+    }
+    v.extend_from_slice(&a.port().to_be_bytes());
+    v
+}
+
+/// Reads a SOCKS5 reply; returns (REP, BND address).
+pub fn read_reply(s: &mut TcpStream) -> io::Result<(u8, SocketAddr)> {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    let ip = match head[3] {
+        1 => {
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b)?;
+            IpAddr::V4(Ipv4Addr::from(b))
+        }
+        4 => {
+            let mut b = [0u8; 16];
+            s.read_exact(&mut b)?;
+            IpAddr::V6(Ipv6Addr::from(b))
+        }
+        t => return Err(io::Error::other(format!("address type {t} in reply"))),
+    };
+    let mut p = [0u8; 2];
+    s.read_exact(&mut p)?;
+    Ok((head[1], SocketAddr::new(ip, u16::from_be_bytes(p))))
+}
+
+/// Connects to `proxy`, negotiates method none and sends `cmd` for `dst`; returns the stream
+/// and the first reply.
+pub fn request(proxy: SocketAddr, cmd: u8, dst: SocketAddr) -> io::Result<(TcpStream, SocketAddr)> {
+    let mut s = TcpStream::connect(proxy)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(&[5, 1, 0])?;
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m)?;
+    if m != [5, 0] {
+        return Err(io::Error::other("method refused"));
+    }
+    let mut req = vec![5, cmd, 0];
+    req.extend(addr_bytes(dst));
+    s.write_all(&req)?;
+    let (rep, bnd) = read_reply(&mut s)?;
+    if rep != 0 {
+        return Err(io::Error::other(format!("reply {rep}")));
+    }
+    Ok((s, bnd))
+}
+
+/// The SOCKS5 UDP header for `dst`.
+pub fn udp_header(dst: SocketAddr) -> Vec<u8> {
+    let mut v = vec![0, 0, 0];
+    v.extend(addr_bytes(dst));
+    v
+}

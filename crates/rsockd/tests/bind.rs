@@ -128,10 +128,26 @@ fn socks5_bind_relays_both_ways_with_dantes_lines() {
         )),
         "{log}"
     );
-    let end = log.lines().find(|l| l.contains("tcp/bindreply ]")).unwrap();
+    // The peer is Dante's "local client" in bindreply lines: the client closing first is
+    // "remote peer closed".
     assert!(
-        end.contains(&format!("15 -> {p} {b} -> 13, 13 -> {i} {c} -> 15: ")),
-        "{end}"
+        log.contains(&format!(
+            "pass(1): tcp/bindreply ]: 15 -> {p} {b} -> 13, 13 -> {i} {c} -> 15: remote peer closed.  Session duration: "
+        )),
+        "{log}"
+    );
+    // The bind's own closing line has no counts; the accept line has the client's.
+    assert!(
+        log.contains(&format!(
+            "pass(1): tcp/bind ]: {c} {i} -> {b} 127.0.0.1.0\n"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "pass(1): tcp/accept ]: 13 -> {c} {i} -> 15: remote peer closed.  Session duration: "
+        )),
+        "{log}"
     );
     assert_serving(&srv);
 }
@@ -166,19 +182,40 @@ fn peer_from_the_wrong_address_is_refused() {
     let (mut ctl, rep, bound) = bind5(srv.addr, SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), 0));
     assert_eq!(rep, 0);
     let mut peer = connect_from(Ipv4Addr::LOCALHOST, bound);
-    let (rep2, _) = reply5(&mut ctl);
+    let (rep2, named) = reply5(&mut ctl);
     assert_eq!(rep2, 2, "second reply: not allowed");
+    assert_eq!(
+        named,
+        peer.local_addr().unwrap(),
+        "Dante names the refused peer"
+    );
     assert!(closed_within(&mut ctl, 10), "client connection closed");
     assert!(closed_within(&mut peer, 10), "peer connection closed");
     let p = dante_addr(peer.local_addr().unwrap());
-    srv.wait_log("refusal line", 10, |t| {
-        t.contains(&format!(
-            "block(1): tcp/bindreply ]: {p} {} -> ",
+    let c = dante_addr(ctl.local_addr().unwrap());
+    let path = format!("{p} {} -> {} {c}", dante_addr(bound), dante_addr(srv.addr));
+    let log = srv.wait_log("refusal lines", 10, |t| t.contains("tcp/accept ]: "));
+    assert!(
+        log.contains(&format!(
+            "block(0): tcp/bindreply ]: {path}: expected bindreply from 127.0.0.2.0, but got it from {p}\n"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "block(1): tcp/bind ]: {c} {} -> {} 127.0.0.2.0: bind-reply from {p} blocked by socks-rule #0\n",
+            dante_addr(srv.addr),
             dante_addr(bound)
-        )) && t.contains(&format!(
-            "expected bindreply from 127.0.0.2.0, but got it from {p}"
-        ))
-    });
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "block(1): tcp/accept ]: {c} {}: bind-reply from {p} blocked by socks-rule #0\n",
+            dante_addr(srv.addr)
+        )),
+        "{log}"
+    );
     // SOCKS4: 91.
     let mut ctl = TcpStream::connect(srv.addr).unwrap();
     ctl.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -232,9 +269,8 @@ fn rules_block_bind_and_bindreply() {
     assert_eq!(rep2, 2);
     assert!(closed_within(&mut ctl, 10));
     assert!(closed_within(&mut peer, 10));
-    srv.wait_log("bindreply block line", 10, |t| {
+    srv.wait_log("bindreply block lines", 10, |t| {
         t.contains("block(2): tcp/bindreply ]: 127.0.0.4.")
-            && t.contains("blocked by higher-level socks-rule #2")
     });
     // An allowed peer on the next BIND still works.
     let (mut ctl, rep, bound) = bind5(srv.addr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
@@ -250,9 +286,9 @@ fn client_leaving_ends_the_wait_and_closes_the_port() {
     let (ctl, rep, bound) = bind5(srv.addr, any_v4(0));
     assert_eq!(rep, 0);
     drop(ctl);
-    srv.wait_log("bind end", 10, |t| {
-        t.contains("tcp/bind ]: 0 -> ") && t.contains(": local client closed.  Session duration: ")
-    });
+    let log = srv.wait_log("bind end", 10, |t| t.contains("tcp/accept ]: "));
+    assert!(log.contains(" 127.0.0.1.0: eof from client\n"), "{log}");
+    assert!(log.contains("pass(1): tcp/accept ]: "), "{log}");
     let refused = (0..100).any(|_| {
         let r = TcpStream::connect(bound);
         if r.is_err() {
@@ -272,7 +308,7 @@ fn io_timeout_ends_a_bind_without_peer() {
     assert_eq!(rep, 0);
     assert!(closed_within(&mut ctl, 15), "closed after the i/o timeout");
     srv.wait_log("timeout line", 10, |t| {
-        t.contains("tcp/bind ]: ") && t.contains(": i/o timeout.")
+        t.contains("tcp/bind ]: ") && t.contains(": i/o timeout\n")
     });
 }
 

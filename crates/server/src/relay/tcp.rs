@@ -58,9 +58,6 @@ pub enum End {
     TargetError(io::Error),
     IoTimeout,
     FinWaitTimeout,
-    /// Ended by policy after it started (a BIND peer from the wrong address, a blocked
-    /// `bindreply`); the text says why.
-    Refused(String),
 }
 
 fn errno_text(e: &io::Error) -> String {
@@ -79,7 +76,6 @@ impl std::fmt::Display for End {
             End::TargetError(e) => write!(f, "remote peer error ({})", errno_text(e)),
             End::IoTimeout => f.write_str("i/o timeout"),
             End::FinWaitTimeout => f.write_str("tcp_fin_wait timeout"),
-            End::Refused(why) => f.write_str(why),
         }
     }
 }

@@ -56,16 +56,16 @@ pub struct Verdict {
 /// Why a datagram was not relayed (the verdict cases aside).
 #[derive(Debug)]
 pub enum Dropped {
-    /// Not from the client's locked address.
-    Stranger,
+    /// Not from the client's address: the one locked, else the one the request named.
+    Stranger { expected: SocketAddr },
     /// From a remote the client never sent to.
     UnknownRemote,
-    /// `FRAG != 0`.
-    Fragment(u8),
+    /// `FRAG != 0`, to the target named in its header.
+    Fragment(TargetAddr),
     /// The SOCKS UDP header did not decode.
     BadHeader(rsockd_proto::udp::UdpError),
     /// The header's host name did not resolve.
-    Unresolved(String, io::Error),
+    Unresolved(String, u16, io::Error),
     /// No external socket of the target's family.
     NoFamily,
     /// sendto(2) failed.
@@ -277,7 +277,9 @@ impl<P: Policy> Assoc<'_, P> {
     async fn outbound(&mut self, buf: &[u8], from: SocketAddr) {
         let from = canonical(from);
         if !self.admits_source(from) {
-            self.policy.dropped(Way::Out, from, &Dropped::Stranger);
+            let expected = self.locked.unwrap_or(self.opts.expected);
+            self.policy
+                .dropped(Way::Out, from, &Dropped::Stranger { expected });
             return;
         }
         bump(&self.stats.from_client, buf.len());
@@ -291,7 +293,7 @@ impl<P: Policy> Assoc<'_, P> {
         };
         if h.frag != 0 {
             self.policy
-                .dropped(Way::Out, from, &Dropped::Fragment(h.frag));
+                .dropped(Way::Out, from, &Dropped::Fragment(h.dst));
             return;
         }
         // Only a well-formed datagram locks the association.
@@ -302,7 +304,7 @@ impl<P: Policy> Assoc<'_, P> {
                 Ok(a) => (canonical(a), Some(n.as_str())),
                 Err(e) => {
                     self.policy
-                        .dropped(Way::Out, from, &Dropped::Unresolved(n.clone(), e));
+                        .dropped(Way::Out, from, &Dropped::Unresolved(n.clone(), *port, e));
                     return;
                 }
             },

@@ -110,23 +110,15 @@ impl View {
         ));
     }
 
-    /// A refusal after the session started (a BIND peer from the wrong address, a blocked
-    /// `bindreply`): `block(N): proto/command ]: a b -> c d: why`.
-    pub fn refused(&self, pass: bool, why: &str) {
-        let f = self.rule.log;
-        if self.rule.number == 0 {
-            log::debug(&format!(
-                "{}{}: {why}",
-                Line::verdict(pass, 0, self.proto, self.command, ']'),
-                self.forward()
-            ));
-        } else if f.connect || f.disconnect || f.error {
-            log::info(&format!(
-                "{}{}: {why}",
-                Line::verdict(pass, self.rule.number, self.proto, self.command, ']'),
-                self.forward()
-            ));
-        }
+    /// `verdict(N): proto/command ]: a b -> c d[: why]`, a closing line without counts (Dante's
+    /// `tcp/bind ]`).
+    pub fn ended(&self, pass: bool, why: Option<&str>) {
+        log::info(&format!(
+            "{}{}{}",
+            Line::verdict(pass, self.rule.number, self.proto, self.command, ']'),
+            self.forward(),
+            why.map(|w| format!(": {w}")).unwrap_or_default()
+        ));
     }
 }
 
@@ -204,6 +196,20 @@ pub fn accept_closed(h: &Handoff, written: u64, read: u64, reason: &str) {
         "{}{written} -> {c} {i} -> {read}: {reason}.  Session duration: {}s",
         Line::verdict(true, h.client_rule.number, "tcp", "accept", ']'),
         duration_secs(h)
+    ));
+}
+
+/// `pass(N): tcp/accept ]: client internal: reason` (no counts): a session that ended before
+/// relaying anything, as a BIND whose client left while waiting for its peer.
+pub fn accept_ended(h: &Handoff, pass: bool, reason: &str) {
+    let f = h.client_rule.log;
+    if !(f.disconnect || f.error) {
+        return;
+    }
+    let (c, i, _, _) = path(h);
+    log::info(&format!(
+        "{}{c} {i}: {reason}",
+        Line::verdict(pass, h.client_rule.number, "tcp", "accept", ']'),
     ));
 }
 

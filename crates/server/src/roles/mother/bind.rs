@@ -19,10 +19,10 @@ use crate::negotiate::{self, Wire};
 use crate::net::sockets;
 use crate::settings::Settings;
 
-/// The port to listen on: the one asked for only when it is privileged and
-/// `compatibility: sameport` allows it, as Dante; otherwise one the kernel picks.
+/// The port to listen on, as Dante picks it: the one asked for, except that a privileged one
+/// needs `compatibility: sameport` (otherwise the kernel picks).
 fn listen_port(s: &Settings, asked: u16) -> u16 {
-    if s.config.compat_sameport && asked != 0 && asked < 1024 {
+    if asked >= 1024 || (s.config.compat_sameport && asked != 0) {
         asked
     } else {
         0
@@ -82,7 +82,16 @@ pub(super) async fn run(
         return;
     };
     let want = SocketAddr::new(ip, listen_port(s, expected.port()));
-    let listener = match sockets::bind_listener(want) {
+    // A port asked for that is taken falls back to one the kernel picks: the client learns the
+    // real port from the reply either way.
+    let bound = sockets::bind_listener(want).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse && want.port() != 0 {
+            sockets::bind_listener(SocketAddr::new(ip, 0))
+        } else {
+            Err(e)
+        }
+    });
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => {
             let why = format!("bind(2) of {} failed: {e}", log::addr(&want));

@@ -136,7 +136,7 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
     // second until the client's delayed ACK of the first, 40 ms later.
     let _ = client.set_nodelay(true);
     if let Err(e) = tcp::send_all(&client, &h.reply).await {
-        end_bind(h, &bv, stats, &End::ClientError(e));
+        end_bind(h, &bv, &End::ClientError(e));
         return;
     }
     bv.opened();
@@ -146,7 +146,7 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
     {
         Waited::Peer(s, p) => (s, canonical(p)),
         Waited::End(end) => {
-            end_bind(h, &bv, stats, &end);
+            end_bind(h, &bv, &end);
             return;
         }
     };
@@ -154,14 +154,26 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
     drop(listener);
     let expected = canonical(h.target);
     if !expected.ip().is_unspecified() && expected.ip() != peer.ip() {
-        let rv = reply_view(h, peer, h.socks_rule);
-        let why = format!(
-            "expected bindreply from {}, but got it from {}",
-            addr(&expected),
-            addr(&peer)
+        // Dante writes this line under rule 0 with the BIND rule's log settings.
+        let rv = reply_view(
+            h,
+            peer,
+            RuleRef {
+                number: 0,
+                ..h.socks_rule
+            },
         );
-        refuse(h, &client, &peer_stream, &rv, &why).await;
-        end_bind(h, &bv, stats, &End::Refused(why));
+        if bv.rule.log.connect || bv.rule.log.disconnect || bv.rule.log.error {
+            rv.ended(
+                false,
+                Some(&format!(
+                    "expected bindreply from {}, but got it from {}",
+                    addr(&expected),
+                    addr(&peer)
+                )),
+            );
+        }
+        refuse(h, &bv, &client, &peer_stream, peer, 0).await;
         return;
     }
     let Some(settings) = r.settings.borrow().clone() else {
@@ -187,18 +199,21 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
     };
     let rv = reply_view(h, peer, rule);
     if m.verdict != Verdict::Pass {
-        let why = if m.number == 0 {
-            "no rules matched; using default block rule".to_string()
-        } else {
-            format!("blocked by higher-level socks-rule #{}", m.number)
-        };
-        refuse(h, &client, &peer_stream, &rv, &why).await;
-        end_bind(h, &bv, stats, &End::Refused(why));
+        let f = rule.log;
+        if m.number == 0 {
+            log::debug(&format!(
+                "bindreply from {}: no rules matched; using default block rule",
+                addr(&peer)
+            ));
+        } else if f.connect || f.disconnect || f.error {
+            rv.ended(false, None);
+        }
+        refuse(h, &bv, &client, &peer_stream, peer, m.number).await;
         return;
     }
     let reply = negotiate::success_reply(h.version, peer);
     if let Err(e) = tcp::send_all(&client, &reply).await {
-        end_bind(h, &bv, stats, &End::ClientError(e));
+        end_bind(h, &bv, &End::ClientError(e));
         return;
     }
     rv.opened();
@@ -225,6 +240,15 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
         tcp::relay(&client, &peer_stream, stats, opts, &on_data).await
     }
     .await;
+    // In Dante's bindreply lines the peer is the "local client" and the client the "remote
+    // peer", so the reasons swap sides.
+    let end = match end {
+        End::ClientClosed => End::TargetClosed,
+        End::TargetClosed => End::ClientClosed,
+        End::ClientError(e) => End::TargetError(e),
+        End::TargetError(e) => End::ClientError(e),
+        other => other,
+    };
     let f = rv.rule.log;
     if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
         let counts = [
@@ -236,33 +260,8 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
         .map(|n| n.to_string());
         rv.closed(h, counts, &end.to_string(), "");
     }
-    end_bind(h, &bv, stats, &end);
-}
-
-/// Tells the client its peer was refused (second reply `02`, or `91` for SOCKS v4), logs why,
-/// and closes both connections.
-async fn refuse(h: &Handoff, client: &TcpStream, peer: &TcpStream, rv: &View, why: &str) {
-    rv.refused(false, why);
-    let _ = tcp::send_all(
-        client,
-        &negotiate::failure_reply(h.version, Reply::NotAllowed),
-    )
-    .await;
-    tcp::reset_on_close(peer);
-}
-
-/// The BIND's closing lines: `tcp/bind ]` and `tcp/accept ]`.
-fn end_bind(h: &Handoff, bv: &View, stats: &Stats, end: &End) {
-    let f = bv.rule.log;
-    if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
-        let counts = [
-            stats.to_client.get(),
-            stats.from_client.get(),
-            stats.to_target.get(),
-            stats.from_target.get(),
-        ]
-        .map(|n| n.to_string());
-        bv.closed(h, counts, &end.to_string(), "");
+    if bv.rule.log.disconnect {
+        bv.ended(true, None);
     }
     session_log::accept_closed(
         h,
@@ -270,4 +269,47 @@ fn end_bind(h: &Handoff, bv: &View, stats: &Stats, end: &End) {
         stats.from_client.get(),
         &end.to_string(),
     );
+}
+
+/// Second reply `02` (`91` for SOCKS v4) naming the refused peer, Dante's closing lines for the
+/// BIND and the client, and both connections closed. `rule`: the socks rule that refused the
+/// peer (0 for a peer from the wrong address).
+async fn refuse(
+    h: &Handoff,
+    bv: &View,
+    client: &TcpStream,
+    peer_stream: &TcpStream,
+    peer: SocketAddr,
+    rule: u32,
+) {
+    let reply = if h.version == 4 {
+        negotiate::failure_reply(4, Reply::NotAllowed)
+    } else {
+        rsockd_proto::socks5::encode_reply(Reply::NotAllowed, &rsockd_proto::TargetAddr::Ip(peer))
+    };
+    let _ = tcp::send_all(client, &reply).await;
+    tcp::reset_on_close(peer_stream);
+    let why = format!(
+        "bind-reply from {} blocked by socks-rule #{rule}",
+        addr(&peer)
+    );
+    let f = bv.rule.log;
+    if f.connect || f.disconnect || f.error {
+        bv.ended(false, Some(&why));
+    }
+    session_log::accept_ended(h, false, &why);
+}
+
+/// The lines of a BIND that ended before its peer came: `tcp/bind ]` and `tcp/accept ]` with
+/// the reason, no counts.
+fn end_bind(h: &Handoff, bv: &View, end: &End) {
+    let why = match end {
+        End::ClientClosed => "eof from client".to_string(),
+        other => other.to_string(),
+    };
+    let f = bv.rule.log;
+    if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
+        bv.ended(true, Some(&why));
+    }
+    session_log::accept_ended(h, true, &why);
 }

@@ -145,29 +145,34 @@ impl Policy for Rules<'_> {
             Way::Out => "udpassociate",
             Way::In => "udpreply",
         };
-        let text = match why {
-            Dropped::Fragment(_) => "fragmented socks udp packets are not supported".to_string(),
-            Dropped::BadHeader(e) => format!("bad SOCKS UDP header: {e}"),
-            Dropped::Unresolved(name, e) => {
+        // Dante: `block(N): udp/udpassociate -: from relay -> 0.0.0.0.0 target: why`.
+        let (target, text) = match why {
+            Dropped::Fragment(t) => (
+                target_text(t),
+                "fragmented socks udp packets are not supported".to_string(),
+            ),
+            Dropped::Stranger { expected } => (
+                UNKNOWN.to_string(),
                 format!(
-                    "could not resolve hostname \"{}\": {e}",
-                    escape(name.as_bytes())
-                )
-            }
-            Dropped::NoFamily => {
-                "no address of that family configured for our usage on the external interface"
-                    .to_string()
-            }
-            Dropped::SendError(e) => format!("sendto(2) failed: {e}"),
-            Dropped::Stranger => {
-                // Dante drops these silently; say so at debug level only.
-                log::debug(&format!(
-                    "udp/{command}: datagram from {} dropped: not the client of this association",
+                    "expected udp packet from clientaddress {}, got it from {}",
+                    addr(expected),
                     addr(&from)
-                ));
-                return;
+                ),
+            ),
+            Dropped::Unresolved(name, port, e) => {
+                let t = format!("{}.{port}", escape(name.as_bytes()));
+                let text = format!("could not resolve target address {t}: {e}");
+                (t, text)
             }
+            Dropped::BadHeader(e) => (UNKNOWN.to_string(), format!("bad SOCKS UDP header: {e}")),
+            Dropped::NoFamily => (
+                UNKNOWN.to_string(),
+                "no address of that family configured for our usage on the external interface"
+                    .to_string(),
+            ),
+            Dropped::SendError(e) => (UNKNOWN.to_string(), format!("sendto(2) failed: {e}")),
             Dropped::UnknownRemote => {
+                // The client never sent to it: dropped as a connected socket's kernel would.
                 log::debug(&format!(
                     "udp/{command}: datagram from {} dropped: the client has not sent to it",
                     addr(&from)
@@ -177,12 +182,19 @@ impl Policy for Rules<'_> {
         };
         if rule.log.error || rule.log.disconnect || rule.log.connect {
             log::info(&format!(
-                "{}{} {}: {text}",
-                Line::verdict(true, rule.number, "udp", command, '-'),
+                "{}{} {} -> {UNKNOWN} {target}: {text}",
+                Line::verdict(false, rule.number, "udp", command, '-'),
                 addr(&from),
                 addr(&self.relay_addr)
             ));
         }
+    }
+}
+
+fn target_text(t: &rsockd_proto::TargetAddr) -> String {
+    match t {
+        rsockd_proto::TargetAddr::Ip(a) => addr(a),
+        rsockd_proto::TargetAddr::Domain(n, p) => format!("{}.{p}", escape(n.as_bytes())),
     }
 }
 

@@ -344,7 +344,7 @@ fn sameport_binds_the_privileged_port_asked_for() {
     }
     let port = free_privileged_port();
     let srv = Server::start(&base_config(OPEN_RULES));
-    let (_ctl, rep, bound) = bind5(srv.addr, any_v4(port));
+    let (_ctl, rep, bound) = bind5(srv.addr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
     assert_eq!(rep, 0);
     assert_ne!(
         bound.port(),
@@ -355,7 +355,7 @@ fn sameport_binds_the_privileged_port_asked_for() {
         "compatibility: sameport\nuser.privileged: root\nuser.unprivileged: nobody\n{OPEN_RULES}"
     );
     let srv = Server::start(&base_config(&conf));
-    let (mut ctl, rep, bound) = bind5(srv.addr, any_v4(port));
+    let (mut ctl, rep, bound) = bind5(srv.addr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port));
     assert_eq!(rep, 0);
     assert_eq!(bound.port(), port, "sameport keeps the privileged port");
     let _peer = TcpStream::connect(bound).unwrap();

@@ -94,24 +94,6 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     })
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsFd;
-
-    #[test]
-    fn tcp_info_of_a_connected_socket() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let ti = tcp_info(c.as_fd()).unwrap();
-        // TCP_ESTABLISHED is 1 and loopback has a large MTU.
-        assert_eq!(ti.state, 1);
-        assert!(ti.pmtu >= 1500, "{ti:?}");
-        assert!(tcp_info(l.as_fd()).map(|t| t.state).unwrap() == 10); // TCP_LISTEN
-    }
-}
-
 /// Dissolves the association of a connected UDP socket (connect(2) with `AF_UNSPEC`), so that
 /// it sends to and receives from any address again.
 pub fn udp_disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -133,5 +115,23 @@ pub fn udp_disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn tcp_info_of_a_connected_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let ti = tcp_info(c.as_fd()).unwrap();
+        // TCP_ESTABLISHED is 1 and loopback has a large MTU.
+        assert_eq!(ti.state, 1);
+        assert!(ti.pmtu >= 1500, "{ti:?}");
+        assert!(tcp_info(l.as_fd()).map(|t| t.state).unwrap() == 10); // TCP_LISTEN
     }
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::session::{
     check_socks, choose_source, detach, hand_off, log_flags, refuse_blocked, refuse_failed,
-    refuse_unresolved, resolve_target, Client,
+    refuse_unresolved, resolve_target, Client, Failing,
 };
 use super::Mother;
 use crate::log;
@@ -19,11 +19,13 @@ use crate::negotiate::{self, Wire};
 use crate::net::sockets;
 use crate::settings::Settings;
 
-/// The port to listen on, as Dante picks it: the one asked for, except that a privileged one
-/// needs `compatibility: sameport` (otherwise the kernel picks).
-fn listen_port(s: &Settings, asked: u16) -> u16 {
-    if asked >= 1024 || (s.config.compat_sameport && asked != 0) {
-        asked
+/// The port to listen on, as Dante 1.4.2 picks it (observed): the one asked for when the
+/// request names no address (0.0.0.0), a privileged one only with `compatibility: sameport`;
+/// otherwise one the kernel picks.
+fn listen_port(s: &Settings, asked: SocketAddr) -> u16 {
+    let port = asked.port();
+    if asked.ip().is_unspecified() && (port >= 1024 || (s.config.compat_sameport && port != 0)) {
+        port
     } else {
         0
     }
@@ -62,26 +64,22 @@ pub(super) async fn run(
         number: snum,
         log: log_flags(srule.as_ref()),
     };
+    let failing = Failing {
+        version: req.version,
+        rule: &sref,
+        line,
+        target: &t.text,
+    };
     let Some(ip) = choose_source(s, expected.ip(), client.local) else {
         let fam = if expected.is_ipv6() { "IPv6" } else { "IPv4" };
         let why = format!(
             "bind to {fam} address requested, but no {fam} address configured for our usage on the external interface"
         );
         let rep = Reply::AddressTypeNotSupported;
-        refuse_failed(
-            &mut wire,
-            &client,
-            req.version,
-            &sref,
-            line,
-            &t.text,
-            &why,
-            rep,
-        )
-        .await;
+        refuse_failed(&mut wire, &client, &failing, &why, rep).await;
         return;
     };
-    let want = SocketAddr::new(ip, listen_port(s, expected.port()));
+    let want = SocketAddr::new(ip, listen_port(s, expected));
     // A port asked for that is taken falls back to one the kernel picks: the client learns the
     // real port from the reply either way.
     let bound = sockets::bind_listener(want).or_else(|e| {
@@ -98,17 +96,7 @@ pub(super) async fn run(
             let rep = e
                 .raw_os_error()
                 .map_or(Reply::GeneralFailure, Reply::from_errno);
-            refuse_failed(
-                &mut wire,
-                &client,
-                req.version,
-                &sref,
-                line,
-                &t.text,
-                &why,
-                rep,
-            )
-            .await;
+            refuse_failed(&mut wire, &client, &failing, &why, rep).await;
             return;
         }
     };

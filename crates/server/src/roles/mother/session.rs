@@ -368,27 +368,34 @@ pub(super) async fn refuse_unresolved(
     fail(wire, version, Reply::HostUnreachable).await;
 }
 
+/// A request that failed on our side after its rule passed: what its refusal line names.
+pub(super) struct Failing<'a> {
+    pub version: u8,
+    pub rule: &'a RuleRef,
+    /// `("tcp", "bind")`, ...
+    pub line: (&'a str, &'a str),
+    pub target: &'a str,
+}
+
 /// Logs and answers a request that failed on our side after its rule passed (no external
 /// address of the family, a bind(2) error, ...).
 pub(super) async fn refuse_failed(
     wire: &mut Wire<TcpStream>,
     client: &Client,
-    version: u8,
-    sref: &RuleRef,
-    line: (&str, &str),
-    target_text: &str,
+    f: &Failing<'_>,
     why: &str,
     rep: Reply,
 ) {
     log_refusal(
-        sref,
+        f.rule,
         format!(
-            "{}{} {} -> 0.0.0.0.0 {target_text}: {why}",
-            Line::verdict(false, sref.number, line.0, line.1, ']'),
+            "{}{} {} -> 0.0.0.0.0 {}: {why}",
+            Line::verdict(false, f.rule.number, f.line.0, f.line.1, ']'),
             addr(&client.peer),
-            addr(&client.local)
+            addr(&client.local),
+            f.target
         ),
     );
     client.accept_closed(false, why);
-    fail(wire, version, rep).await;
+    fail(wire, f.version, rep).await;
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use super::session::{
     check_socks, choose_source, detach, hand_off, log_flags, refuse_blocked, refuse_failed,
-    refuse_unresolved, resolve_target, Client,
+    refuse_unresolved, resolve_target, Client, Failing,
 };
 use super::Mother;
 use crate::log;
@@ -36,8 +36,26 @@ pub(super) async fn run(
             return;
         }
     };
-    let checked = check_socks(s, &client, &req, rsockd_config::Command::UdpAssociate, &t);
-    let Some((expected, snum, srule)) = checked.passed.first().cloned() else {
+    let Some(&expected) = t.candidates.first() else {
+        return;
+    };
+    // The targets are not known yet: as Dante, the request is checked against rules whose `to:`
+    // admits 0.0.0.0; each datagram is checked against its real target later.
+    let anywhere = super::session::Resolved {
+        name: None,
+        port: 0,
+        candidates: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
+        text: "0.0.0.0.0".to_string(),
+        rev_names: Vec::new(),
+    };
+    let checked = check_socks(
+        s,
+        &client,
+        &req,
+        rsockd_config::Command::UdpAssociate,
+        &anywhere,
+    );
+    let Some((_, snum, srule)) = checked.passed.first().cloned() else {
         refuse_blocked(
             &mut wire,
             &client,
@@ -53,6 +71,12 @@ pub(super) async fn run(
         number: snum,
         log: log_flags(srule.as_ref()),
     };
+    let failing = Failing {
+        version: req.version,
+        rule: &sref,
+        line,
+        target: &t.text,
+    };
     let seed = m.next_session_id();
     let range = srule.as_ref().and_then(|r| r.udp_portrange);
     let csock = match sockets::bind_udp(SocketAddr::new(client.local.ip(), 0), range, seed) {
@@ -62,17 +86,7 @@ pub(super) async fn run(
             let rep = e
                 .raw_os_error()
                 .map_or(Reply::GeneralFailure, Reply::from_errno);
-            refuse_failed(
-                &mut wire,
-                &client,
-                req.version,
-                &sref,
-                line,
-                &t.text,
-                &why,
-                rep,
-            )
-            .await;
+            refuse_failed(&mut wire, &client, &failing, &why, rep).await;
             return;
         }
     };
@@ -99,17 +113,7 @@ pub(super) async fn run(
                 let rep = e
                     .raw_os_error()
                     .map_or(Reply::GeneralFailure, Reply::from_errno);
-                refuse_failed(
-                    &mut wire,
-                    &client,
-                    req.version,
-                    &sref,
-                    line,
-                    &t.text,
-                    &why,
-                    rep,
-                )
-                .await;
+                refuse_failed(&mut wire, &client, &failing, &why, rep).await;
                 return;
             }
         }
@@ -121,17 +125,7 @@ pub(super) async fn run(
     else {
         let why = "no address configured for our usage on the external interface";
         let rep = Reply::GeneralFailure;
-        refuse_failed(
-            &mut wire,
-            &client,
-            req.version,
-            &sref,
-            line,
-            &t.text,
-            why,
-            rep,
-        )
-        .await;
+        refuse_failed(&mut wire, &client, &failing, why, rep).await;
         return;
     };
     let announced = s

@@ -378,3 +378,25 @@ fn announced_bind_address() {
     let _peer = TcpStream::connect((Ipv4Addr::LOCALHOST, announced.port())).unwrap();
     assert_eq!(reply5(&mut ctl).0, 0);
 }
+
+#[test]
+fn an_unprivileged_port_is_kept_only_for_0_0_0_0() {
+    // Dante 1.4.2 (observed): the port of a request for 0.0.0.0 is bound as asked; a request
+    // naming the peer's address gets a port the kernel picks.
+    let srv = Server::start(&base_config(OPEN_RULES));
+    let free = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let want = free.local_addr().unwrap().port();
+    drop(free);
+    let (_named, rep, bound) = bind5(srv.addr, any_v4(want));
+    assert_eq!(rep, 0);
+    assert_ne!(bound.port(), want);
+    let (_any, rep, bound) = bind5(srv.addr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, want));
+    assert_eq!(rep, 0);
+    assert_eq!(bound.port(), want);
+    // Taken now: the next such request falls back to a port the kernel picks.
+    let (mut ctl, rep, bound) = bind5(srv.addr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, want));
+    assert_eq!(rep, 0);
+    assert_ne!(bound.port(), want);
+    let _peer = TcpStream::connect(bound).unwrap();
+    assert_eq!(reply5(&mut ctl).0, 0);
+}

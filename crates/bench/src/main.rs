@@ -16,11 +16,14 @@ struct Args {
     quick: bool,
     scenarios: Vec<String>,
     rsockd: PathBuf,
+    udp_flows: usize,
+    udp_window: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: rsockd-bench [--rounds N] [--quick] [--scenarios udp,bind] [--rsockd PATH]\n\
+         \x20      [--udp-flows N (4)] [--udp-window N (16)]\n\
          Scenarios: udp (datagram round trips/s and CPU per datagram), bind (BIND set-up time)."
     );
     std::process::exit(2)
@@ -33,6 +36,8 @@ fn parse_args() -> Args {
         quick: false,
         scenarios: vec!["udp".into(), "bind".into()],
         rsockd: own.with_file_name("rsockd"),
+        udp_flows: 4,
+        udp_window: 16,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -51,6 +56,18 @@ fn parse_args() -> Args {
                     .split(',')
                     .map(str::to_string)
                     .collect()
+            }
+            "--udp-flows" => {
+                a.udp_flows = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--udp-window" => {
+                a.udp_window = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
             }
             "--rsockd" => a.rsockd = PathBuf::from(it.next().unwrap_or_else(|| usage())),
             _ => usage(),
@@ -119,7 +136,15 @@ fn main() {
                 let addr = p.map(|p| p.addr);
                 let cpu = || p.map_or(0.0, |p| p.cpu());
                 let r = match sc.as_str() {
-                    "udp" => scenarios::udp(addr, echo.addr, 4, 16, 64, udp_secs, &cpu),
+                    "udp" => scenarios::udp(
+                        addr,
+                        echo.addr,
+                        args.udp_flows,
+                        args.udp_window,
+                        64,
+                        udp_secs,
+                        &cpu,
+                    ),
                     "bind" => scenarios::bind(addr, bind_n, &cpu),
                     other => Err(format!("unknown scenario {other}")),
                 };

@@ -393,7 +393,11 @@ fn domain_name_target() {
         .unwrap();
     wait_line(
         &srv,
-        &["could not resolve hostname \"no-such-host.invalid\""],
+        &[
+            "udp/udpassociate -: ",
+            "no-such-host.invalid.9",
+            "could not resolve",
+        ],
     );
     a.sock
         .send_to(
@@ -441,6 +445,7 @@ fn strangers_datagrams_are_dropped() {
         !echo.saw(b"stranger-4711"),
         "a stranger's datagram was relayed"
     );
+    // (No log line is required: Dante 1.4.2 drops these silently at the default level.)
     stranger.set_read_timeout(Some(QUIET)).unwrap();
     let mut buf = [0u8; 1024];
     assert!(
@@ -591,6 +596,55 @@ fn external_address_survives_a_second_target() {
     );
 }
 
+/// KNOWN SERVER BUG (reported, not fixed here): the closing line's client-side read count
+/// (`R1`) includes datagrams that were dropped for a bad header or a fragment. Dante 1.4.2
+/// counts only datagrams with a usable header there (a datagram blocked by a rule is counted):
+/// observed `... -> 15/1` for one good 15-byte datagram plus a fragment and a bad header.
+#[test]
+fn dropped_bad_datagrams_are_not_counted() {
+    let echo = udp_echo("127.0.0.1:0");
+    let srv = Server::start(&base_config(OPEN_RULES));
+    let a = Assoc::open(&srv);
+    a.echo(echo.addr, b"hello");
+    let ext = dante_addr(echo.wait_seen(b"hello"));
+    let mut frag = dgram(echo.addr, b"fragment");
+    frag[2] = 1;
+    a.sock.send_to(&frag, a.relay).unwrap();
+    a.sock.send_to(&[0, 0, 0, 1, 127, 0], a.relay).unwrap();
+    a.sock.send_to(&[], a.relay).unwrap();
+    // Their three drop lines show they were handled (no marker datagram: it would count).
+    srv.wait_log("the three drop lines", 10, |t| {
+        t.matches("block(1): udp/udpassociate -: ").count() == 3
+    });
+    let (me, relay) = (dante_addr(a.me()), dante_addr(a.relay));
+    drop(a.ctl);
+    let end = wait_line(&srv, &["udp/udpassociate ]: "]);
+    let want = format!(
+        "pass(1): udp/udpassociate ]: 15/1 -> {me} {relay} -> 15/1, 5/1 -> {ext} {} -> 5/1: local client closed.",
+        dante_addr(echo.addr)
+    );
+    assert!(end.contains(&want), "want {want}\ngot  {end}");
+}
+
+#[test]
+fn ipv4_mapped_ipv6_target_goes_out_over_ipv4() {
+    // Dante converts ::ffff:a.b.c.d in a header to IPv4; no IPv6 external is needed.
+    let echo = udp_echo("127.0.0.1:0");
+    let srv = Server::start(&base_config(OPEN_RULES));
+    let a = Assoc::open(&srv);
+    let mapped = SocketAddr::new(
+        IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped()),
+        echo.addr.port(),
+    );
+    a.send(mapped, b"mapped");
+    let (from, atyp, back) = a.recv();
+    assert_eq!(
+        (from, atyp, back.as_slice()),
+        (echo.addr, 1, &b"mapped"[..])
+    );
+    assert_serving(&srv, &echo);
+}
+
 #[test]
 fn fragments_are_dropped() {
     let echo = udp_echo("127.0.0.1:0");
@@ -601,8 +655,16 @@ fn fragments_are_dropped() {
     a.sock.send_to(&frag, a.relay).unwrap();
     a.echo(echo.addr, b"marker");
     assert!(!echo.saw(b"fragment-one"), "a fragment was relayed");
+    // Dante 1.4.2: `block(1): udp/udpassociate -: client relay -> 0.0.0.0.0 target:
+    // fragmented socks udp packets are not supported` (the session's rule number).
     let line = wait_line(&srv, &["fragmented socks udp packets are not supported"]);
-    assert!(line.contains("udp/udpassociate -: "), "{line}");
+    let want = format!(
+        "block(1): udp/udpassociate -: {} {} -> 0.0.0.0.0 {}: fragmented socks udp packets are not supported",
+        dante_addr(a.me()),
+        dante_addr(a.relay),
+        dante_addr(echo.addr)
+    );
+    assert!(line.ends_with(&want), "want {want}\ngot  {line}");
     // Also once the association is locked.
     let mut frag = dgram(echo.addr, b"fragment-two");
     frag[2] = 0x81;
@@ -640,7 +702,17 @@ fn bad_headers_are_dropped() {
     }
     a.echo(echo.addr, b"marker");
     assert_eq!(echo.count(), 1, "only the marker reached the target");
-    wait_line(&srv, &["bad SOCKS UDP header"]);
+    // Dante 1.4.2: `block(1): udp/udpassociate -: client relay -> 0.0.0.0.0 0.0.0.0.0: SOCKS
+    // protocol error in socks udp packet of length N.  Could not extract valid address from
+    // SOCKS UDP header`; the shape up to the reason is checked.
+    wait_line(
+        &srv,
+        &[&format!(
+            "block(1): udp/udpassociate -: {} {} -> 0.0.0.0.0 0.0.0.0.0: ",
+            dante_addr(a.me()),
+            dante_addr(a.relay)
+        )],
+    );
     // After the association is locked, too.
     for d in &bad {
         a.sock.send_to(d, a.relay).unwrap();

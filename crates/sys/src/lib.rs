@@ -15,3 +15,4 @@ pub mod proctitle;
 pub mod sockopt;
 pub mod spawn;
 pub mod syslog;
+pub mod udp;

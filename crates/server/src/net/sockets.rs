@@ -44,6 +44,30 @@ fn udp_on(addr: SocketAddr) -> io::Result<Socket> {
     Ok(sock)
 }
 
+/// A non-blocking UDP socket on `ip` whose port stays fixed for its life. A socket bound to
+/// port 0 loses its port when a connect(2) is dissolved (the kernel locks only ports bound
+/// explicitly), which would move an association's external address under its targets; so the
+/// kernel's pick is bound again explicitly.
+pub fn bind_udp_fixed(ip: std::net::IpAddr) -> io::Result<Socket> {
+    let mut last = io::Error::from(io::ErrorKind::AddrInUse);
+    for _ in 0..8 {
+        let probe = udp_on(SocketAddr::new(ip, 0))?;
+        let port = probe
+            .local_addr()?
+            .as_socket()
+            .map(|a| a.port())
+            .unwrap_or(0);
+        drop(probe);
+        match udp_on(SocketAddr::new(ip, port)) {
+            Ok(s) => return Ok(s),
+            // Someone took it in between; pick again.
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
 /// A non-blocking UDP socket on `addr`'s IP. With `range`, the port is the first free one in
 /// it, starting from a port that varies with `seed` so that concurrent associations do not all
 /// probe the same ports; otherwise the kernel picks one.

@@ -25,13 +25,24 @@ use rsockd_proto::TargetAddr;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use super::buffers::{PooledBuf, BUF_SIZE};
+use super::buffers::PooledBuf;
 use super::tcp::{End, Stats};
+use rsockd_sys::udp::Received;
+use tokio::io::Interest;
 
 /// Room kept in front of a received reply for the longest header we prepend (IPv6).
 const HEAD_ROOM: usize = 22;
-/// Datagrams handled per wake-up of one socket before the others get a turn.
-const BATCH: usize = 64;
+/// Datagrams taken per recvmmsg(2) call.
+const MMSG: usize = rsockd_sys::udp::BATCH;
+/// recvmmsg(2) calls per wake-up of one socket before the others get a turn.
+const ROUNDS: usize = 4;
+const NO_DATAGRAM: Received = Received {
+    len: 0,
+    from: SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        0,
+    )),
+};
 /// Remotes remembered per association; beyond this the least useful half is forgotten.
 const MAX_REMOTES: usize = 4096;
 
@@ -62,8 +73,8 @@ pub enum Dropped {
     UnknownRemote,
     /// `FRAG != 0`, to the target named in its header.
     Fragment(TargetAddr),
-    /// The SOCKS UDP header did not decode.
-    BadHeader(rsockd_proto::udp::UdpError),
+    /// The SOCKS UDP header did not decode (datagram length, error).
+    BadHeader(usize, rsockd_proto::udp::UdpError),
     /// The header's host name did not resolve.
     Unresolved(String, u16, io::Error),
     /// No external socket of the target's family.
@@ -282,12 +293,11 @@ impl<P: Policy> Assoc<'_, P> {
                 .dropped(Way::Out, from, &Dropped::Stranger { expected });
             return;
         }
-        bump(&self.stats.from_client, buf.len());
-        bump(&self.packets.from_client, 1);
         let (h, off) = match decode_udp(buf) {
             Ok(x) => x,
             Err(e) => {
-                self.policy.dropped(Way::Out, from, &Dropped::BadHeader(e));
+                self.policy
+                    .dropped(Way::Out, from, &Dropped::BadHeader(buf.len(), e));
                 return;
             }
         };
@@ -296,6 +306,10 @@ impl<P: Policy> Assoc<'_, P> {
                 .dropped(Way::Out, from, &Dropped::Fragment(h.dst));
             return;
         }
+        // As Dante, only datagrams with a usable header count as read from the client (those a
+        // rule blocks included).
+        bump(&self.stats.from_client, buf.len());
+        bump(&self.packets.from_client, 1);
         // Only a well-formed datagram locks the association.
         self.locked = Some(from);
         let (target, name) = match &h.dst {
@@ -523,10 +537,18 @@ async fn run_assoc<P: Policy>(
                 if let Err(e) = r {
                     return End::ClientError(e);
                 }
-                let mut buf = PooledBuf::take();
-                for _ in 0..BATCH {
-                    match client.try_recv_from(&mut buf) {
-                        Ok((n, from)) => a.outbound(&buf[..n], from).await,
+                let mut bufs: [PooledBuf; MMSG] = std::array::from_fn(|_| PooledBuf::take());
+                let mut got = [NO_DATAGRAM; MMSG];
+                for _ in 0..ROUNDS {
+                    match recv_many(client, &mut bufs, 0, &mut got) {
+                        Ok(n) => {
+                            for (b, d) in bufs.iter().zip(&got[..n]) {
+                                a.outbound(&b[..d.len], d.from).await;
+                            }
+                            if n < MMSG {
+                                break;
+                            }
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) if transient(&e) => continue,
                         Err(e) => return End::ClientError(e),
@@ -551,19 +573,40 @@ async fn run_assoc<P: Policy>(
     }
 }
 
+/// Receives a batch with recvmmsg(2) into `bufs[i][offset..]`, clearing tokio's readiness
+/// when the socket is drained.
+fn recv_many(
+    sock: &UdpSocket,
+    bufs: &mut [PooledBuf; MMSG],
+    offset: usize,
+    out: &mut [Received; MMSG],
+) -> io::Result<usize> {
+    let mut slices = bufs.each_mut().map(|b| &mut b[offset..]);
+    sock.try_io(Interest::READABLE, || {
+        rsockd_sys::udp::recv_batch(sock.as_fd(), &mut slices, out)
+    })
+}
+
 fn drain_external<P: Policy>(a: &mut Assoc<'_, P>, i: usize, ready: io::Result<()>) -> Option<End> {
     if let Err(e) = ready {
         return Some(End::TargetError(e));
     }
-    let mut buf = PooledBuf::take();
-    debug_assert!(buf.len() == BUF_SIZE);
-    for _ in 0..BATCH {
-        let got = match a.externals.get(i) {
-            Some(x) => x.sock.try_recv_from(&mut buf[HEAD_ROOM..]),
+    let mut bufs: [PooledBuf; MMSG] = std::array::from_fn(|_| PooledBuf::take());
+    let mut got = [NO_DATAGRAM; MMSG];
+    for _ in 0..ROUNDS {
+        let r = match a.externals.get(i) {
+            Some(x) => recv_many(&x.sock, &mut bufs, HEAD_ROOM, &mut got),
             None => return None,
         };
-        match got {
-            Ok((n, from)) => a.inbound(&mut buf, n, from),
+        match r {
+            Ok(n) => {
+                for (b, d) in bufs.iter_mut().zip(&got[..n]) {
+                    a.inbound(b, d.len, d.from);
+                }
+                if n < MMSG {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if transient(&e) => continue,
             Err(e) => return Some(End::TargetError(e)),

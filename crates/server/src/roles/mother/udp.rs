@@ -106,7 +106,7 @@ pub(super) async fn run(
         let Some(ip) = choose_source(s, probe, client.local) else {
             continue;
         };
-        match sockets::bind_udp(SocketAddr::new(ip, 0), None, 0) {
+        match sockets::bind_udp_fixed(ip) {
             Ok(x) => exts.push(x),
             Err(e) => {
                 let why = format!("cannot create the external UDP socket on {ip}: {e}");

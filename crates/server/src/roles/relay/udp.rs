@@ -164,7 +164,14 @@ impl Policy for Rules<'_> {
                 let text = format!("could not resolve target address {t}: {e}");
                 (t, text)
             }
-            Dropped::BadHeader(e) => (UNKNOWN.to_string(), format!("bad SOCKS UDP header: {e}")),
+            // Dante's words, then ours.
+            Dropped::BadHeader(len, e) => (
+                UNKNOWN.to_string(),
+                format!(
+                    "SOCKS protocol error in socks udp packet of length {len}.  Could not extract \
+                     valid address from SOCKS UDP header ({e})"
+                ),
+            ),
             Dropped::NoFamily => (
                 UNKNOWN.to_string(),
                 "no address of that family configured for our usage on the external interface"

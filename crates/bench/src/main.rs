@@ -18,12 +18,14 @@ struct Args {
     rsockd: PathBuf,
     udp_flows: usize,
     udp_window: usize,
+    /// Exit 1 when a proxy does not start or a scenario fails (the CI smoke run).
+    strict: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: rsockd-bench [--rounds N] [--quick] [--scenarios udp,bind] [--rsockd PATH]\n\
-         \x20      [--udp-flows N (4)] [--udp-window N (16)]\n\
+         \x20      [--udp-flows N (4)] [--udp-window N (16)] [--strict]\n\
          Scenarios: udp (datagram round trips/s and CPU per datagram), bind (BIND set-up time)."
     );
     std::process::exit(2)
@@ -38,6 +40,7 @@ fn parse_args() -> Args {
         rsockd: own.with_file_name("rsockd"),
         udp_flows: 4,
         udp_window: 16,
+        strict: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -49,6 +52,7 @@ fn parse_args() -> Args {
                     .unwrap_or_else(|| usage())
             }
             "--quick" => a.quick = true,
+            "--strict" => a.strict = true,
             "--scenarios" => {
                 a.scenarios = it
                     .next()
@@ -98,6 +102,7 @@ fn main() {
         );
         std::process::exit(1);
     }
+    let mut failures = 0;
     let mut proxies = Vec::new();
     for start in [
         &(|| procs::rsockd(&args.rsockd, 1)) as &dyn Fn() -> Result<procs::Proxy, String>,
@@ -107,7 +112,10 @@ fn main() {
     ] {
         match start() {
             Ok(p) => proxies.push(p),
-            Err(e) => eprintln!("skipped: {e}"),
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                failures += 1;
+            }
         }
     }
     let echo = match scenarios::udp_echo() {
@@ -153,12 +161,19 @@ fn main() {
                         .entry((sc.clone(), name.clone()))
                         .or_default()
                         .push(s),
-                    Err(e) => eprintln!("{sc}/{name}: {e}"),
+                    Err(e) => {
+                        eprintln!("{sc}/{name}: {e}");
+                        failures += 1;
+                    }
                 }
             }
         }
     }
     report(&args.scenarios, &names, &results);
+    if args.strict && failures > 0 {
+        eprintln!("{failures} failure(s)");
+        std::process::exit(1);
+    }
 }
 
 fn report(

@@ -26,7 +26,9 @@ fn usage() -> ! {
     eprintln!(
         "usage: rsockd-bench [--rounds N] [--quick] [--scenarios udp,bind] [--rsockd PATH]\n\
          \x20      [--udp-flows N (4)] [--udp-window N (16)] [--strict]\n\
-         Scenarios: udp (datagram round trips/s and CPU per datagram), bind (BIND set-up time)."
+         Scenarios: bulk1, bulk8 (1 or 8 streams through an echo target, every byte checked),\n\
+         rate (50 workers: connect + CONNECT + 64-byte echo + close), latency (32-byte echoes on\n\
+         one session), udp (datagram round trips), bind (BIND set-up)."
     );
     std::process::exit(2)
 }
@@ -36,7 +38,9 @@ fn parse_args() -> Args {
     let mut a = Args {
         rounds: 3,
         quick: false,
-        scenarios: vec!["udp".into(), "bind".into()],
+        scenarios: ["bulk1", "bulk8", "rate", "latency", "udp", "bind"]
+            .map(String::from)
+            .to_vec(),
         rsockd: own.with_file_name("rsockd"),
         udp_flows: 4,
         udp_window: 16,
@@ -125,7 +129,24 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let tcp_echo = match scenarios::tcp_echo() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot start the TCP echo server: {e}");
+            std::process::exit(1);
+        }
+    };
+    let bulk_target = match scenarios::bulk_target() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot start the bulk target: {e}");
+            std::process::exit(1);
+        }
+    };
     let (udp_secs, bind_n) = if args.quick { (0.5, 30) } else { (3.0, 300) };
+    // Bulk: 1 GiB each way in total, split over the streams.
+    let bulk_bytes: u64 = if args.quick { 16 << 20 } else { 1 << 30 };
+    let (rate_secs, latency_n) = if args.quick { (0.5, 200) } else { (3.0, 5000) };
     // (scenario, proxy) -> samples
     let mut results: BTreeMap<(String, String), Vec<Sample>> = BTreeMap::new();
     let names: Vec<String> = proxies
@@ -144,6 +165,10 @@ fn main() {
                 let addr = p.map(|p| p.addr);
                 let cpu = || p.map_or(0.0, |p| p.cpu());
                 let r = match sc.as_str() {
+                    "bulk1" => scenarios::bulk(addr, bulk_target, 1, bulk_bytes, &cpu),
+                    "bulk8" => scenarios::bulk(addr, bulk_target, 8, bulk_bytes / 8, &cpu),
+                    "rate" => scenarios::rate(addr, tcp_echo, 50, rate_secs, &cpu),
+                    "latency" => scenarios::latency(addr, tcp_echo, latency_n, &cpu),
                     "udp" => scenarios::udp(
                         addr,
                         echo.addr,
@@ -190,14 +215,17 @@ fn report(
     };
     let mut json = Vec::new();
     for sc in scenarios {
-        let (unit, lat) = match sc.as_str() {
-            "udp" => ("round trips/s", false),
-            "bind" => ("set-ups/s", true),
-            _ => ("ops/s", false),
+        let (unit, lat, cpu_unit) = match sc.as_str() {
+            "bulk1" | "bulk8" => ("Gbit/s", false, "CPU-s/GiB"),
+            "rate" => ("sessions/s", true, "CPU-µs/session"),
+            "latency" => ("echoes/s", true, "CPU-µs/echo"),
+            "udp" => ("round trips/s", false, "CPU-µs/round trip"),
+            "bind" => ("set-ups/s", true, "CPU-µs/set-up"),
+            _ => ("ops/s", false, "CPU-µs/op"),
         };
         println!("\n## {sc} (medians)");
         println!(
-            "| proxy | {unit} | vs direct | vs danted | p50 µs | p99 µs | proxy CPU-µs/op | CPU vs danted |"
+            "| proxy | {unit} | vs direct | vs danted | p50 µs | p99 µs | proxy {cpu_unit} | CPU vs danted |"
         );
         println!("|---|---|---|---|---|---|---|---|");
         let direct = med(sc, "direct", &|s| s.rate);
@@ -229,8 +257,10 @@ fn report(
                 }
             };
             let is_direct = name == "direct";
+            let prec = if rate < 100.0 { 2 } else { 0 };
+            let cprec = if cpu < 10.0 { 2 } else { 1 };
             println!(
-                "| {name} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                "| {name} | {:.prec$} | {} | {} | {} | {} | {} | {} |",
                 rate,
                 ratio(rate, direct),
                 ratio(rate, dante),
@@ -239,7 +269,7 @@ fn report(
                 if is_direct {
                     "-".into()
                 } else {
-                    format!("{cpu:.1}")
+                    format!("{cpu:.cprec$}")
                 },
                 if is_direct {
                     "-".into()
@@ -248,7 +278,7 @@ fn report(
                 },
             );
             json.push(format!(
-                "{{\"scenario\":\"{sc}\",\"proxy\":\"{name}\",\"rate\":{rate:.1},\"p50_us\":{},\"p99_us\":{},\"cpu_us_per_op\":{cpu:.2},\"runs\":{}}}",
+                "{{\"scenario\":\"{sc}\",\"proxy\":\"{name}\",\"unit\":\"{unit}\",\"rate\":{rate:.3},\"p50_us\":{},\"p99_us\":{},\"cpu\":{cpu:.3},\"cpu_unit\":\"{cpu_unit}\",\"runs\":{}}}",
                 if p50.is_nan() { "null".into() } else { format!("{p50:.1}") },
                 if p99.is_nan() { "null".into() } else { format!("{p99:.1}") },
                 results.get(&(sc.clone(), name.clone())).map_or(0, |v| v.len())

@@ -173,3 +173,241 @@ pub fn bind(proxy: Option<SocketAddr>, n: usize, cpu: &dyn Fn() -> f64) -> Resul
         cpu_us_per_op: used * 1e6 / n as f64,
     })
 }
+
+/// A TCP echo server on 127.0.0.1 (one thread per connection), for as long as the program runs.
+pub fn tcp_echo() -> std::io::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let Ok(mut r) = s.try_clone() else { return };
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) | Err(_) => {
+                            let _ = s.shutdown(std::net::Shutdown::Write);
+                            return;
+                        }
+                        Ok(n) => {
+                            if std::io::Write::write_all(&mut s, &buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn open(proxy: Option<SocketAddr>, target: SocketAddr) -> Result<TcpStream, String> {
+    match proxy {
+        Some(p) => socks::connect(p, target).map_err(|e| format!("CONNECT: {e}")),
+        None => {
+            let s = TcpStream::connect(target).map_err(|e| e.to_string())?;
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
+}
+
+/// A byte of a stream's deterministic content at `offset`.
+fn pattern(offset: u64) -> u8 {
+    (offset.wrapping_mul(2654435761) >> 13) as u8
+}
+
+/// The bulk target: each connection sends an 8-byte length and that many pattern bytes, which
+/// are checked; then the same number of pattern bytes go back. One direction at a time, so a
+/// proxy that copies with blocking writes in one thread (microsocks) cannot deadlock against
+/// an echo.
+pub fn bulk_target() -> std::io::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut len = [0u8; 8];
+                if s.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let bytes = u64::from_be_bytes(len);
+                let mut buf = vec![0u8; 256 * 1024];
+                if check_pattern(&mut s, bytes, &mut buf).is_err() {
+                    return;
+                }
+                let _ = send_pattern(&mut s, bytes, &mut buf);
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn send_pattern(w: &mut TcpStream, bytes: u64, buf: &mut [u8]) -> Result<(), String> {
+    let mut off = 0u64;
+    while off < bytes {
+        let n = (bytes - off).min(buf.len() as u64) as usize;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = pattern(off + i as u64);
+        }
+        std::io::Write::write_all(w, &buf[..n]).map_err(|e| format!("write: {e}"))?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+fn check_pattern(r: &mut TcpStream, bytes: u64, buf: &mut [u8]) -> Result<(), String> {
+    let mut off = 0u64;
+    while off < bytes {
+        let want = (bytes - off).min(buf.len() as u64) as usize;
+        let n = r.read(&mut buf[..want]).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!("EOF after {off} of {bytes} bytes"));
+        }
+        if buf[..n]
+            .iter()
+            .enumerate()
+            .any(|(i, b)| *b != pattern(off + i as u64))
+        {
+            return Err(format!("corrupt bytes near offset {off}"));
+        }
+        off += n as u64;
+    }
+    Ok(())
+}
+
+/// `streams` parallel sessions each sending `bytes` to the bulk target and receiving `bytes`
+/// back, every byte checked. Rate: Gbit/s each way; CPU: CPU-seconds per GiB relayed (both
+/// ways counted).
+pub fn bulk(
+    proxy: Option<SocketAddr>,
+    target: SocketAddr,
+    streams: usize,
+    bytes: u64,
+    cpu: &dyn Fn() -> f64,
+) -> Result<Sample, String> {
+    let socks_: Vec<TcpStream> = (0..streams)
+        .map(|_| open(proxy, target))
+        .collect::<Result<_, _>>()?;
+    let cpu0 = cpu();
+    let start = Instant::now();
+    let handles: Vec<_> = socks_
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || -> Result<(), String> {
+                s.set_read_timeout(Some(Duration::from_secs(60)))
+                    .map_err(|e| e.to_string())?;
+                let mut buf = vec![0u8; 256 * 1024];
+                std::io::Write::write_all(&mut s, &bytes.to_be_bytes())
+                    .map_err(|e| e.to_string())?;
+                send_pattern(&mut s, bytes, &mut buf)?;
+                check_pattern(&mut s, bytes, &mut buf)
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "stream panicked".to_string())??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let used = cpu() - cpu0;
+    let total = bytes as f64 * streams as f64;
+    let gib_both_ways = 2.0 * total / (1u64 << 30) as f64;
+    // Each byte crosses once each way, one way after the other.
+    Ok(Sample {
+        rate: 2.0 * total * 8.0 / secs / 1e9,
+        cpu_us_per_op: used / gib_both_ways,
+        ..Sample::default()
+    })
+}
+
+/// `workers` threads each doing connect + SOCKS5 + CONNECT + 64-byte echo + close for `secs`.
+/// Rate: sessions/s; latency per session; CPU-µs per session.
+pub fn rate(
+    proxy: Option<SocketAddr>,
+    echo: SocketAddr,
+    workers: usize,
+    secs: f64,
+    cpu: &dyn Fn() -> f64,
+) -> Result<Sample, String> {
+    let cpu0 = cpu();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            std::thread::spawn(move || -> (Vec<f64>, u64) {
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                let msg = [0x42u8; 64];
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    let ok = open(proxy, echo).and_then(|mut s| {
+                        std::io::Write::write_all(&mut s, &msg).map_err(|e| e.to_string())?;
+                        let mut back = [0u8; 64];
+                        s.read_exact(&mut back).map_err(|e| e.to_string())?;
+                        Ok(())
+                    });
+                    match ok {
+                        Ok(()) => lat.push(t0.elapsed().as_secs_f64() * 1e6),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().map_err(|_| "worker panicked".to_string())?;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let used = cpu() - cpu0;
+    if errors > lat.len() as u64 / 100 {
+        return Err(format!(
+            "{errors} failed sessions of {}",
+            lat.len() as u64 + errors
+        ));
+    }
+    let n = lat.len();
+    Ok(Sample {
+        rate: n as f64 / elapsed,
+        p50_us: percentile(&mut lat, 0.5),
+        p99_us: percentile(&mut lat, 0.99),
+        cpu_us_per_op: if n > 0 { used * 1e6 / n as f64 } else { 0.0 },
+    })
+}
+
+/// Small echoes one after another on one session: round-trip latency.
+pub fn latency(
+    proxy: Option<SocketAddr>,
+    echo: SocketAddr,
+    n: usize,
+    cpu: &dyn Fn() -> f64,
+) -> Result<Sample, String> {
+    let mut s = open(proxy, echo)?;
+    let mut lat = Vec::with_capacity(n);
+    let cpu0 = cpu();
+    let start = Instant::now();
+    let msg = [7u8; 32];
+    let mut back = [0u8; 32];
+    for _ in 0..n {
+        let t0 = Instant::now();
+        std::io::Write::write_all(&mut s, &msg).map_err(|e| e.to_string())?;
+        s.read_exact(&mut back).map_err(|e| e.to_string())?;
+        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let used = cpu() - cpu0;
+    Ok(Sample {
+        rate: n as f64 / elapsed,
+        p50_us: percentile(&mut lat, 0.5),
+        p99_us: percentile(&mut lat, 0.99),
+        cpu_us_per_op: used * 1e6 / n as f64,
+    })
+}

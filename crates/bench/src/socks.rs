@@ -70,3 +70,9 @@ pub fn udp_header(dst: SocketAddr) -> Vec<u8> {
     v.extend(addr_bytes(dst));
     v
 }
+
+/// SOCKS5 CONNECT the way curl does it (greeting, then the request; microsocks does not take
+/// them in one write).
+pub fn connect(proxy: SocketAddr, target: SocketAddr) -> io::Result<TcpStream> {
+    Ok(request(proxy, 1, target)?.0)
+}

@@ -546,6 +546,41 @@ fn unknown_remote(conf: &str, shared: bool) {
     assert_serving(&srv, &echo);
 }
 
+/// A target the client tried to reach but a rule blocked is not one it "has sent to": its
+/// datagrams to our external address are dropped too.
+#[test]
+fn replies_from_a_blocked_target_are_dropped() {
+    let blocked = client_socket();
+    let a_ok = udp_echo("127.0.0.1:0");
+    let b_ok = udp_echo("127.0.0.1:0");
+    let conf = base_config(&format!(
+        "client pass {{ from: 0/0 to: 0/0 }}\n\
+         socks block {{ from: 0/0 to: 127.0.0.1/32 port = {}\ncommand: udpassociate\n}}\n\
+         socks pass {{ from: 0/0 to: 0/0 }}\n",
+        blocked.local_addr().unwrap().port()
+    ));
+    let srv = Server::start(&conf);
+    let a = Assoc::open(&srv);
+    a.send(blocked.local_addr().unwrap(), b"never arrives");
+    // Two allowed targets, so the external socket is shared (not connected to one).
+    a.echo(a_ok.addr, b"first");
+    a.echo(b_ok.addr, b"second");
+    let ext = b_ok.wait_seen(b"second");
+    let mut buf = [0u8; 64];
+    blocked.set_read_timeout(Some(QUIET)).unwrap();
+    assert!(
+        blocked.recv_from(&mut buf).is_err(),
+        "the rule let it through"
+    );
+    blocked.send_to(b"from a blocked target", ext).unwrap();
+    a.echo(a_ok.addr, b"marker");
+    assert_eq!(
+        a.quiet(),
+        None,
+        "a datagram from a remote the client never reached got through"
+    );
+}
+
 #[test]
 fn replies_from_an_unknown_remote_are_dropped() {
     unknown_remote(&base_config(OPEN_RULES), false);
@@ -556,12 +591,10 @@ fn replies_from_an_unknown_remote_are_dropped_on_a_shared_external_socket() {
     unknown_remote(&base_config(&format!("debug: 1\n{OPEN_RULES}")), true);
 }
 
-/// KNOWN SERVER BUG (reported, not fixed here): with `udp.connectdst` (the default) the
-/// external socket is connected to the first target; when the client uses a second target the
-/// relay disconnects it (`udp_disconnect`), and because the socket was bound with port 0 the
-/// kernel drops its port on disconnect (no SOCK_BINDPORT_LOCK) and the next send picks a new
-/// one. The association's external address changes mid-way: the first target's later
-/// datagrams to the address it saw are lost, and the log lines keep naming the old address.
+/// Regression: with `udp.connectdst` (the default) the external socket is connected to the
+/// first target and disconnected when the client uses a second one. A socket bound to port 0
+/// loses its port on disconnect (the kernel locks only explicitly bound ports), which moved the
+/// association's external address under its first target; the mother now binds it explicitly.
 #[test]
 fn external_address_survives_a_second_target() {
     let echo = udp_echo("127.0.0.1:0");
@@ -596,10 +629,10 @@ fn external_address_survives_a_second_target() {
     );
 }
 
-/// KNOWN SERVER BUG (reported, not fixed here): the closing line's client-side read count
-/// (`R1`) includes datagrams that were dropped for a bad header or a fragment. Dante 1.4.2
-/// counts only datagrams with a usable header there (a datagram blocked by a rule is counted):
-/// observed `... -> 15/1` for one good 15-byte datagram plus a fragment and a bad header.
+/// Regression: the closing line's client-side read count (`R1`) counted datagrams dropped for
+/// a bad header or a fragment. Dante 1.4.2 counts only datagrams with a usable header there (a
+/// datagram blocked by a rule is counted): observed `... -> 15/1` for one good 15-byte
+/// datagram plus a fragment and a bad header.
 #[test]
 fn dropped_bad_datagrams_are_not_counted() {
     let echo = udp_echo("127.0.0.1:0");

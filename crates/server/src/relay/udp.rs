@@ -132,6 +132,8 @@ struct Remote {
     into: Option<(u64, Verdict)>,
     /// Datagrams exchanged, to choose what to forget when the table is full.
     uses: u64,
+    /// A datagram to it passed the rules: only then may it answer.
+    sent: bool,
 }
 
 /// An external socket and what it is connected to (`udp.connectdst`).
@@ -260,6 +262,7 @@ impl<P: Policy> Assoc<'_, P> {
                 out: None,
                 into: None,
                 uses: 0,
+                sent: false,
             },
         );
     }
@@ -351,6 +354,7 @@ impl<P: Policy> Assoc<'_, P> {
         };
         if let Some(r) = self.remotes.get_mut(&target) {
             r.uses += 1;
+            r.sent = true;
         }
         let connectdst = self.opts.connectdst;
         let x = &mut self.externals[i];
@@ -392,7 +396,8 @@ impl<P: Policy> Assoc<'_, P> {
         let from = canonical(from);
         bump(&self.stats.from_target, n);
         bump(&self.packets.from_target, 1);
-        let (Some(client), true) = (self.locked, self.remotes.contains_key(&from)) else {
+        let sent = self.remotes.get(&from).is_some_and(|r| r.sent);
+        let (Some(client), true) = (self.locked, sent) else {
             self.policy.dropped(Way::In, from, &Dropped::UnknownRemote);
             return;
         };

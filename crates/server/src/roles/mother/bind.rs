@@ -5,13 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use rsockd_ipc::{Command, Handoff, RuleRef};
+use rsockd_ipc::{Command, Handoff};
 use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
 use super::session::{
-    check_socks, choose_source, detach, hand_off, log_flags, refuse_blocked, refuse_failed,
-    refuse_unresolved, resolve_target, Client, Failing,
+    admit, check_socks, choose_source, detach, hand_off, refuse_failed, refuse_unresolved,
+    resolve_target, Client, Failing,
 };
 use super::Mother;
 use crate::log;
@@ -48,22 +48,11 @@ pub(super) async fn run(
         }
     };
     let checked = check_socks(s, &client, &req, rsockd_config::Command::Bind, &t);
-    let Some((expected, snum, srule)) = checked.passed.first().cloned() else {
-        refuse_blocked(
-            &mut wire,
-            &client,
-            req.version,
-            checked.first,
-            line,
-            &t.text,
-        )
-        .await;
+    let Some(adm) = admit(&mut wire, &client, req.version, &checked, line, &t.text).await else {
         return;
     };
-    let sref = RuleRef {
-        number: snum,
-        log: log_flags(srule.as_ref()),
-    };
+    let (sref, srule) = (adm.rule, adm.cfg);
+    let expected = adm.addr;
     let failing = Failing {
         version: req.version,
         rule: &sref,

@@ -4,13 +4,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use rsockd_ipc::{Command, Handoff, RuleRef};
+use rsockd_ipc::{Command, Handoff};
 use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
 use super::session::{
-    check_socks, choose_source, detach, fail, hand_off, log_flags, log_refusal, refuse_blocked,
-    refuse_unresolved, resolve_target, Client,
+    admit, check_socks, choose_source, detach, fail, hand_off, log_refusal, refuse_unresolved,
+    resolve_target, Client,
 };
 use super::Mother;
 use crate::log::{self, addr, Line};
@@ -36,25 +36,21 @@ pub(super) async fn run(
         }
     };
     let checked = check_socks(s, &client, &req, rsockd_config::Command::Connect, &t);
-    let passed = checked.passed;
-    let Some((_, snum, srule)) = passed.first().cloned() else {
-        refuse_blocked(
-            &mut wire,
-            &client,
-            req.version,
-            checked.first,
-            ("tcp", "connect"),
-            &t.text,
-        )
-        .await;
+    let Some(adm) = admit(
+        &mut wire,
+        &client,
+        req.version,
+        &checked,
+        ("tcp", "connect"),
+        &t.text,
+    )
+    .await
+    else {
         return;
     };
-    let sref = RuleRef {
-        number: snum,
-        log: log_flags(srule.as_ref()),
-    };
+    let (sref, srule) = (adm.rule, adm.cfg);
     let attempts: Vec<Attempt> =
-        connect::interleave(&passed.iter().map(|p| p.0).collect::<Vec<_>>())
+        connect::interleave(&checked.passed.iter().map(|p| p.0).collect::<Vec<_>>())
             .into_iter()
             .filter_map(|t| {
                 choose_source(s, t.ip(), client.local).map(|src| Attempt {
@@ -64,7 +60,7 @@ pub(super) async fn run(
             })
             .collect();
     if attempts.is_empty() {
-        let fam = if passed[0].0.is_ipv6() {
+        let fam = if checked.passed[0].0.is_ipv6() {
             "IPv6"
         } else {
             "IPv4"
@@ -76,7 +72,7 @@ pub(super) async fn run(
             &sref,
             format!(
                 "{}{cpath} -> 0.0.0.0.0 {}: {why}",
-                Line::verdict(false, snum, "tcp", "connect", ']'),
+                Line::verdict(false, sref.number, "tcp", "connect", ']'),
                 t.text
             ),
         );
@@ -110,7 +106,7 @@ pub(super) async fn run(
             if f.disconnect || f.error {
                 log::info(&format!(
                     "{}0 -> {cpath} -> 0, 0 -> {} {} -> 0: {end}.  Session duration: 0s",
-                    Line::verdict(true, snum, "tcp", "connect", ']'),
+                    Line::verdict(true, sref.number, "tcp", "connect", ']'),
                     addr(&ext),
                     addr(&e.target)
                 ));

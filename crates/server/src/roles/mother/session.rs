@@ -290,8 +290,42 @@ pub(super) fn check_socks(
     }
 }
 
+/// The first address a pass rule admits, with that rule.
+pub(super) struct Admitted {
+    pub addr: SocketAddr,
+    /// The rule as the hand-off carries it.
+    pub rule: RuleRef,
+    /// The rule itself, for its timeouts and `udp.portrange`.
+    pub cfg: Option<Rule>,
+}
+
+/// The request's admission: the first passed address and its rule, or `None` after the
+/// request was refused (logged and answered).
+pub(super) async fn admit(
+    wire: &mut Wire<TcpStream>,
+    client: &Client,
+    version: u8,
+    checked: &Checked,
+    line: (&str, &str),
+    target_text: &str,
+) -> Option<Admitted> {
+    let Some((addr, number, cfg)) = checked.passed.first().cloned() else {
+        let first = checked.first.clone();
+        refuse_blocked(wire, client, version, first, line, target_text).await;
+        return None;
+    };
+    Some(Admitted {
+        addr,
+        rule: RuleRef {
+            number,
+            log: log_flags(cfg.as_ref()),
+        },
+        cfg,
+    })
+}
+
 /// Logs and answers a request no socks rule lets through.
-pub(super) async fn refuse_blocked(
+async fn refuse_blocked(
     wire: &mut Wire<TcpStream>,
     client: &Client,
     version: u8,

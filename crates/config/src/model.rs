@@ -47,6 +47,11 @@ pub struct Config {
     pub announce_udp: Option<IpAddr>,
     /// `rsockd.announce.bind:` (our extension): likewise for the first BIND reply.
     pub announce_bind: Option<IpAddr>,
+    /// Global `pam.servicename:` (Dante's default `sockd` applies when unset).
+    pub pam_servicename: Option<String>,
+    /// `rsockd.users.file:` (our extension): method `username` checks this file of
+    /// `user:hash` lines instead of the system password database.
+    pub users_file: Option<PathBuf>,
     /// `client pass|block { }` rules in file order.
     pub client_rules: Vec<Rule>,
     /// `socks pass|block { }` rules in file order.
@@ -74,6 +79,8 @@ impl Default for Config {
             compat_sameport: false,
             announce_udp: None,
             announce_bind: None,
+            pam_servicename: None,
+            users_file: None,
             client_rules: Vec::new(),
             socks_rules: Vec::new(),
         }
@@ -393,6 +400,8 @@ pub struct Rule {
     pub log: LogFlags,
     pub timeout: Timeouts,
     pub udp_portrange: Option<(u16, u16)>,
+    /// `pam.servicename:` in the rule; None = the global one.
+    pub pam_servicename: Option<String>,
 }
 
 impl Rule {
@@ -415,6 +424,7 @@ impl Rule {
             log: LogFlags::default(),
             timeout: Timeouts::default(),
             udp_portrange: None,
+            pam_servicename: None,
         }
     }
 

@@ -127,6 +127,9 @@ impl Display for Rule {
         if let Some((a, b)) = self.udp_portrange {
             writeln!(s, "        udp.portrange: {a}-{b}")?;
         }
+        if let Some(n) = &self.pam_servicename {
+            writeln!(s, "        pam.servicename: {n}")?;
+        }
         s.push_str("}\n");
         f.write_str(&s)
     }
@@ -195,6 +198,12 @@ impl Display for Config {
         }
         if let Some(a) = self.announce_bind {
             writeln!(s, "rsockd.announce.bind: {a}")?;
+        }
+        if let Some(n) = &self.pam_servicename {
+            writeln!(s, "pam.servicename: {n}")?;
+        }
+        if let Some(p) = &self.users_file {
+            writeln!(s, "rsockd.users.file: {}", p.display())?;
         }
         for r in self.client_rules.iter().chain(&self.socks_rules) {
             s.push('\n');

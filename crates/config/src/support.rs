@@ -181,6 +181,7 @@ pub static KEYWORDS: &[Entry] = &[
     // Our own keywords, namespaced so that no Dante file collides with them.
     e("rsockd.announce.udp", G, IMPL),
     e("rsockd.announce.bind", G, IMPL),
+    e("rsockd.users.file", G, IMPL),
     e(
         "child.maxidle",
         G,
@@ -246,15 +247,15 @@ pub static KEYWORDS: &[Entry] = &[
     e("protocol", S.or(R).or(M), IMPL),
     e("proxyprotocol", S.or(R), IMPL),
     e("log", RULES, IMPL),
-    e("user", RULES, NOT_YET),
-    e("group", RULES, NOT_YET),
+    e("user", RULES, IMPL),
+    e("group", RULES, IMPL),
     e("udp.portrange", S, IMPL),
     e("hostindex", RULES.or(M), NO_HOSTID),
     e("libwrap", RULES, NOT_YET),
     e("bandwidth", RULES, NOT_YET),
     e("redirect", RULES.or(R), NOT_YET),
     family("session.", RULES, NOT_YET),
-    e("pam.servicename", RULES, NOT_YET),
+    e("pam.servicename", G.or(RULES), IMPL),
     e(
         "pamservicename",
         RULES,
@@ -330,8 +331,13 @@ pub fn values_of(keyword: &str) -> Vec<&'static str> {
 /// Whether rsockd implements an authentication method yet.
 pub fn method_status(m: Method) -> Status {
     match m {
-        Method::None => Status::Implemented,
-        _ => Status::NotYet { detail: "" },
+        Method::None
+        | Method::Username
+        | Method::PamUsername
+        | Method::PamAddress
+        | Method::PamAny
+        | Method::Rfc931 => Status::Implemented,
+        Method::Gssapi | Method::BsdAuth | Method::LdapAuth => Status::NotYet { detail: "" },
     }
 }
 

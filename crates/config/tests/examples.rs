@@ -64,7 +64,11 @@ fn uncommented_examples_fail_only_on_unsupported_features() {
         "danted-basic-uncommented.conf",
         "danted-chaining-uncommented.conf",
     ] {
-        let e = parse_str(f, &data(f)).unwrap_err();
+        // Dante's basic example needs nothing rsockd lacks; the others still do.
+        let Err(e) = parse_str(f, &data(f)) else {
+            assert_eq!(f, "danted-basic-uncommented.conf");
+            continue;
+        };
         for d in &e.diagnostics {
             assert!(d.message.contains("is not supported yet"), "{f}: {d}");
         }

@@ -152,9 +152,10 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
         log_flags(),
         timeouts(),
         proptest::option::of((any::<u16>(), any::<u16>())),
+        proptest::option::of("[a-z][a-z0-9_.-]{0,8}"),
     )
         .prop_map(
-            move |((pass, from, to), cmd, proto, pp, sm, cm, user, group, log, t, ur)| {
+            move |((pass, from, to), cmd, proto, pp, sm, cm, user, group, log, t, ur, pam)| {
                 let mut r = Rule::new(
                     kind,
                     if pass { Verdict::Pass } else { Verdict::Block },
@@ -169,6 +170,7 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
                 r.group = group;
                 r.log = log;
                 r.timeout = t;
+                r.pam_servicename = pam;
                 if socks_only {
                     r.command = cmd;
                     r.protocol = proto;
@@ -222,6 +224,8 @@ fn config() -> impl Strategy<Value = Config> {
             any::<bool>(),
             proptest::option::of(ip().prop_filter("not a wildcard", |i| !i.is_unspecified())),
             proptest::option::of(ip().prop_filter("not a wildcard", |i| !i.is_unspecified())),
+            proptest::option::of("[a-z][a-z0-9_.-]{0,8}"),
+            proptest::option::of("/[a-z0-9_./-]{1,12}"),
         );
         let rules = (
             any::<bool>(),
@@ -232,7 +236,7 @@ fn config() -> impl Strategy<Value = Config> {
             |(
                 (sm, cm),
                 (int, ip_, ext, ep, rot, up, uu, ul, lo, el, dbg, t),
-                (sameport, announce_udp, announce_bind),
+                (sameport, announce_udp, announce_bind, pam_servicename, users_file),
                 (ucd, cr, sr),
             )| {
                 Config {
@@ -264,6 +268,8 @@ fn config() -> impl Strategy<Value = Config> {
                     compat_sameport: sameport,
                     announce_udp,
                     announce_bind,
+                    pam_servicename,
+                    users_file: users_file.map(std::path::PathBuf::from),
                     client_rules: numbered(cr),
                     socks_rules: numbered(sr),
                 }

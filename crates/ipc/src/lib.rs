@@ -7,8 +7,10 @@
 //! same binary, but an upgrade may briefly mix versions, hence the version byte.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod codec;
 mod message;
 
+pub use auth::{AuthAnswer, AuthQuery, AuthSource, HelperControl};
 pub use codec::DecodeError;
 pub use message::{Command, Control, Handoff, LogFlags, Report, RuleRef, MAX_MESSAGE, VERSION};

@@ -89,6 +89,8 @@ pub struct Handoff {
     /// The name the client asked for, when it asked for one.
     pub target_name: Option<String>,
     pub user: Option<String>,
+    /// The user's groups, when rules have `group:` conditions (for bindreply/udpreply checks).
+    pub groups: Vec<String>,
     /// Negotiated SOCKS method (wire value).
     pub method: u8,
     pub client_rule: RuleRef,
@@ -200,6 +202,11 @@ impl Control {
                 w.addr(h.target);
                 w.opt_str(h.target_name.as_deref());
                 w.opt_str(h.user.as_deref());
+                let n = h.groups.len().min(255);
+                w.u8(n as u8);
+                for g in &h.groups[..n] {
+                    w.bytes(g.as_bytes());
+                }
                 w.u8(h.method);
                 for r in [h.client_rule, h.socks_rule] {
                     w.u32(r.number);
@@ -245,6 +252,13 @@ impl Control {
                 let target = r.addr("target")?;
                 let target_name = r.opt_str("target_name")?;
                 let user = r.opt_str("user")?;
+                let ngroups = r.u8()?;
+                let mut groups = Vec::with_capacity(ngroups.into());
+                for _ in 0..ngroups {
+                    groups.push(
+                        String::from_utf8(r.bytes()?).map_err(|_| DecodeError::Field("groups"))?,
+                    );
+                }
                 let method = r.u8()?;
                 let client_rule = RuleRef {
                     number: r.u32()?,
@@ -270,6 +284,7 @@ impl Control {
                     target,
                     target_name,
                     user,
+                    groups,
                     method,
                     client_rule,
                     socks_rule,
@@ -341,6 +356,7 @@ mod tests {
             target: "[::1]:80".parse().unwrap(),
             target_name: Some("example.org".into()),
             user: None,
+            groups: vec!["staff".into(), "users".into()],
             method: 0,
             client_rule: RuleRef {
                 number: 1,

@@ -105,15 +105,15 @@ pub(crate) fn compile_rule(
     r: &Rule,
     iface: &dyn Fn(&str) -> Option<Vec<IpNet>>,
 ) -> Result<Compiled, CompileError> {
-    if !r.group.is_empty() {
-        return Err(unsupported(r, "'group:'"));
-    }
     let from = side(r, &r.from, iface)?;
     let to = side(r, &r.to, iface)?;
     if r.kind == RuleKind::Client {
         // The client query carries neither a user nor names for our own address.
         if !r.user.is_empty() {
             return Err(unsupported(r, "'user:' in a client rule"));
+        }
+        if !r.group.is_empty() {
+            return Err(unsupported(r, "'group:' in a client rule"));
         }
         if to.addr.wants_names() {
             return Err(unsupported(

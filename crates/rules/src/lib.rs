@@ -26,6 +26,7 @@ pub struct RuleSet {
     global_socksmethod: Vec<Method>,
     needs_client_names: bool,
     needs_target_names: bool,
+    needs_groups: bool,
 }
 
 /// A new TCP connection, checked against client rules.
@@ -52,6 +53,9 @@ pub struct SocksQuery<'a> {
     pub method: Method,
     /// The authenticated user, if any.
     pub user: Option<&'a str>,
+    /// The groups of `user` (primary and supplementary), for `group:` conditions; only needed
+    /// if [`RuleSet::needs_groups`].
+    pub groups: &'a [String],
     pub dst: Dest<'a>,
 }
 
@@ -108,12 +112,14 @@ impl RuleSet {
             .chain(&socks)
             .any(|c| c.from.addr.wants_names());
         let needs_target_names = socks.iter().any(|c| c.to.addr.wants_names());
+        let needs_groups = socks.iter().any(|c| !c.rule.group.is_empty());
         Ok(RuleSet {
             client,
             socks,
             global_socksmethod: cfg.socksmethod.clone(),
             needs_client_names,
             needs_target_names,
+            needs_groups,
         })
     }
 
@@ -161,6 +167,12 @@ impl RuleSet {
         self.needs_target_names
     }
 
+    /// Some socks rule has a `group:` condition: the server must look up the groups of
+    /// authenticated users and pass them in [`SocksQuery::groups`].
+    pub fn needs_groups(&self) -> bool {
+        self.needs_groups
+    }
+
     /// The socksmethod list in force for clients that matched client rule `m`: the rule's own
     /// list, else the global one (empty for the implicit block).
     pub fn client_socksmethod<'a>(&'a self, m: &Match<'a>) -> &'a [Method] {
@@ -198,6 +210,13 @@ fn socks_matches(c: &Compiled, q: &SocksQuery<'_>, src_names: &[String]) -> bool
         return false;
     }
     if !c.rule.user.is_empty() && !q.user.is_some_and(|u| c.rule.user.iter().any(|x| x == u)) {
+        return false;
+    }
+    // Dante checks the primary group too (since 1.3.0); a rule naming groups never matches a
+    // session without a user.
+    if !c.rule.group.is_empty()
+        && (q.user.is_none() || !q.groups.iter().any(|g| c.rule.group.contains(g)))
+    {
         return false;
     }
     c.from

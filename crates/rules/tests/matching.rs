@@ -54,6 +54,7 @@ fn q<'a>(src: &str, dst: &str) -> SocksQuery<'a> {
         command: Command::Connect,
         method: Method::None,
         user: None,
+        groups: &[],
         dst: Dest {
             ip: Some(d.ip()),
             name: None,
@@ -385,11 +386,11 @@ fn bindreply_convention() {
 
 #[test]
 fn unsupported_conditions_refuse_to_compile() {
-    let c = cfg_all("socksmethod: none\nsocks block { from: 0/0 to: 0/0 group: staff }\n");
+    let c = cfg_all("socksmethod: none\nclient pass { from: 0/0 to: 0/0 group: staff }\n");
     let e = RuleSet::compile(&c, &ifaces).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "socks-rule #1 (line 2): 'group:' is not supported by the rule matcher"
+        "client-rule #1 (line 2): 'group:' in a client rule is not supported by the rule matcher"
     );
     let c = cfg_all("socksmethod: none\nclient pass { from: 0/0 to: 0/0 user: bob }\n");
     assert!(matches!(
@@ -419,4 +420,36 @@ fn log_flags_reach_the_caller() {
     let m = rs.socks(&q("1.1.1.1:5", "1.2.3.4:80"));
     let r = m.rule.unwrap();
     assert!(r.log.connect && r.log.error && !r.log.data);
+}
+
+#[test]
+fn user_and_group_conditions() {
+    let rs = set("socksmethod: username none\n\
+         socks pass { from: 0/0 to: 0/0 user: alice bob }\n\
+         socks pass { from: 0/0 to: 0/0 group: staff }\n\
+         socks block { from: 0/0 to: 0/0 }\n");
+    assert!(rs.needs_groups());
+    let base = SocksQuery {
+        method: Method::Username,
+        ..q("10.0.0.1:1000", "10.0.0.2:80")
+    };
+    let staff = vec!["users".to_string(), "staff".to_string()];
+    let other = vec!["users".to_string()];
+    let cases: [(Option<&str>, &[String], u32); 5] = [
+        (Some("alice"), &other, 1),
+        (Some("bob"), &[], 1),
+        (Some("carol"), &staff, 2),
+        (Some("carol"), &other, 3),
+        // A rule with groups never matches a session without a user, whatever groups say.
+        (None, &staff, 3),
+    ];
+    for (user, groups, want) in cases {
+        let m = rs.socks(&SocksQuery {
+            user,
+            groups,
+            ..base
+        });
+        assert_eq!(m.number, want, "{user:?} {groups:?}");
+    }
+    assert!(!set(&format!("{NONE}socks pass {{ from: 0/0 to: 0/0 }}\n")).needs_groups());
 }

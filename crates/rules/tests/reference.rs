@@ -318,6 +318,7 @@ proptest! {
             command: r.command,
             method: r.method,
             user: r.user,
+            groups: &[],
             dst: Dest { ip: r.ip, name: r.name, port: r.port, names: &r.names },
         };
         let m = rs.socks_with_src_names(&q, &r.src_names);

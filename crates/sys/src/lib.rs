@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dns;
 pub mod fdpass;
 pub mod localtime;
+pub mod passwd;
 pub mod privs;
 pub mod process;
 pub mod proctitle;

@@ -22,6 +22,7 @@ const HANDLED: &[&str] = &[
     "group",
     "log",
     "udp.portrange",
+    "pam.servicename",
     "timeout.negotiate",
     "timeout.connect",
     "timeout.io",
@@ -261,6 +262,7 @@ impl<'a> Parser<'a> {
                 rule.udp_portrange = self.udp_portrange(kw);
                 self.end_of_value(kw);
             }
+            "pam.servicename" => rule.pam_servicename = self.service_name(kw),
             _ if name.starts_with("timeout.") => {
                 self.timeout(kw, name, &mut rule.timeout);
                 self.end_of_value(kw);

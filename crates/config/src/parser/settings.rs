@@ -33,6 +33,8 @@ const HANDLED: &[&str] = &[
     "extension",
     "rsockd.announce.udp",
     "rsockd.announce.bind",
+    "pam.servicename",
+    "rsockd.users.file",
 ];
 
 pub(super) fn has_global_handler(key: &str) -> bool {
@@ -46,6 +48,23 @@ const FACILITIES: &[&str] = &[
 ];
 
 impl<'a> Parser<'a> {
+    /// The value of `pam.servicename:` (global or in a rule): one word.
+    pub(super) fn service_name(&mut self, kw: Tok<'a>) -> Option<String> {
+        let t = self.sc.word(&[':', '}']);
+        if t.text.is_empty() {
+            let t = self.sc.next_token();
+            self.error(t, format!("expected a PAM service name after '{}:'", kw.text));
+            return None;
+        }
+        let name = t.text.to_string();
+        if name.contains('/') {
+            self.error(t, "a PAM service name cannot hold '/'");
+            return None;
+        }
+        self.end_of_value(kw);
+        Some(name)
+    }
+
     /// A server setting `kw: value`.
     pub(super) fn setting(&mut self, kw: Tok<'a>) {
         let Some(entry) = support::lookup(kw.text) else {
@@ -95,6 +114,19 @@ impl<'a> Parser<'a> {
                 self.replaced_list(kw, self.clientmethod_line);
                 self.clientmethod_line = Some(kw.line);
                 self.cfg.clientmethod = self.global_methods(kw, true);
+            }
+            "pam.servicename" => {
+                self.cfg.pam_servicename = self.service_name(kw);
+            }
+            "rsockd.users.file" => {
+                let t = self.sc.word(&[':', '}']);
+                if t.text.is_empty() {
+                    let t = self.sc.next_token();
+                    self.error(t, "expected a file name after 'rsockd.users.file:'");
+                    return;
+                }
+                self.cfg.users_file = Some(PathBuf::from(t.text));
+                self.end_of_value(kw);
             }
             "user.privileged" | "user.unprivileged" | "user.libwrap" => {
                 let t = self.sc.word(&[':', '}']);

@@ -32,6 +32,8 @@ pub struct Request {
     pub target: TargetAddr,
     pub method: Method,
     pub user: Option<String>,
+    /// The user's groups (filled in by the mother when rules have `group:` conditions).
+    pub groups: Vec<String>,
 }
 
 /// Why negotiation failed. `Display` gives Dante's wording, for the
@@ -128,6 +130,7 @@ async fn socks4_request<S: AsyncRead + AsyncWrite + Unpin>(
         target: req.dst,
         method: Method::None,
         user: None,
+        groups: Vec::new(),
     })
 }
 
@@ -178,6 +181,7 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
         target: req.dst,
         method,
         user: None,
+        groups: Vec::new(),
     })
 }
 

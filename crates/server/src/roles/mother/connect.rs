@@ -137,6 +137,7 @@ pub(super) async fn run(
         target: won.target,
         target_name: t.name,
         user: req.user.clone(),
+        groups: req.groups.clone(),
         method: negotiate::wire_method(req.method).unwrap_or(0),
         client_rule: client.crule,
         socks_rule: sref,

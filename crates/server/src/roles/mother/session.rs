@@ -264,6 +264,7 @@ pub(super) fn check_socks(
             command,
             method: req.method,
             user: req.user.as_deref(),
+            groups: &req.groups,
             dst: Dest {
                 ip: Some(c.ip()),
                 name: t.name.as_deref(),

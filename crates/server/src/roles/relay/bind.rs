@@ -185,6 +185,7 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
         command: Command::BindReply,
         method: method_of(h.method),
         user: h.user.as_deref(),
+        groups: &h.groups,
         dst: Dest {
             ip: Some(h.client.ip()),
             name: None,

@@ -69,6 +69,7 @@ impl Policy for Rules<'_> {
             command,
             method: method_of(self.h.method),
             user: self.h.user.as_deref(),
+            groups: &self.h.groups,
             dst: Dest {
                 ip: Some(dst.ip()),
                 name: if way == Way::Out { name } else { None },

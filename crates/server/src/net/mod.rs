@@ -1,7 +1,8 @@
 //! Network plumbing of the mothers: interfaces, listening sockets, name resolution and the
-//! outgoing connect.
+//! outgoing connect, and the ident (RFC 1413) lookup of the `rfc931` method.
 
 pub mod connect;
+pub mod ident;
 pub mod ifaces;
 pub mod listen;
 pub mod resolve;

@@ -9,6 +9,8 @@ pub mod daemon;
 pub mod dns;
 pub mod fdpass;
 pub mod localtime;
+#[cfg(feature = "pam")]
+pub mod pam;
 pub mod passwd;
 pub mod privs;
 pub mod process;

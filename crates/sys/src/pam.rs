@@ -174,8 +174,8 @@ pub fn authenticate(req: &PamRequest<'_>) -> Result<(), PamError> {
         appdata_ptr: ptr::from_ref(&data).cast_mut().cast(),
     };
 
-    // A poisoned lock only means an earlier caller panicked; PAM holds no state across
-    // transactions that our lock protects, so carry on.
+    // The lock guards no data, only PAM itself: poisoning (an earlier caller panicked) does not
+    // matter.
     let _serialised = PAM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
 
     let mut handle: *mut PamHandle = ptr::null_mut();

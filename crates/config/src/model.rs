@@ -234,6 +234,16 @@ impl Method {
     }
 
     /// Parses Dante's spelling (not the deprecated `pam`).
+    /// A stable number for the method (its place in [`Method::ALL`]), for IPC messages.
+    pub fn code(self) -> u8 {
+        Method::ALL.iter().position(|m| *m == self).unwrap_or(0) as u8
+    }
+
+    /// The method of [`Method::code`].
+    pub fn from_code(c: u8) -> Option<Method> {
+        Method::ALL.get(usize::from(c)).copied()
+    }
+
     pub fn from_name(s: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|m| m.name() == s)
     }

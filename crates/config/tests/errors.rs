@@ -306,8 +306,15 @@ fn deprecated_then_not_yet() {
     // The deprecated spelling of an implemented option applies, with a warning.
     let t = rule("from: 0/0 to: 0/0\npamservicename: vpn\n");
     let l = parse_str("t.conf", &t).expect("parses");
-    assert_eq!(l.config.socks_rules[0].pam_servicename.as_deref(), Some("vpn"));
-    assert!(l.warnings[0].message.contains("deprecated"), "{:?}", l.warnings);
+    assert_eq!(
+        l.config.socks_rules[0].pam_servicename.as_deref(),
+        Some("vpn")
+    );
+    assert!(
+        l.warnings[0].message.contains("deprecated"),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]
@@ -316,7 +323,13 @@ fn methods_not_supported_yet() {
         let t = format!("socksmethod: none {m}\n");
         err_near(&t, m, &format!("'{m}' is not supported yet"));
     }
-    for m in ["username", "rfc931", "pam.any", "pam.address", "pam.username"] {
+    for m in [
+        "username",
+        "rfc931",
+        "pam.any",
+        "pam.address",
+        "pam.username",
+    ] {
         let t = format!("socksmethod: none {m}\n");
         let l = parse_str("t.conf", &t).expect("implemented methods parse");
         assert_eq!(l.config.socksmethod[1].name(), m);

@@ -91,7 +91,7 @@ pub struct Handoff {
     pub user: Option<String>,
     /// The user's groups, when rules have `group:` conditions (for bindreply/udpreply checks).
     pub groups: Vec<String>,
-    /// Negotiated SOCKS method (wire value).
+    /// The method the session authenticated with (`rsockd_config::Method::code`).
     pub method: u8,
     pub client_rule: RuleRef,
     pub socks_rule: RuleRef,
@@ -125,6 +125,8 @@ pub enum Control {
     DumpState,
     /// Stop taking work; finish current sessions, then exit (SIGTERM).
     Drain,
+    /// A channel to the auth helper (started or re-spawned): one descriptor comes with it.
+    Auth,
 }
 
 /// Child to its mother.
@@ -143,6 +145,7 @@ const K_CONFIG: u8 = 1;
 const K_SESSION: u8 = 2;
 const K_DUMP: u8 = 3;
 const K_DRAIN: u8 = 4;
+const K_AUTH: u8 = 5;
 const K_READY: u8 = 10;
 const K_CLOSED: u8 = 11;
 const K_NEGOTIATING: u8 = 12;
@@ -169,6 +172,7 @@ impl Control {
             Control::Config { listen, .. } => 1 + listen.len(),
             Control::Session(h) => h.nfds as usize,
             Control::DumpState | Control::Drain => 0,
+            Control::Auth => 1,
         }
     }
 
@@ -220,6 +224,7 @@ impl Control {
             }
             Control::DumpState => header(&mut w, K_DUMP),
             Control::Drain => header(&mut w, K_DRAIN),
+            Control::Auth => header(&mut w, K_AUTH),
         }
         w.buf
     }
@@ -297,6 +302,7 @@ impl Control {
             }
             K_DUMP => Control::DumpState,
             K_DRAIN => Control::Drain,
+            K_AUTH => Control::Auth,
             k => return Err(DecodeError::Kind(k)),
         };
         r.finish()?;
@@ -393,6 +399,7 @@ mod tests {
         for m in [
             Control::DumpState,
             Control::Drain,
+            Control::Auth,
             Control::Config {
                 generation: 3,
                 file: "/etc/rsockd.conf".into(),

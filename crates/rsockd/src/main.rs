@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod hash_password;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ fn run_role(args: &[String]) -> i32 {
     let mut id = String::from("?");
     let mut relays = 1usize;
     let mut flags = Flags::default();
+    let mut user = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -58,6 +60,7 @@ fn run_role(args: &[String]) -> i32 {
             "--relays" => relays = it.next().and_then(|v| v.parse().ok()).unwrap_or(1),
             "-d" => flags.debug = it.next().and_then(|v| v.parse().ok()),
             "-n" => flags.no_keepalive = true,
+            "--user" => user = it.next().cloned(),
             other => {
                 log::error(&format!("internal role: unexpected argument \"{other}\""));
                 return 2;
@@ -71,6 +74,7 @@ fn run_role(args: &[String]) -> i32 {
     match role.as_deref() {
         Some("relay") => roles::relay::run(id, ctl, flags),
         Some("mother") => roles::mother::run_child(&id, ctl, flags, relays),
+        Some("auth-helper") => roles::auth_helper::run(ctl, user),
         _ => {
             log::error("internal role: unknown role");
             2
@@ -87,6 +91,9 @@ fn version(level: u32) -> String {
 }
 
 fn run_main(args: &[String]) -> i32 {
+    if args.first().map(String::as_str) == Some("--hash-password") {
+        return hash_password::run(&args[1..]);
+    }
     if args.first().map(String::as_str) == Some("--print-default-config") {
         print!("{DEFAULT_CONFIG}");
         return 0;
@@ -129,6 +136,15 @@ fn run_main(args: &[String]) -> i32 {
     };
     for w in &warnings {
         log::warning(w);
+    }
+    // Read as the user we start as (root, usually), as the helper will read it.
+    match rsockd_server::auth::check(&settings.config, true) {
+        Ok(ws) => ws.iter().for_each(|w| log::warning(w)),
+        Err(e) => {
+            log::error(&e);
+            log::alert(&format!("mother[1/{of}]: shutting down"));
+            return 1;
+        }
     }
     let addrs = match settings.listen_addrs() {
         Ok(a) => a,

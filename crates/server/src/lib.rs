@@ -2,6 +2,7 @@
 //! Dante-format logging. DESIGN.md §1–2 describe how the pieces fit.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod channel;
 pub mod log;
 pub mod negotiate;

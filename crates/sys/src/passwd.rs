@@ -178,6 +178,35 @@ pub fn user_exists(name: &str) -> io::Result<bool> {
         .is_some())
 }
 
+/// Reads one line from standard input as a password. On a terminal, `prompt` goes to stderr
+/// and echo is off while typing; from a pipe the line is read as is. The line end is dropped.
+pub fn read_password(prompt: &str) -> io::Result<Vec<u8>> {
+    use std::io::{BufRead, Write};
+    let stdin = io::stdin();
+    let tty = rustix::termios::isatty(&stdin);
+    let saved = if tty {
+        let _ = write!(io::stderr(), "{prompt}");
+        let old = rustix::termios::tcgetattr(&stdin)?;
+        let mut quiet = old.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &quiet)?;
+        Some(old)
+    } else {
+        None
+    };
+    let mut line = Vec::new();
+    let read = stdin.lock().read_until(b'\n', &mut line);
+    if let Some(old) = saved {
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &old);
+        let _ = writeln!(io::stderr());
+    }
+    read?;
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    Ok(line)
+}
+
 /// Compares two byte strings in time that depends only on their lengths, so a wrong guess does
 /// not reveal how many leading bytes were right.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -231,7 +260,9 @@ mod tests {
         }
         // root always has an entry; its field may be "*", "!" or a hash.
         assert!(system_hash("root").expect("lookup").is_some());
-        assert!(system_hash("no-such-user-rsockd").expect("lookup").is_none());
+        assert!(system_hash("no-such-user-rsockd")
+            .expect("lookup")
+            .is_none());
         let g = user_groups("root").expect("groups").expect("root exists");
         assert!(g.iter().any(|n| n == "root"), "{g:?}");
     }

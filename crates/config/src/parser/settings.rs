@@ -53,7 +53,10 @@ impl<'a> Parser<'a> {
         let t = self.sc.word(&[':', '}']);
         if t.text.is_empty() {
             let t = self.sc.next_token();
-            self.error(t, format!("expected a PAM service name after '{}:'", kw.text));
+            self.error(
+                t,
+                format!("expected a PAM service name after '{}:'", kw.text),
+            );
             return None;
         }
         let name = t.text.to_string();

@@ -9,7 +9,10 @@ mod wire;
 
 pub use wire::Wire;
 
+use std::future::Future;
+
 use rsockd_config::Method;
+use rsockd_proto::rfc1929::{self, AuthError};
 use rsockd_proto::socks4::{self, Socks4Command, Socks4Error, Socks4Reply};
 use rsockd_proto::socks5::{self, Socks5Command, Socks5Error};
 use rsockd_proto::{Reply, TargetAddr};
@@ -50,6 +53,11 @@ pub enum NegError {
     NoAcceptableMethod,
     #[error("SOCKS v4 client refused: it cannot authenticate and this rule requires a method other than \"none\"")]
     Socks4NeedsAuth,
+    #[error("{0}")]
+    BadAuthRequest(#[from] AuthError),
+    /// The check said no; the text is the checker's reason (never the password).
+    #[error("{0}")]
+    AuthFailed(String),
     #[error("unknown socks_v{version} command: {command}")]
     UnknownCommand { version: u8, command: u8 },
     #[error("{0}")]
@@ -58,24 +66,60 @@ pub enum NegError {
     Socks5(#[from] Socks5Error),
 }
 
-/// The wire value of a configured method, for the ones SOCKS5 negotiates directly.
-pub fn wire_method(m: Method) -> Option<u8> {
-    match m {
-        Method::None => Some(socks5::METHOD_NO_AUTH),
-        Method::Username | Method::PamUsername | Method::BsdAuth | Method::LdapAuth => {
-            Some(socks5::METHOD_USERNAME)
-        }
-        Method::Gssapi => Some(socks5::METHOD_GSSAPI),
-        _ => None,
+/// What the client gave to prove who it is, for an [`Authenticator`].
+pub struct Credentials<'a> {
+    pub method: Method,
+    /// RFC 1929 user name and password, when the wire method was username/password.
+    pub user: Option<&'a [u8]>,
+    pub password: Option<&'a [u8]>,
+}
+
+/// Decides whether a client may go on; the mother's implementation asks the auth helper or
+/// the client's ident server. `Ok(Some(name))` names the authenticated user.
+pub trait Authenticator {
+    fn authenticate(
+        &self,
+        c: Credentials<'_>,
+    ) -> impl Future<Output = Result<Option<String>, String>>;
+}
+
+/// Lets everyone in; for configurations whose only method is `none` (and unit tests).
+pub struct NoAuth;
+
+impl Authenticator for NoAuth {
+    async fn authenticate(&self, _c: Credentials<'_>) -> Result<Option<String>, String> {
+        Err("no authentication method is available".into())
     }
 }
 
-/// Picks a method by the server's preference order (Dante's rule), not the client's.
-pub fn choose_method(prefs: &[Method], offered: &[u8]) -> Option<Method> {
-    prefs
-        .iter()
-        .copied()
-        .find(|m| wire_method(*m).is_some_and(|w| offered.contains(&w)))
+/// The wire methods a configured method can be negotiated as, in our order of preference.
+/// `rfc931` and `pam.address` do not involve the client, so they take whatever it offers;
+/// `pam.any` uses a password when the client offers one (Dante's mapping).
+pub fn wire_methods(m: Method) -> &'static [u8] {
+    use socks5::{METHOD_GSSAPI as G, METHOD_NO_AUTH as N, METHOD_USERNAME as U};
+    match m {
+        Method::None => &[N],
+        Method::Username | Method::PamUsername | Method::BsdAuth | Method::LdapAuth => &[U],
+        Method::Gssapi => &[G],
+        Method::Rfc931 | Method::PamAddress => &[N, U],
+        Method::PamAny => &[U, N],
+    }
+}
+
+/// The main wire value of a configured method.
+pub fn wire_method(m: Method) -> Option<u8> {
+    wire_methods(m).first().copied()
+}
+
+/// Picks a method by the server's preference order (Dante's rule), not the client's, and the
+/// wire method to negotiate it with.
+pub fn choose_method(prefs: &[Method], offered: &[u8]) -> Option<(Method, u8)> {
+    prefs.iter().copied().find_map(|m| {
+        wire_methods(m)
+            .iter()
+            .find(|w| offered.contains(w))
+            .map(|w| (m, *w))
+    })
 }
 
 /// Runs the negotiation up to a complete request. `methods` is the preference list in force
@@ -84,11 +128,12 @@ pub fn choose_method(prefs: &[Method], offered: &[u8]) -> Option<Method> {
 pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<S>,
     methods: &[Method],
+    auth: &impl Authenticator,
 ) -> Result<Request, NegError> {
     let version = wire.peek_byte().await?;
     match version {
         socks4::VERSION => socks4_request(wire, methods).await,
-        socks5::VERSION => socks5_request(wire, methods).await,
+        socks5::VERSION => socks5_request(wire, methods, auth).await,
         v => Err(NegError::UnknownVersion(v)),
     }
 }
@@ -137,9 +182,10 @@ async fn socks4_request<S: AsyncRead + AsyncWrite + Unpin>(
 async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<S>,
     methods: &[Method],
+    auth: &impl Authenticator,
 ) -> Result<Request, NegError> {
     let greeting = wire.next(socks5::decode_greeting).await?;
-    let Some(method) = choose_method(methods, &greeting.methods) else {
+    let Some((method, wire_value)) = choose_method(methods, &greeting.methods) else {
         let _ = wire
             .io()
             .write_all(&socks5::encode_method_selection(
@@ -148,10 +194,10 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
         return Err(NegError::NoAcceptableMethod);
     };
-    let wire_value = wire_method(method).unwrap_or(socks5::METHOD_NO_ACCEPTABLE);
     wire.io()
         .write_all(&socks5::encode_method_selection(wire_value))
         .await?;
+    let user = authenticate(wire, method, wire_value, auth).await?;
     let req = match wire.next(socks5::decode_request).await {
         Ok(r) => r,
         Err(NegError::Socks5(e)) => {
@@ -180,9 +226,69 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
         command,
         target: req.dst,
         method,
-        user: None,
+        user,
         groups: Vec::new(),
     })
+}
+
+/// The method's own exchange after method selection: RFC 1929 for wire method 0x02, then the
+/// check. Every failure is answered before it is returned (RFC 1929 status 01, as Dante sends
+/// since 1.1.16 so that clients do not cache bad credentials), and the connection then closes.
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    method: Method,
+    wire_value: u8,
+    auth: &impl Authenticator,
+) -> Result<Option<String>, NegError> {
+    if method == Method::None {
+        return Ok(None);
+    }
+    if wire_value != socks5::METHOD_USERNAME {
+        return auth
+            .authenticate(Credentials {
+                method,
+                user: None,
+                password: None,
+            })
+            .await
+            .map_err(NegError::AuthFailed);
+    }
+    let mut req = match wire.next(rfc1929::decode_auth_request).await {
+        Ok(r) => r,
+        Err(e @ NegError::BadAuthRequest(_)) => {
+            let _ = wire
+                .io()
+                .write_all(&rfc1929::encode_auth_reply(rfc1929::STATUS_FAILURE))
+                .await;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let verdict = auth
+        .authenticate(Credentials {
+            method,
+            user: Some(&req.username),
+            password: Some(&req.password),
+        })
+        .await;
+    req.password.fill(0);
+    wire.forget_consumed();
+    let status = if verdict.is_ok() {
+        rfc1929::STATUS_SUCCESS
+    } else {
+        rfc1929::STATUS_FAILURE
+    };
+    wire.io()
+        .write_all(&rfc1929::encode_auth_reply(status))
+        .await?;
+    match verdict {
+        // Methods that check something other than the RFC 1929 name (rfc931, pam.address)
+        // name their own user; otherwise it is the name the client proved.
+        Ok(Some(name)) => Ok(Some(name)),
+        Ok(None) if method == Method::Rfc931 || method == Method::PamAddress => Ok(None),
+        Ok(None) => Ok(Some(String::from_utf8_lossy(&req.username).into_owned())),
+        Err(e) => Err(NegError::AuthFailed(e)),
+    }
 }
 
 async fn send_socks4_failure<W: AsyncWrite + Unpin>(w: &mut W) -> std::io::Result<()> {

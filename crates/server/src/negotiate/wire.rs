@@ -69,6 +69,15 @@ impl<S: AsyncRead + Unpin> Wire<S> {
         Ok(())
     }
 
+    /// Zeroes the spare capacity behind the buffered bytes: decoded messages (a password) are
+    /// drained from the front, but their bytes stay in the allocation until overwritten.
+    pub fn forget_consumed(&mut self) {
+        let len = self.buf.len();
+        let cap = self.buf.capacity();
+        self.buf.resize(cap, 0);
+        self.buf.truncate(len);
+    }
+
     /// The first byte (the SOCKS version), without consuming it.
     pub async fn peek_byte(&mut self) -> Result<u8, NegError> {
         loop {

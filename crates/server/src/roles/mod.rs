@@ -1,6 +1,7 @@
 //! The processes of rsockd, one module per role. Every role is started by exec'ing our own
 //! binary with a hidden `--role` argument (DESIGN.md §1); `main` dispatches here.
 
+pub mod auth_helper;
 pub mod mother;
 pub mod relay;
 mod session_log;
@@ -66,7 +67,9 @@ pub(crate) fn load_for_reload(
     log::info("SIGHUP [: reloading config");
     let loaded = crate::settings::Settings::load(&old.file, old.generation + 1, old.flags)
         .map_err(|e| e.to_string())
-        .and_then(|(s, w)| {
+        .and_then(|(s, mut w)| {
+            // The password file is re-read by the auth helper, which can read it; we may not.
+            w.extend(crate::auth::check(&s.config, false)?);
             s.listen_addrs()
                 .map(|a| (s, w, a))
                 .map_err(|e| e.to_string())

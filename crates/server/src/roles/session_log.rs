@@ -10,13 +10,20 @@ use crate::relay::tcp::{Dir, End, Stats};
 
 /// `addr` with the session's user in front, as Dante writes the client.
 pub fn user_addr(h: &Handoff, a: &SocketAddr) -> String {
-    let method = h.user.as_ref().map(|_| "username");
+    let method = h.user.as_ref().map(|_| method_name(h.method));
     log::session_addr(a, method, h.user.as_deref())
+}
+
+/// The method name Dante puts before `%user@` in addresses.
+fn method_name(code: u8) -> &'static str {
+    rsockd_config::Method::from_code(code)
+        .map(|m| m.name())
+        .unwrap_or("username")
 }
 
 /// `client internal -> external target`, with the user in front of the client if any.
 fn path(h: &Handoff) -> (String, String, String, String) {
-    let method = h.user.as_ref().map(|_| "username");
+    let method = h.user.as_ref().map(|_| method_name(h.method));
     (
         log::session_addr(&h.client, method, h.user.as_deref()),
         addr(&h.internal),

@@ -83,6 +83,11 @@ pub fn run(args: SupervisorArgs) -> i32 {
             log::error("cannot install signal handlers");
             return 1;
         };
+        let keeper =
+            crate::auth::keeper::Keeper::new(settings.config.user_privileged.clone(), None);
+        keeper.set_family(fam.clone());
+        fam.set_keeper(keeper.clone());
+        keeper.apply(&settings).await;
         for i in 1..=of {
             if let Err(e) = fam.start(i, &settings).await {
                 log::error(&format!("cannot start mother[{i}/{of}]: {e}"));
@@ -110,6 +115,9 @@ pub fn run(args: SupervisorArgs) -> i32 {
                 _ = hup.recv() => {
                     crate::notify::notify("RELOADING=1");
                     reload(&fam, &listeners).await;
+                    if let Some(s) = current_settings() {
+                        keeper.apply(&s).await;
+                    }
                     crate::notify::notify("READY=1");
                 }
                 _ = usr1.recv() => {
@@ -134,6 +142,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         crate::notify::notify("STOPPING=1");
         log::info(&format!("sigterm(): exiting on signal {code}"));
         fam.stopping.set(true);
+        keeper.stopping.set(true);
         fam.broadcast(&Control::Drain, None).await;
         fam.wait_gone(&mut chld).await;
         log::alert("supervisor: shutting down");

@@ -46,6 +46,8 @@ pub struct Family {
     deaths: RefCell<BTreeMap<u32, u32>>,
     pub stopping: Cell<bool>,
     pub ready_changed: tokio::sync::Notify,
+    /// The auth helper's keeper: every mother started gets a channel to the helper.
+    keeper: RefCell<Option<Rc<crate::auth::keeper::Keeper>>>,
 }
 
 /// Sends a configuration and the listening sockets to a mother.
@@ -68,6 +70,16 @@ async fn send_config(chan: &Channel, s: &Settings, listeners: &Listeners) -> std
     chan.send(&msg.encode(), &fds).await
 }
 
+/// Sends a mother a channel to the auth helper, if one runs.
+async fn send_auth(chan: &Channel, k: &crate::auth::keeper::Keeper) {
+    let Some(fd) = k.connect().await else { return };
+    if let Err(e) = chan.send(&Control::Auth.encode(), &[fd.as_fd()]).await {
+        log::error(&format!(
+            "cannot hand a mother its auth helper channel: {e}"
+        ));
+    }
+}
+
 impl Family {
     pub fn new(of: u32, flags: Flags, relays: usize, listeners: Listeners) -> Rc<Self> {
         Rc::new(Family {
@@ -79,7 +91,20 @@ impl Family {
             deaths: RefCell::new(BTreeMap::new()),
             stopping: Cell::new(false),
             ready_changed: tokio::sync::Notify::new(),
+            keeper: RefCell::new(None),
         })
+    }
+
+    pub fn set_keeper(&self, k: Rc<crate::auth::keeper::Keeper>) {
+        *self.keeper.borrow_mut() = Some(k);
+    }
+
+    /// Gives every mother a fresh channel to the (re-spawned) auth helper.
+    pub async fn hand_out_auth(&self, k: &crate::auth::keeper::Keeper) {
+        let members: Vec<Rc<Member>> = self.members.borrow().values().cloned().collect();
+        for member in members {
+            send_auth(&member.chan, k).await;
+        }
     }
 
     /// Starts mother `index` and sends it the configuration and the listening sockets.
@@ -109,6 +134,10 @@ impl Family {
         });
         self.members.borrow_mut().insert(index, member.clone());
         send_config(&chan, settings, &self.listeners).await?;
+        let keeper = self.keeper.borrow().clone();
+        if let Some(k) = keeper {
+            send_auth(&chan, &k).await;
+        }
         tokio::task::spawn_local(Self::watch(self.clone(), index, member));
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! other mothers, reloads on SIGHUP and fans signals out to its children. Mothers 2..N get
 //! their configuration and listening sockets from mother 1 over their control channel.
 
+mod auth;
 mod bind;
 mod connect;
 pub mod family;
@@ -72,6 +73,10 @@ pub struct Mother {
     /// Clients accepted and not yet handed off or refused: lost if this process dies.
     negotiating: Cell<u32>,
     negotiating_changed: tokio::sync::Notify,
+    /// This mother's channel to the auth helper.
+    pub auth: Rc<crate::auth::link::AuthLink>,
+    /// The lead mother starts, re-spawns and reloads the auth helper.
+    keeper: Option<Rc<crate::auth::keeper::Keeper>>,
 }
 
 impl Mother {
@@ -176,6 +181,9 @@ async fn reload(m: &Rc<Mother>) {
         }
     }
     broadcast_config(m, &new).await;
+    if let Some(k) = &m.keeper {
+        k.apply(&new).await;
+    }
     log::info("SIGHUP ]: config reloaded.  Broadcasting to children to do the same");
 }
 
@@ -290,6 +298,11 @@ async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream {
                 m.pool.broadcast(&Control::DumpState, None).await;
             }
             Control::Drain => return Upstream::Drain,
+            Control::Auth => {
+                if let Some(fd) = got.fds.into_iter().next() {
+                    m.auth.install(fd);
+                }
+            }
             Control::Session(_) => log::error("mother_ipc(): unexpected session message"),
         }
     }
@@ -342,6 +355,9 @@ fn dump_state(m: &Rc<Mother>) {
             .collect::<Vec<_>>()
             .join(" ")
     ));
+    if let Some(pid) = m.keeper.as_ref().and_then(|k| k.pid()) {
+        log::info(&format!("auth-helper: pid {pid}"));
+    }
     if let Some(f) = &m.family {
         for (i, pid, negotiating) in f.pids() {
             log::info(&format!(
@@ -460,6 +476,18 @@ async fn serve(args: MotherArgs) -> i32 {
     set_current(settings.clone());
     let listen_copies: Listeners = Rc::new(RefCell::new(Vec::new()));
     let family = (lead && of > 1).then(|| Family::new(of, flags, relays, listen_copies.clone()));
+    let auth = crate::auth::link::AuthLink::new();
+    let keeper = lead.then(|| {
+        let k = crate::auth::keeper::Keeper::new(
+            settings.config.user_privileged.clone(),
+            Some(auth.clone()),
+        );
+        if let Some(f) = &family {
+            k.set_family(f.clone());
+            f.set_keeper(k.clone());
+        }
+        k
+    });
     let m = Rc::new(Mother {
         index,
         of,
@@ -470,6 +498,8 @@ async fn serve(args: MotherArgs) -> i32 {
         family: family.clone(),
         negotiating: Cell::new(0),
         negotiating_changed: tokio::sync::Notify::new(),
+        auth,
+        keeper,
     });
     rsockd_sys::proctitle::set(&m.title());
     let Some(super::Signals {
@@ -483,6 +513,9 @@ async fn serve(args: MotherArgs) -> i32 {
         log::error("cannot install signal handlers");
         return 1;
     };
+    if let Some(k) = &m.keeper {
+        k.apply(&settings).await;
+    }
     for k in 1..=relays.max(1) {
         if let Err(e) = m.pool.start(k, &settings).await {
             log::error(&format!("cannot start relay {index}.{k}: {e}"));
@@ -587,6 +620,9 @@ async fn serve(args: MotherArgs) -> i32 {
     }
     log::info(&format!("sigterm(): exiting on signal {code}"));
     m.pool.stopping.set(true);
+    if let Some(k) = &m.keeper {
+        k.stopping.set(true);
+    }
     for (_, h) in m.accepting.borrow_mut().drain() {
         h.abort();
     }

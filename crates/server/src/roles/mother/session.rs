@@ -115,7 +115,8 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
         _ => s.config.socksmethod.clone(),
     };
     let mut wire = Wire::new(stream);
-    let neg = negotiate::negotiate(&mut wire, &methods);
+    let auth = super::auth::MotherAuth::new(&m, &s, crule_cfg.as_ref(), peer, local);
+    let neg = negotiate::negotiate(&mut wire, &methods, &auth);
     let res = match s.negotiate_timeout(crule_cfg.as_ref()) {
         Some(t) => match tokio::time::timeout(t, neg).await {
             Ok(r) => r,
@@ -134,7 +135,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
         },
         None => neg.await,
     };
-    let req = match res {
+    let mut req = match res {
         Ok(r) => r,
         Err(e) => {
             // Dante reads the version byte on its own, so it reports 1 byte for a bad version.
@@ -154,6 +155,11 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    if s.rules.needs_groups() {
+        if let Some(u) = &req.user {
+            req.groups = super::auth::groups_of(u).await;
+        }
+    }
     match req.command {
         Cmd::Connect => super::connect::run(m, &s, wire, client, req, accepted_us).await,
         Cmd::Bind => super::bind::run(m, &s, wire, client, req, accepted_us).await,

@@ -136,7 +136,7 @@ pub(super) async fn run(
         target_name: t.name,
         user: req.user.clone(),
         groups: req.groups.clone(),
-        method: negotiate::wire_method(req.method).unwrap_or(0),
+        method: req.method.code(),
         client_rule: client.crule,
         socks_rule: sref,
         io_timeout: s.io_udp_timeout(srule.as_ref()),

@@ -23,12 +23,8 @@ use crate::roles::session_log::{self, View};
 const EARLY_MAX: usize = 64 * 1024;
 
 /// The configured method a negotiated wire method stands for, for rule checks in the relay.
-pub(super) fn method_of(wire: u8) -> rsockd_config::Method {
-    if wire == rsockd_proto::socks5::METHOD_USERNAME {
-        rsockd_config::Method::Username
-    } else {
-        rsockd_config::Method::None
-    }
+pub(super) fn method_of(code: u8) -> rsockd_config::Method {
+    rsockd_config::Method::from_code(code).unwrap_or(rsockd_config::Method::None)
 }
 
 pub(super) fn version_of(h: &Handoff) -> ProxyProtocol {

@@ -175,6 +175,7 @@ async fn control_loop(r: Rc<Relay>) {
                 tokio::task::spawn_local(run_session(r.clone(), *h, got.fds));
             }
             Control::DumpState => r.dump_state(),
+            Control::Auth => {}
             Control::Drain => {
                 r.reg.draining.set(true);
                 if r.finished() {

@@ -1,0 +1,195 @@
+//! The auth helper process (`rsockd: auth-helper`): the one process that keeps
+//! `user.privileged`, so that it can read shadow and run PAM while mothers and relays run as
+//! `user.unprivileged` (OpenSSH-style privilege separation, DESIGN §1).
+//!
+//! It takes no network input: only queries from mothers, each on its own SEQPACKET channel
+//! handed over by the lead process on the control channel. Checks run on blocking threads, at
+//! most `cores` at once (hashing is CPU-bound); more queries than [`MAX_QUEUED`] per channel
+//! are answered "busy" at once rather than piling up. The helper lives on after its starter
+//! dies, while any mother still holds a channel, so the other mothers keep authenticating.
+
+use std::cell::Cell;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rsockd_ipc::{AuthAnswer, AuthQuery, HelperControl, MAX_MESSAGE};
+use tokio::sync::Semaphore;
+
+use crate::auth::users_file::UsersFile;
+use crate::auth::verify::Verifier;
+use crate::channel::Channel;
+use crate::log;
+
+/// Queries one mother may have waiting for a thread; a flood beyond this is refused.
+const MAX_QUEUED: usize = 1024;
+
+/// Runs the helper. `privileged`: the `user.privileged` account to keep (root when unset).
+pub fn run(ctl: OwnedFd, privileged: Option<String>) -> i32 {
+    super::remember_parent();
+    rsockd_sys::proctitle::set("rsockd: auth-helper");
+    if rsockd_sys::privs::is_root() {
+        let name = privileged.unwrap_or_else(|| "root".into());
+        match rsockd_sys::privs::lookup(&name) {
+            Ok(Some(acct)) => {
+                // Started with euid = the privileged uid but the unprivileged account's groups:
+                // take the privileged account's own ids, for good.
+                if let Err(e) = rsockd_sys::privs::drop_to(&acct, acct.uid) {
+                    log::error(&format!("auth-helper: cannot become user {name}: {e}"));
+                    return 1;
+                }
+            }
+            _ => {
+                log::error(&format!("auth-helper: no such user \"{name}\""));
+                return 1;
+            }
+        }
+    }
+    super::block_on_local("auth-helper", serve_control(ctl))
+}
+
+async fn serve_control(ctl: OwnedFd) -> i32 {
+    let chan = match Channel::new(ctl) {
+        Ok(c) => Rc::new(c),
+        Err(e) => {
+            log::error(&format!("auth-helper: control channel: {e}"));
+            return 1;
+        }
+    };
+    let verifier = Arc::new(Verifier::new());
+    let threads = Arc::new(Semaphore::new(rsockd_sys::process::cpus().max(2)));
+    let clients = Rc::new(Cell::new(0usize));
+    let gone = Rc::new(tokio::sync::Notify::new());
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let got = match chan.recv(&mut buf).await {
+            Ok(g) if g.len > 0 => g,
+            _ => break,
+        };
+        match HelperControl::decode(&buf[..got.len]) {
+            Ok(HelperControl::Client) => {
+                let Some(fd) = got.fds.into_iter().next() else {
+                    continue;
+                };
+                let Ok(c) = Channel::new(fd) else {
+                    continue;
+                };
+                clients.set(clients.get() + 1);
+                let (v, t, n, g) = (
+                    verifier.clone(),
+                    threads.clone(),
+                    clients.clone(),
+                    gone.clone(),
+                );
+                tokio::task::spawn_local(async move {
+                    serve_client(Rc::new(c), v, t).await;
+                    n.set(n.get() - 1);
+                    g.notify_waiters();
+                });
+            }
+            Ok(HelperControl::UsersFile { path }) => {
+                let answer = load_users(&verifier, path.map(PathBuf::from));
+                let _ = chan.send(&answer.encode(), &[]).await;
+            }
+            Err(e) => log::error(&format!("auth-helper: bad control message: {e}")),
+        }
+    }
+    // The starter is gone; mothers that still hold a channel keep being served.
+    while clients.get() > 0 {
+        let wait = gone.notified();
+        if clients.get() == 0 {
+            break;
+        }
+        wait.await;
+    }
+    0
+}
+
+/// (Re)loads the password file; the answer (id 0) tells the starter whether it worked. A
+/// broken file keeps the previous one in force, as a broken config does on SIGHUP.
+fn load_users(v: &Verifier, path: Option<PathBuf>) -> AuthAnswer {
+    let Some(path) = path else {
+        v.set_users(None);
+        return AuthAnswer {
+            id: 0,
+            ok: true,
+            reason: String::new(),
+        };
+    };
+    match UsersFile::load(&path) {
+        Ok(f) => {
+            let n = f.len();
+            v.set_users(Some(f));
+            AuthAnswer {
+                id: 0,
+                ok: true,
+                reason: format!("password file {} loaded: {n} user(s)", path.display()),
+            }
+        }
+        Err(e) => AuthAnswer {
+            id: 0,
+            ok: false,
+            reason: match v.users_path() {
+                Some(_) => format!("{e}; keeping the previously loaded password file"),
+                None => e.to_string(),
+            },
+        },
+    }
+}
+
+async fn serve_client(chan: Rc<Channel>, v: Arc<Verifier>, threads: Arc<Semaphore>) {
+    let queued = Rc::new(Cell::new(0usize));
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let got = match chan.recv(&mut buf).await {
+            Ok(g) if g.len > 0 => g,
+            _ => return,
+        };
+        let q = AuthQuery::decode(&buf[..got.len]);
+        // The message held a password.
+        buf[..got.len].fill(0);
+        let q = match q {
+            Ok(q) => q,
+            Err(e) => {
+                log::error(&format!("auth-helper: bad query: {e}"));
+                continue;
+            }
+        };
+        if queued.get() >= MAX_QUEUED {
+            let a = AuthAnswer {
+                id: q.id,
+                ok: false,
+                reason: "the auth helper is overloaded".into(),
+            };
+            let _ = chan.send(&a.encode(), &[]).await;
+            continue;
+        }
+        queued.set(queued.get() + 1);
+        let (chan, v, threads, queued) = (chan.clone(), v.clone(), threads.clone(), queued.clone());
+        tokio::task::spawn_local(async move {
+            let id = q.id;
+            let verdict = match threads.acquire_owned().await {
+                Ok(permit) => tokio::task::spawn_blocking(move || {
+                    let mut q = q;
+                    let r = v.check(&q);
+                    if let Some(p) = q.password.as_mut() {
+                        p.fill(0);
+                    }
+                    drop(permit);
+                    r
+                })
+                .await
+                .unwrap_or_else(|_| Err("the password check failed unexpectedly".into())),
+                Err(_) => Err("the auth helper is shutting down".into()),
+            };
+            queued.set(queued.get() - 1);
+            let a = AuthAnswer {
+                id,
+                ok: verdict.is_ok(),
+                reason: verdict.err().unwrap_or_default(),
+            };
+            let _ = chan.send(&a.encode(), &[]).await;
+        });
+    }
+}

@@ -1,0 +1,124 @@
+//! A mother's [`Authenticator`]: password and PAM checks go to the auth helper, `rfc931` asks
+//! the client's ident server, and the groups of an authenticated user are looked up for
+//! `group:` rules.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rsockd_config::Method;
+use rsockd_ipc::{AuthQuery, AuthSource};
+
+use super::Mother;
+use crate::auth::link::AuthLink;
+use crate::negotiate::{Authenticator, Credentials};
+use crate::settings::Settings;
+
+/// How long an ident server may take (Dante gives it the negotiate timeout; a short bound
+/// keeps a silent client host from holding the session).
+const IDENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) struct MotherAuth<'a> {
+    pub link: &'a AuthLink,
+    pub settings: &'a Settings,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// `pam.servicename` in force: the client rule's, else the global one, else `sockd`.
+    pub service: String,
+}
+
+impl<'a> MotherAuth<'a> {
+    pub fn new(
+        m: &'a Mother,
+        settings: &'a Settings,
+        crule: Option<&rsockd_config::Rule>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
+        let service = crule
+            .and_then(|r| r.pam_servicename.clone())
+            .or_else(|| settings.config.pam_servicename.clone())
+            .unwrap_or_else(|| crate::auth::DEFAULT_PAM_SERVICE.to_string());
+        MotherAuth {
+            link: &m.auth,
+            settings,
+            peer,
+            local,
+            service,
+        }
+    }
+
+    fn query(&self, source: AuthSource, user: Option<&[u8]>, pw: Option<&[u8]>) -> AuthQuery {
+        AuthQuery {
+            id: 0,
+            source,
+            service: if source == AuthSource::Pam {
+                self.service.clone()
+            } else {
+                String::new()
+            },
+            user: user.map(<[u8]>::to_vec),
+            password: pw.map(<[u8]>::to_vec),
+            client: self.peer,
+        }
+    }
+}
+
+impl Authenticator for MotherAuth<'_> {
+    async fn authenticate(&self, c: Credentials<'_>) -> Result<Option<String>, String> {
+        match c.method {
+            Method::Username => {
+                let source = if self.settings.config.users_file.is_some() {
+                    AuthSource::File
+                } else {
+                    AuthSource::System
+                };
+                self.link
+                    .check(self.query(source, c.user, c.password))
+                    .await
+                    .map(|()| None)
+            }
+            Method::PamUsername | Method::PamAny => self
+                .link
+                .check(self.query(AuthSource::Pam, c.user, c.password))
+                .await
+                .map(|()| None),
+            // The address is all PAM gets, whatever the client sent.
+            Method::PamAddress => self
+                .link
+                .check(self.query(AuthSource::Pam, None, None))
+                .await
+                .map(|()| None),
+            Method::Rfc931 => {
+                let name = crate::net::ident::lookup(self.peer, self.local, IDENT_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let lookup = name.clone();
+                let exists =
+                    tokio::task::spawn_blocking(move || rsockd_sys::passwd::user_exists(&lookup))
+                        .await
+                        .map_err(|_| "user lookup failed".to_string())?;
+                match exists {
+                    Ok(true) => Ok(Some(name)),
+                    Ok(false) => Err(format!(
+                        "could not access user \"{}\"'s records in the system password file: \
+                         no such user (name from ident)",
+                        crate::log::escape(name.as_bytes())
+                    )),
+                    Err(e) => Err(format!("cannot look up user \"{name}\": {e}")),
+                }
+            }
+            m => Err(format!("method {m} is not supported")),
+        }
+    }
+}
+
+/// The groups of `user` (primary included) for `group:` rules; none for names that are not
+/// system accounts (users of `rsockd.users.file`).
+pub(super) async fn groups_of(user: &str) -> Vec<String> {
+    let name = user.to_string();
+    tokio::task::spawn_blocking(move || rsockd_sys::passwd::user_groups(&name))
+        .await
+        .ok()
+        .and_then(|r| r.ok().flatten())
+        .unwrap_or_default()
+}

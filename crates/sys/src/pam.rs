@@ -28,6 +28,7 @@ const PAM_CONV_ERR: c_int = 19;
 const PAM_SILENT: c_int = 0x8000;
 const PAM_RHOST: c_int = 4;
 const PAM_RUSER: c_int = 8;
+const PAM_FAIL_DELAY: c_int = 10;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
 const PAM_PROMPT_ECHO_ON: c_int = 2;
 const PAM_ERROR_MSG: c_int = 3;
@@ -150,6 +151,24 @@ pub enum PamError {
 ///
 /// Blocking; may take seconds (modules sleep after failures). Serialised process-wide.
 pub fn authenticate(req: &PamRequest<'_>) -> Result<(), PamError> {
+    let (r, delay) = authenticate_deferring_delay(req);
+    std::thread::sleep(delay);
+    r
+}
+
+/// As [`authenticate`], but the failure delay modules ask for (pam_unix: about 2 s) is returned
+/// instead of slept inside the serialised transaction, so one wrong password does not stall
+/// every other login; the caller must wait it out before answering the client.
+pub fn authenticate_deferring_delay(
+    req: &PamRequest<'_>,
+) -> (Result<(), PamError>, std::time::Duration) {
+    let mut delay_us = 0;
+    let r = transaction(req, &mut delay_us);
+    (r, std::time::Duration::from_micros(u64::from(delay_us)))
+}
+
+/// One transaction; `delay_us` gets the failure delay the modules asked for.
+fn transaction(req: &PamRequest<'_>, delay_us: &mut u32) -> Result<(), PamError> {
     let service = CString::new(req.service).map_err(|_| PamError::BadInput("service"))?;
     let user = match req.user {
         Some(user) => CString::new(user).map_err(|_| PamError::BadInput("user"))?,
@@ -168,6 +187,7 @@ pub fn authenticate(req: &PamRequest<'_>) -> Result<(), PamError> {
 
     let data = ConvData {
         password: req.password,
+        delay_us: std::cell::Cell::new(0),
     };
     let conv = PamConv {
         conv: Some(conversation),
@@ -197,20 +217,28 @@ pub fn authenticate(req: &PamRequest<'_>) -> Result<(), PamError> {
         status: PAM_SUCCESS,
     };
 
-    if let Some(rhost) = &rhost {
-        tx.set_item(PAM_RHOST, rhost)?;
-    }
-    if req.user.is_none() {
-        tx.set_item(PAM_RUSER, RHOST_USER)?;
-    }
-    // SAFETY: `tx.handle` is a live handle from pam_start; the conversation data it points to
-    // (`data`, `conv`) is alive on this stack frame.
-    let rc = unsafe { pam_authenticate(tx.handle, PAM_SILENT) };
-    tx.check(PamStep::Authenticate, rc)?;
-    // SAFETY: as for pam_authenticate.
-    let rc = unsafe { pam_acct_mgmt(tx.handle, PAM_SILENT) };
-    tx.check(PamStep::AcctMgmt, rc)?;
-    Ok(())
+    let delay_fn: unsafe extern "C" fn(c_int, std::os::raw::c_uint, *mut c_void) = record_delay;
+    // SAFETY: the handle is live; PAM_FAIL_DELAY takes a function pointer of exactly this type,
+    // stored by PAM and called (with our appdata_ptr) only during this transaction.
+    let rc = unsafe { pam_set_item(tx.handle, PAM_FAIL_DELAY, delay_fn as *const c_void) };
+    tx.check(PamStep::SetItem, rc)?;
+    let result = (|| {
+        if let Some(rhost) = &rhost {
+            tx.set_item(PAM_RHOST, rhost)?;
+        }
+        if req.user.is_none() {
+            tx.set_item(PAM_RUSER, RHOST_USER)?;
+        }
+        // SAFETY: `tx.handle` is a live handle from pam_start; the conversation data it points
+        // to (`data`, `conv`) is alive on this stack frame.
+        let rc = unsafe { pam_authenticate(tx.handle, PAM_SILENT) };
+        tx.check(PamStep::Authenticate, rc)?;
+        // SAFETY: as for pam_authenticate.
+        let rc = unsafe { pam_acct_mgmt(tx.handle, PAM_SILENT) };
+        tx.check(PamStep::AcctMgmt, rc)
+    })();
+    *delay_us = data.delay_us.get();
+    result
     // `tx` drops here (before `data`, `conv` and the C strings, declared earlier): pam_end.
 }
 
@@ -269,6 +297,29 @@ fn pam_error(handle: *mut PamHandle, step: PamStep, rc: c_int) -> PamError {
 /// What the conversation function can answer with.
 struct ConvData<'a> {
     password: Option<&'a [u8]>,
+    /// The longest failure delay a module asked for, in microseconds (see `record_delay`).
+    delay_us: std::cell::Cell<u32>,
+}
+
+/// PAM_FAIL_DELAY callback: modules such as pam_unix ask for a pause after a failure, which
+/// PAM would otherwise sleep inside the transaction, holding `PAM_LOCK` and so every other
+/// login. We only note it; the caller waits it out after the lock is released.
+///
+/// # Safety
+/// Called by Linux-PAM with the `appdata_ptr` of our `PamConv`, a `ConvData` that outlives
+/// the transaction.
+unsafe extern "C" fn record_delay(
+    _retval: c_int,
+    usec: std::os::raw::c_uint,
+    appdata: *mut c_void,
+) {
+    if appdata.is_null() {
+        return;
+    }
+    // SAFETY: `appdata` is the `&ConvData` set in `authenticate`, alive for the whole
+    // transaction; only shared access through a Cell is used.
+    let data = unsafe { &*appdata.cast::<ConvData<'_>>() };
+    data.delay_us.set(data.delay_us.get().max(usec));
 }
 
 /// The PAM conversation: prompts get the password, messages get no answer.

@@ -51,9 +51,6 @@ pub struct Verifier {
     /// The last real system hash seen: unknown system users are hashed against it, so they
     /// cost what a real user costs on this system.
     system_dummy: Mutex<Option<String>>,
-    /// PAM modules are not promised to be thread-safe: one PAM conversation at a time.
-    #[cfg_attr(not(feature = "pam"), allow(dead_code))]
-    pam_lock: Mutex<()>,
 }
 
 impl Default for Verifier {
@@ -71,7 +68,6 @@ impl Verifier {
                 ok: HashMap::new(),
             }),
             system_dummy: Mutex::new(None),
-            pam_lock: Mutex::new(()),
         }
     }
 
@@ -94,9 +90,20 @@ impl Verifier {
 
     /// Checks one query. `Err` carries the reason for the session's log line.
     pub fn check(&self, q: &AuthQuery) -> Result<(), String> {
+        let (r, delay) = self.check_deferring_delay(q);
+        std::thread::sleep(delay);
+        r
+    }
+
+    /// As [`Verifier::check`], with the failure delay a PAM module asked for returned rather
+    /// than slept, so the helper can wait it out without holding a thread.
+    pub fn check_deferring_delay(
+        &self,
+        q: &AuthQuery,
+    ) -> (Result<(), String>, std::time::Duration) {
         match q.source {
-            AuthSource::File => self.check_file(q),
-            AuthSource::System => self.check_system(q),
+            AuthSource::File => (self.check_file(q), std::time::Duration::ZERO),
+            AuthSource::System => (self.check_system(q), std::time::Duration::ZERO),
             AuthSource::Pam => self.check_pam(q),
         }
     }
@@ -190,13 +197,17 @@ impl Verifier {
     }
 
     #[cfg(feature = "pam")]
-    fn check_pam(&self, q: &AuthQuery) -> Result<(), String> {
+    fn check_pam(&self, q: &AuthQuery) -> (Result<(), String>, std::time::Duration) {
         let user = match &q.user {
-            Some(u) => Some(
-                std::str::from_utf8(u)
-                    .map_err(|_| "the user name is not UTF-8".to_string())?
-                    .to_string(),
-            ),
+            Some(u) => match std::str::from_utf8(u) {
+                Ok(s) => Some(s.to_string()),
+                Err(_) => {
+                    return (
+                        Err("the user name is not UTF-8".to_string()),
+                        std::time::Duration::ZERO,
+                    )
+                }
+            },
             None => None,
         };
         let rhost = q.client.ip().to_string();
@@ -206,19 +217,23 @@ impl Verifier {
             password: q.password.as_deref(),
             rhost: Some(&rhost),
         };
-        let _one_at_a_time = self.pam_lock.lock();
-        rsockd_sys::pam::authenticate(&req).map_err(|e| {
+        let (r, delay) = rsockd_sys::pam::authenticate_deferring_delay(&req);
+        let r = r.map_err(|e| {
             format!(
                 "pam authentication failed for user \"{}\" (service {}): {e}",
                 user.as_deref().unwrap_or("rhostusr"),
                 q.service
             )
-        })
+        });
+        (r, delay)
     }
 
     #[cfg(not(feature = "pam"))]
-    fn check_pam(&self, _q: &AuthQuery) -> Result<(), String> {
-        Err("rsockd was built without PAM support (cargo feature \"pam\")".into())
+    fn check_pam(&self, _q: &AuthQuery) -> (Result<(), String>, std::time::Duration) {
+        (
+            Err("rsockd was built without PAM support (cargo feature \"pam\")".into()),
+            std::time::Duration::ZERO,
+        )
     }
 }
 

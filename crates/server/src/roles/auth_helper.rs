@@ -169,10 +169,10 @@ async fn serve_client(chan: Rc<Channel>, v: Arc<Verifier>, threads: Arc<Semaphor
         let (chan, v, threads, queued) = (chan.clone(), v.clone(), threads.clone(), queued.clone());
         tokio::task::spawn_local(async move {
             let id = q.id;
-            let verdict = match threads.acquire_owned().await {
+            let (verdict, delay) = match threads.acquire_owned().await {
                 Ok(permit) => tokio::task::spawn_blocking(move || {
                     let mut q = q;
-                    let r = v.check(&q);
+                    let r = v.check_deferring_delay(&q);
                     if let Some(p) = q.password.as_mut() {
                         p.fill(0);
                     }
@@ -180,9 +180,19 @@ async fn serve_client(chan: Rc<Channel>, v: Arc<Verifier>, threads: Arc<Semaphor
                     r
                 })
                 .await
-                .unwrap_or_else(|_| Err("the password check failed unexpectedly".into())),
-                Err(_) => Err("the auth helper is shutting down".into()),
+                .unwrap_or_else(|_| {
+                    (
+                        Err("the password check failed unexpectedly".into()),
+                        std::time::Duration::ZERO,
+                    )
+                }),
+                Err(_) => (
+                    Err("the auth helper is shutting down".into()),
+                    std::time::Duration::ZERO,
+                ),
             };
+            // A PAM module's failure delay, waited out here without holding a thread or PAM.
+            tokio::time::sleep(delay).await;
             queued.set(queued.get() - 1);
             let a = AuthAnswer {
                 id,

@@ -27,8 +27,9 @@ fn usage() -> ! {
         "usage: rsockd-bench [--rounds N] [--quick] [--scenarios udp,bind] [--rsockd PATH]\n\
          \x20      [--udp-flows N (4)] [--udp-window N (16)] [--strict]\n\
          Scenarios: bulk1, bulk8 (1 or 8 streams through an echo target, every byte checked),\n\
-         rate (50 workers: connect + CONNECT + 64-byte echo + close), latency (32-byte echoes on\n\
-         one session), udp (datagram round trips), bind (BIND set-up)."
+         rate (50 workers: connect + CONNECT + 64-byte echo + close), rate-auth (the same with\n\
+         username/password: a system account, and rsockd's own password file), latency (32-byte\n\
+         echoes on one session), udp (datagram round trips), bind (BIND set-up)."
     );
     std::process::exit(2)
 }
@@ -39,9 +40,17 @@ fn parse_args() -> Args {
         rounds: 3,
         quick: false,
         // `rate` last: it leaves tens of thousands of TIME_WAIT sockets behind.
-        scenarios: ["bulk1", "bulk8", "latency", "udp", "bind", "rate"]
-            .map(String::from)
-            .to_vec(),
+        scenarios: [
+            "bulk1",
+            "bulk8",
+            "latency",
+            "udp",
+            "bind",
+            "rate",
+            "rate-auth",
+        ]
+        .map(String::from)
+        .to_vec(),
         rsockd: own.with_file_name("rsockd"),
         udp_flows: 4,
         udp_window: 16,
@@ -144,6 +153,37 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Username/password: the same system account for rsockd and danted, plus rsockd with our
+    // own password file and microsocks with its built-in user.
+    let auth = if args.scenarios.iter().any(|s| s == "rate-auth") {
+        match procs::BenchUser::create() {
+            Ok(user) => {
+                let mut ps = Vec::new();
+                for r in [
+                    procs::rsockd_auth(&args.rsockd, &user, false),
+                    procs::rsockd_auth(&args.rsockd, &user, true),
+                    procs::danted_auth(),
+                    procs::microsocks_auth(&user),
+                ] {
+                    match r {
+                        Ok(p) => ps.push(p),
+                        Err(e) => {
+                            eprintln!("skipped: {e}");
+                            failures += 1;
+                        }
+                    }
+                }
+                Some((user, ps))
+            }
+            Err(e) => {
+                eprintln!("rate-auth skipped: {e}");
+                failures += 1;
+                None
+            }
+        }
+    } else {
+        None
+    };
     let (udp_secs, bind_n) = if args.quick { (0.5, 30) } else { (3.0, 300) };
     // Bulk: 1 GiB each way in total, split over the streams.
     let bulk_bytes: u64 = if args.quick { 16 << 20 } else { 1 << 30 };
@@ -156,7 +196,13 @@ fn main() {
         .chain(["direct".to_string()])
         .collect();
     for round in 0..args.rounds {
-        if round > 0 && !args.quick && args.scenarios.iter().any(|s| s == "rate") {
+        if round > 0
+            && !args.quick
+            && args
+                .scenarios
+                .iter()
+                .any(|s| s == "rate" || s == "rate-auth")
+        {
             // Let the last round's TIME_WAIT sockets expire: danted binds every outgoing socket
             // to a port of its own and would start the round with none left.
             eprintln!("cooling down 60 s (TIME_WAIT)");
@@ -164,6 +210,30 @@ fn main() {
         }
         eprintln!("round {}/{}", round + 1, args.rounds);
         for sc in &args.scenarios {
+            if sc == "rate-auth" {
+                let Some((user, auth)) = &auth else { continue };
+                for p in auth {
+                    let cpu = || p.cpu();
+                    match scenarios::rate(
+                        Some(p.addr),
+                        tcp_echo,
+                        50,
+                        rate_secs,
+                        &cpu,
+                        &user.creds(),
+                    ) {
+                        Ok(s) => results
+                            .entry((sc.clone(), p.name.to_string()))
+                            .or_default()
+                            .push(s),
+                        Err(e) => {
+                            eprintln!("{sc}/{}: {e}", p.name);
+                            failures += 1;
+                        }
+                    }
+                }
+                continue;
+            }
             for name in &names {
                 if !supports(name, sc) {
                     continue;
@@ -174,7 +244,7 @@ fn main() {
                 let r = match sc.as_str() {
                     "bulk1" => scenarios::bulk(addr, bulk_target, 1, bulk_bytes, &cpu),
                     "bulk8" => scenarios::bulk(addr, bulk_target, 8, bulk_bytes / 8, &cpu),
-                    "rate" => scenarios::rate(addr, tcp_echo, 50, rate_secs, &cpu),
+                    "rate" => scenarios::rate(addr, tcp_echo, 50, rate_secs, &cpu, &None),
                     "latency" => scenarios::latency(addr, tcp_echo, latency_n, &cpu),
                     "udp" => scenarios::udp(
                         addr,
@@ -201,7 +271,11 @@ fn main() {
             }
         }
     }
-    report(&args.scenarios, &names, &results);
+    let mut all_names = names.clone();
+    all_names.insert(1, "rsockd-file".to_string());
+    // The proxies go before the user they authenticate as is removed.
+    drop(auth);
+    report(&args.scenarios, &all_names, &results);
     if args.strict && failures > 0 {
         eprintln!("{failures} failure(s)");
         std::process::exit(1);
@@ -224,7 +298,7 @@ fn report(
     for sc in scenarios {
         let (unit, lat, cpu_unit) = match sc.as_str() {
             "bulk1" | "bulk8" => ("Gbit/s", false, "CPU-s/GiB"),
-            "rate" => ("sessions/s", true, "CPU-µs/session"),
+            "rate" | "rate-auth" => ("sessions/s", true, "CPU-µs/session"),
             "latency" => ("echoes/s", true, "CPU-µs/echo"),
             "udp" => ("round trips/s", false, "CPU-µs/round trip"),
             "bind" => ("set-ups/s", true, "CPU-µs/set-up"),

@@ -121,6 +121,10 @@ fn wait_listening(addr: SocketAddr) -> bool {
 const DANTE_RULES: &str = "client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 }\n";
 
 fn config(dir: &Path, port: u16, extra: &str) -> std::io::Result<PathBuf> {
+    config_with(dir, port, "none", extra)
+}
+
+fn config_with(dir: &Path, port: u16, method: &str, extra: &str) -> std::io::Result<PathBuf> {
     let user = if unsafe_free_is_root() {
         "user.privileged: root\nuser.unprivileged: nobody\n"
     } else {
@@ -128,7 +132,7 @@ fn config(dir: &Path, port: u16, extra: &str) -> std::io::Result<PathBuf> {
     };
     let text = format!(
         "logoutput: {}/log\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n\
-         socksmethod: none\n{user}{extra}{DANTE_RULES}",
+         socksmethod: {method}\n{user}{extra}{DANTE_RULES}",
         dir.display()
     );
     let p = dir.join("sockd.conf");
@@ -199,6 +203,124 @@ pub fn microsocks() -> Result<Proxy, String> {
         .arg("127.0.0.1")
         .arg("-p")
         .arg(port.to_string());
+    spawn(
+        "microsocks",
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    )
+}
+
+/// A system account with a known password, for the username/password scenario; removed on
+/// drop. Needs root (useradd, chpasswd).
+pub struct BenchUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl BenchUser {
+    pub fn create() -> Result<BenchUser, String> {
+        if !unsafe_free_is_root() {
+            return Err("rate-auth needs root to create a system user".into());
+        }
+        let name = format!("rsbench{}", std::process::id() % 100_000);
+        let password = format!("Bench-{}-pw", std::process::id());
+        let ok = Command::new("useradd")
+            .args(["-M", "-N", "-s", "/usr/sbin/nologin", &name])
+            .status()
+            .map_err(|e| format!("useradd: {e}"))?;
+        if !ok.success() {
+            return Err(format!("useradd {name} failed"));
+        }
+        let u = BenchUser { name, password };
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("chpasswd: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            writeln!(stdin, "{}:{}", u.name, u.password).map_err(|e| e.to_string())?;
+        }
+        if !child.wait().map_err(|e| e.to_string())?.success() {
+            return Err("chpasswd failed".into());
+        }
+        Ok(u)
+    }
+
+    pub fn creds(&self) -> crate::socks::Creds {
+        Some((self.name.clone(), self.password.clone()))
+    }
+}
+
+impl Drop for BenchUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// rsockd with `socksmethod: username`: the system account (`users_file` None) or our own
+/// password file holding the same user and password, hashed as `rsockd --hash-password` does.
+pub fn rsockd_auth(bin: &Path, user: &BenchUser, own_file: bool) -> Result<Proxy, String> {
+    let tag = if own_file {
+        "rsockd-file"
+    } else {
+        "rsockd-auth"
+    };
+    let dir = scratch(tag).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let extra = if own_file {
+        let out = Command::new(bin)
+            .args(["--hash-password", &user.name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                if let Some(mut stdin) = c.stdin.take() {
+                    use std::io::Write;
+                    writeln!(stdin, "{}", user.password)?;
+                }
+                c.wait_with_output()
+            })
+            .map_err(|e| format!("rsockd --hash-password: {e}"))?;
+        let users = dir.join("users");
+        fs::write(&users, &out.stdout).map_err(|e| e.to_string())?;
+        format!("rsockd.users.file: {}\n", users.display())
+    } else {
+        String::new()
+    };
+    let conf = config_with(&dir, port, "username", &extra).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f").arg(&conf);
+    let name = if own_file { "rsockd-file" } else { "rsockd" };
+    spawn(name, cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
+/// danted with `socksmethod: username` (system accounts).
+pub fn danted_auth() -> Result<Proxy, String> {
+    let dir = scratch("danted-auth").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let conf = config_with(&dir, port, "username", "").map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("danted");
+    cmd.arg("-f").arg(&conf).arg("-p").arg(dir.join("pid"));
+    spawn("danted", cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
+/// microsocks with its one built-in user (`-u`/`-P`, a plain-text password on its command
+/// line: no hashing, so it marks the cost of the protocol alone).
+pub fn microsocks_auth(user: &BenchUser) -> Result<Proxy, String> {
+    let dir = scratch("microsocks-auth").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let mut cmd = Command::new("microsocks");
+    cmd.args([
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-u",
+        &user.name,
+        "-P",
+        &user.password,
+    ]);
     spawn(
         "microsocks",
         cmd,

@@ -42,17 +42,42 @@ pub fn read_reply(s: &mut TcpStream) -> io::Result<(u8, SocketAddr)> {
     Ok((head[1], SocketAddr::new(ip, u16::from_be_bytes(p))))
 }
 
+/// A user name and password for RFC 1929.
+pub type Creds = Option<(String, String)>;
+
 /// Connects to `proxy`, negotiates method none and sends `cmd` for `dst`; returns the stream
 /// and the first reply.
 pub fn request(proxy: SocketAddr, cmd: u8, dst: SocketAddr) -> io::Result<(TcpStream, SocketAddr)> {
+    request_as(proxy, cmd, dst, &None)
+}
+
+/// As [`request`], with username/password authentication when `creds` is set.
+pub fn request_as(
+    proxy: SocketAddr,
+    cmd: u8,
+    dst: SocketAddr,
+    creds: &Creds,
+) -> io::Result<(TcpStream, SocketAddr)> {
     let mut s = TcpStream::connect(proxy)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(&[5, 1, 0])?;
+    let method = if creds.is_some() { 2 } else { 0 };
+    s.write_all(&[5, 1, method])?;
     let mut m = [0u8; 2];
     s.read_exact(&mut m)?;
-    if m != [5, 0] {
+    if m != [5, method] {
         return Err(io::Error::other("method refused"));
+    }
+    if let Some((user, pass)) = creds {
+        let mut auth = vec![1, user.len() as u8];
+        auth.extend_from_slice(user.as_bytes());
+        auth.push(pass.len() as u8);
+        auth.extend_from_slice(pass.as_bytes());
+        s.write_all(&auth)?;
+        s.read_exact(&mut m)?;
+        if m[1] != 0 {
+            return Err(io::Error::other("login refused"));
+        }
     }
     let mut req = vec![5, cmd, 0];
     req.extend(addr_bytes(dst));
@@ -72,7 +97,7 @@ pub fn udp_header(dst: SocketAddr) -> Vec<u8> {
 }
 
 /// SOCKS5 CONNECT the way curl does it (greeting, then the request; microsocks does not take
-/// them in one write).
-pub fn connect(proxy: SocketAddr, target: SocketAddr) -> io::Result<TcpStream> {
-    Ok(request(proxy, 1, target)?.0)
+/// them in one write), with username/password when `creds` is set.
+pub fn connect_as(proxy: SocketAddr, target: SocketAddr, creds: &Creds) -> io::Result<TcpStream> {
+    Ok(request_as(proxy, 1, target, creds)?.0)
 }

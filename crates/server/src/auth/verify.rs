@@ -160,15 +160,17 @@ impl Verifier {
                 "could not access user \"{shown}\"'s records in the system password file: {why}"
             )
         };
+        // Dante's wording, errno text included ("no system error" for a user that is not
+        // there), so that existing log watchers keep matching.
         let Ok(name) = std::str::from_utf8(user) else {
             burn(password, dummy.as_deref());
-            return Err(no_records("no such user"));
+            return Err(no_records("no system error"));
         };
         let stored = match passwd::system_hash(name) {
             Ok(Some(h)) => h,
             Ok(None) => {
                 burn(password, dummy.as_deref());
-                return Err(no_records("no such user"));
+                return Err(no_records("no system error"));
             }
             Err(e) => {
                 burn(password, dummy.as_deref());
@@ -218,12 +220,19 @@ impl Verifier {
             rhost: Some(&rhost),
         };
         let (r, delay) = rsockd_sys::pam::authenticate_deferring_delay(&req);
+        // Dante: `pam_authenticate() for user "alice" failed: Authentication failure`.
         let r = r.map_err(|e| {
-            format!(
-                "pam authentication failed for user \"{}\" (service {}): {e}",
-                user.as_deref().unwrap_or("rhostusr"),
-                q.service
-            )
+            let who = user.as_deref().unwrap_or("rhostusr");
+            match e {
+                rsockd_sys::pam::PamError::Pam { step, message, .. } => {
+                    format!(
+                        "{step}() for user \"{}\" failed: {message} (service {})",
+                        crate::log::escape(who.as_bytes()),
+                        q.service
+                    )
+                }
+                other => format!("pam: {other}"),
+            }
         });
         (r, delay)
     }
@@ -336,7 +345,10 @@ mod tests {
             .check(&query(AuthSource::System, "no-such-user-rsockd", "x"))
             .expect_err("unknown");
         assert!(
-            e.contains("could not access user \"no-such-user-rsockd\"'s records"),
+            e.ends_with(
+                "could not access user \"no-such-user-rsockd\"'s records in the system password \
+                 file: no system error"
+            ),
             "{e}"
         );
         let mut q = query(AuthSource::System, "root", "x");

@@ -100,8 +100,7 @@ impl Authenticator for MotherAuth<'_> {
                 match exists {
                     Ok(true) => Ok(Some(name)),
                     Ok(false) => Err(format!(
-                        "could not access user \"{}\"'s records in the system password file: \
-                         no such user (name from ident)",
+                        "no user \"{}\" found in system password file",
                         crate::log::escape(name.as_bytes())
                     )),
                     Err(e) => Err(format!("cannot look up user \"{name}\": {e}")),

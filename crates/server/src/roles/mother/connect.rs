@@ -26,7 +26,7 @@ pub(super) async fn run(
     req: negotiate::Request,
     accepted_us: u64,
 ) {
-    let cpath = format!("{} {}", addr(&client.peer), addr(&client.local));
+    let cpath = format!("{} {}", client.peer_text(), addr(&client.local));
     let t = match resolve_target(s, &req.target).await {
         Ok(t) => t,
         Err(why) => {

@@ -48,9 +48,19 @@ pub(super) struct Client {
     pub crule: RuleRef,
     /// The client's reverse-resolved, forward-confirmed names (only when rules need them).
     pub names: Vec<String>,
+    /// `method%user@` once the client authenticated, as Dante puts it in request lines.
+    pub who: Option<(Method, String)>,
 }
 
 impl Client {
+    /// The client as request lines show it: `username%alice@10.0.0.5.40123`.
+    pub fn peer_text(&self) -> String {
+        match &self.who {
+            Some((m, u)) => log::session_addr(&self.peer, Some(m.name()), Some(u)),
+            None => addr(&self.peer),
+        }
+    }
+
     pub fn accept_closed(&self, pass: bool, reason: &str) {
         log_refusal(
             &self.crule,
@@ -84,7 +94,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
         src_names: &names,
     });
     let crule_cfg = cm.rule.cloned();
-    let client = Client {
+    let mut client = Client {
         peer,
         local,
         crule: RuleRef {
@@ -92,6 +102,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
             log: log_flags(cm.rule),
         },
         names,
+        who: None,
     };
     if cm.verdict != rsockd_config::Verdict::Pass {
         let why = if cm.number == 0 {
@@ -155,6 +166,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    client.who = req.user.clone().map(|u| (req.method, u));
     if s.rules.needs_groups() {
         if let Some(u) = &req.user {
             req.groups = super::auth::groups_of(u).await;
@@ -349,7 +361,7 @@ async fn refuse_blocked(
         format!(
             "{}{} {} -> 0.0.0.0.0 {target_text}",
             Line::verdict(false, num, line.0, line.1, ']'),
-            addr(&client.peer),
+            client.peer_text(),
             addr(&client.local)
         ),
     );
@@ -398,7 +410,7 @@ pub(super) async fn refuse_unresolved(
         format!(
             "{}{} {}: {why}",
             Line::verdict(false, client.crule.number, line.0, line.1, ']'),
-            addr(&client.peer),
+            client.peer_text(),
             addr(&client.local)
         ),
     );
@@ -432,7 +444,7 @@ pub(super) async fn refuse_failed(
         format!(
             "{}{} {} -> 0.0.0.0.0 {}: {why}",
             Line::verdict(false, f.rule.number, f.line.0, f.line.1, ']'),
-            addr(&client.peer),
+            client.peer_text(),
             addr(&client.local),
             f.target
         ),

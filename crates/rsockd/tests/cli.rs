@@ -87,19 +87,37 @@ fn unsupported_keyword_is_an_error_naming_it() {
 }
 
 #[test]
-fn password_methods_are_refused_until_implemented() {
+fn methods_not_implemented_are_refused_and_password_files_checked() {
     let dir = tempfile::tempdir().unwrap();
+    let head = "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\n";
+    let f = write(&dir, "m.conf", &format!("{head}socksmethod: gssapi none\n"));
+    let (c, _, err) = run(&["-V", "-f", &f]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("m.conf:3:") && err.contains("'gssapi' is not supported yet"),
+        "{err}"
+    );
     let f = write(
         &dir,
-        "m.conf",
-        "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: username none\n",
+        "u.conf",
+        &format!("{head}socksmethod: username none\n"),
+    );
+    let (c, _, err) = run(&["-V", "-f", &f]);
+    assert_eq!(c, 0, "{err}");
+    // A plain-text entry in our password file is refused by -V, naming file and line.
+    let users = write(&dir, "users", "# users\nalice:secret\n");
+    let f = write(
+        &dir,
+        "p.conf",
+        &format!("{head}socksmethod: username\nrsockd.users.file: {users}\n"),
     );
     let (c, _, err) = run(&["-V", "-f", &f]);
     assert_eq!(c, 1);
     assert!(
-        err.contains("m.conf:3:") && err.contains("username"),
+        err.contains(&format!("{users}:2:")) && err.contains("plain-text passwords are refused"),
         "{err}"
     );
+    assert!(!err.contains("secret"), "{err}");
 }
 
 /// Dante and rsockd agree on the shipped example files: both refuse them as they are (no

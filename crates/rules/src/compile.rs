@@ -105,14 +105,6 @@ pub(crate) fn compile_rule(
     r: &Rule,
     iface: &dyn Fn(&str) -> Option<Vec<IpNet>>,
 ) -> Result<Compiled, CompileError> {
-    // PAM runs while the method is negotiated, before any socks rule is known; Dante then
-    // authenticates again for a socks rule's own service, which we do not do yet.
-    if r.kind == RuleKind::Socks && r.pam_servicename.is_some() {
-        return Err(unsupported(
-            r,
-            "'pam.servicename' in a socks rule (set it globally or in the client rule)",
-        ));
-    }
     let from = side(r, &r.from, iface)?;
     let to = side(r, &r.to, iface)?;
     if r.kind == RuleKind::Client {

@@ -2,7 +2,9 @@
 //! the client's ident server, and the groups of an authenticated user are looked up for
 //! `group:` rules.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use rsockd_config::Method;
@@ -17,8 +19,47 @@ use crate::settings::Settings;
 /// keeps a silent client host from holding the session).
 const IDENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// PAM credentials kept until the socks rule is known: when socks rules name their own
+/// `pam.servicename`, Dante accepts the RFC 1929 exchange and runs PAM at request time with
+/// the matched rule's service. The password is wiped when this is dropped.
+pub(super) struct PendingPam {
+    pub link: Rc<AuthLink>,
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+    /// The service when the matched rule names none.
+    pub default_service: String,
+    pub client: SocketAddr,
+}
+
+impl Drop for PendingPam {
+    fn drop(&mut self) {
+        self.password.fill(0);
+    }
+}
+
+impl PendingPam {
+    /// Runs PAM with `rule`'s service (or the default).
+    pub async fn check(&self, rule: Option<&rsockd_config::Rule>) -> Result<(), String> {
+        let service = rule
+            .and_then(|r| r.pam_servicename.clone())
+            .unwrap_or_else(|| self.default_service.clone());
+        self.link
+            .check(AuthQuery {
+                id: 0,
+                source: AuthSource::Pam,
+                service,
+                user: Some(self.user.clone()),
+                password: Some(self.password.clone()),
+                client: self.client,
+            })
+            .await
+    }
+}
+
 pub(super) struct MotherAuth<'a> {
-    pub link: &'a AuthLink,
+    pub link: &'a Rc<AuthLink>,
+    /// Set when PAM waits for the socks rule (see [`PendingPam`]).
+    pub pending: RefCell<Option<PendingPam>>,
     pub settings: &'a Settings,
     pub peer: SocketAddr,
     pub local: SocketAddr,
@@ -40,6 +81,7 @@ impl<'a> MotherAuth<'a> {
             .unwrap_or_else(|| crate::auth::DEFAULT_PAM_SERVICE.to_string());
         MotherAuth {
             link: &m.auth,
+            pending: RefCell::new(None),
             settings,
             peer,
             local,
@@ -77,11 +119,28 @@ impl Authenticator for MotherAuth<'_> {
                     .await
                     .map(|()| None)
             }
-            Method::PamUsername | Method::PamAny => self
-                .link
-                .check(self.query(AuthSource::Pam, c.user, c.password))
-                .await
-                .map(|()| None),
+            Method::PamUsername | Method::PamAny => {
+                let per_rule = self
+                    .settings
+                    .config
+                    .socks_rules
+                    .iter()
+                    .any(|r| r.pam_servicename.is_some());
+                if let (true, Some(user), Some(password)) = (per_rule, c.user, c.password) {
+                    *self.pending.borrow_mut() = Some(PendingPam {
+                        link: self.link.clone(),
+                        user: user.to_vec(),
+                        password: password.to_vec(),
+                        default_service: self.service.clone(),
+                        client: self.peer,
+                    });
+                    return Ok(None);
+                }
+                self.link
+                    .check(self.query(AuthSource::Pam, c.user, c.password))
+                    .await
+                    .map(|()| None)
+            }
             // The address is all PAM gets, whatever the client sent.
             Method::PamAddress => self
                 .link

@@ -50,6 +50,8 @@ pub(super) struct Client {
     pub names: Vec<String>,
     /// `method%user@` once the client authenticated, as Dante puts it in request lines.
     pub who: Option<(Method, String)>,
+    /// PAM still to run with the matched socks rule's service.
+    pub pending_pam: Option<super::auth::PendingPam>,
 }
 
 impl Client {
@@ -103,6 +105,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
         },
         names,
         who: None,
+        pending_pam: None,
     };
     if cm.verdict != rsockd_config::Verdict::Pass {
         let why = if cm.number == 0 {
@@ -167,6 +170,8 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
         }
     };
     client.who = req.user.clone().map(|u| (req.method, u));
+    client.pending_pam = auth.pending.borrow_mut().take();
+    drop(auth);
     if s.rules.needs_groups() {
         if let Some(u) = &req.user {
             req.groups = super::auth::groups_of(u).await;
@@ -333,6 +338,26 @@ pub(super) async fn admit(
         refuse_blocked(wire, client, version, first, line, target_text).await;
         return None;
     };
+    if let Some(p) = &client.pending_pam {
+        if let Err(why) = p.check(cfg.as_ref()).await {
+            let sref = RuleRef {
+                number,
+                log: log_flags(cfg.as_ref()),
+            };
+            log_refusal(
+                &sref,
+                format!(
+                    "{}{} {} -> 0.0.0.0.0 {target_text}: {why}",
+                    Line::verdict(false, number, line.0, line.1, ']'),
+                    client.peer_text(),
+                    log::addr(&client.local)
+                ),
+            );
+            client.accept_closed(false, &why);
+            fail(wire, version, Reply::NotAllowed).await;
+            return None;
+        }
+    }
     Some(Admitted {
         addr,
         rule: RuleRef {

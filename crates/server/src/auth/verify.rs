@@ -226,9 +226,8 @@ impl Verifier {
             match e {
                 rsockd_sys::pam::PamError::Pam { step, message, .. } => {
                     format!(
-                        "{step}() for user \"{}\" failed: {message} (service {})",
+                        "{step}() for user \"{}\" failed: {message}",
                         crate::log::escape(who.as_bytes()),
-                        q.service
                     )
                 }
                 other => format!("pam: {other}"),

@@ -197,7 +197,14 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
     wire.io()
         .write_all(&socks5::encode_method_selection(wire_value))
         .await?;
-    let user = authenticate(wire, method, wire_value, auth).await?;
+    // rfc931 and PAM by address need nothing from the client: like Dante, check them once the
+    // request is in, so that a refusal is a SOCKS reply (02) rather than a bare close.
+    let deferred = method != Method::None && wire_value != socks5::METHOD_USERNAME;
+    let mut user = if deferred {
+        None
+    } else {
+        authenticate(wire, method, auth).await?
+    };
     let req = match wire.next(socks5::decode_request).await {
         Ok(r) => r,
         Err(NegError::Socks5(e)) => {
@@ -221,6 +228,20 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
             });
         }
     };
+    if deferred {
+        let c = Credentials {
+            method,
+            user: None,
+            password: None,
+        };
+        match auth.authenticate(c).await {
+            Ok(u) => user = u,
+            Err(e) => {
+                let _ = send_socks5_reply(wire.io(), Reply::NotAllowed).await;
+                return Err(NegError::AuthFailed(e));
+            }
+        }
+    }
     Ok(Request {
         version: 5,
         command,
@@ -231,27 +252,15 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// The method's own exchange after method selection: RFC 1929 for wire method 0x02, then the
-/// check. Every failure is answered before it is returned (RFC 1929 status 01, as Dante sends
+/// The RFC 1929 exchange after method selection (wire method 0x02), then the check. Every failure is answered before it is returned (RFC 1929 status 01, as Dante sends
 /// since 1.1.16 so that clients do not cache bad credentials), and the connection then closes.
 async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<S>,
     method: Method,
-    wire_value: u8,
     auth: &impl Authenticator,
 ) -> Result<Option<String>, NegError> {
     if method == Method::None {
         return Ok(None);
-    }
-    if wire_value != socks5::METHOD_USERNAME {
-        return auth
-            .authenticate(Credentials {
-                method,
-                user: None,
-                password: None,
-            })
-            .await
-            .map_err(NegError::AuthFailed);
     }
     let mut req = match wire.next(rfc1929::decode_auth_request).await {
         Ok(r) => r,

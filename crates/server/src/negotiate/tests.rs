@@ -243,3 +243,14 @@ async fn rfc931_without_credentials_names_the_ident_user() {
     assert_eq!(req.user.as_deref(), Some("ident"));
     assert_eq!(out, vec![5, 0]);
 }
+
+#[tokio::test]
+async fn failed_address_check_answers_the_request_with_02() {
+    // pam.address needs nothing from the client: 00 is chosen, the request is read, and a
+    // refusal is the SOCKS reply 02, as Dante answers a failed rfc931 lookup.
+    let mut input = vec![5, 1, 0];
+    input.extend(CONNECT);
+    let (res, out, _) = run(&input, &[Method::PamAddress]).await;
+    assert!(matches!(res, Err(NegError::AuthFailed(_))), "{res:?}");
+    assert_eq!(out, vec![5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0]);
+}

@@ -198,7 +198,8 @@ pub fn accept_closed(h: &Handoff, written: u64, read: u64, reason: &str) {
     if !f.disconnect {
         return;
     }
-    let (c, i, _, _) = path(h);
+    // Client-rule lines name the bare client, as Dante's do: the user is a socks-rule matter.
+    let (c, i) = (addr(&h.client), addr(&h.internal));
     log::info(&format!(
         "{}{written} -> {c} {i} -> {read}: {reason}.  Session duration: {}s",
         Line::verdict(true, h.client_rule.number, "tcp", "accept", ']'),
@@ -213,7 +214,7 @@ pub fn accept_ended(h: &Handoff, pass: bool, reason: &str) {
     if !(f.disconnect || f.error) {
         return;
     }
-    let (c, i, _, _) = path(h);
+    let (c, i) = (addr(&h.client), addr(&h.internal));
     log::info(&format!(
         "{}{c} {i}: {reason}",
         Line::verdict(pass, h.client_rule.number, "tcp", "accept", ']'),

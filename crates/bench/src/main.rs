@@ -159,10 +159,12 @@ fn main() {
         match procs::BenchUser::create() {
             Ok(user) => {
                 let mut ps = Vec::new();
+                // danted first: it binds each outgoing socket to a port of its own, so it must
+                // not follow the others' TIME_WAIT sockets.
                 for r in [
+                    procs::danted_auth(),
                     procs::rsockd_auth(&args.rsockd, &user, false),
                     procs::rsockd_auth(&args.rsockd, &user, true),
-                    procs::danted_auth(),
                     procs::microsocks_auth(&user),
                 ] {
                     match r {
@@ -212,6 +214,10 @@ fn main() {
         for sc in &args.scenarios {
             if sc == "rate-auth" {
                 let Some((user, auth)) = &auth else { continue };
+                if !args.quick && args.scenarios.iter().any(|s| s == "rate") {
+                    eprintln!("cooling down 60 s (TIME_WAIT of rate)");
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                }
                 for p in auth {
                     let cpu = || p.cpu();
                     match scenarios::rate(

@@ -335,26 +335,13 @@ pub(super) async fn admit(
 ) -> Option<Admitted> {
     let Some((addr, number, cfg)) = checked.passed.first().cloned() else {
         let first = checked.first.clone();
-        refuse_blocked(wire, client, version, first, line, target_text).await;
+        refuse_blocked(wire, client, version, first, line, target_text, None).await;
         return None;
     };
     if let Some(p) = &client.pending_pam {
         if let Err(why) = p.check(cfg.as_ref()).await {
-            let sref = RuleRef {
-                number,
-                log: log_flags(cfg.as_ref()),
-            };
-            log_refusal(
-                &sref,
-                format!(
-                    "{}{} {} -> 0.0.0.0.0 {target_text}: {why}",
-                    Line::verdict(false, number, line.0, line.1, ']'),
-                    client.peer_text(),
-                    log::addr(&client.local)
-                ),
-            );
-            client.accept_closed(false, &why);
-            fail(wire, version, Reply::NotAllowed).await;
+            let rule = (number, cfg.clone());
+            refuse_blocked(wire, client, version, rule, line, target_text, Some(&why)).await;
             return None;
         }
     }
@@ -368,7 +355,8 @@ pub(super) async fn admit(
     })
 }
 
-/// Logs and answers a request no socks rule lets through.
+/// Logs and answers a request no socks rule lets through, or (`failed` set) one whose rule
+/// matched but whose request-time check (PAM with the rule's service) failed.
 async fn refuse_blocked(
     wire: &mut Wire<TcpStream>,
     client: &Client,
@@ -376,6 +364,7 @@ async fn refuse_blocked(
     (num, rule): (u32, Option<Rule>),
     line: (&str, &str),
     target_text: &str,
+    failed: Option<&str>,
 ) {
     let sref = RuleRef {
         number: num,
@@ -384,16 +373,17 @@ async fn refuse_blocked(
     log_refusal(
         &sref,
         format!(
-            "{}{} {} -> 0.0.0.0.0 {target_text}",
+            "{}{} {} -> 0.0.0.0.0 {target_text}{}",
             Line::verdict(false, num, line.0, line.1, ']'),
             client.peer_text(),
-            addr(&client.local)
+            addr(&client.local),
+            failed.map(|w| format!(": {w}")).unwrap_or_default()
         ),
     );
-    let why = if num == 0 {
-        "no rules matched; using default block rule".to_string()
-    } else {
-        format!("blocked by higher-level socks-rule #{num}")
+    let why = match failed {
+        Some(w) => w.to_string(),
+        None if num == 0 => "no rules matched; using default block rule".to_string(),
+        None => format!("blocked by higher-level socks-rule #{num}"),
     };
     client.accept_closed(false, &why);
     fail(wire, version, Reply::NotAllowed).await;

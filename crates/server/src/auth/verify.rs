@@ -121,12 +121,17 @@ impl Verifier {
                 file.path.display()
             ));
         };
-        let digest = self.cache.lock().ok().map(|c| c.digest(name, password));
-        if let (Some(d), Ok(c)) = (digest, self.cache.lock()) {
-            if c.ok.get(name) == Some(&d) {
-                return Ok(());
+        // One lock for the digest and the look-up: this is the path every repeat login takes.
+        let digest = match self.cache.lock() {
+            Ok(c) => {
+                let d = c.digest(name, password);
+                if c.ok.get(name) == Some(&d) {
+                    return Ok(());
+                }
+                Some(d)
             }
-        }
+            Err(_) => None,
+        };
         let Some(stored) = file.hash(name) else {
             burn(password, file.dummy());
             return Err(format!(

@@ -83,7 +83,7 @@ pub trait Authenticator {
     ) -> impl Future<Output = Result<Option<String>, String>>;
 }
 
-/// Lets everyone in; for configurations whose only method is `none` (and unit tests).
+/// Refuses every check: for callers whose methods never need one (only `none`), and tests.
 pub struct NoAuth;
 
 impl Authenticator for NoAuth {

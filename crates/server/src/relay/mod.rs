@@ -1,5 +1,6 @@
 //! Relaying established sessions (runs in relay processes).
 
 pub mod buffers;
+pub mod pipes;
 pub mod tcp;
 pub mod udp;

@@ -7,18 +7,23 @@
 //! - `timeout.io`: the session ends after that many idle seconds; `timeout.tcp_fin_wait`: a
 //!   half-closed session ends after that many seconds.
 //!
-//! The sockets are used through `&TcpStream` readiness (`readable`/`try_read`), so the engine
-//! can later switch a direction to splice(2) without changing its shape.
+//! Bytes move by splice(2) through a pipe borrowed from the relay's pool while they are in
+//! flight (`pipes.rs`), or by read/write through a pooled buffer when the rule logs the data or
+//! splice is off. Either way the sockets are driven by the relay's current-thread runtime
+//! through `&TcpStream` readiness, and an idle session holds neither pipe nor buffer.
 
 use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
 use std::time::Duration;
 
+use rustix::pipe::{splice, SpliceFlags};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::buffers::PooledBuf;
+use super::pipes::{self, Engine};
 
 /// Which way bytes flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +90,8 @@ impl std::fmt::Display for End {
 pub struct Options {
     pub io_timeout: Option<Duration>,
     pub fin_wait: Option<Duration>,
+    /// The rule logs data or i/o operations, so every chunk must pass through user space.
+    pub see_bytes: bool,
 }
 
 enum PumpError {
@@ -110,8 +117,103 @@ pub async fn send_all(dst: &TcpStream, data: &[u8]) -> io::Result<()> {
     write_all(dst, data).await
 }
 
-/// Copies `src` to `dst` until EOF (then half-closes `dst`) or an error.
+/// Copies `src` to `dst` until EOF (then half-closes `dst`) or an error, by splice(2) through a
+/// pooled pipe unless the rule wants to see the bytes or the engine is `copy`.
 async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    read_count: &Cell<u64>,
+    write_count: &Cell<u64>,
+    last_io: &Cell<Instant>,
+    on_data: &dyn Fn(&[u8]),
+    see_bytes: bool,
+) -> Result<(), PumpError> {
+    let spliced = match pipes::engine() {
+        Engine::Splice(size) if !see_bytes => {
+            pump_splice(src, dst, read_count, write_count, last_io, size).await?
+        }
+        _ => Spliced::Unsupported,
+    };
+    if let Spliced::Unsupported = spliced {
+        pump_copy(src, dst, read_count, write_count, last_io, on_data).await?;
+    }
+    on_data(&[]);
+    // The peer may already be gone; the other direction will report that.
+    let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+    Ok(())
+}
+
+enum Spliced {
+    Eof,
+    /// splice(2) refused these descriptors, or no pipe could be had: copy instead.
+    Unsupported,
+}
+
+fn splice_flags() -> SpliceFlags {
+    SpliceFlags::MOVE | SpliceFlags::NONBLOCK
+}
+
+/// The splice engine: socket -> pipe, then pipe -> socket until the pipe is empty again. The
+/// pipe is held only while it holds bytes; a pipe abandoned with bytes in it (an error, or the
+/// session ending while this direction waits to write) is closed, never pooled.
+async fn pump_splice(
+    src: &TcpStream,
+    dst: &TcpStream,
+    read_count: &Cell<u64>,
+    write_count: &Cell<u64>,
+    last_io: &Cell<Instant>,
+    size: usize,
+) -> Result<Spliced, PumpError> {
+    loop {
+        src.readable().await.map_err(PumpError::Read)?;
+        let Ok(pipe) = pipes::take(size) else {
+            return Ok(Spliced::Unsupported);
+        };
+        let filled = src.try_io(Interest::READABLE, || {
+            splice(src, None, &pipe.write, None, pipe.size, splice_flags()).map_err(io::Error::from)
+        });
+        let n = match filled {
+            Ok(0) => {
+                pipes::give_back(pipe);
+                last_io.set(Instant::now());
+                return Ok(Spliced::Eof);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                pipes::give_back(pipe);
+                continue;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                pipes::give_back(pipe);
+                return Ok(Spliced::Unsupported);
+            }
+            Err(e) => return Err(PumpError::Read(e)),
+        };
+        last_io.set(Instant::now());
+        read_count.set(read_count.get() + n as u64);
+        let mut left = n;
+        while left > 0 {
+            dst.writable().await.map_err(PumpError::Write)?;
+            let drained = dst.try_io(Interest::WRITABLE, || {
+                splice(&pipe.read, None, dst, None, left, splice_flags()).map_err(io::Error::from)
+            });
+            match drained {
+                Ok(0) => return Err(PumpError::Write(io::ErrorKind::WriteZero.into())),
+                Ok(m) => {
+                    left -= m;
+                    write_count.set(write_count.get() + m as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(PumpError::Write(e)),
+            }
+        }
+        last_io.set(Instant::now());
+        pipes::give_back(pipe);
+    }
+}
+
+/// The read/write engine, through a pooled buffer held only while a chunk is in flight.
+async fn pump_copy(
     src: &TcpStream,
     dst: &TcpStream,
     read_count: &Cell<u64>,
@@ -129,9 +231,6 @@ async fn pump(
         };
         last_io.set(Instant::now());
         if n == 0 {
-            on_data(&[]);
-            // The peer may already be gone; the other direction will report that.
-            let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
             return Ok(());
         }
         read_count.set(read_count.get() + n as u64);
@@ -165,6 +264,7 @@ pub async fn relay(
         &stats.to_target,
         &stats.last_io,
         &c2t_log,
+        opts.see_bytes,
     );
     let t2c = pump(
         target,
@@ -173,6 +273,7 @@ pub async fn relay(
         &stats.to_client,
         &stats.last_io,
         &t2c_log,
+        opts.see_bytes,
     );
     tokio::pin!(c2t, t2c);
     let mut c2t_done = false;
@@ -269,6 +370,119 @@ mod tests {
         assert_eq!(stats.to_client.get(), 18);
     }
 
+    /// Deterministic bytes that reveal loss, duplication or reordering.
+    fn pattern(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// 8 MiB each way at once, through each engine: every byte arrives, in order, and the
+    /// directions' pipes are back in the pool afterwards (none held by the ended session).
+    async fn both_ways_intact(engine: Engine) {
+        pipes::set_engine(engine);
+        let ((outer_c, relay_c), (relay_t, outer_t)) = pairs().await;
+        let up = pattern(8 << 20, 1);
+        let down = pattern(8 << 20, 2);
+        let stats = Stats::default();
+        let job = async { relay(&relay_c, &relay_t, &stats, Options::default(), &|_, _| {}).await };
+        let (mut c_rd, mut c_wr) = outer_c.into_split();
+        let (mut t_rd, mut t_wr) = outer_t.into_split();
+        let peers = async {
+            let send_up = async {
+                c_wr.write_all(&up).await.unwrap();
+                c_wr.shutdown().await.unwrap();
+            };
+            let send_down = async {
+                t_wr.write_all(&down).await.unwrap();
+                t_wr.shutdown().await.unwrap();
+            };
+            let mut got_up = Vec::new();
+            let mut got_down = Vec::new();
+            let recv_up = t_rd.read_to_end(&mut got_up);
+            let recv_down = c_rd.read_to_end(&mut got_down);
+            let (_, _, a, b) = tokio::join!(send_up, send_down, recv_up, recv_down);
+            a.unwrap();
+            b.unwrap();
+            assert!(got_up == up, "client-to-target bytes differ ({engine:?})");
+            assert!(
+                got_down == down,
+                "target-to-client bytes differ ({engine:?})"
+            );
+        };
+        let (end, ()) = tokio::join!(job, peers);
+        assert!(
+            !matches!(end, End::ClientError(_) | End::TargetError(_)),
+            "{end:?}"
+        );
+        assert_eq!(stats.from_client.get(), 8 << 20);
+        assert_eq!(stats.to_target.get(), 8 << 20);
+        assert_eq!(stats.from_target.get(), 8 << 20);
+        assert_eq!(stats.to_client.get(), 8 << 20);
+        if let Engine::Splice(_) = engine {
+            assert!(pipes::pooled() >= 1, "the pipes went back to the pool");
+        }
+        pipes::set_engine(Engine::Splice(pipes::DEFAULT_PIPE_SIZE));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn splice_1m_keeps_every_byte() {
+        both_ways_intact(Engine::Splice(1 << 20)).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn splice_64k_keeps_every_byte() {
+        both_ways_intact(Engine::Splice(64 << 10)).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn copy_keeps_every_byte() {
+        both_ways_intact(Engine::Copy).await;
+    }
+
+    /// A rule that logs data needs the bytes in user space: the copy engine runs and sees each
+    /// chunk and both EOFs, even though splice is the process's engine.
+    #[tokio::test(flavor = "current_thread")]
+    async fn logged_sessions_see_the_bytes() {
+        let ((mut outer_c, relay_c), (relay_t, mut outer_t)) = pairs().await;
+        let stats = Stats::default();
+        let seen = std::cell::RefCell::new(Vec::<(Dir, Vec<u8>)>::new());
+        let on_data = |d: Dir, b: &[u8]| seen.borrow_mut().push((d, b.to_vec()));
+        let opts = Options {
+            see_bytes: true,
+            ..Options::default()
+        };
+        let job = async { relay(&relay_c, &relay_t, &stats, opts, &on_data).await };
+        let peers = async {
+            outer_c.write_all(b"hello").await.unwrap();
+            outer_c.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            outer_t.read_to_end(&mut got).await.unwrap();
+            outer_t.shutdown().await.unwrap();
+            assert_eq!(got, b"hello");
+        };
+        let (_end, ()) = tokio::join!(job, peers);
+        let seen = seen.into_inner();
+        assert!(
+            seen.contains(&(Dir::ClientToTarget, b"hello".to_vec())),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&(Dir::ClientToTarget, Vec::new())),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&(Dir::TargetToClient, Vec::new())),
+            "{seen:?}"
+        );
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn reset_is_passed_on() {
         let ((outer_c, relay_c), (relay_t, mut outer_t)) = pairs().await;
@@ -304,6 +518,7 @@ mod tests {
             Options {
                 io_timeout: Some(Duration::from_secs(5)),
                 fin_wait: None,
+                see_bytes: false,
             },
             &|_, _| {},
         )

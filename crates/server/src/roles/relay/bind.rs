@@ -231,6 +231,7 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
             io_timeout,
             fin_wait: (h.fin_wait_timeout > 0)
                 .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
+            see_bytes: rv.rule.log.data || rv.rule.log.iooperation,
         };
         // The reply's lines run peer -> client, so client-to-peer bytes are its backward way.
         let on_data = |dir, bytes: &[u8]| rv.io(dir == tcp::Dir::TargetToClient, bytes);

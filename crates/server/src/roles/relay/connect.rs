@@ -54,6 +54,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
             io_timeout: (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into())),
             fin_wait: (h.fin_wait_timeout > 0)
                 .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
+            see_bytes: h.socks_rule.log.data || h.socks_rule.log.iooperation,
         };
         let on_data = |dir, bytes: &[u8]| session_log::io_operation(h, dir, bytes);
         tcp::relay(&client, &target, stats, opts, &on_data).await

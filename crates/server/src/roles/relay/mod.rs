@@ -206,6 +206,12 @@ async fn control_loop(r: Rc<Relay>) {
 pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
     super::remember_parent();
     rsockd_sys::proctitle::set(&format!("rsockd: relay {id}: 0 sessions"));
+    if let Ok(text) = std::env::var("RSOCKD_RELAY_PIPE") {
+        match crate::relay::pipes::parse_engine(&text) {
+            Ok(e) => crate::relay::pipes::set_engine(e),
+            Err(e) => log::error(&format!("relay {id}: {e}; using splice with 1 MiB pipes")),
+        }
+    }
     super::block_on_local(&format!("relay {id}"), async move {
         let chan = match Channel::new(ctl) {
             Ok(c) => c,

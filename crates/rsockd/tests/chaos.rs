@@ -164,11 +164,30 @@ fn fd_targets(pid: i32) -> Option<Vec<String>> {
 /// Role → (fd count, fd listing) of every process in the tree.
 type Fds = BTreeMap<String, (usize, Vec<String>)>;
 
+/// Drops pipes whose both ends the process holds: a relay's splice pool keeps up to 32 empty
+/// pipes for reuse, so their number depends on past traffic, not on leaks. Pipes shared with
+/// other processes (stderr, the supervisor's) stay counted.
+fn without_own_pipes(t: Vec<String>) -> Vec<String> {
+    let target = |e: &String| e.split_once("->").map(|(_, t)| t.to_string());
+    let pipes: Vec<String> = t
+        .iter()
+        .filter_map(target)
+        .filter(|x| x.starts_with("pipe:"))
+        .collect();
+    t.into_iter()
+        .filter(|e| {
+            target(e).is_none_or(|x| {
+                !x.starts_with("pipe:") || pipes.iter().filter(|p| **p == x).count() < 2
+            })
+        })
+        .collect()
+}
+
 fn fds_by_role(snap: &[Proc]) -> Fds {
     snap.iter()
         .filter_map(|p| {
             let r = role(&p.title)?;
-            let t = fd_targets(p.pid)?;
+            let t = without_own_pipes(fd_targets(p.pid)?);
             Some((r, (t.len(), t)))
         })
         .collect()

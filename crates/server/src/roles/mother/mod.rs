@@ -516,11 +516,9 @@ async fn serve(args: MotherArgs) -> i32 {
     if let Some(k) = &m.keeper {
         k.apply(&settings).await;
     }
-    for k in 1..=relays.max(1) {
-        if let Err(e) = m.pool.start(k, &settings).await {
-            log::error(&format!("cannot start relay {index}.{k}: {e}"));
-            return 1;
-        }
+    if let Err(e) = m.pool.start_base(relays, &settings).await {
+        log::error(&e);
+        return 1;
     }
     for (addr, fd) in listeners {
         if let Err(e) = start_accepting(&m, addr, fd) {

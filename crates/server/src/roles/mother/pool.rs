@@ -1,4 +1,12 @@
-//! A mother's relay processes: spawning them, handing them sessions, replacing the dead.
+//! A mother's relay processes: spawning them, handing them sessions, replacing the dead, and
+//! growing the pool past one process's descriptor limit.
+//!
+//! A mother starts `K` base relays (its share of the CPUs). Each relay holds about two
+//! descriptors per session and may hold no more than the open-files limit (20,000 here, not
+//! raisable), so when every relay nears that limit the mother starts an extra relay, and retires
+//! extras again once they have been idle a while. Sessions go to the least loaded base relay while
+//! one has room, then to the lowest-numbered extra with room, so extras fill only under load and
+//! empty first when it falls.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -17,6 +25,14 @@ use crate::settings::{Flags, Settings};
 /// How long a finished negotiation waits for a relay when none is alive (one is being
 /// re-spawned).
 const HANDOFF_WAIT: Duration = Duration::from_secs(3);
+/// Descriptors a relay keeps for itself (control channel, logs, its pipe pool, spares).
+const FD_RESERVE: u32 = 256;
+/// A relay counts as near its limit at this share of its descriptor budget (percent).
+const NEAR_FULL_PERCENT: u32 = 80;
+/// At most this many relays per mother, base and extras together.
+const MAX_RELAYS: usize = 64;
+/// How often extras are checked for idleness; an extra empty at two checks in a row retires.
+const TEND_EVERY: Duration = Duration::from_secs(5);
 
 /// What a mother remembers of a session it handed off, to log it if its relay dies.
 struct HandedOff {
@@ -27,12 +43,16 @@ struct HandedOff {
     rule: u32,
     accepted_us: u64,
     command: rsockd_ipc::Command,
+    /// Descriptors handed with the session (they count against the relay's limit).
+    fds: u32,
 }
 
 /// One relay process as its mother sees it.
 pub struct Slot {
     /// `M.K`: mother index and relay number, as in the title `rsockd: relay 1.2`.
     pub id: String,
+    /// The relay number (`K` in the id); numbers above the pool's base are extras.
+    k: usize,
     pub pid: Cell<u32>,
     chan: Channel,
     /// Sessions handed and not yet reported closed; the least loaded relay gets the next one.
@@ -40,12 +60,25 @@ pub struct Slot {
     handed: RefCell<HashMap<u64, HandedOff>>,
     pub alive: Cell<bool>,
     pub ready: Cell<bool>,
+    /// Descriptors of the sessions handed and open.
+    fds: Cell<u32>,
+    /// Told to drain and exit: gets no sessions and is not replaced.
+    retiring: Cell<bool>,
+    /// Consecutive idleness checks that found this (extra) relay empty.
+    idle_checks: Cell<u32>,
 }
 
 pub struct Pool {
     pub mother: u32,
+    /// Live relays, in relay-number order.
     pub slots: RefCell<Vec<Rc<Slot>>>,
     flags: Flags,
+    /// Relays started at once and always kept (the mother's CPU share).
+    base: Cell<usize>,
+    /// Descriptors one relay may spend on sessions.
+    fd_budget: u32,
+    /// An extra relay is being started.
+    growing: Cell<bool>,
     /// Set when shutting down: dead relays are no longer replaced.
     pub stopping: Cell<bool>,
     pub ready_changed: tokio::sync::Notify,
@@ -68,6 +101,9 @@ impl Pool {
             mother,
             slots: RefCell::new(Vec::new()),
             flags,
+            base: Cell::new(1),
+            fd_budget: fd_budget(),
+            growing: Cell::new(false),
             stopping: Cell::new(false),
             ready_changed: tokio::sync::Notify::new(),
         })
@@ -90,27 +126,45 @@ impl Pool {
         Ok((child.id(), Channel::new(ours)?))
     }
 
-    /// Starts relay number `k` (1-based) and keeps it in slot `k - 1`.
-    pub async fn start(self: &Rc<Self>, k: usize, settings: &Rc<Settings>) -> std::io::Result<()> {
+    /// Starts the `n` base relays, numbered 1..=n.
+    pub async fn start_base(
+        self: &Rc<Self>,
+        n: usize,
+        settings: &Rc<Settings>,
+    ) -> Result<(), String> {
+        self.base.set(n.max(1));
+        for k in 1..=n.max(1) {
+            self.start(k, settings)
+                .await
+                .map_err(|e| format!("cannot start relay {}.{k}: {e}", self.mother))?;
+        }
+        tokio::task::spawn_local(Self::tend(self.clone()));
+        Ok(())
+    }
+
+    /// Starts relay number `k`, replacing a dead relay of that number.
+    async fn start(self: &Rc<Self>, k: usize, settings: &Rc<Settings>) -> std::io::Result<()> {
         let id = format!("{}.{k}", self.mother);
         let (pid, chan) = self.spawn_process(&id)?;
         send_config(&chan, settings).await?;
         let slot = Rc::new(Slot {
             id,
+            k,
             pid: Cell::new(pid),
             chan,
             sessions: Cell::new(0),
             handed: RefCell::new(HashMap::new()),
             alive: Cell::new(true),
             ready: Cell::new(false),
+            fds: Cell::new(0),
+            retiring: Cell::new(false),
+            idle_checks: Cell::new(0),
         });
         {
             let mut slots = self.slots.borrow_mut();
-            if slots.len() < k {
-                slots.push(slot.clone());
-            } else {
-                slots[k - 1] = slot.clone();
-            }
+            slots.retain(|s| s.k != k);
+            let at = slots.partition_point(|s| s.k < k);
+            slots.insert(at, slot.clone());
         }
         self.ready_changed.notify_waiters();
         tokio::task::spawn_local(Self::watch(self.clone(), slot, k, settings.clone()));
@@ -131,7 +185,9 @@ impl Pool {
                     }
                     Ok(Report::Closed { id }) => {
                         slot.sessions.set(slot.sessions.get().saturating_sub(1));
-                        slot.handed.borrow_mut().remove(&id);
+                        if let Some(h) = slot.handed.borrow_mut().remove(&id) {
+                            slot.fds.set(slot.fds.get().saturating_sub(h.fds));
+                        }
                     }
                     Ok(Report::Negotiating { .. }) => {}
                     Err(e) => log::error(&format!("relay {}: bad report: {e}", slot.id)),
@@ -146,6 +202,18 @@ impl Pool {
             }
         }
         slot.alive.set(false);
+        if slot.retiring.get() {
+            pool.slots.borrow_mut().retain(|s| !Rc::ptr_eq(s, &slot));
+            if !slot.handed.borrow().is_empty() {
+                log::warning(&format!(
+                    "relay {} (pid {}) retired with {} session(s) still open",
+                    slot.id,
+                    slot.pid.get(),
+                    slot.handed.borrow().len()
+                ));
+            }
+            return;
+        }
         if pool.stopping.get() {
             return;
         }
@@ -196,13 +264,109 @@ impl Pool {
         }
     }
 
+    /// The relay for a session needing `need` descriptors: the least loaded base relay with
+    /// room, else the lowest-numbered extra with room; when every relay is near its limit, an
+    /// extra is started and meanwhile the least loaded relay that can still take it gets it.
+    fn pick(self: &Rc<Self>, tried: &[Rc<Slot>], need: u32) -> Option<Rc<Slot>> {
+        let near_full = self.fd_budget / 100 * NEAR_FULL_PERCENT;
+        let slots = self.slots.borrow();
+        let usable = || {
+            slots.iter().filter(|s| {
+                s.alive.get() && !s.retiring.get() && !tried.iter().any(|t| Rc::ptr_eq(t, s))
+            })
+        };
+        let base = self.base.get();
+        let roomy = |s: &&Rc<Slot>| s.fds.get() + need <= near_full;
+        if let Some(s) = usable()
+            .filter(|s| s.k <= base)
+            .filter(roomy)
+            .min_by_key(|s| s.fds.get())
+        {
+            return Some(s.clone());
+        }
+        if let Some(s) = usable().filter(|s| s.k > base).find(roomy) {
+            return Some(s.clone());
+        }
+        let fallback = usable()
+            .filter(|s| s.fds.get() + need <= self.fd_budget)
+            .min_by_key(|s| s.fds.get())
+            .cloned();
+        drop(slots);
+        self.grow();
+        fallback
+    }
+
+    /// Starts one extra relay unless one is already starting or the pool is at its maximum.
+    fn grow(self: &Rc<Self>) {
+        if self.growing.get() || self.stopping.get() || self.slots.borrow().len() >= MAX_RELAYS {
+            return;
+        }
+        self.growing.set(true);
+        let pool = self.clone();
+        tokio::task::spawn_local(async move {
+            let k = {
+                let slots = pool.slots.borrow();
+                (pool.base.get() + 1..)
+                    .find(|k| !slots.iter().any(|s| s.k == *k))
+                    .unwrap_or(MAX_RELAYS + 1)
+            };
+            let open: u32 = pool.slots.borrow().iter().map(|s| s.sessions.get()).sum();
+            if let Some(settings) = crate::roles::mother::current_settings() {
+                match pool.start(k, &settings).await {
+                    Ok(()) => log::info(&format!(
+                        "relay {}.{k} started: the other relays are near their descriptor limit ({open} sessions open)",
+                        pool.mother
+                    )),
+                    Err(e) => log::error(&format!("cannot start relay {}.{k}: {e}", pool.mother)),
+                }
+            }
+            pool.growing.set(false);
+        });
+    }
+
+    /// Retires extra relays that stayed empty for two checks in a row.
+    async fn tend(pool: Rc<Self>) {
+        loop {
+            tokio::time::sleep(TEND_EVERY).await;
+            if pool.stopping.get() {
+                return;
+            }
+            let extras: Vec<Rc<Slot>> = pool
+                .slots
+                .borrow()
+                .iter()
+                .filter(|s| s.k > pool.base.get() && s.alive.get() && !s.retiring.get())
+                .cloned()
+                .collect();
+            for s in extras {
+                if s.sessions.get() > 0 {
+                    s.idle_checks.set(0);
+                    continue;
+                }
+                s.idle_checks.set(s.idle_checks.get() + 1);
+                if s.idle_checks.get() < 2 {
+                    continue;
+                }
+                s.retiring.set(true);
+                log::info(&format!("relay {}: idle extra relay retired", s.id));
+                if let Err(e) = s.chan.send(&Control::Drain.encode(), &[]).await {
+                    log::warning(&format!("relay {}: {e}", s.id));
+                }
+            }
+        }
+    }
+
     pub fn all_ready(&self) -> bool {
         self.slots.borrow().iter().all(|s| s.ready.get())
     }
 
     /// Hands a session to the least loaded live relay. On failure the descriptors are still
     /// ours (the caller tells the client).
-    pub async fn handoff(&self, h: Handoff, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+    pub async fn handoff(
+        self: &Rc<Self>,
+        h: Handoff,
+        fds: &[BorrowedFd<'_>],
+    ) -> std::io::Result<()> {
         let id = h.id;
         let info = HandedOff {
             client: h.client,
@@ -212,7 +376,9 @@ impl Pool {
             rule: h.socks_rule.number,
             accepted_us: h.accepted_us,
             command: h.command,
+            fds: fds.len() as u32,
         };
+        let need = fds.len() as u32;
         let msg = Control::Session(Box::new(h)).encode();
         let mut info = Some(info);
         // By identity, not id: a re-spawned relay has its predecessor's id and is worth trying.
@@ -221,14 +387,7 @@ impl Pool {
         // for the replacement rather than being refused (a dead relay loses only its own).
         let deadline = tokio::time::Instant::now() + HANDOFF_WAIT;
         loop {
-            let slot = {
-                let slots = self.slots.borrow();
-                slots
-                    .iter()
-                    .filter(|s| s.alive.get() && !tried.iter().any(|t| Rc::ptr_eq(t, s)))
-                    .min_by_key(|s| s.sessions.get())
-                    .cloned()
-            };
+            let slot = self.pick(&tried, need);
             let Some(slot) = slot else {
                 if tokio::time::Instant::now() >= deadline || self.stopping.get() {
                     return Err(std::io::Error::other("no relay process available"));
@@ -244,6 +403,7 @@ impl Pool {
             match slot.chan.send(&msg, fds).await {
                 Ok(()) => {
                     slot.sessions.set(slot.sessions.get() + 1);
+                    slot.fds.set(slot.fds.get() + need);
                     if let Some(info) = info.take() {
                         slot.handed.borrow_mut().insert(id, info);
                     }
@@ -274,4 +434,13 @@ impl Pool {
     pub fn total_sessions(&self) -> u32 {
         self.slots.borrow().iter().map(|s| s.sessions.get()).sum()
     }
+}
+
+/// What one relay may spend on sessions: its open-files limit (inherited from us) less a reserve.
+fn fd_budget() -> u32 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024)
+        .min(u64::from(u32::MAX)) as u32;
+    limit.saturating_sub(FD_RESERVE).max(64)
 }

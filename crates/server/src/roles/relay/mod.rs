@@ -95,15 +95,17 @@ fn apply_config(r: &Relay, file: String, generation: u64, fds: Vec<OwnedFd>) {
     }
 }
 
-/// Starts a handed-off session: registers it, runs it by its command, and reports its end.
-async fn run_session(r: Rc<Relay>, h: Handoff, fds: Vec<OwnedFd>) {
-    let h = Rc::new(h);
-    let stats = Rc::new(Stats::default());
-    r.reg
-        .sessions
-        .borrow_mut()
-        .insert(h.id, (h.clone(), stats.clone()));
+/// Registers a handed-off session at once, before its task first runs, so a drain order read
+/// right after it cannot find the relay empty and exit under it.
+fn register(r: &Relay, h: Handoff) -> Live {
+    let live = (Rc::new(h), Rc::new(Stats::default()));
+    r.reg.sessions.borrow_mut().insert(live.0.id, live.clone());
     r.set_title();
+    live
+}
+
+/// Runs a registered session by its command, and reports its end.
+async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
     match h.command {
         Command::Connect => connect::run(&h, fds, &stats).await,
         Command::Bind => bind::run(&r, &h, fds, &stats).await,
@@ -172,7 +174,8 @@ async fn control_loop(r: Rc<Relay>) {
                 }
             }
             Control::Session(h) => {
-                tokio::task::spawn_local(run_session(r.clone(), *h, got.fds));
+                let live = register(&r, *h);
+                tokio::task::spawn_local(run_session(r.clone(), live, got.fds));
             }
             Control::DumpState => r.dump_state(),
             Control::Auth => {}

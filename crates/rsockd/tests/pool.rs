@@ -1,0 +1,107 @@
+//! The relay pool grows past one process's open-files limit and shrinks again.
+//!
+//! rsockd runs under `prlimit --nofile=400:400`, so each relay may spend only about 144
+//! descriptors on sessions (two per CONNECT session) and counts as near full at 80. Two base
+//! relays then hold about 80 sessions; 200 sessions need extra relays, which must appear, carry
+//! their sessions byte for byte, never exceed their limit, and retire once idle.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use common::procs::*;
+use common::*;
+
+const SESSIONS: usize = 200;
+/// What one relay can hold under the 400-descriptor limit: (400 - 256 reserved) / 2.
+const MOST_PER_RELAY: u32 = 72;
+
+fn start_limited() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = next_loopback();
+    let log = dir.path().join("rsockd.log");
+    let conf = dir.path().join("rsockd.conf");
+    let text = format!(
+        "logoutput: {}\n{}",
+        log.display(),
+        base_config(OPEN_RULES).replace("{IP}", &ip.to_string())
+    );
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nofile=400:400")
+        .arg(BIN)
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    launch(cmd, dir, ip, conf, log).unwrap()
+}
+
+fn echo_once(s: &mut TcpStream, i: usize, round: u8) {
+    let msg = format!("session {i} round {round}\n");
+    s.write_all(msg.as_bytes()).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg.as_bytes(), "session {i} got someone else's bytes");
+}
+
+/// The mother: under prlimit, rsockd is the direct child of our `prlimit` process (it execs).
+fn mother_of(srv: &Server) -> i32 {
+    mother_pid(srv.pid, 1).unwrap_or(srv.pid)
+}
+
+#[test]
+fn extra_relays_start_near_the_descriptor_limit_and_retire_when_idle() {
+    if !tool("prlimit") {
+        panic!("prlimit (util-linux) is needed for this test");
+    }
+    let srv = start_limited();
+    let echo = echo_server();
+    let mother = mother_of(&srv);
+    let base = relays_of(mother).len();
+    assert!(base >= 1, "no relays under mother {mother}");
+
+    let mut sessions = Vec::new();
+    for i in 0..SESSIONS {
+        let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
+        assert_eq!(rep, 0, "session {i} refused; log:\n{}", srv.log_text());
+        echo_once(&mut s, i, 1);
+        sessions.push(s);
+    }
+    wait_until("every session to be counted by its relay", 20, || {
+        relays_of(mother).iter().map(|r| r.1).sum::<u32>() as usize == SESSIONS
+    });
+    let relays = relays_of(mother);
+    assert!(
+        relays.len() > base,
+        "{SESSIONS} sessions at 400 descriptors need more than {base} relays: {relays:?}"
+    );
+    for (pid, n) in &relays {
+        assert!(
+            *n <= MOST_PER_RELAY,
+            "relay {pid} holds {n} sessions, beyond its descriptor limit"
+        );
+    }
+    let log = srv.log_text();
+    assert!(
+        log.contains(&format!("relay 1.{} started", base + 1)),
+        "no growth line in the log:\n{log}"
+    );
+
+    // Every session, old and new relays alike, still carries its own bytes.
+    for (i, s) in sessions.iter_mut().enumerate() {
+        echo_once(s, i, 2);
+    }
+
+    drop(sessions);
+    wait_until("the extra relays to retire", 40, || {
+        relays_of(mother).len() == base
+    });
+    assert!(srv.log_text().contains("idle extra relay retired"));
+    let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut s, 0, 3);
+}

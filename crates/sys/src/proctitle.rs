@@ -5,6 +5,12 @@
 //! is cut; processes we exec ourselves get a padded argv so their titles fit.
 
 use std::fs;
+use std::sync::{Mutex, OnceLock};
+
+/// The argv area never moves, and relays retitle on every session: read it once.
+static AREA: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+/// The thread name last set, so an unchanged name costs no prctl(2).
+static NAME: Mutex<String> = Mutex::new(String::new());
 
 /// Where the argv area is, read from `/proc/self/stat` (fields 48 and 49, see proc(5)).
 fn argv_area() -> Option<(usize, usize)> {
@@ -23,10 +29,20 @@ fn argv_area() -> Option<(usize, usize)> {
 /// Call only after the program has read its arguments: `std::env::args` reads the same memory.
 pub fn set(title: &str) {
     let name: String = title.chars().take(15).collect();
-    if let Ok(c) = std::ffi::CString::new(name) {
-        let _ = rustix::thread::set_name(&c);
+    let changed = match NAME.lock() {
+        Ok(last) if *last == name => false,
+        Ok(mut last) => {
+            last.clone_from(&name);
+            true
+        }
+        Err(_) => true,
+    };
+    if changed {
+        if let Ok(c) = std::ffi::CString::new(name) {
+            let _ = rustix::thread::set_name(&c);
+        }
     }
-    let Some((start, end)) = argv_area() else {
+    let Some((start, end)) = *AREA.get_or_init(argv_area) else {
         return;
     };
     let cap = end - start;

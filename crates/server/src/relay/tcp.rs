@@ -15,12 +15,13 @@
 use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
+use std::pin::Pin;
 use std::time::Duration;
 
 use rustix::pipe::{splice, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::buffers::PooledBuf;
 use super::pipes::{self, Engine};
@@ -135,7 +136,16 @@ async fn pump(
         _ => Spliced::Unsupported,
     };
     if let Spliced::Unsupported = spliced {
-        pump_copy(src, dst, read_count, write_count, last_io, on_data).await?;
+        // Boxed so that the splice path, which every idle session waits in, stays small.
+        Box::pin(pump_copy(
+            src,
+            dst,
+            read_count,
+            write_count,
+            last_io,
+            on_data,
+        ))
+        .await?;
     }
     on_data(&[]);
     // The peer may already be gone; the other direction will report that.
@@ -241,6 +251,14 @@ async fn pump_copy(
     }
 }
 
+/// Waits for an optional timer; never completes without one.
+async fn expire(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(s) => s.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Makes the kernel send RST instead of FIN when `s` is closed.
 pub fn reset_on_close(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
@@ -279,13 +297,12 @@ pub async fn relay(
     let mut c2t_done = false;
     let mut t2c_done = false;
     let mut first_close: Option<End> = None;
-    let far_future = Instant::now() + Duration::from_secs(86400 * 365);
-    let idle = tokio::time::sleep_until(match opts.io_timeout {
-        Some(t) => stats.last_io.get() + t,
-        None => far_future,
-    });
-    let fin = tokio::time::sleep_until(far_future);
-    tokio::pin!(idle, fin);
+    // Timers exist only when the rule asks for them, and live outside the task, so a session
+    // without timeouts carries none.
+    let mut idle = opts
+        .io_timeout
+        .map(|t| Box::pin(tokio::time::sleep_until(stats.last_io.get() + t)));
+    let mut fin: Option<Pin<Box<Sleep>>> = None;
     loop {
         if c2t_done && t2c_done {
             return first_close.unwrap_or(End::ClientClosed);
@@ -297,7 +314,7 @@ pub async fn relay(
                     Ok(()) => {
                         first_close.get_or_insert(End::ClientClosed);
                         if let Some(t) = opts.fin_wait {
-                            fin.as_mut().reset(Instant::now() + t);
+                            fin = Some(Box::pin(tokio::time::sleep_until(Instant::now() + t)));
                         }
                     }
                     Err(PumpError::Read(e)) => { reset_on_close(target); return End::ClientError(e); }
@@ -310,22 +327,24 @@ pub async fn relay(
                     Ok(()) => {
                         first_close.get_or_insert(End::TargetClosed);
                         if let Some(t) = opts.fin_wait {
-                            fin.as_mut().reset(Instant::now() + t);
+                            fin = Some(Box::pin(tokio::time::sleep_until(Instant::now() + t)));
                         }
                     }
                     Err(PumpError::Read(e)) => { reset_on_close(client); return End::TargetError(e); }
                     Err(PumpError::Write(e)) => { reset_on_close(target); return End::ClientError(e); }
                 }
             }
-            _ = &mut idle => {
+            _ = expire(&mut idle) => {
                 let t = opts.io_timeout.unwrap_or(Duration::ZERO);
                 let deadline = stats.last_io.get() + t;
                 if Instant::now() >= deadline {
                     return End::IoTimeout;
                 }
-                idle.as_mut().reset(deadline);
+                if let Some(s) = idle.as_mut() {
+                    s.as_mut().reset(deadline);
+                }
             }
-            _ = &mut fin => return End::FinWaitTimeout,
+            _ = expire(&mut fin) => return End::FinWaitTimeout,
         }
     }
 }

@@ -108,8 +108,10 @@ fn register(r: &Relay, h: Handoff) -> Live {
 async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
     match h.command {
         Command::Connect => connect::run(&h, fds, &stats).await,
-        Command::Bind => bind::run(&r, &h, fds, &stats).await,
-        Command::UdpAssociate => udp::run(&r, &h, fds, &stats).await,
+        // Boxed: their state machines are two to three times a CONNECT's, and every session's
+        // task is as large as its largest variant; CONNECT sessions are the many idle ones.
+        Command::Bind => Box::pin(bind::run(&r, &h, fds, &stats)).await,
+        Command::UdpAssociate => Box::pin(udp::run(&r, &h, fds, &stats)).await,
     }
     r.reg.sessions.borrow_mut().remove(&h.id);
     r.set_title();
@@ -260,4 +262,64 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             }
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rsockd_ipc::{Command, Handoff, LogFlags, RuleRef};
+
+    /// Every session's task is as large as the largest command's state machine, and idle
+    /// CONNECT sessions are what a relay holds by the thousand (the budget is 4 KiB per
+    /// idle session, all processes together). BIND and UDP are boxed to keep CONNECT's task
+    /// small; this fails if an unboxed large variant creeps back in.
+    #[test]
+    fn a_connect_sessions_task_stays_small() {
+        let h = Handoff {
+            id: 7,
+            command: Command::Connect,
+            version: 5,
+            accepted_us: 1,
+            client: "127.0.0.1:40000".parse().unwrap(),
+            internal: "127.0.0.1:1080".parse().unwrap(),
+            external: "127.0.0.1:1081".parse().unwrap(),
+            target: "127.0.0.1:80".parse().unwrap(),
+            target_name: None,
+            user: None,
+            groups: vec![],
+            method: 0,
+            client_rule: RuleRef {
+                number: 1,
+                log: LogFlags::default(),
+            },
+            socks_rule: RuleRef {
+                number: 1,
+                log: LogFlags::default(),
+            },
+            io_timeout: 0,
+            fin_wait_timeout: 0,
+            reply: vec![],
+            prefetched: vec![],
+            nfds: 2,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let (ours, _theirs) = rsockd_sys::fdpass::seqpacket_pair().unwrap();
+        let r = std::rc::Rc::new(super::Relay {
+            id: "1.1".into(),
+            chan: crate::channel::Channel::new(ours).unwrap(),
+            reg: super::Registry::default(),
+            settings: std::cell::RefCell::new(None),
+            flags: Default::default(),
+            mother_gone: std::cell::Cell::new(false),
+            done: tokio::sync::Notify::new(),
+        });
+        let live = super::register(&r, h);
+        let task = super::run_session(r.clone(), live, Vec::new());
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "a CONNECT session's task is {size} bytes");
+    }
 }

@@ -13,4 +13,6 @@ mod message;
 
 pub use auth::{AuthAnswer, AuthQuery, AuthSource, HelperControl};
 pub use codec::DecodeError;
-pub use message::{Command, Control, Handoff, LogFlags, Report, RuleRef, MAX_MESSAGE, VERSION};
+pub use message::{
+    Command, Control, Handoff, LogFlags, Report, RuleRef, MAX_CLOSED, MAX_MESSAGE, VERSION,
+};

@@ -134,12 +134,16 @@ pub enum Control {
 pub enum Report {
     /// The child has applied its first configuration and takes work.
     Ready { pid: u32 },
-    /// A session ended (the mother balances load by open sessions).
-    Closed { id: u64 },
+    /// Sessions ended (the mother balances load by open sessions). A busy relay reports many
+    /// in one message, at most `MAX_CLOSED`.
+    Closed { ids: Vec<u64> },
     /// A mother's clients in negotiation (sent when it changes, at most a few times a second),
     /// so that mother 1 can say how many were lost when that mother dies.
     Negotiating { count: u32 },
 }
+
+/// Most session ends one `Report::Closed` carries (8 KiB of ids, well inside `MAX_MESSAGE`).
+pub const MAX_CLOSED: usize = 1024;
 
 const K_CONFIG: u8 = 1;
 const K_SESSION: u8 = 2;
@@ -318,9 +322,13 @@ impl Report {
                 header(&mut w, K_READY);
                 w.u32(*pid);
             }
-            Report::Closed { id } => {
+            Report::Closed { ids } => {
                 header(&mut w, K_CLOSED);
-                w.u64(*id);
+                let n = ids.len().min(MAX_CLOSED);
+                w.u16(n as u16);
+                for id in &ids[..n] {
+                    w.u64(*id);
+                }
             }
             Report::Negotiating { count } => {
                 header(&mut w, K_NEGOTIATING);
@@ -334,7 +342,14 @@ impl Report {
         let (mut r, kind) = open(buf)?;
         let msg = match kind {
             K_READY => Report::Ready { pid: r.u32()? },
-            K_CLOSED => Report::Closed { id: r.u64()? },
+            K_CLOSED => {
+                let n = usize::from(r.u16()?);
+                if n == 0 || n > MAX_CLOSED {
+                    return Err(DecodeError::Field("closed sessions"));
+                }
+                let ids = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+                Report::Closed { ids }
+            }
             K_NEGOTIATING => Report::Negotiating { count: r.u32()? },
             k => return Err(DecodeError::Kind(k)),
         };
@@ -418,7 +433,10 @@ mod tests {
         }
         for r in [
             Report::Ready { pid: 42 },
-            Report::Closed { id: 9 },
+            Report::Closed { ids: vec![9] },
+            Report::Closed {
+                ids: (1..=MAX_CLOSED as u64).collect(),
+            },
             Report::Negotiating { count: 3 },
         ] {
             assert_eq!(Report::decode(&r.encode()).unwrap(), r);

@@ -102,7 +102,7 @@ fn unreachable_settings() -> Rc<Settings> {
 }
 
 /// Accepts clients on one socket until aborted.
-async fn accept_loop(m: Rc<Mother>, listener: TcpListener) {
+async fn accept_loop(m: Rc<Mother>, listener: TcpListener, bound: SocketAddr) {
     let mut emfile_logged = false;
     loop {
         match listener.accept().await {
@@ -112,7 +112,7 @@ async fn accept_loop(m: Rc<Mother>, listener: TcpListener) {
                 m.negotiating.set(m.negotiating.get() + 1);
                 m.negotiating_changed.notify_one();
                 tokio::task::spawn_local(async move {
-                    session::handle(m.clone(), stream, peer).await;
+                    session::handle(m.clone(), stream, peer, bound).await;
                     m.negotiating.set(m.negotiating.get().saturating_sub(1));
                     m.negotiating_changed.notify_one();
                 });
@@ -148,7 +148,7 @@ fn start_accepting(m: &Rc<Mother>, addr: SocketAddr, fd: OwnedFd) -> std::io::Re
     // Tests and admins learn the real port from this line when the config says `port = 0`.
     let bound = l.local_addr().unwrap_or(addr);
     log::info(&format!("accepting clients on {}", log::addr(&bound)));
-    let h = tokio::task::spawn_local(accept_loop(m.clone(), l));
+    let h = tokio::task::spawn_local(accept_loop(m.clone(), l, bound));
     m.accepting.borrow_mut().insert(addr, h);
     Ok(())
 }

@@ -183,10 +183,13 @@ impl Pool {
                         slot.ready.set(true);
                         pool.ready_changed.notify_waiters();
                     }
-                    Ok(Report::Closed { id }) => {
-                        slot.sessions.set(slot.sessions.get().saturating_sub(1));
-                        if let Some(h) = slot.handed.borrow_mut().remove(&id) {
-                            slot.fds.set(slot.fds.get().saturating_sub(h.fds));
+                    Ok(Report::Closed { ids }) => {
+                        let mut handed = slot.handed.borrow_mut();
+                        for id in ids {
+                            slot.sessions.set(slot.sessions.get().saturating_sub(1));
+                            if let Some(h) = handed.remove(&id) {
+                                slot.fds.set(slot.fds.get().saturating_sub(h.fds));
+                            }
                         }
                     }
                     Ok(Report::Negotiating { .. }) => {}

@@ -76,11 +76,18 @@ impl Client {
     }
 }
 
-pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr) {
+/// Negotiates with one accepted client. `listening` is the listener's own address: when it is
+/// a specific address, it is the client's destination too, and getsockname(2) is saved.
+pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listening: SocketAddr) {
     let accepted_us = now_us();
     let s = m.settings();
-    let Ok(local) = stream.local_addr() else {
-        return;
+    let local = if listening.ip().is_unspecified() {
+        match stream.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        }
+    } else {
+        listening
     };
     if s.keepalive() {
         let _ = socket2::SockRef::from(&stream).set_keepalive(true);

@@ -18,6 +18,13 @@ pub(super) fn to_stream(fd: OwnedFd) -> std::io::Result<TcpStream> {
     TcpStream::from_std(s)
 }
 
+/// A CONNECT session's descriptor as a tokio TCP stream, without the ioctl: the mother made
+/// both sockets non-blocking (accepted by tokio, created by tokio's TcpSocket with
+/// SOCK_NONBLOCK), and that flag belongs to the open file, which is what SCM_RIGHTS passes.
+fn to_nonblocking_stream(fd: OwnedFd) -> std::io::Result<TcpStream> {
+    TcpStream::from_std(std::net::TcpStream::from(fd))
+}
+
 pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     let mut it = fds.into_iter();
     let (Some(cfd), Some(tfd)) = (it.next(), it.next()) else {
@@ -27,7 +34,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         ));
         return;
     };
-    let (client, target) = match (to_stream(cfd), to_stream(tfd)) {
+    let (client, target) = match (to_nonblocking_stream(cfd), to_nonblocking_stream(tfd)) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(e), _) | (_, Err(e)) => {
             log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));

@@ -40,6 +40,9 @@ pub(super) struct Relay {
     flags: Flags,
     mother_gone: Cell<bool>,
     done: tokio::sync::Notify,
+    /// Ends not yet reported to the mother; sent together, one message for many under load.
+    closed: RefCell<Vec<u64>>,
+    closed_pending: tokio::sync::Notify,
 }
 
 impl Relay {
@@ -116,13 +119,31 @@ async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
     r.reg.sessions.borrow_mut().remove(&h.id);
     r.set_title();
     if !r.mother_gone.get() {
-        let _ = r
-            .chan
-            .send(&Report::Closed { id: h.id }.encode(), &[])
-            .await;
+        r.closed.borrow_mut().push(h.id);
+        r.closed_pending.notify_one();
     }
     if r.finished() {
         r.done.notify_one();
+    }
+}
+
+/// Reports ended sessions to the mother. It lets every task that is ready run first, so
+/// sessions ending in the same turn of the event loop share one message.
+async fn report_closed(r: Rc<Relay>) {
+    loop {
+        r.closed_pending.notified().await;
+        tokio::task::yield_now().await;
+        loop {
+            let ids: Vec<u64> = {
+                let mut pending = r.closed.borrow_mut();
+                let n = pending.len().min(rsockd_ipc::MAX_CLOSED);
+                pending.drain(..n).collect()
+            };
+            if ids.is_empty() || r.mother_gone.get() {
+                break;
+            }
+            let _ = r.chan.send(&Report::Closed { ids }.encode(), &[]).await;
+        }
     }
 }
 
@@ -233,8 +254,11 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             flags,
             mother_gone: Cell::new(false),
             done: tokio::sync::Notify::new(),
+            closed: RefCell::new(Vec::new()),
+            closed_pending: tokio::sync::Notify::new(),
         });
         tokio::task::spawn_local(control_loop(r.clone()));
+        tokio::task::spawn_local(report_closed(r.clone()));
         let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::user_defined1()),
@@ -316,6 +340,8 @@ mod tests {
             flags: Default::default(),
             mother_gone: std::cell::Cell::new(false),
             done: tokio::sync::Notify::new(),
+            closed: std::cell::RefCell::new(Vec::new()),
+            closed_pending: tokio::sync::Notify::new(),
         });
         let live = super::register(&r, h);
         let task = super::run_session(r.clone(), live, Vec::new());

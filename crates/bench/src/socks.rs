@@ -61,6 +61,18 @@ pub fn request_as(
     let mut s = TcpStream::connect(proxy)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let bnd = handshake(&mut s, cmd, dst, creds)?;
+    Ok((s, bnd))
+}
+
+/// The SOCKS5 exchange on a connected stream: greeting, authentication when `creds` is set,
+/// then `cmd` for `dst`; returns the first reply's address. Times out as the stream does.
+pub fn handshake(
+    s: &mut TcpStream,
+    cmd: u8,
+    dst: SocketAddr,
+    creds: &Creds,
+) -> io::Result<SocketAddr> {
     let method = if creds.is_some() { 2 } else { 0 };
     s.write_all(&[5, 1, method])?;
     let mut m = [0u8; 2];
@@ -82,11 +94,11 @@ pub fn request_as(
     let mut req = vec![5, cmd, 0];
     req.extend(addr_bytes(dst));
     s.write_all(&req)?;
-    let (rep, bnd) = read_reply(&mut s)?;
+    let (rep, bnd) = read_reply(s)?;
     if rep != 0 {
         return Err(io::Error::other(format!("reply {rep}")));
     }
-    Ok((s, bnd))
+    Ok(bnd)
 }
 
 /// The SOCKS5 UDP header for `dst`.

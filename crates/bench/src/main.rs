@@ -2,9 +2,11 @@
 //! every scenario in interleaved rounds, and prints medians with ratios (a table, then JSON
 //! lines). Not a test: no thresholds. See README.md.
 
+mod hold;
 mod procs;
 mod scenarios;
 mod socks;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +20,9 @@ struct Args {
     rsockd: PathBuf,
     udp_flows: usize,
     udp_window: usize,
+    /// Sessions held by `idle` and `scale` (None: the default for a full or a --quick run).
+    idle_sessions: Option<u64>,
+    scale_sessions: Option<u64>,
     /// Exit 1 when a proxy does not start or a scenario fails (the CI smoke run).
     strict: bool,
 }
@@ -26,10 +31,13 @@ fn usage() -> ! {
     eprintln!(
         "usage: rsockd-bench [--rounds N] [--quick] [--scenarios udp,bind] [--rsockd PATH]\n\
          \x20      [--udp-flows N (4)] [--udp-window N (16)] [--strict]\n\
+         \x20      [--idle-sessions N (10000; 1000 with --quick)]\n\
+         \x20      [--scale-sessions N (100000; 5000 with --quick)]\n\
          Scenarios: bulk1, bulk8 (1 or 8 streams through an echo target, every byte checked),\n\
          rate (50 workers: connect + CONNECT + 64-byte echo + close), rate-auth (the same with\n\
          username/password: a system account, and rsockd's own password file), latency (32-byte\n\
-         echoes on one session), udp (datagram round trips), bind (BIND set-up)."
+         echoes on one session), udp (datagram round trips), bind (BIND set-up), idle and scale\n\
+         (that many sessions held at once, then all echo: memory per session)."
     );
     std::process::exit(2)
 }
@@ -39,13 +47,17 @@ fn parse_args() -> Args {
     let mut a = Args {
         rounds: 3,
         quick: false,
-        // `rate` last: it leaves tens of thousands of TIME_WAIT sockets behind.
+        // `rate` last: it leaves tens of thousands of TIME_WAIT sockets on ephemeral ports of
+        // 127.0.0.1 behind, and danted binds each outgoing socket to a port of its own, so
+        // idle and scale go before it (they leave theirs on listening ports: see hold.rs).
         scenarios: [
             "bulk1",
             "bulk8",
             "latency",
             "udp",
             "bind",
+            "idle",
+            "scale",
             "rate",
             "rate-auth",
         ]
@@ -54,6 +66,8 @@ fn parse_args() -> Args {
         rsockd: own.with_file_name("rsockd"),
         udp_flows: 4,
         udp_window: 16,
+        idle_sessions: None,
+        scale_sessions: None,
         strict: false,
     };
     let mut it = std::env::args().skip(1);
@@ -87,11 +101,24 @@ fn parse_args() -> Args {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_else(|| usage())
             }
+            "--idle-sessions" => a.idle_sessions = Some(sessions(it.next())),
+            "--scale-sessions" => a.scale_sessions = Some(sessions(it.next())),
             "--rsockd" => a.rsockd = PathBuf::from(it.next().unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
     a
+}
+
+/// A count of sessions for `idle` or `scale`, within what the address plan holds.
+fn sessions(v: Option<String>) -> u64 {
+    match v.and_then(|v| v.parse().ok()) {
+        Some(n) if (1..=hold::MAX_SESSIONS).contains(&n) => n,
+        _ => {
+            eprintln!("sessions: 1 to {}", hold::MAX_SESSIONS);
+            usage()
+        }
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -107,7 +134,56 @@ fn supports(proxy: &str, scenario: &str) -> bool {
     !(proxy == "microsocks" && (scenario == "udp" || scenario == "bind"))
 }
 
+/// The order the proxies run a scenario in: as listed, except that danted goes first in idle
+/// and scale. It binds each outgoing socket to a port of its own, which a TIME_WAIT socket on
+/// that port forbids, and the sessions another proxy refuses when it tops out can leave
+/// thousands of those behind (rsockd closes the target connection it had opened).
+fn run_order<'a>(scenario: &str, names: &'a [String]) -> Vec<&'a String> {
+    let mut order: Vec<&String> = names.iter().collect();
+    if scenario == "idle" || scenario == "scale" {
+        order.sort_by_key(|n| n.as_str() != "danted");
+    }
+    order
+}
+
+/// The proxies under test, by the names the tables use.
+const PROXIES: [&str; 4] = ["rsockd", "rsockd-N2", "danted", "microsocks"];
+
+fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, String> {
+    match name {
+        "rsockd" => procs::rsockd(rsockd, 1),
+        "rsockd-N2" => procs::rsockd(rsockd, 2),
+        "danted" => procs::danted(),
+        "microsocks" => procs::microsocks(),
+        other => Err(format!("unknown proxy {other}")),
+    }
+}
+
+/// After `idle` or `scale` a proxy is replaced by a fresh one: what it grew to hold the
+/// sessions must not bleed into later scenarios (danted keeps its hundreds of forked
+/// children, and their upkeep tripled its CPU per session in `rate`). False if it could not
+/// be restarted (it is then gone).
+fn restart(proxies: &mut Vec<procs::Proxy>, name: &str, rsockd: &std::path::Path) -> bool {
+    let Some(i) = proxies.iter().position(|p| p.name == name) else {
+        return true;
+    };
+    // The old one goes first: its processes and port.
+    drop(proxies.remove(i));
+    match start_proxy(name, rsockd) {
+        Ok(p) => {
+            proxies.insert(i, p);
+            true
+        }
+        Err(e) => {
+            eprintln!("{name}: cannot restart: {e}");
+            false
+        }
+    }
+}
+
 fn main() {
+    // The idle and scale scenarios' load generators and targets are this binary, re-executed.
+    workers::run_if_asked();
     let args = parse_args();
     if !args.rsockd.exists() {
         eprintln!(
@@ -118,13 +194,8 @@ fn main() {
     }
     let mut failures = 0;
     let mut proxies = Vec::new();
-    for start in [
-        &(|| procs::rsockd(&args.rsockd, 1)) as &dyn Fn() -> Result<procs::Proxy, String>,
-        &|| procs::rsockd(&args.rsockd, 2),
-        &procs::danted,
-        &procs::microsocks,
-    ] {
-        match start() {
+    for name in PROXIES {
+        match start_proxy(name, &args.rsockd) {
             Ok(p) => proxies.push(p),
             Err(e) => {
                 eprintln!("skipped: {e}");
@@ -190,6 +261,12 @@ fn main() {
     // Bulk: 1 GiB each way in total, split over the streams.
     let bulk_bytes: u64 = if args.quick { 16 << 20 } else { 1 << 30 };
     let (rate_secs, latency_n) = if args.quick { (0.5, 200) } else { (3.0, 5000) };
+    let idle_n = args
+        .idle_sessions
+        .unwrap_or(if args.quick { 1000 } else { 10_000 });
+    let scale_n = args
+        .scale_sessions
+        .unwrap_or(if args.quick { 5000 } else { 100_000 });
     // (scenario, proxy) -> samples
     let mut results: BTreeMap<(String, String), Vec<Sample>> = BTreeMap::new();
     let names: Vec<String> = proxies
@@ -240,13 +317,18 @@ fn main() {
                 }
                 continue;
             }
-            for name in &names {
+            for name in run_order(sc, &names) {
                 if !supports(name, sc) {
                     continue;
                 }
                 let p = proxies.iter().find(|p| p.name == name.as_str());
+                if p.is_none() && name != "direct" {
+                    // Gone: it could not be restarted after idle or scale.
+                    continue;
+                }
                 let addr = p.map(|p| p.addr);
                 let cpu = || p.map_or(0.0, |p| p.cpu());
+                let memory = || p.and_then(|p| p.memory_kib());
                 let r = match sc.as_str() {
                     "bulk1" => scenarios::bulk(addr, bulk_target, 1, bulk_bytes, &cpu),
                     "bulk8" => scenarios::bulk(addr, bulk_target, 8, bulk_bytes / 8, &cpu),
@@ -262,6 +344,10 @@ fn main() {
                         &cpu,
                     ),
                     "bind" => scenarios::bind(addr, bind_n, &cpu),
+                    "idle" | "scale" => {
+                        let n = if sc == "idle" { idle_n } else { scale_n };
+                        hold::hold(&format!("{sc}/{name}"), addr, n, &cpu, &memory)
+                    }
                     other => Err(format!("unknown scenario {other}")),
                 };
                 match r {
@@ -274,6 +360,9 @@ fn main() {
                         failures += 1;
                     }
                 }
+                if (sc == "idle" || sc == "scale") && !restart(&mut proxies, name, &args.rsockd) {
+                    failures += 1;
+                }
             }
         }
     }
@@ -281,27 +370,106 @@ fn main() {
     all_names.insert(1, "rsockd-file".to_string());
     // The proxies go before the user they authenticate as is removed.
     drop(auth);
-    report(&args.scenarios, &all_names, &results);
+    report(&args.scenarios, &all_names, &results, &|sc| match sc {
+        "idle" => idle_n,
+        _ => scale_n,
+    });
     if args.strict && failures > 0 {
         eprintln!("{failures} failure(s)");
         std::process::exit(1);
     }
 }
 
-fn report(
-    scenarios: &[String],
-    names: &[String],
-    results: &BTreeMap<(String, String), Vec<Sample>>,
-) {
-    let med = |sc: &str, name: &str, f: &dyn Fn(&Sample) -> f64| -> f64 {
-        let mut v: Vec<f64> = results
-            .get(&(sc.to_string(), name.to_string()))
-            .map(|s| s.iter().map(f).collect())
-            .unwrap_or_default();
-        median(&mut v)
+type Results = BTreeMap<(String, String), Vec<Sample>>;
+
+/// The median over the rounds of one number of (scenario, proxy).
+fn med_of(results: &Results, sc: &str, name: &str, f: &dyn Fn(&Sample) -> f64) -> f64 {
+    let mut v: Vec<f64> = results
+        .get(&(sc.to_string(), name.to_string()))
+        .map(|s| s.iter().map(f).collect())
+        .unwrap_or_default();
+    median(&mut v)
+}
+
+/// A JSON number, or null for NaN (no such number: memory of the direct path).
+fn json_num(x: f64, prec: usize) -> String {
+    if x.is_nan() {
+        "null".into()
+    } else {
+        format!("{x:.prec$}")
+    }
+}
+
+/// The table of `idle` or `scale` (`asked` sessions) and its JSON lines.
+fn report_held(sc: &str, asked: u64, names: &[String], results: &Results, json: &mut Vec<String>) {
+    let med = |name: &str, f: &dyn Fn(&Sample) -> f64| med_of(results, sc, name, f);
+    let held = |name: &str, f: &dyn Fn(&scenarios::Held) -> f64| {
+        med(name, &|s| s.held.as_ref().map_or(f64::NAN, f))
     };
+    println!("\n## {sc}: {asked} sessions asked for (medians)");
+    println!(
+        "| proxy | sessions held | echoed OK | RSS KiB/session | PSS KiB/session | RSS KiB/session after echo | proxy CPU-µs/session | s to establish | proxy processes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let kib = |x: f64| {
+        if x.is_nan() {
+            "n/a".to_string()
+        } else {
+            format!("{x:.2}")
+        }
+    };
+    for name in names {
+        let Some(runs) = results.get(&(sc.to_string(), name.clone())) else {
+            continue;
+        };
+        let sessions = med(name, &|s| s.rate);
+        let echoed = held(name, &|h| h.echoed);
+        let (rss, pss) = (held(name, &|h| h.rss_kib), held(name, &|h| h.pss_kib));
+        let rss_echo = held(name, &|h| h.rss_echo_kib);
+        let open_s = held(name, &|h| h.open_secs);
+        let procs = held(name, &|h| h.procs);
+        let cpu = if name == "direct" {
+            f64::NAN
+        } else {
+            med(name, &|s| s.cpu_us_per_op)
+        };
+        let failed: u64 = runs.iter().map(|s| s.failed).sum();
+        println!(
+            "| {name} | {sessions:.0} | {echoed:.0} | {} | {} | {} | {} | {open_s:.1} | {} |",
+            kib(rss),
+            kib(pss),
+            kib(rss_echo),
+            if cpu.is_nan() {
+                "-".into()
+            } else {
+                format!("{cpu:.1}")
+            },
+            if procs.is_nan() {
+                "-".into()
+            } else {
+                format!("{procs:.0}")
+            },
+        );
+        json.push(format!(
+            "{{\"scenario\":\"{sc}\",\"proxy\":\"{name}\",\"unit\":\"sessions held\",\"asked\":{asked},\"rate\":{sessions:.0},\"echoed\":{echoed:.0},\"rss_kib_per_session\":{},\"pss_kib_per_session\":{},\"rss_kib_per_session_after_echo\":{},\"open_s\":{open_s:.2},\"processes\":{},\"cpu\":{},\"cpu_unit\":\"CPU-µs/session\",\"failed\":{failed},\"runs\":{}}}",
+            json_num(rss, 3),
+            json_num(pss, 3),
+            json_num(rss_echo, 3),
+            json_num(procs, 0),
+            json_num(cpu, 3),
+            runs.len()
+        ));
+    }
+}
+
+fn report(scenarios: &[String], names: &[String], results: &Results, asked: &dyn Fn(&str) -> u64) {
+    let med = |sc: &str, name: &str, f: &dyn Fn(&Sample) -> f64| med_of(results, sc, name, f);
     let mut json = Vec::new();
     for sc in scenarios {
+        if sc == "idle" || sc == "scale" {
+            report_held(sc, asked(sc), names, results, &mut json);
+            continue;
+        }
         let (unit, lat, cpu_unit) = match sc.as_str() {
             "bulk1" | "bulk8" => ("Gbit/s", false, "CPU-s/GiB"),
             "rate" | "rate-auth" => ("sessions/s", true, "CPU-µs/session"),

@@ -65,6 +65,45 @@ pub fn cpu_secs(root: i32) -> f64 {
     ticks as f64 / hz()
 }
 
+/// Resident and proportional set size in KiB, summed over the tree under `root`, from
+/// /proc/PID/smaps_rollup. RSS counts a page shared by several processes once per process (a
+/// forking server looks bigger than it is); PSS splits it between them. Neither includes the
+/// kernel's socket memory. None when no process of the tree could be read.
+pub fn memory_kib(root: i32) -> Option<Memory> {
+    let mut m = Memory::default();
+    for pid in tree(root) {
+        // A process may exit between the listing and the read: skip it.
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        m.procs += 1;
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(key), Some(kib)) = (
+                words.next(),
+                words.next().and_then(|v| v.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            match key {
+                "Rss:" => m.rss_kib += kib,
+                "Pss:" => m.pss_kib += kib,
+                _ => {}
+            }
+        }
+    }
+    (m.procs > 0).then_some(m)
+}
+
+/// A process tree's memory (`memory_kib`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    /// Processes in the tree.
+    pub procs: u64,
+}
+
 /// A free TCP port on 127.0.0.1 (for servers that cannot be told to use port 0).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -86,6 +125,9 @@ impl Proxy {
     }
     pub fn cpu(&self) -> f64 {
         cpu_secs(self.pid())
+    }
+    pub fn memory_kib(&self) -> Option<Memory> {
+        memory_kib(self.pid())
     }
 }
 

@@ -20,6 +20,25 @@ pub struct Sample {
     pub cpu_us_per_op: f64,
     /// Operations that failed (reported, not hidden: danted runs out of ports in `rate`).
     pub failed: u64,
+    /// What the `idle` and `scale` scenarios measure besides (`rate` is the sessions held).
+    pub held: Option<Held>,
+}
+
+/// Sessions held at once (`hold.rs`); memory per session is NaN where there is no proxy.
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    /// Sessions that sent their message and got it back.
+    pub echoed: f64,
+    /// KiB of RSS and PSS per session held, summed over the proxy's process tree: after
+    /// establishing them minus before.
+    pub rss_kib: f64,
+    pub pss_kib: f64,
+    /// KiB of RSS per session once every session has carried data.
+    pub rss_echo_kib: f64,
+    /// Seconds to establish them all (or to give up).
+    pub open_secs: f64,
+    /// Processes in the proxy's tree with the sessions established.
+    pub procs: f64,
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -173,7 +192,7 @@ pub fn bind(proxy: Option<SocketAddr>, n: usize, cpu: &dyn Fn() -> f64) -> Resul
         p50_us: percentile(&mut lat, 0.5),
         p99_us: percentile(&mut lat, 0.99),
         cpu_us_per_op: used * 1e6 / n as f64,
-        failed: 0,
+        ..Sample::default()
     })
 }
 
@@ -388,6 +407,7 @@ pub fn rate(
         p99_us: percentile(&mut lat, 0.99),
         cpu_us_per_op: if n > 0 { used * 1e6 / n as f64 } else { 0.0 },
         failed: errors,
+        ..Sample::default()
     })
 }
 
@@ -417,6 +437,6 @@ pub fn latency(
         p50_us: percentile(&mut lat, 0.5),
         p99_us: percentile(&mut lat, 0.99),
         cpu_us_per_op: used * 1e6 / n as f64,
-        failed: 0,
+        ..Sample::default()
     })
 }

@@ -129,8 +129,12 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Which proxies speak which scenario (microsocks has neither UDP nor BIND).
+/// Which proxies speak which scenario (microsocks has neither UDP nor BIND). The rsockd engine
+/// variants (64 KiB pipes, read/write) only matter where bytes flow in bulk.
 fn supports(proxy: &str, scenario: &str) -> bool {
+    if proxy == "rsockd-pipe64k" || proxy == "rsockd-copy" {
+        return scenario == "bulk1" || scenario == "bulk8";
+    }
     !(proxy == "microsocks" && (scenario == "udp" || scenario == "bind"))
 }
 
@@ -147,12 +151,23 @@ fn run_order<'a>(scenario: &str, names: &'a [String]) -> Vec<&'a String> {
 }
 
 /// The proxies under test, by the names the tables use.
-const PROXIES: [&str; 4] = ["rsockd", "rsockd-N2", "danted", "microsocks"];
+/// `rsockd` relays by splice(2) through 1 MiB pipes; `rsockd-pipe64k` and `rsockd-copy` are the
+/// same server with 64 KiB pipes and with read/write, for the bulk scenarios only.
+const PROXIES: [&str; 6] = [
+    "rsockd",
+    "rsockd-N2",
+    "danted",
+    "microsocks",
+    "rsockd-pipe64k",
+    "rsockd-copy",
+];
 
 fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, String> {
     match name {
         "rsockd" => procs::rsockd(rsockd, 1),
         "rsockd-N2" => procs::rsockd(rsockd, 2),
+        "rsockd-pipe64k" => procs::rsockd_engine(rsockd, "rsockd-pipe64k", "64k"),
+        "rsockd-copy" => procs::rsockd_engine(rsockd, "rsockd-copy", "copy"),
         "danted" => procs::danted(),
         "microsocks" => procs::microsocks(),
         other => Err(format!("unknown proxy {other}")),

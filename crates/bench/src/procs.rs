@@ -218,6 +218,21 @@ fn spawn(
 }
 
 /// rsockd with `-N mothers`.
+/// rsockd -N 1 with another relay engine (`RSOCKD_RELAY_PIPE`: a pipe size, or `copy` for
+/// read/write), to compare engines in the bulk scenarios.
+pub fn rsockd_engine(bin: &Path, name: &'static str, engine: &str) -> Result<Proxy, String> {
+    let dir = scratch(name).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let conf = config(&dir, port, "").map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f")
+        .arg(&conf)
+        .arg("-N")
+        .arg("1")
+        .env("RSOCKD_RELAY_PIPE", engine);
+    spawn(name, cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
 pub fn rsockd(bin: &Path, mothers: u32) -> Result<Proxy, String> {
     let dir = scratch(&format!("rsockd{mothers}")).map_err(|e| e.to_string())?;
     let port = free_port();

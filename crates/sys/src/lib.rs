@@ -4,6 +4,7 @@
 //! `SAFETY:` comment. Everything here is a thin, synchronous wrapper: policy stays in the
 //! server crate.
 
+pub mod accept;
 pub mod asyncfd;
 pub mod daemon;
 pub mod dns;

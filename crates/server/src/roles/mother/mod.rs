@@ -20,7 +20,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rsockd_ipc::{Control, Report, MAX_MESSAGE};
-use tokio::net::TcpListener;
+use rsockd_sys::accept::ExclusiveAccept;
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::channel::Channel;
@@ -102,12 +103,16 @@ fn unreachable_settings() -> Rc<Settings> {
 }
 
 /// Accepts clients on one socket until aborted.
-async fn accept_loop(m: Rc<Mother>, listener: TcpListener, bound: SocketAddr) {
+async fn accept_loop(m: Rc<Mother>, listener: ExclusiveAccept, bound: SocketAddr) {
     let mut emfile_logged = false;
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
+            Ok((fd, peer)) => {
                 emfile_logged = false;
+                // Accepted non-blocking (SOCK_NONBLOCK).
+                let Ok(stream) = TcpStream::from_std(std::net::TcpStream::from(fd)) else {
+                    continue;
+                };
                 let m = m.clone();
                 m.negotiating.set(m.negotiating.get() + 1);
                 m.negotiating_changed.notify_one();
@@ -144,9 +149,9 @@ fn start_accepting(m: &Rc<Mother>, addr: SocketAddr, fd: OwnedFd) -> std::io::Re
     m.listeners.borrow_mut().push((addr, fd.try_clone()?));
     let std_l = std::net::TcpListener::from(fd);
     std_l.set_nonblocking(true)?;
-    let l = TcpListener::from_std(std_l)?;
     // Tests and admins learn the real port from this line when the config says `port = 0`.
-    let bound = l.local_addr().unwrap_or(addr);
+    let bound = std_l.local_addr().unwrap_or(addr);
+    let l = ExclusiveAccept::new(OwnedFd::from(std_l))?;
     log::info(&format!("accepting clients on {}", log::addr(&bound)));
     let h = tokio::task::spawn_local(accept_loop(m.clone(), l, bound));
     m.accepting.borrow_mut().insert(addr, h);

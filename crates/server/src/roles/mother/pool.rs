@@ -439,11 +439,9 @@ impl Pool {
     }
 }
 
-/// What one relay may spend on sessions: its open-files limit (inherited from us) less a reserve.
+/// What one relay may spend on sessions: its open-files limit (inherited from us; already
+/// raised to the hard limit at start) less a reserve.
 fn fd_budget() -> u32 {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(1024)
-        .min(u64::from(u32::MAX)) as u32;
+    let limit = rsockd_sys::process::raise_nofile().min(u64::from(u32::MAX)) as u32;
     limit.saturating_sub(FD_RESERVE).max(64)
 }

@@ -25,11 +25,17 @@ struct Args {
     scale_sessions: Option<u64>,
     /// Exit 1 when a proxy does not start or a scenario fails (the CI smoke run).
     strict: bool,
+    /// Only these proxies (None: all), to profile one server under the same load.
+    proxies: Option<Vec<String>>,
+    /// Seconds each proxy runs `rate` and `rate-auth` (None: 3, or 0.5 with --quick); longer
+    /// runs leave time to attach a profiler.
+    rate_secs: Option<f64>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: rsockd-bench [--rounds N] [--quick] [--scenarios udp,bind] [--rsockd PATH]\n\
+         \x20      [--proxies rsockd,danted] [--rate-secs S (3)]\n\
          \x20      [--udp-flows N (4)] [--udp-window N (16)] [--strict]\n\
          \x20      [--idle-sessions N (10000; 1000 with --quick)]\n\
          \x20      [--scale-sessions N (100000; 5000 with --quick)]\n\
@@ -69,6 +75,8 @@ fn parse_args() -> Args {
         idle_sessions: None,
         scale_sessions: None,
         strict: false,
+        proxies: None,
+        rate_secs: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -80,6 +88,25 @@ fn parse_args() -> Args {
                     .unwrap_or_else(|| usage())
             }
             "--quick" => a.quick = true,
+            "--rate-secs" => {
+                a.rate_secs = match it.next().and_then(|v| v.parse().ok()) {
+                    Some(v) if (0.1..=600.0).contains(&v) => Some(v),
+                    _ => usage(),
+                }
+            }
+            "--proxies" => {
+                let v: Vec<String> = it
+                    .next()
+                    .unwrap_or_else(|| usage())
+                    .split(',')
+                    .map(String::from)
+                    .collect();
+                if let Some(bad) = v.iter().find(|p| !PROXIES.contains(&p.as_str())) {
+                    eprintln!("unknown proxy {bad}; known: {}", PROXIES.join(","));
+                    usage()
+                }
+                a.proxies = Some(v);
+            }
             "--strict" => a.strict = true,
             "--scenarios" => {
                 a.scenarios = it
@@ -162,6 +189,9 @@ const PROXIES: [&str; 6] = [
     "rsockd-copy",
 ];
 
+/// Starts one proxy (the rate-auth variants are started by closures over the bench user).
+type Starter<'a> = dyn Fn() -> Result<procs::Proxy, String> + 'a;
+
 fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, String> {
     match name {
         "rsockd" => procs::rsockd(rsockd, 1),
@@ -209,7 +239,12 @@ fn main() {
     }
     let mut failures = 0;
     let mut proxies = Vec::new();
-    for name in PROXIES {
+    let wanted = |n: &str| {
+        args.proxies
+            .as_ref()
+            .is_none_or(|v| v.iter().any(|p| p == n))
+    };
+    for name in PROXIES.into_iter().filter(|n| wanted(n)) {
         match start_proxy(name, &args.rsockd) {
             Ok(p) => proxies.push(p),
             Err(e) => {
@@ -247,13 +282,14 @@ fn main() {
                 let mut ps = Vec::new();
                 // danted first: it binds each outgoing socket to a port of its own, so it must
                 // not follow the others' TIME_WAIT sockets.
-                for r in [
-                    procs::danted_auth(),
-                    procs::rsockd_auth(&args.rsockd, &user, false),
-                    procs::rsockd_auth(&args.rsockd, &user, true),
-                    procs::microsocks_auth(&user),
-                ] {
-                    match r {
+                let starts: [(&str, &Starter); 4] = [
+                    ("danted", &procs::danted_auth),
+                    ("rsockd", &|| procs::rsockd_auth(&args.rsockd, &user, false)),
+                    ("rsockd", &|| procs::rsockd_auth(&args.rsockd, &user, true)),
+                    ("microsocks", &|| procs::microsocks_auth(&user)),
+                ];
+                for (_, start) in starts.iter().filter(|(n, _)| wanted(n)) {
+                    match start() {
                         Ok(p) => ps.push(p),
                         Err(e) => {
                             eprintln!("skipped: {e}");
@@ -276,6 +312,7 @@ fn main() {
     // Bulk: 1 GiB each way in total, split over the streams.
     let bulk_bytes: u64 = if args.quick { 16 << 20 } else { 1 << 30 };
     let (rate_secs, latency_n) = if args.quick { (0.5, 200) } else { (3.0, 5000) };
+    let rate_secs = args.rate_secs.unwrap_or(rate_secs);
     let idle_n = args
         .idle_sessions
         .unwrap_or(if args.quick { 1000 } else { 10_000 });

@@ -80,6 +80,10 @@ pub async fn happy_eyeballs(
     attempts: &[Attempt],
     keepalive: bool,
 ) -> Result<(TcpStream, Attempt), ConnectError> {
+    // Most targets have one address: no task, no timer.
+    if let [a] = attempts {
+        return attempt(*a, keepalive).await.map(|s| (s, *a));
+    }
     let mut set: JoinSet<Result<(TcpStream, Attempt), ConnectError>> = JoinSet::new();
     let mut next = 0usize;
     let mut last_err: Option<ConnectError> = None;

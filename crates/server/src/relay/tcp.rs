@@ -101,6 +101,13 @@ enum PumpError {
 }
 
 async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    // One direct send first: a socket the relay has just received has no readiness in tokio
+    // yet, and learning it costs a trip through epoll for a write that nearly always fits.
+    match rustix::net::send(dst, data, rustix::net::SendFlags::NOSIGNAL) {
+        Ok(n) => data = &data[n..],
+        Err(rustix::io::Errno::AGAIN) => {}
+        Err(e) => return Err(e.into()),
+    }
     while !data.is_empty() {
         dst.writable().await?;
         match dst.try_write(data) {

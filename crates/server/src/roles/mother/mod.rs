@@ -149,6 +149,10 @@ fn start_accepting(m: &Rc<Mother>, addr: SocketAddr, fd: OwnedFd) -> std::io::Re
     m.listeners.borrow_mut().push((addr, fd.try_clone()?));
     let std_l = std::net::TcpListener::from(fd);
     std_l.set_nonblocking(true)?;
+    // Accepted sockets inherit SO_KEEPALIVE from the listener (Linux copies the socket flags
+    // and arms the timer in the child), which saves a setsockopt(2) per client. Every mother
+    // sets the same value on the shared socket.
+    socket2::SockRef::from(&std_l).set_keepalive(m.settings().keepalive())?;
     // Tests and admins learn the real port from this line when the config says `port = 0`.
     let bound = std_l.local_addr().unwrap_or(addr);
     let l = ExclusiveAccept::new(OwnedFd::from(std_l))?;

@@ -89,9 +89,6 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
     } else {
         listening
     };
-    if s.keepalive() {
-        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
-    }
     let names = if s.rules.needs_client_names() {
         resolve::reverse_confirmed(peer.ip()).await
     } else {

@@ -78,6 +78,12 @@ pub struct Pipe {
 }
 
 impl Pipe {
+    /// How many buffers (pages) the pipe holds. splice(2) from a socket puts at least one byte
+    /// in each, so a read of fewer bytes than this never stopped on a full pipe.
+    pub fn slots(&self) -> usize {
+        self.size / rustix::param::page_size()
+    }
+
     fn open(want: usize) -> io::Result<Pipe> {
         let (read, write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
         // Falls back to the kernel's default (one page per slot, 16 slots) when the user's pipe

@@ -186,10 +186,22 @@ async fn pump_splice(
         let Ok(pipe) = pipes::take(size) else {
             return Ok(Spliced::Unsupported);
         };
+        // A read shorter than the pipe has slots stopped because the socket's queue was empty
+        // (or at a FIN or urgent mark, which tokio keeps as readiness of their own), so it
+        // reports WouldBlock to tokio to clear the readiness: the next read then waits for
+        // epoll instead of costing a splice that returns EAGAIN, as tokio's own poll_read does
+        // after a short read. Small messages are where that extra call weighs most.
+        let mut drained = 0;
         let filled = src.try_io(Interest::READABLE, || {
-            splice(src, None, &pipe.write, None, pipe.size, splice_flags()).map_err(io::Error::from)
+            let n = splice(src, None, &pipe.write, None, pipe.size, splice_flags())?;
+            if n > 0 && n < pipe.slots() {
+                drained = n;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
         });
         let n = match filled {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => drained,
             Ok(0) => {
                 pipes::give_back(pipe);
                 last_io.set(Instant::now());
@@ -465,6 +477,54 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn splice_64k_keeps_every_byte() {
         both_ways_intact(Engine::Splice(64 << 10)).await;
+    }
+
+    /// Request/response traffic: each message must arrive while its sender waits for the
+    /// answer, so a read that wrongly cleared readiness with bytes still queued would hang
+    /// here. Sizes cross the 1 MiB pipe's slot count (256), where the short-read shortcut
+    /// stops applying, and a burst of 1-byte writes follows. (A shortcut that cleared
+    /// readiness after full reads too hangs the bulk tests below, where the pipe fills.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn small_messages_one_at_a_time_all_arrive() {
+        let ((mut outer_c, relay_c), (relay_t, mut outer_t)) = pairs().await;
+        outer_c.set_nodelay(true).unwrap();
+        outer_t.set_nodelay(true).unwrap();
+        let stats = Stats::default();
+        let job = async { relay(&relay_c, &relay_t, &stats, Options::default(), &|_, _| {}).await };
+        let peers = async {
+            let mut total = 0u64;
+            for i in 0..400usize {
+                let len = 1 + (i * 7) % 300;
+                let msg = pattern(len, i as u64);
+                outer_c.write_all(&msg).await.unwrap();
+                let mut got = vec![0u8; len];
+                outer_t.read_exact(&mut got).await.unwrap();
+                assert!(got == msg, "message {i} differs");
+                outer_t.write_all(&got).await.unwrap();
+                let mut back = vec![0u8; len];
+                outer_c.read_exact(&mut back).await.unwrap();
+                assert!(back == msg, "answer {i} differs");
+                total += len as u64;
+            }
+            for b in 0..500u32 {
+                outer_c.write_all(&[b as u8]).await.unwrap();
+            }
+            let mut burst = vec![0u8; 500];
+            outer_t.read_exact(&mut burst).await.unwrap();
+            assert!(burst.iter().enumerate().all(|(i, b)| *b == i as u8));
+            outer_c.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            outer_t.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+            outer_t.shutdown().await.unwrap();
+            total + 500
+        };
+        let both = async { tokio::join!(job, peers) };
+        let (end, total) = tokio::time::timeout(Duration::from_secs(20), both)
+            .await
+            .expect("a message was left waiting in the relay");
+        assert!(matches!(end, End::ClientClosed), "{end:?}");
+        assert_eq!(stats.to_target.get(), total);
     }
 
     #[tokio::test(flavor = "current_thread")]

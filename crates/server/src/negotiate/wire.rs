@@ -24,7 +24,7 @@ impl<S: AsyncRead + Unpin> Wire<S> {
     pub fn new(io: S) -> Self {
         Wire {
             io,
-            buf: Vec::with_capacity(512),
+            buf: Vec::with_capacity(CHUNK),
             read_total: 0,
             started: Instant::now(),
         }
@@ -51,17 +51,15 @@ impl<S: AsyncRead + Unpin> Wire<S> {
         if self.buf.len() >= MAX_BUFFERED {
             return Err(NegError::Io(std::io::Error::other("request too long")));
         }
-        let old = self.buf.len();
-        self.buf.resize(old + CHUNK, 0);
-        let n = self.io.read(&mut self.buf[old..]).await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(old);
-                return Err(NegError::Io(e));
-            }
-        };
-        self.buf.truncate(old + n);
+        // Into the spare capacity, which read_buf need not zero first. reserve_exact keeps the
+        // capacity within MAX_BUFFERED + CHUNK, so what is read past the request stays as
+        // bounded as the hand-off needs.
+        self.buf.reserve_exact(CHUNK);
+        let n = self
+            .io
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(NegError::Io)?;
         if n == 0 {
             return Err(NegError::Eof);
         }

@@ -130,7 +130,10 @@ impl View {
 }
 
 pub fn connect_opened(h: &Handoff) {
-    View::connect(h).opened();
+    // The flag first: building the view formats four addresses.
+    if h.socks_rule.log.connect {
+        View::connect(h).opened();
+    }
 }
 
 /// One i/o operation of a CONNECT session.
@@ -170,10 +173,10 @@ pub fn tcp_info(
 /// The closing lines: `tcp/connect ]` (socks rule) and `tcp/accept ]` (client rule).
 /// `tcpinfo` is appended to the socks-rule line when that rule logs `tcpinfo`.
 pub fn closed(h: &Handoff, stats: &Stats, end: &End, tcpinfo: Option<&str>) {
-    let secs = duration_secs(h);
-    let (c, i, e, t) = path(h);
     let f = h.socks_rule.log;
     if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
+        let secs = duration_secs(h);
+        let (c, i, e, t) = path(h);
         log::info(&format!(
             "{}{} -> {c} {i} -> {}, {} -> {e} {t} -> {}: {end}.  Session duration: {secs}s{}",
             Line::verdict(true, h.socks_rule.number, "tcp", "connect", ']'),
@@ -184,16 +187,11 @@ pub fn closed(h: &Handoff, stats: &Stats, end: &End, tcpinfo: Option<&str>) {
             tcpinfo.map(|t| format!(" {t}")).unwrap_or_default(),
         ));
     }
-    accept_closed(
-        h,
-        stats.to_client.get(),
-        stats.from_client.get(),
-        &end.to_string(),
-    );
+    accept_closed(h, stats.to_client.get(), stats.from_client.get(), end);
 }
 
 /// `pass(N): tcp/accept ]: W -> client internal -> R: reason.  Session duration: Ns`
-pub fn accept_closed(h: &Handoff, written: u64, read: u64, reason: &str) {
+pub fn accept_closed(h: &Handoff, written: u64, read: u64, reason: &dyn std::fmt::Display) {
     let f = h.client_rule.log;
     if !f.disconnect {
         return;

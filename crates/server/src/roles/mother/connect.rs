@@ -26,7 +26,8 @@ pub(super) async fn run(
     req: negotiate::Request,
     accepted_us: u64,
 ) {
-    let cpath = format!("{} {}", client.peer_text(), addr(&client.local));
+    // Only the lines of failures name it: formatted then, not for every session.
+    let cpath = || format!("{} {}", client.peer_text(), addr(&client.local));
     let t = match resolve_target(s, &req.target).await {
         Ok(t) => t,
         Err(why) => {
@@ -71,8 +72,9 @@ pub(super) async fn run(
         log_refusal(
             &sref,
             format!(
-                "{}{cpath} -> 0.0.0.0.0 {}: {why}",
+                "{}{} -> 0.0.0.0.0 {}: {why}",
                 Line::verdict(false, sref.number, "tcp", "connect", ']'),
+                cpath(),
                 t.text
             ),
         );
@@ -105,16 +107,18 @@ pub(super) async fn run(
             let f = sref.log;
             if f.disconnect || f.error {
                 log::info(&format!(
-                    "{}0 -> {cpath} -> 0, 0 -> {} {} -> 0: {end}.  Session duration: 0s",
+                    "{}0 -> {} -> 0, 0 -> {} {} -> 0: {end}.  Session duration: 0s",
                     Line::verdict(true, sref.number, "tcp", "connect", ']'),
+                    cpath(),
                     addr(&ext),
                     addr(&e.target)
                 ));
             }
             if client.crule.log.disconnect || client.crule.log.error {
                 log::info(&format!(
-                    "{}0 -> {cpath} -> 0: {end}.  Session duration: 0s",
+                    "{}0 -> {} -> 0: {end}.  Session duration: 0s",
                     Line::verdict(true, client.crule.number, "tcp", "accept", ']'),
+                    cpath(),
                 ));
             }
             fail(&mut wire, req.version, rep).await;
@@ -151,7 +155,8 @@ pub(super) async fn run(
         (Ok(c), Ok(t)) => (c, t),
         _ => {
             log::error(&format!(
-                "{cpath}: cannot detach session sockets for hand-off"
+                "{}: cannot detach session sockets for hand-off",
+                cpath()
             ));
             return;
         }

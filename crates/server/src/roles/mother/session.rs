@@ -128,13 +128,13 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
             addr(&local)
         ));
     }
-    let methods: Vec<Method> = match &crule_cfg {
-        Some(r) if !r.socksmethod.is_empty() => r.socksmethod.clone(),
-        _ => s.config.socksmethod.clone(),
+    let methods: &[Method] = match &crule_cfg {
+        Some(r) if !r.socksmethod.is_empty() => &r.socksmethod,
+        _ => &s.config.socksmethod,
     };
     let mut wire = Wire::new(stream);
     let auth = super::auth::MotherAuth::new(&m, &s, crule_cfg.as_ref(), peer, local);
-    let neg = negotiate::negotiate(&mut wire, &methods, &auth);
+    let neg = negotiate::negotiate(&mut wire, methods, &auth);
     let res = match s.negotiate_timeout(crule_cfg.as_ref()) {
         Some(t) => match tokio::time::timeout(t, neg).await {
             Ok(r) => r,
@@ -397,11 +397,15 @@ async fn refuse_blocked(
 /// gets a general-failure reply from here, since no one else will answer it.
 pub(super) async fn hand_off(m: &Mother, h: Handoff, client_fd: OwnedFd, more: Vec<OwnedFd>) {
     let version = h.version;
-    let what = format!("{} {}", addr(&h.client), addr(&h.internal));
+    let (client, internal) = (h.client, h.internal);
     let mut fds = vec![client_fd.as_fd()];
     fds.extend(more.iter().map(|f| f.as_fd()));
     if let Err(e) = m.pool.handoff(h, &fds).await {
-        log::error(&format!("{what}: session not handed to a relay: {e}"));
+        log::error(&format!(
+            "{} {}: session not handed to a relay: {e}",
+            addr(&client),
+            addr(&internal)
+        ));
         let std_client = std::net::TcpStream::from(client_fd);
         let _ = std::io::Write::write_all(
             &mut &std_client,

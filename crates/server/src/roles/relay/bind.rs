@@ -261,12 +261,7 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
     if bv.rule.log.disconnect {
         bv.ended(true, None);
     }
-    session_log::accept_closed(
-        h,
-        stats.to_client.get(),
-        stats.from_client.get(),
-        &end.to_string(),
-    );
+    session_log::accept_closed(h, stats.to_client.get(), stats.from_client.get(), &end);
 }
 
 /// Second reply `02` (`91` for SOCKS v4) naming the refused peer, Dante's closing lines for the

@@ -43,6 +43,8 @@ pub(super) struct Relay {
     /// Ends not yet reported to the mother; sent together, one message for many under load.
     closed: RefCell<Vec<u64>>,
     closed_pending: tokio::sync::Notify,
+    /// The session count changed since the title last showed it.
+    title_stale: tokio::sync::Notify,
 }
 
 impl Relay {
@@ -103,7 +105,7 @@ fn apply_config(r: &Relay, file: String, generation: u64, fds: Vec<OwnedFd>) {
 fn register(r: &Relay, h: Handoff) -> Live {
     let live = (Rc::new(h), Rc::new(Stats::default()));
     r.reg.sessions.borrow_mut().insert(live.0.id, live.clone());
-    r.set_title();
+    r.title_stale.notify_one();
     live
 }
 
@@ -117,13 +119,24 @@ async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
         Command::UdpAssociate => Box::pin(udp::run(&r, &h, fds, &stats)).await,
     }
     r.reg.sessions.borrow_mut().remove(&h.id);
-    r.set_title();
+    r.title_stale.notify_one();
     if !r.mother_gone.get() {
         r.closed.borrow_mut().push(h.id);
         r.closed_pending.notify_one();
     }
     if r.finished() {
         r.done.notify_one();
+    }
+}
+
+/// Keeps the title's session count current, once per turn of the event loop however many
+/// sessions started or ended in it (formatting and writing the title cost more than the rest of
+/// a session's bookkeeping).
+async fn refresh_title(r: Rc<Relay>) {
+    loop {
+        r.title_stale.notified().await;
+        tokio::task::yield_now().await;
+        r.set_title();
     }
 }
 
@@ -256,9 +269,11 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             done: tokio::sync::Notify::new(),
             closed: RefCell::new(Vec::new()),
             closed_pending: tokio::sync::Notify::new(),
+            title_stale: tokio::sync::Notify::new(),
         });
         tokio::task::spawn_local(control_loop(r.clone()));
         tokio::task::spawn_local(report_closed(r.clone()));
+        tokio::task::spawn_local(refresh_title(r.clone()));
         let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::user_defined1()),
@@ -342,6 +357,7 @@ mod tests {
             done: tokio::sync::Notify::new(),
             closed: std::cell::RefCell::new(Vec::new()),
             closed_pending: tokio::sync::Notify::new(),
+            title_stale: tokio::sync::Notify::new(),
         });
         let live = super::register(&r, h);
         let task = super::run_session(r.clone(), live, Vec::new());

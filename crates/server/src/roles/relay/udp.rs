@@ -245,12 +245,7 @@ fn closed(h: &Handoff, rules: &Rules<'_>, stats: &Stats, p: &Packets, end: &End,
         ];
         view.closed(h, counts, &end.to_string(), "");
     }
-    session_log::accept_closed(
-        h,
-        stats.to_client.get(),
-        stats.to_target.get(),
-        &end.to_string(),
-    );
+    session_log::accept_closed(h, stats.to_client.get(), stats.to_target.get(), &end);
 }
 
 /// The address the request named, as Dante shows it (`name.port` for a host name).

@@ -2,6 +2,7 @@
 //! every scenario in interleaved rounds, and prints medians with ratios (a table, then JSON
 //! lines). Not a test: no thresholds. See README.md.
 
+mod floor;
 mod hold;
 mod procs;
 mod scenarios;
@@ -157,8 +158,13 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Which proxies speak which scenario (microsocks has neither UDP nor BIND). The rsockd engine
-/// variants (64 KiB pipes, read/write) only matter where bytes flow in bulk.
+/// variants (64 KiB pipes, read/write) only matter where bytes flow in bulk. The floor runs
+/// `rate` and `latency` only: it has neither UDP nor BIND, holding sessions is not what it
+/// measures, and its read/write relay would be no floor for rsockd's splice in bulk.
 fn supports(proxy: &str, scenario: &str) -> bool {
+    if proxy == "floor" {
+        return scenario == "rate" || scenario == "latency";
+    }
     if proxy == "rsockd-pipe64k" || proxy == "rsockd-copy" {
         return scenario == "bulk1" || scenario == "bulk8";
     }
@@ -179,12 +185,14 @@ fn run_order<'a>(scenario: &str, names: &'a [String]) -> Vec<&'a String> {
 
 /// The proxies under test, by the names the tables use.
 /// `rsockd` relays by splice(2) through 1 MiB pipes; `rsockd-pipe64k` and `rsockd-copy` are the
-/// same server with 64 KiB pipes and with read/write, for the bulk scenarios only.
-const PROXIES: [&str; 6] = [
+/// same server with 64 KiB pipes and with read/write, for the bulk scenarios only. `floor` is
+/// the least any SOCKS5 server can do per session (floor.rs), in `rate` and `latency` only.
+const PROXIES: [&str; 7] = [
     "rsockd",
     "rsockd-N2",
     "danted",
     "microsocks",
+    "floor",
     "rsockd-pipe64k",
     "rsockd-copy",
 ];
@@ -200,6 +208,10 @@ fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, Str
         "rsockd-copy" => procs::rsockd_engine(rsockd, "rsockd-copy", "copy"),
         "danted" => procs::danted(),
         "microsocks" => procs::microsocks(),
+        // The floor is this binary, re-executed.
+        "floor" => std::env::current_exe()
+            .map_err(|e| format!("floor: cannot find the bench binary: {e}"))
+            .and_then(|bin| procs::floor(&bin)),
         other => Err(format!("unknown proxy {other}")),
     }
 }

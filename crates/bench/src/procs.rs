@@ -268,6 +268,16 @@ pub fn microsocks() -> Result<Proxy, String> {
     )
 }
 
+/// The floor (`floor.rs`): this bench binary re-executed as a minimal SOCKS5 server, the least
+/// work any server must do per session.
+pub fn floor(bench_bin: &Path) -> Result<Proxy, String> {
+    let dir = scratch("floor").map_err(|e| e.to_string())?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut cmd = Command::new(bench_bin);
+    cmd.args(["--role", "floor", "--listen", &addr.to_string()]);
+    spawn("floor", cmd, addr, dir)
+}
+
 /// A system account with a known password, for the username/password scenario; removed on
 /// drop. Needs root (useradd, chpasswd).
 pub struct BenchUser {

@@ -4,7 +4,8 @@
 //! over several load generators and echo targets, each on an address of its own in
 //! 127.0.0.0/8 (see `hold.rs` for the plan). A worker takes one command per line on stdin and
 //! answers each with one line on stdout, so the parent can measure the proxy between phases;
-//! the end of stdin (the parent is done, or gone) ends the worker.
+//! the end of stdin (the parent is done, or gone) ends the worker. `--role floor` is another
+//! use of the same re-execution: the floor proxy of `floor.rs`.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -46,6 +47,7 @@ pub fn run_if_asked() {
     let r = match args.get(1).map(String::as_str) {
         Some("gen") => gen_main(rest),
         Some("echo") => echo_main(rest),
+        Some("floor") => crate::floor::main(rest),
         other => Err(format!("unknown role {other:?}")),
     };
     if let Err(e) = r {
@@ -56,7 +58,7 @@ pub fn run_if_asked() {
 }
 
 /// The value after `name` in `args`.
-fn opt<'a>(args: &'a [String], name: &str) -> Result<&'a str, String> {
+pub(crate) fn opt<'a>(args: &'a [String], name: &str) -> Result<&'a str, String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
@@ -96,7 +98,7 @@ fn sockaddr_in(a: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     }
 }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {

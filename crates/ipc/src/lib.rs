@@ -14,5 +14,6 @@ mod message;
 pub use auth::{AuthAnswer, AuthQuery, AuthSource, HelperControl};
 pub use codec::DecodeError;
 pub use message::{
-    Command, Control, Handoff, LogFlags, Report, RuleRef, MAX_CLOSED, MAX_MESSAGE, VERSION,
+    batch_sessions, Command, Control, Handoff, LogFlags, Report, RuleRef, MAX_BATCH_FDS,
+    MAX_CLOSED, MAX_MESSAGE, VERSION,
 };

@@ -8,7 +8,7 @@ pub use rsockd_config::LogFlags;
 use crate::codec::{DecodeError, Reader, Writer};
 
 /// Layout version; bump on any change to a message's fields.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Largest encoded message; receivers size their buffer with it. Hand-offs carry at most
 /// 16 KiB of client bytes read past the request, plus a few hundred bytes of fields.
@@ -120,7 +120,10 @@ pub enum Control {
         file: String,
         listen: Vec<SocketAddr>,
     },
-    Session(Box<Handoff>),
+    /// One or more sessions, in the order their descriptors follow (each takes `nfds`). A
+    /// mother sends the sessions that finish negotiating in the same turn of its event loop
+    /// together: one sendmsg(2), one wake-up of the relay. `batch_sessions` splits them.
+    Sessions(Vec<Handoff>),
     /// Log a state dump (SIGUSR1).
     DumpState,
     /// Stop taking work; finish current sessions, then exit (SIGTERM).
@@ -144,6 +147,131 @@ pub enum Report {
 
 /// Most session ends one `Report::Closed` carries (8 KiB of ids, well inside `MAX_MESSAGE`).
 pub const MAX_CLOSED: usize = 1024;
+
+/// Most descriptors one `Control::Sessions` carries (the kernel takes 253 per SCM_RIGHTS).
+pub const MAX_BATCH_FDS: usize = 240;
+/// Most sessions one `Control::Sessions` carries (the count is one byte).
+const MAX_BATCH: usize = 255;
+
+/// Encodes hand-offs as few `Control::Sessions` messages as `MAX_MESSAGE`, `MAX_BATCH_FDS` and
+/// the one-byte count allow, keeping their order. Each message comes with the range of `hs` it
+/// holds, so the caller sends those sessions' descriptors beside it. A hand-off too large for a
+/// message of its own is still encoded alone (the sender's send then fails for it alone).
+pub fn batch_sessions<H: std::borrow::Borrow<Handoff>>(
+    hs: &[H],
+) -> Vec<(Vec<u8>, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut body = Writer::default();
+    let (mut start, mut fds) = (0usize, 0usize);
+    let seal = |body: &mut Writer, range: std::ops::Range<usize>| {
+        let mut w = Writer::default();
+        header(&mut w, K_SESSION);
+        w.u8(range.len() as u8);
+        w.buf.extend_from_slice(&body.buf);
+        body.buf.clear();
+        (w.buf, range)
+    };
+    for (i, h) in hs.iter().enumerate() {
+        let h: &Handoff = h.borrow();
+        let mut one = Writer::default();
+        write_session(&mut one, h);
+        let full = 3 + body.buf.len() + one.buf.len() > MAX_MESSAGE
+            || fds + usize::from(h.nfds) > MAX_BATCH_FDS
+            || i - start == MAX_BATCH;
+        if i > start && full {
+            out.push(seal(&mut body, start..i));
+            start = i;
+            fds = 0;
+        }
+        body.buf.extend_from_slice(&one.buf);
+        fds += usize::from(h.nfds);
+    }
+    if start < hs.len() {
+        out.push(seal(&mut body, start..hs.len()));
+    }
+    out
+}
+
+fn write_session(w: &mut Writer, h: &Handoff) {
+    w.u64(h.id);
+    w.u8(h.command.code());
+    w.u8(h.version);
+    w.u64(h.accepted_us);
+    w.addr(h.client);
+    w.addr(h.internal);
+    w.addr(h.external);
+    w.addr(h.target);
+    w.opt_str(h.target_name.as_deref());
+    w.opt_str(h.user.as_deref());
+    let n = h.groups.len().min(255);
+    w.u8(n as u8);
+    for g in &h.groups[..n] {
+        w.bytes(g.as_bytes());
+    }
+    w.u8(h.method);
+    for r in [h.client_rule, h.socks_rule] {
+        w.u32(r.number);
+        w.u8(log_bits(r.log));
+    }
+    w.u32(h.io_timeout);
+    w.u32(h.fin_wait_timeout);
+    w.bytes(&h.reply);
+    w.bytes(&h.prefetched);
+    w.u8(h.nfds);
+}
+
+fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
+    let id = r.u64()?;
+    let command = Command::from_code(r.u8()?)?;
+    let version = r.u8()?;
+    let accepted_us = r.u64()?;
+    let client = r.addr("client")?;
+    let internal = r.addr("internal")?;
+    let external = r.addr("external")?;
+    let target = r.addr("target")?;
+    let target_name = r.opt_str("target_name")?;
+    let user = r.opt_str("user")?;
+    let ngroups = r.u8()?;
+    let mut groups = Vec::with_capacity(ngroups.into());
+    for _ in 0..ngroups {
+        groups.push(String::from_utf8(r.bytes()?).map_err(|_| DecodeError::Field("groups"))?);
+    }
+    let method = r.u8()?;
+    let client_rule = RuleRef {
+        number: r.u32()?,
+        log: log_from_bits(r.u8()?),
+    };
+    let socks_rule = RuleRef {
+        number: r.u32()?,
+        log: log_from_bits(r.u8()?),
+    };
+    let io_timeout = r.u32()?;
+    let fin_wait_timeout = r.u32()?;
+    let reply = r.bytes()?;
+    let prefetched = r.bytes()?;
+    let nfds = r.u8()?;
+    Ok(Handoff {
+        id,
+        command,
+        version,
+        accepted_us,
+        client,
+        internal,
+        external,
+        target,
+        target_name,
+        user,
+        groups,
+        method,
+        client_rule,
+        socks_rule,
+        io_timeout,
+        fin_wait_timeout,
+        reply,
+        prefetched,
+        nfds,
+    })
+}
 
 const K_CONFIG: u8 = 1;
 const K_SESSION: u8 = 2;
@@ -174,7 +302,7 @@ impl Control {
     pub fn fds(&self) -> usize {
         match self {
             Control::Config { listen, .. } => 1 + listen.len(),
-            Control::Session(h) => h.nfds as usize,
+            Control::Sessions(hs) => hs.iter().map(|h| usize::from(h.nfds)).sum(),
             Control::DumpState | Control::Drain => 0,
             Control::Auth => 1,
         }
@@ -198,33 +326,14 @@ impl Control {
                     w.addr(*a);
                 }
             }
-            Control::Session(h) => {
+            Control::Sessions(hs) => {
+                // What does not fit one message is cut off here; senders use batch_sessions.
+                let n = hs.len().min(MAX_BATCH);
                 header(&mut w, K_SESSION);
-                w.u64(h.id);
-                w.u8(h.command.code());
-                w.u8(h.version);
-                w.u64(h.accepted_us);
-                w.addr(h.client);
-                w.addr(h.internal);
-                w.addr(h.external);
-                w.addr(h.target);
-                w.opt_str(h.target_name.as_deref());
-                w.opt_str(h.user.as_deref());
-                let n = h.groups.len().min(255);
                 w.u8(n as u8);
-                for g in &h.groups[..n] {
-                    w.bytes(g.as_bytes());
+                for h in &hs[..n] {
+                    write_session(&mut w, h);
                 }
-                w.u8(h.method);
-                for r in [h.client_rule, h.socks_rule] {
-                    w.u32(r.number);
-                    w.u8(log_bits(r.log));
-                }
-                w.u32(h.io_timeout);
-                w.u32(h.fin_wait_timeout);
-                w.bytes(&h.reply);
-                w.bytes(&h.prefetched);
-                w.u8(h.nfds);
             }
             Control::DumpState => header(&mut w, K_DUMP),
             Control::Drain => header(&mut w, K_DRAIN),
@@ -251,58 +360,14 @@ impl Control {
                 }
             }
             K_SESSION => {
-                let id = r.u64()?;
-                let command = Command::from_code(r.u8()?)?;
-                let version = r.u8()?;
-                let accepted_us = r.u64()?;
-                let client = r.addr("client")?;
-                let internal = r.addr("internal")?;
-                let external = r.addr("external")?;
-                let target = r.addr("target")?;
-                let target_name = r.opt_str("target_name")?;
-                let user = r.opt_str("user")?;
-                let ngroups = r.u8()?;
-                let mut groups = Vec::with_capacity(ngroups.into());
-                for _ in 0..ngroups {
-                    groups.push(
-                        String::from_utf8(r.bytes()?).map_err(|_| DecodeError::Field("groups"))?,
-                    );
+                let n = r.u8()?;
+                if n == 0 {
+                    return Err(DecodeError::Field("sessions"));
                 }
-                let method = r.u8()?;
-                let client_rule = RuleRef {
-                    number: r.u32()?,
-                    log: log_from_bits(r.u8()?),
-                };
-                let socks_rule = RuleRef {
-                    number: r.u32()?,
-                    log: log_from_bits(r.u8()?),
-                };
-                let io_timeout = r.u32()?;
-                let fin_wait_timeout = r.u32()?;
-                let reply = r.bytes()?;
-                let prefetched = r.bytes()?;
-                let nfds = r.u8()?;
-                Control::Session(Box::new(Handoff {
-                    id,
-                    command,
-                    version,
-                    accepted_us,
-                    client,
-                    internal,
-                    external,
-                    target,
-                    target_name,
-                    user,
-                    groups,
-                    method,
-                    client_rule,
-                    socks_rule,
-                    io_timeout,
-                    fin_wait_timeout,
-                    reply,
-                    prefetched,
-                    nfds,
-                }))
+                let hs = (0..n)
+                    .map(|_| read_session(&mut r))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Control::Sessions(hs)
             }
             K_DUMP => Control::DumpState,
             K_DRAIN => Control::Drain,
@@ -404,9 +469,68 @@ mod tests {
 
     #[test]
     fn handoff_round_trip() {
-        let m = Control::Session(Box::new(sample()));
+        let m = Control::Sessions(vec![sample()]);
         assert_eq!(Control::decode(&m.encode()).unwrap(), m);
         assert_eq!(m.fds(), 2);
+        let mut other = sample();
+        other.id = 8;
+        other.nfds = 3;
+        other.prefetched.clear();
+        let two = Control::Sessions(vec![sample(), other]);
+        assert_eq!(Control::decode(&two.encode()).unwrap(), two);
+        assert_eq!(two.fds(), 5);
+        assert!(Control::decode(&Control::Sessions(vec![]).encode()).is_err());
+    }
+
+    /// Batches keep the order, and split where a message would pass its size, its descriptor
+    /// count or its one-byte session count; each batch decodes to its range.
+    #[test]
+    fn batches_split_at_every_limit() {
+        let check = |hs: &[Handoff], want: &[std::ops::Range<usize>]| {
+            let got = batch_sessions(hs);
+            let ranges: Vec<_> = got.iter().map(|(_, r)| r.clone()).collect();
+            assert_eq!(ranges, want);
+            for (msg, r) in got {
+                assert!(msg.len() <= MAX_MESSAGE);
+                assert_eq!(
+                    Control::decode(&msg).unwrap(),
+                    Control::Sessions(hs[r].to_vec())
+                );
+            }
+        };
+        let many = |n: usize, f: &dyn Fn(&mut Handoff)| {
+            (0..n)
+                .map(|i| {
+                    let mut h = sample();
+                    h.id = i as u64;
+                    f(&mut h);
+                    h
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(batch_sessions::<Handoff>(&[]).is_empty());
+        let all_three = std::iter::once(0..3).collect::<Vec<_>>();
+        check(&many(3, &|_| {}), &all_three);
+        // 16 KiB of early bytes each: one session per message.
+        check(
+            &many(3, &|h| h.prefetched = vec![1; 16 << 10]),
+            &[0..1, 1..2, 2..3],
+        );
+        // 2 descriptors each: 120 fit MAX_BATCH_FDS.
+        check(&many(130, &|h| h.prefetched.clear()), &[0..120, 120..130]);
+        // No descriptors (not a real hand-off, but the count byte must still bound a batch).
+        check(
+            &many(300, &|h| {
+                h.prefetched.clear();
+                h.groups.clear();
+                h.target_name = None;
+                h.external = h.client;
+                h.target = h.client;
+                h.reply.clear();
+                h.nfds = 0;
+            }),
+            &[0..255, 255..300],
+        );
     }
 
     #[test]
@@ -457,7 +581,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_prefix_of_a_handoff_is_refused(cut in 0usize..200) {
-            let enc = Control::Session(Box::new(sample())).encode();
+            let enc = Control::Sessions(vec![sample()]).encode();
             let cut = cut.min(enc.len() - 1);
             prop_assert!(Control::decode(&enc[..cut]).is_err());
         }

@@ -122,7 +122,7 @@ pub(super) async fn run(
         nfds: 2,
     };
     match detach(client_stream) {
-        Ok(cfd) => hand_off(&m, h, cfd, vec![listener.into()]).await,
+        Ok(cfd) => hand_off(&m, h, cfd, vec![listener.into()]),
         Err(e) => log::error(&format!(
             "{} {}: cannot detach the client socket for hand-off: {e}",
             log::addr(&client.peer),

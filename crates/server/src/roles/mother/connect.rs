@@ -161,5 +161,5 @@ pub(super) async fn run(
             return;
         }
     };
-    hand_off(&m, h, cfd, vec![tfd]).await;
+    hand_off(&m, h, cfd, vec![tfd]);
 }

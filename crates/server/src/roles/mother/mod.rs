@@ -312,7 +312,7 @@ async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream {
                     m.auth.install(fd);
                 }
             }
-            Control::Session(_) => log::error("mother_ipc(): unexpected session message"),
+            Control::Sessions(_) => log::error("mother_ipc(): unexpected session message"),
         }
     }
     let suffix = if super::parent_gone().await {

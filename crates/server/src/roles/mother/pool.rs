@@ -11,11 +11,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rsockd_ipc::{Control, Handoff, Report, MAX_MESSAGE};
+use rsockd_ipc::{batch_sessions, Control, Handoff, Report, MAX_MESSAGE};
 
 use crate::channel::Channel;
 use crate::log;
@@ -82,6 +82,48 @@ pub struct Pool {
     /// Set when shutting down: dead relays are no longer replaced.
     pub stopping: Cell<bool>,
     pub ready_changed: tokio::sync::Notify,
+    /// Sessions negotiated in this turn of the event loop, handed off together after it.
+    outbox: RefCell<Vec<Queued>>,
+    outbox_filled: tokio::sync::Notify,
+}
+
+/// A negotiated session waiting for its hand-off, with its descriptors (the client's first).
+/// Whoever holds it owns the session: on failure it answers the client.
+pub struct Queued {
+    pub h: Handoff,
+    pub fds: Vec<OwnedFd>,
+}
+
+impl Queued {
+    /// No relay took the session: the client gets a general failure from here, since no one
+    /// else will answer it, and the line says why.
+    fn refuse(self, why: &std::io::Error) {
+        log::error(&format!(
+            "{} {}: session not handed to a relay: {why}",
+            log::addr(&self.h.client),
+            log::addr(&self.h.internal)
+        ));
+        if let Some(client) = self.fds.into_iter().next() {
+            let reply = crate::negotiate::failure_reply(
+                self.h.version,
+                rsockd_proto::Reply::GeneralFailure,
+            );
+            let _ = std::io::Write::write_all(&mut &std::net::TcpStream::from(client), &reply);
+        }
+    }
+
+    fn info(&self) -> HandedOff {
+        HandedOff {
+            client: self.h.client,
+            internal: self.h.internal,
+            external: self.h.external,
+            target: self.h.target,
+            rule: self.h.socks_rule.number,
+            accepted_us: self.h.accepted_us,
+            command: self.h.command,
+            fds: self.fds.len() as u32,
+        }
+    }
 }
 
 /// Sends `settings`' text to a child as a memfd.
@@ -106,6 +148,8 @@ impl Pool {
             growing: Cell::new(false),
             stopping: Cell::new(false),
             ready_changed: tokio::sync::Notify::new(),
+            outbox: RefCell::new(Vec::new()),
+            outbox_filled: tokio::sync::Notify::new(),
         })
     }
 
@@ -139,6 +183,7 @@ impl Pool {
                 .map_err(|e| format!("cannot start relay {}.{k}: {e}", self.mother))?;
         }
         tokio::task::spawn_local(Self::tend(self.clone()));
+        tokio::task::spawn_local(Self::deliver(self.clone()));
         Ok(())
     }
 
@@ -363,37 +408,94 @@ impl Pool {
         self.slots.borrow().iter().all(|s| s.ready.get())
     }
 
-    /// Hands a session to the least loaded live relay. On failure the descriptors are still
-    /// ours (the caller tells the client).
-    pub async fn handoff(
-        self: &Rc<Self>,
-        h: Handoff,
-        fds: &[BorrowedFd<'_>],
-    ) -> std::io::Result<()> {
-        let id = h.id;
-        let info = HandedOff {
-            client: h.client,
-            internal: h.internal,
-            external: h.external,
-            target: h.target,
-            rule: h.socks_rule.number,
-            accepted_us: h.accepted_us,
-            command: h.command,
-            fds: fds.len() as u32,
+    /// Takes a negotiated session for hand-off; it leaves with the others that finished in the
+    /// same turn of the event loop. From here the pool owns it (and answers the client if no
+    /// relay takes it).
+    pub fn hand_off(&self, q: Queued) {
+        self.outbox.borrow_mut().push(q);
+        self.outbox_filled.notify_one();
+    }
+
+    /// Hands queued sessions to relays: after every ready task has run (so that sessions that
+    /// finish together leave together), each is assigned a relay as `pick` chooses, and each
+    /// relay gets its sessions in as few messages as `batch_sessions` allows: one sendmsg(2)
+    /// and one wake-up of the relay for many sessions under load.
+    async fn deliver(pool: Rc<Self>) {
+        loop {
+            pool.outbox_filled.notified().await;
+            tokio::task::yield_now().await;
+            let queued: Vec<Queued> = pool.outbox.borrow_mut().drain(..).collect();
+            let mut groups: Vec<(Rc<Slot>, Vec<Queued>)> = Vec::new();
+            for q in queued {
+                let need = q.fds.len() as u32;
+                let Some(slot) = pool.pick(&[], need) else {
+                    // No relay alive (one is being re-spawned): this one waits on its own.
+                    tokio::task::spawn_local(Self::hand_off_alone(pool.clone(), q, Vec::new()));
+                    continue;
+                };
+                // Counted at once, so the next pick sees this relay's new load.
+                slot.fds.set(slot.fds.get() + need);
+                match groups.iter_mut().find(|(s, _)| Rc::ptr_eq(s, &slot)) {
+                    Some((_, qs)) => qs.push(q),
+                    None => groups.push((slot, vec![q])),
+                }
+            }
+            for (slot, qs) in groups {
+                pool.send_batches(&slot, qs).await;
+            }
+        }
+    }
+
+    /// Sends one relay its sessions (already counted in its `fds`). A batch the relay did not
+    /// take is uncounted and its sessions tried on other relays one by one.
+    async fn send_batches(self: &Rc<Self>, slot: &Rc<Slot>, qs: Vec<Queued>) {
+        let batches = {
+            let hs: Vec<&Handoff> = qs.iter().map(|q| &q.h).collect();
+            batch_sessions(&hs)
         };
-        let need = fds.len() as u32;
-        let msg = Control::Session(Box::new(h)).encode();
-        let mut info = Some(info);
-        // By identity, not id: a re-spawned relay has its predecessor's id and is worth trying.
-        let mut tried: Vec<Rc<Slot>> = Vec::new();
+        let mut qs: Vec<Option<Queued>> = qs.into_iter().map(Some).collect();
+        for (msg, range) in batches {
+            let sent = {
+                let fds: Vec<BorrowedFd<'_>> = qs[range.clone()]
+                    .iter()
+                    .flatten()
+                    .flat_map(|q| q.fds.iter().map(|f| f.as_fd()))
+                    .collect();
+                slot.chan.send(&msg, &fds).await
+            };
+            for q in qs[range].iter_mut().filter_map(Option::take) {
+                match &sent {
+                    Ok(()) => {
+                        slot.sessions.set(slot.sessions.get() + 1);
+                        slot.handed.borrow_mut().insert(q.h.id, q.info());
+                    }
+                    Err(e) => {
+                        slot.fds
+                            .set(slot.fds.get().saturating_sub(q.fds.len() as u32));
+                        log::warning(&format!("relay {}: hand-off failed: {e}", slot.id));
+                        let tried = vec![slot.clone()];
+                        tokio::task::spawn_local(Self::hand_off_alone(self.clone(), q, tried));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one session to the least loaded live relay not yet tried, waiting a while for a
+    /// relay to be re-spawned if none is alive; refuses the client if none takes it.
+    async fn hand_off_alone(self: Rc<Self>, q: Queued, mut tried: Vec<Rc<Slot>>) {
+        let need = q.fds.len() as u32;
+        let msg = Control::Sessions(vec![q.h.clone()]).encode();
         // A relay that just died is replaced within milliseconds; its mother's new clients wait
         // for the replacement rather than being refused (a dead relay loses only its own).
         let deadline = tokio::time::Instant::now() + HANDOFF_WAIT;
         loop {
-            let slot = self.pick(&tried, need);
-            let Some(slot) = slot else {
+            // By identity, not id: a re-spawned relay has its predecessor's id and is worth
+            // trying.
+            let Some(slot) = self.pick(&tried, need) else {
                 if tokio::time::Instant::now() >= deadline || self.stopping.get() {
-                    return Err(std::io::Error::other("no relay process available"));
+                    q.refuse(&std::io::Error::other("no relay process available"));
+                    return;
                 }
                 let changed = self.ready_changed.notified();
                 let _ = tokio::time::timeout_at(
@@ -403,14 +505,13 @@ impl Pool {
                 .await;
                 continue;
             };
-            match slot.chan.send(&msg, fds).await {
+            let fds: Vec<BorrowedFd<'_>> = q.fds.iter().map(|f| f.as_fd()).collect();
+            match slot.chan.send(&msg, &fds).await {
                 Ok(()) => {
                     slot.sessions.set(slot.sessions.get() + 1);
                     slot.fds.set(slot.fds.get() + need);
-                    if let Some(info) = info.take() {
-                        slot.handed.borrow_mut().insert(id, info);
-                    }
-                    return Ok(());
+                    slot.handed.borrow_mut().insert(q.h.id, q.info());
+                    return;
                 }
                 Err(e) => {
                     log::warning(&format!("relay {}: hand-off failed: {e}", slot.id));

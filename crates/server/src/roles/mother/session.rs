@@ -2,7 +2,7 @@
 //! the outgoing connect, and the hand-off of the finished session to a relay process.
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -393,26 +393,14 @@ async fn refuse_blocked(
     fail(wire, version, Reply::NotAllowed).await;
 }
 
-/// Hands a negotiated session and its descriptors to a relay. If no relay takes it, the client
-/// gets a general-failure reply from here, since no one else will answer it.
-pub(super) async fn hand_off(m: &Mother, h: Handoff, client_fd: OwnedFd, more: Vec<OwnedFd>) {
-    let version = h.version;
-    let (client, internal) = (h.client, h.internal);
-    let mut fds = vec![client_fd.as_fd()];
-    fds.extend(more.iter().map(|f| f.as_fd()));
-    if let Err(e) = m.pool.handoff(h, &fds).await {
-        log::error(&format!(
-            "{} {}: session not handed to a relay: {e}",
-            addr(&client),
-            addr(&internal)
-        ));
-        let std_client = std::net::TcpStream::from(client_fd);
-        let _ = std::io::Write::write_all(
-            &mut &std_client,
-            &negotiate::failure_reply(version, Reply::GeneralFailure),
-        );
-    }
-    // Our copies close here; the relay owns the session now.
+/// Hands a negotiated session and its descriptors to this mother's relays (with the others
+/// that finish in the same turn of the event loop). The pool owns them from here and answers
+/// the client if no relay takes the session.
+pub(super) fn hand_off(m: &Mother, h: Handoff, client_fd: OwnedFd, more: Vec<OwnedFd>) {
+    let mut fds = Vec::with_capacity(1 + more.len());
+    fds.push(client_fd);
+    fds.extend(more);
+    m.pool.hand_off(super::pool::Queued { h, fds });
 }
 
 /// Detaches a tokio TCP stream for the hand-off.

@@ -146,7 +146,7 @@ pub(super) async fn run(
         nfds: 1 + fds.len() as u8,
     };
     match detach(control) {
-        Ok(cfd) => hand_off(&m, h, cfd, fds).await,
+        Ok(cfd) => hand_off(&m, h, cfd, fds),
         Err(e) => log::error(&format!(
             "{} {}: cannot detach the control connection for hand-off: {e}",
             log::addr(&client.peer),

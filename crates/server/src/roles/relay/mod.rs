@@ -209,9 +209,14 @@ async fn control_loop(r: Rc<Relay>) {
                     let _ = r.chan.send(&ready.encode(), &[]).await;
                 }
             }
-            Control::Session(h) => {
-                let live = register(&r, *h);
-                tokio::task::spawn_local(run_session(r.clone(), live, got.fds));
+            Control::Sessions(hs) => {
+                // The descriptors follow in the sessions' order, `nfds` each (counted above).
+                let mut fds = got.fds.into_iter();
+                for h in hs {
+                    let mine: Vec<OwnedFd> = fds.by_ref().take(usize::from(h.nfds)).collect();
+                    let live = register(&r, h);
+                    tokio::task::spawn_local(run_session(r.clone(), live, mine));
+                }
             }
             Control::DumpState => r.dump_state(),
             Control::Auth => {}

@@ -463,19 +463,22 @@ impl Pool {
                     .collect();
                 slot.chan.send(&msg, &fds).await
             };
+            if let Err(e) = &sent {
+                log::warning(&format!(
+                    "relay {}: hand-off of {} session(s) failed: {e}",
+                    slot.id,
+                    range.len()
+                ));
+            }
             for q in qs[range].iter_mut().filter_map(Option::take) {
-                match &sent {
-                    Ok(()) => {
-                        slot.sessions.set(slot.sessions.get() + 1);
-                        slot.handed.borrow_mut().insert(q.h.id, q.info());
-                    }
-                    Err(e) => {
-                        slot.fds
-                            .set(slot.fds.get().saturating_sub(q.fds.len() as u32));
-                        log::warning(&format!("relay {}: hand-off failed: {e}", slot.id));
-                        let tried = vec![slot.clone()];
-                        tokio::task::spawn_local(Self::hand_off_alone(self.clone(), q, tried));
-                    }
+                if sent.is_ok() {
+                    slot.sessions.set(slot.sessions.get() + 1);
+                    slot.handed.borrow_mut().insert(q.h.id, q.info());
+                } else {
+                    slot.fds
+                        .set(slot.fds.get().saturating_sub(q.fds.len() as u32));
+                    let tried = vec![slot.clone()];
+                    tokio::task::spawn_local(Self::hand_off_alone(self.clone(), q, tried));
                 }
             }
         }

@@ -197,6 +197,9 @@ const PROXIES: [&str; 7] = [
     "rsockd-copy",
 ];
 
+/// The `latency` servers take turns in this many slices of the echoes.
+const LATENCY_SLICES: usize = 20;
+
 /// Starts one proxy (the rate-auth variants are started by closures over the bench user).
 type Starter<'a> = dyn Fn() -> Result<procs::Proxy, String> + 'a;
 
@@ -323,7 +326,11 @@ fn main() {
     let (udp_secs, bind_n) = if args.quick { (0.5, 30) } else { (3.0, 300) };
     // Bulk: 1 GiB each way in total, split over the streams.
     let bulk_bytes: u64 = if args.quick { 16 << 20 } else { 1 << 30 };
-    let (rate_secs, latency_n) = if args.quick { (0.5, 200) } else { (3.0, 5000) };
+    let (rate_secs, latency_n) = if args.quick {
+        (0.5, 200)
+    } else {
+        (3.0, 20_000)
+    };
     let rate_secs = args.rate_secs.unwrap_or(rate_secs);
     let idle_n = args
         .idle_sessions
@@ -381,6 +388,46 @@ fn main() {
                 }
                 continue;
             }
+            if sc == "latency" {
+                // The servers take turns within the scenario (see scenarios::latency).
+                let present: Vec<(&String, Option<&procs::Proxy>)> = names
+                    .iter()
+                    .filter(|n| supports(n, sc))
+                    .map(|n| (n, proxies.iter().find(|p| p.name == n.as_str())))
+                    .filter(|(n, p)| p.is_some() || n.as_str() == "direct")
+                    .collect();
+                let clocks: Vec<Box<dyn Fn() -> f64>> = present
+                    .iter()
+                    .map(|(_, p)| -> Box<dyn Fn() -> f64> {
+                        match p {
+                            Some(p) => Box::new(move || p.cpu()),
+                            None => Box::new(|| 0.0),
+                        }
+                    })
+                    .collect();
+                let cs: Vec<scenarios::Contender<'_>> = present
+                    .iter()
+                    .zip(&clocks)
+                    .map(|((_, p), cpu)| scenarios::Contender {
+                        addr: p.map(|p| p.addr),
+                        cpu: cpu.as_ref(),
+                    })
+                    .collect();
+                let samples = scenarios::latency(&cs, tcp_echo, latency_n, LATENCY_SLICES);
+                for ((name, _), r) in present.iter().zip(samples) {
+                    match r {
+                        Ok(s) => results
+                            .entry((sc.clone(), name.to_string()))
+                            .or_default()
+                            .push(s),
+                        Err(e) => {
+                            eprintln!("{sc}/{name}: {e}");
+                            failures += 1;
+                        }
+                    }
+                }
+                continue;
+            }
             for name in run_order(sc, &names) {
                 if !supports(name, sc) {
                     continue;
@@ -397,7 +444,6 @@ fn main() {
                     "bulk1" => scenarios::bulk(addr, bulk_target, 1, bulk_bytes, &cpu),
                     "bulk8" => scenarios::bulk(addr, bulk_target, 8, bulk_bytes / 8, &cpu),
                     "rate" => scenarios::rate(addr, tcp_echo, 50, rate_secs, &cpu, &None),
-                    "latency" => scenarios::latency(addr, tcp_echo, latency_n, &cpu),
                     "udp" => scenarios::udp(
                         addr,
                         echo.addr,

@@ -411,32 +411,68 @@ pub fn rate(
     })
 }
 
-/// Small echoes one after another on one session: round-trip latency.
+/// One server in a scenario whose servers take turns: its address (None = the direct path)
+/// and its CPU clock.
+pub struct Contender<'a> {
+    pub addr: Option<SocketAddr>,
+    pub cpu: &'a dyn Fn() -> f64,
+}
+
+/// Latency: `n` 32-byte echoes on one session per server, one after another. The servers take
+/// turns in `slices` slices of the echoes (every session open throughout), so a machine whose
+/// speed drifts, as shared hosts' does from one second to the next, weighs on all of them
+/// alike instead of on whichever ran during a slow moment. A server that waits for its turn
+/// spends no CPU, so each one's CPU is read once around the whole run.
 pub fn latency(
-    proxy: Option<SocketAddr>,
+    cs: &[Contender<'_>],
     echo: SocketAddr,
     n: usize,
-    cpu: &dyn Fn() -> f64,
-) -> Result<Sample, String> {
-    let mut s = open(proxy, echo)?;
-    let mut lat = Vec::with_capacity(n);
-    let cpu0 = cpu();
-    let start = Instant::now();
+    slices: usize,
+) -> Vec<Result<Sample, String>> {
+    let slices = slices.clamp(1, n.max(1));
+    let mut sessions: Vec<Result<TcpStream, String>> =
+        cs.iter().map(|c| open(c.addr, echo)).collect();
+    let cpu0: Vec<f64> = cs.iter().map(|c| (c.cpu)()).collect();
+    let mut lat: Vec<Vec<f64>> = cs.iter().map(|_| Vec::with_capacity(n)).collect();
+    let mut busy = vec![0.0f64; cs.len()];
     let msg = [7u8; 32];
     let mut back = [0u8; 32];
-    for _ in 0..n {
-        let t0 = Instant::now();
-        std::io::Write::write_all(&mut s, &msg).map_err(|e| e.to_string())?;
-        s.read_exact(&mut back).map_err(|e| e.to_string())?;
-        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+    for slice in 0..slices {
+        let count = n / slices + usize::from(slice < n % slices);
+        for (i, s) in sessions.iter_mut().enumerate() {
+            let Ok(stream) = s else { continue };
+            let start = Instant::now();
+            let mut failed = None;
+            for _ in 0..count {
+                let t0 = Instant::now();
+                let r = std::io::Write::write_all(stream, &msg)
+                    .and_then(|()| stream.read_exact(&mut back));
+                if let Err(e) = r {
+                    failed = Some(e.to_string());
+                    break;
+                }
+                lat[i].push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+            busy[i] += start.elapsed().as_secs_f64();
+            if let Some(e) = failed {
+                *s = Err(e);
+            }
+        }
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let used = cpu() - cpu0;
-    Ok(Sample {
-        rate: n as f64 / elapsed,
-        p50_us: percentile(&mut lat, 0.5),
-        p99_us: percentile(&mut lat, 0.99),
-        cpu_us_per_op: used * 1e6 / n as f64,
-        ..Sample::default()
-    })
+    sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s?;
+            let used = (cs[i].cpu)() - cpu0[i];
+            let done = lat[i].len();
+            Ok(Sample {
+                rate: done as f64 / busy[i],
+                p50_us: percentile(&mut lat[i], 0.5),
+                p99_us: percentile(&mut lat[i], 0.99),
+                cpu_us_per_op: used * 1e6 / done as f64,
+                ..Sample::default()
+            })
+        })
+        .collect()
 }

@@ -105,3 +105,73 @@ fn extra_relays_start_near_the_descriptor_limit_and_retire_when_idle() {
     assert_eq!(rep, 0);
     echo_once(&mut s, 0, 3);
 }
+
+/// Clients that finish negotiating together are handed off together: many sessions per
+/// message, every descriptor arriving with its session, no hand-off refused and no relay
+/// started for want of one. The clients pipeline greeting and request in one write, all at
+/// the same moment, so the mother finishes many in one turn of its event loop.
+#[test]
+fn sessions_negotiated_together_are_handed_off_in_batches() {
+    const CLIENTS: usize = 120;
+    let srv = Server::start(&base_config(OPEN_RULES));
+    let echo = echo_server();
+    let mother = mother_of(&srv);
+    let base = relays_of(mother).len();
+    let std::net::SocketAddr::V4(target) = echo.addr else {
+        panic!("echo server not on IPv4");
+    };
+    let mut request = vec![5u8, 1, 0, 5, 1, 0, 1];
+    request.extend_from_slice(&target.ip().octets());
+    request.extend_from_slice(&target.port().to_be_bytes());
+    let mut clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    let go = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+    let handles: Vec<_> = clients
+        .iter()
+        .map(|c| {
+            let (mut c, go, request) = (c.try_clone().unwrap(), go.clone(), request.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                c.write_all(&request).unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut reply = [0u8; 12];
+        c.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply[..2], &[5, 0], "session {i}: method reply");
+        assert_eq!(reply[3], 0, "session {i} refused; log:\n{}", srv.log_text());
+        echo_once(c, i, 1);
+    }
+    srv.signal(10); // SIGUSR1: the state dump
+    let log = srv.wait_log("the state dump", 10, |l| l.contains("handed off so far"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("handed off so far"))
+        .unwrap()
+        .to_string();
+    let counts: Vec<u64> = line
+        .split("handed off so far: ")
+        .nth(1)
+        .and_then(|r| r.split(", listening").next())
+        .map(|r| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(counts.len(), 2, "{line}");
+    assert_eq!(counts[0], CLIENTS as u64, "{line}");
+    eprintln!("{CLIENTS} sessions in {} hand-off messages", counts[1]);
+    // 120 clients released at once: some messages must carry several sessions.
+    assert!(
+        counts[1] < counts[0],
+        "no hand-off carried two sessions: {line}"
+    );
+    assert!(!log.contains("hand-off"), "a hand-off failed:\n{log}");
+    assert_eq!(relays_of(mother).len(), base, "a relay was started:\n{log}");
+}

@@ -12,8 +12,9 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
-/// Most descriptors one message may carry; UDP associations need three.
-pub const MAX_FDS: usize = 8;
+/// Most descriptors one message may carry: the kernel's SCM_MAX_FD. A batch of hand-offs
+/// carries two or three per session.
+pub const MAX_FDS: usize = 253;
 
 /// Creates a connected, non-blocking, close-on-exec `SOCK_SEQPACKET` pair.
 pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -109,6 +110,35 @@ mod tests {
                 fd.as_raw_fd()
             );
         }
+    }
+
+    /// A batch of hand-offs: as many descriptors as the kernel takes in one message, all of
+    /// them received, in order; one more is refused before anything is sent.
+    #[test]
+    fn passes_a_full_batch_of_descriptors() {
+        let (a, b) = seqpacket_pair().unwrap();
+        let pairs: Vec<(OwnedFd, OwnedFd)> = (0..MAX_FDS.div_ceil(2))
+            .map(|_| seqpacket_pair().unwrap())
+            .collect();
+        let all: Vec<BorrowedFd<'_>> = pairs
+            .iter()
+            .flat_map(|(x, y)| [x.as_fd(), y.as_fd()])
+            .take(MAX_FDS)
+            .collect();
+        send(a.as_fd(), b"batch", &all).unwrap();
+        let mut buf = [0u8; 64];
+        let r = recv(&b, &mut buf).unwrap();
+        assert!(!r.truncated);
+        assert_eq!(r.fds.len(), MAX_FDS);
+        // Same open files, same order: the first of each pair still talks to its second.
+        send(r.fds[0].as_fd(), b"ping", &[]).unwrap();
+        let got = recv(&pairs[0].1, &mut buf).unwrap();
+        assert_eq!(&buf[..got.len], b"ping");
+        let extra = seqpacket_pair().unwrap();
+        let mut too_many = all.clone();
+        too_many.push(extra.0.as_fd());
+        let e = send(a.as_fd(), b"x", &too_many).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -351,12 +351,14 @@ async fn report_negotiating(m: Rc<Mother>, chan: Rc<Channel>) {
 fn dump_state(m: &Rc<Mother>) {
     let slots = m.pool.slots.borrow();
     log::info(&format!(
-        "mother[{}/{}]: relay processes: {}, clients negotiating: {}, sessions handed and open: {}, listening on: {}",
+        "mother[{}/{}]: relay processes: {}, clients negotiating: {}, sessions handed and open: {}, handed off so far: {} in {} message(s), listening on: {}",
         m.index,
         m.of,
         slots.iter().filter(|s| s.alive.get()).count(),
         m.negotiating.get(),
         m.pool.total_sessions(),
+        m.pool.handed_total.get(),
+        m.pool.handoff_messages.get(),
         m.accepting
             .borrow()
             .keys()

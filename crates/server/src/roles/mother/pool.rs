@@ -85,6 +85,10 @@ pub struct Pool {
     /// Sessions negotiated in this turn of the event loop, handed off together after it.
     outbox: RefCell<Vec<Queued>>,
     outbox_filled: tokio::sync::Notify,
+    /// Sessions handed to relays, and the messages that carried them (the state dump shows how
+    /// well hand-offs batch).
+    pub handed_total: Cell<u64>,
+    pub handoff_messages: Cell<u64>,
 }
 
 /// A negotiated session waiting for its hand-off, with its descriptors (the client's first).
@@ -150,6 +154,8 @@ impl Pool {
             ready_changed: tokio::sync::Notify::new(),
             outbox: RefCell::new(Vec::new()),
             outbox_filled: tokio::sync::Notify::new(),
+            handed_total: Cell::new(0),
+            handoff_messages: Cell::new(0),
         })
     }
 
@@ -463,12 +469,17 @@ impl Pool {
                     .collect();
                 slot.chan.send(&msg, &fds).await
             };
-            if let Err(e) = &sent {
-                log::warning(&format!(
+            match &sent {
+                Ok(()) => {
+                    self.handoff_messages.set(self.handoff_messages.get() + 1);
+                    self.handed_total
+                        .set(self.handed_total.get() + range.len() as u64);
+                }
+                Err(e) => log::warning(&format!(
                     "relay {}: hand-off of {} session(s) failed: {e}",
                     slot.id,
                     range.len()
-                ));
+                )),
             }
             for q in qs[range].iter_mut().filter_map(Option::take) {
                 if sent.is_ok() {
@@ -511,6 +522,8 @@ impl Pool {
             let fds: Vec<BorrowedFd<'_>> = q.fds.iter().map(|f| f.as_fd()).collect();
             match slot.chan.send(&msg, &fds).await {
                 Ok(()) => {
+                    self.handoff_messages.set(self.handoff_messages.get() + 1);
+                    self.handed_total.set(self.handed_total.get() + 1);
                     slot.sessions.set(slot.sessions.get() + 1);
                     slot.fds.set(slot.fds.get() + need);
                     slot.handed.borrow_mut().insert(q.h.id, q.info());

@@ -187,10 +187,10 @@ async fn pump_splice(
             return Ok(Spliced::Unsupported);
         };
         // A read shorter than the pipe has slots stopped because the socket's queue was empty
-        // (or at a FIN or urgent mark, which tokio keeps as readiness of their own), so it
-        // reports WouldBlock to tokio to clear the readiness: the next read then waits for
-        // epoll instead of costing a splice that returns EAGAIN, as tokio's own poll_read does
-        // after a short read. Small messages are where that extra call weighs most.
+        // (or at a FIN, which tokio keeps as a readiness of its own), so it reports WouldBlock
+        // to tokio to clear the readiness: the next read then waits for epoll instead of
+        // costing a splice that returns EAGAIN, as tokio's own poll_read does after a short
+        // read. Small messages are where that extra call weighs most.
         let mut drained = 0;
         let filled = src.try_io(Interest::READABLE, || {
             let n = splice(src, None, &pipe.write, None, pipe.size, splice_flags())?;

@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::workers::{check, opt};
+use crate::workers::{check, connect_started, opt};
 
 /// The one relay buffer, shared by every session and both directions.
 const BUF: usize = 64 * 1024;
@@ -611,28 +611,7 @@ fn start_connect(dst: SocketAddrV4) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: dst.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*dst.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a live sockaddr_in and its exact size; `fd` is open.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&to as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
+    connect_started(fd.as_raw_fd(), dst)?;
     // Connected at once or not: the epoll ADD with EPOLLOUT reports the completion.
     Ok(fd)
 }

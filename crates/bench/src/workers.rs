@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::mem::ManuallyDrop;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -98,6 +98,29 @@ fn sockaddr_in(a: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     }
 }
 
+/// Starts connecting the nonblocking socket `fd` to `dst`: true when it connected at once,
+/// false while it is under way (EINPROGRESS).
+pub(crate) fn connect_started(fd: RawFd, dst: SocketAddrV4) -> io::Result<bool> {
+    let to = sockaddr_in(*dst.ip(), dst.port());
+    // SAFETY: a live sockaddr_in and its exact size; the caller's `fd` is open.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&to as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINPROGRESS) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 pub(crate) fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -143,23 +166,9 @@ fn connect_from(source: Ipv4Addr, dst: SocketAddr, timeout: Duration) -> io::Res
             std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     })?;
-    let to = sockaddr_in(*dst.ip(), dst.port());
-    // SAFETY: as for bind.
-    let rc = unsafe {
-        libc::connect(
-            sock.as_raw_fd(),
-            (&to as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-        if !ready(sock.as_raw_fd(), libc::POLLOUT, timeout) {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-        }
+    if !connect_started(sock.as_raw_fd(), dst)? && !ready(sock.as_raw_fd(), libc::POLLOUT, timeout)
+    {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
     }
     let s = TcpStream::from(sock);
     if let Some(e) = s.take_error()? {

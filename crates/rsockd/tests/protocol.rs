@@ -506,3 +506,35 @@ fn five_hundred_concurrent_sessions() {
         assert_eq!(String::from_utf8_lossy(&buf), format!("session {i:04}"));
     }
 }
+
+/// TCP urgent data (telnet's Interrupt Process, FTP's ABOR) in the middle of a session: the
+/// bytes after it and the client's FIN still reach the target, through the splice relay, which
+/// the kernel stops at an urgent mark. The urgent byte is out of band and not part of the
+/// stream the target reads.
+#[test]
+fn urgent_data_mid_session_does_not_stall_it() {
+    let (target, accepted) = holding_server();
+    let srv = open_server();
+    let (mut s, rep) = socks5_connect(srv.addr, target);
+    assert_eq!(rep, 0);
+    let mut t = accepted.recv_timeout(Duration::from_secs(10)).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"before ").unwrap();
+    let mut got = [0u8; 7];
+    t.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"before ");
+    socket2::SockRef::from(&s).send_out_of_band(b"!").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"after").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    t.read_to_end(&mut rest)
+        .expect("the session stalled at the urgent byte");
+    assert_eq!(rest, b"after");
+    // The other direction still works after the client's FIN.
+    t.write_all(b"reply").unwrap();
+    drop(t);
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"reply");
+}

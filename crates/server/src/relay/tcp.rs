@@ -202,15 +202,32 @@ async fn pump_splice(
         });
         let n = match filled {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && drained > 0 => drained,
+            // splice(2) stops at TCP urgent data (MSG_OOB) and then answers EAGAIN, or 0 once
+            // the peer's FIN is queued, with bytes still waiting behind the mark (which epoll
+            // will not report again). A peek after each tells those bytes from a real end.
             Ok(0) => {
                 pipes::give_back(pipe);
+                if let Queued::Bytes = queued(src) {
+                    read_past_urgent_mark(src, dst, read_count, write_count, last_io).await?;
+                    continue;
+                }
                 last_io.set(Instant::now());
                 return Ok(Spliced::Eof);
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 pipes::give_back(pipe);
-                continue;
+                match queued(src) {
+                    Queued::Nothing => continue,
+                    Queued::Eof => {
+                        last_io.set(Instant::now());
+                        return Ok(Spliced::Eof);
+                    }
+                    Queued::Bytes => {
+                        read_past_urgent_mark(src, dst, read_count, write_count, last_io).await?;
+                        continue;
+                    }
+                }
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
                 pipes::give_back(pipe);
@@ -239,6 +256,55 @@ async fn pump_splice(
         last_io.set(Instant::now());
         pipes::give_back(pipe);
     }
+}
+
+/// What a socket holds when splice(2) from it reported EAGAIN.
+enum Queued {
+    Nothing,
+    Eof,
+    /// Bytes splice(2) will not move: they lie behind TCP urgent data (MSG_OOB), where the
+    /// kernel's splice stops and keeps answering EAGAIN, and epoll will not report them again.
+    Bytes,
+}
+
+/// Peeks at the socket after splice(2) answered EAGAIN or 0: one recv(2) at each end of a
+/// direction and at each EAGAIN, which the short-read rule above keeps rare (a drained socket
+/// is not read again until epoll says so).
+fn queued(src: &TcpStream) -> Queued {
+    let mut one = [0u8; 1];
+    match rustix::net::recv(
+        src,
+        &mut one,
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    ) {
+        Ok((0, _)) => Queued::Eof,
+        Ok(_) => Queued::Bytes,
+        // EAGAIN, or an error the next splice reports.
+        Err(_) => Queued::Nothing,
+    }
+}
+
+/// Moves a session past TCP urgent data: one read(2), which steps over the urgent byte (it is
+/// out of band: a plain reader, our copy engine included, never sees it in the stream) and
+/// clears the mark, so splice(2) works again from the next read on.
+async fn read_past_urgent_mark(
+    src: &TcpStream,
+    dst: &TcpStream,
+    read_count: &Cell<u64>,
+    write_count: &Cell<u64>,
+    last_io: &Cell<Instant>,
+) -> Result<(), PumpError> {
+    let mut buf = PooledBuf::take();
+    let n = match rustix::net::recv(src, &mut buf[..], rustix::net::RecvFlags::DONTWAIT) {
+        Ok((n, _)) => n,
+        Err(rustix::io::Errno::AGAIN) => return Ok(()),
+        Err(e) => return Err(PumpError::Read(e.into())),
+    };
+    last_io.set(Instant::now());
+    read_count.set(read_count.get() + n as u64);
+    write_all(dst, &buf[..n]).await.map_err(PumpError::Write)?;
+    write_count.set(write_count.get() + n as u64);
+    Ok(())
 }
 
 /// The read/write engine, through a pooled buffer held only while a chunk is in flight.
@@ -525,6 +591,48 @@ mod tests {
             .expect("a message was left waiting in the relay");
         assert!(matches!(end, End::ClientClosed), "{end:?}");
         assert_eq!(stats.to_target.get(), total);
+    }
+
+    /// TCP urgent data (MSG_OOB) in the middle of a session: splice(2) stops at the urgent
+    /// mark and keeps answering EAGAIN, so without the peek the bytes behind it, and the FIN,
+    /// never moved. The urgent byte itself is out of band and not relayed (as with read(2)).
+    async fn urgent_data_does_not_stall(engine: Engine) {
+        pipes::set_engine(engine);
+        let ((mut outer_c, relay_c), (relay_t, mut outer_t)) = pairs().await;
+        let stats = Stats::default();
+        let job = async { relay(&relay_c, &relay_t, &stats, Options::default(), &|_, _| {}).await };
+        let peers = async {
+            outer_c.write_all(b"before").await.unwrap();
+            let mut got = [0u8; 6];
+            outer_t.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"before");
+            socket2::SockRef::from(&outer_c)
+                .send_out_of_band(b"!")
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            outer_c.write_all(b"after").await.unwrap();
+            outer_c.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            outer_t.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"after", "{engine:?}");
+            outer_t.shutdown().await.unwrap();
+        };
+        let both = async { tokio::join!(job, peers) };
+        let (end, ()) = tokio::time::timeout(Duration::from_secs(10), both)
+            .await
+            .unwrap_or_else(|_| panic!("the session stalled at the urgent byte ({engine:?})"));
+        assert!(matches!(end, End::ClientClosed), "{end:?}");
+        pipes::set_engine(Engine::Splice(pipes::DEFAULT_PIPE_SIZE));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn urgent_data_does_not_stall_splice() {
+        urgent_data_does_not_stall(Engine::Splice(pipes::DEFAULT_PIPE_SIZE)).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn urgent_data_does_not_stall_copy() {
+        urgent_data_does_not_stall(Engine::Copy).await;
     }
 
     #[tokio::test(flavor = "current_thread")]

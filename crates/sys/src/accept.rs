@@ -3,41 +3,91 @@
 //! With `-N`, every mother waits on the same listening socket. Registered directly in each
 //! mother's reactor, a new connection wakes every mother, and all but one then fail accept(2)
 //! with EAGAIN: a wasted wake-up and system call per mother per client. `EPOLLEXCLUSIVE` makes
-//! the kernel wake one waiter, but tokio registers descriptors without it. So each mother puts
-//! the listener in a small epoll instance of its own with `EPOLLEXCLUSIVE`, and lets its reactor
-//! watch that instance instead: the exclusive wake-up then picks one mother.
+//! the kernel wake one waiter, but only a thread blocked in epoll_wait(2) on the instance that
+//! holds the exclusive entry counts as woken: an instance that is itself watched by another
+//! epoll (tokio's reactor) passes the wake-up on to every mother (observed: each client woke
+//! both mothers of `-N 2`). So each mother puts the listener in a small epoll instance of its
+//! own with `EPOLLEXCLUSIVE`, and one thread per listener blocks in epoll_wait on it. When a
+//! client is queued, the kernel wakes one such thread, which tells its mother's runtime and
+//! then sleeps until the mother has emptied the queue (the entry is level-triggered, so waiting
+//! earlier would only report the same clients again). The kernel wakes exclusive waiters in the
+//! order they registered, so a waiter that has served re-registers before it waits again: idle
+//! mothers take clients in turn instead of the first one taking them all.
 //!
 //! The listener stays one socket with one backlog, so clients queued behind a mother that dies
 //! are accepted by the others (unlike `SO_REUSEPORT`, which gives each its own backlog).
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
 
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 use rustix::net::SocketFlags;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+
+/// The epoll data of the listener and of the stop eventfd in the waiter's instance.
+const LISTENER: u64 = 0;
+const STOP: u64 = 1;
 
 pub struct ExclusiveAccept {
     listener: OwnedFd,
-    /// Our epoll instance, holding only `listener`, registered with the reactor.
-    inner: AsyncFd<OwnedFd>,
+    /// The waiter thread saw a client queued.
+    ready: Arc<tokio::sync::Notify>,
+    /// Tells the waiter to wait for the next client (true: the queue was found empty) or to
+    /// exit (false).
+    rearm: mpsc::Sender<bool>,
+    /// Whether the waiter is in epoll_wait (true) or waits for `rearm`.
+    waiting: Cell<bool>,
+    /// Written on drop: the waiter leaves its epoll_wait and exits.
+    stop: OwnedFd,
+    /// Times the kernel woke this waiter for a queued client.
+    wakeups: Arc<AtomicU64>,
+    /// Joined on drop, so that its copy of the listener is closed when we are: a listener
+    /// removed by a reload stops accepting at once.
+    waiter: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ExclusiveAccept {
-    /// Takes a non-blocking listening socket.
+    /// Takes a non-blocking listening socket; starts its waiter thread.
     pub fn new(listener: OwnedFd) -> io::Result<Self> {
         let ep = epoll::create(CreateFlags::CLOEXEC)?;
+        // The waiter's own descriptor of the listener: epoll knows an entry by descriptor
+        // number, and the waiter deletes and re-adds it.
+        let watched = listener.try_clone()?;
         epoll::add(
             &ep,
-            &listener,
-            EventData::new_u64(0),
+            &watched,
+            EventData::new_u64(LISTENER),
             EventFlags::IN | EventFlags::EXCLUSIVE,
         )?;
-        let inner = crate::asyncfd::register(ep, Interest::READABLE)?;
-        Ok(ExclusiveAccept { listener, inner })
+        let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(&ep, &stop, EventData::new_u64(STOP), EventFlags::IN)?;
+        let ready = Arc::new(tokio::sync::Notify::new());
+        let (rearm, rearmed) = mpsc::channel();
+        let wakeups = Arc::new(AtomicU64::new(0));
+        let (told, counted) = (ready.clone(), wakeups.clone());
+        let waiter = std::thread::Builder::new()
+            .name("rsockd: accept".into())
+            .spawn(move || wait_for_clients(ep, &watched, &told, &rearmed, &counted))?;
+        Ok(ExclusiveAccept {
+            listener,
+            ready,
+            rearm,
+            waiting: Cell::new(true),
+            stop,
+            wakeups,
+            waiter: Some(waiter),
+        })
+    }
+
+    /// Times the kernel woke this acceptor for queued clients.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::Relaxed)
     }
 
     pub fn listener(&self) -> &OwnedFd {
@@ -61,20 +111,79 @@ impl ExclusiveAccept {
                 Err(Errno::AGAIN) => {}
                 Err(e) => return Err(e.into()),
             }
-            let mut guard = self.inner.readable().await?;
-            // Empty our instance's ready list (level-triggered: it re-checks the listener), so
-            // the next client makes it ready again and the reactor hears of it.
-            let mut events: Vec<epoll::Event> = Vec::with_capacity(1);
-            let _ = epoll::wait(self.inner.get_ref(), &mut events, Some(&ZERO));
-            guard.clear_ready();
+            if !self.waiting.get() {
+                self.rearm
+                    .send(true)
+                    .map_err(|_| io::Error::other("accept waiter thread is gone"))?;
+                self.waiting.set(true);
+            }
+            self.ready.notified().await;
+            self.waiting.set(false);
         }
     }
 }
 
-const ZERO: rustix::event::Timespec = rustix::event::Timespec {
-    tv_sec: 0,
-    tv_nsec: 0,
-};
+impl Drop for ExclusiveAccept {
+    fn drop(&mut self) {
+        // The waiter is in epoll_wait (the eventfd wakes it) or waits for a rearm (`false`
+        // ends that); either way it returns at once.
+        let _ = rustix::io::write(&self.stop, &1u64.to_ne_bytes());
+        let _ = self.rearm.send(false);
+        if let Some(w) = self.waiter.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The waiter thread: blocks in epoll_wait on the instance holding the exclusive entry, tells
+/// the runtime when a client is queued, then waits until the runtime found the queue empty.
+fn wait_for_clients(
+    ep: OwnedFd,
+    listener: &OwnedFd,
+    ready: &tokio::sync::Notify,
+    rearm: &mpsc::Receiver<bool>,
+    wakeups: &AtomicU64,
+) {
+    let none = epoll::Event {
+        flags: EventFlags::empty(),
+        data: EventData::new_u64(u64::MAX),
+    };
+    let mut events = [none; 2];
+    loop {
+        let n = match epoll::wait(ep.as_fd(), &mut events, None) {
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(_) => return,
+        };
+        let got = &events[..n.min(events.len())];
+        if got.iter().any(|e| e.data.u64() == STOP) {
+            return;
+        }
+        if got.is_empty() {
+            continue;
+        }
+        wakeups.fetch_add(1, Ordering::Relaxed);
+        ready.notify_one();
+        if rearm.recv() != Ok(true) {
+            return;
+        }
+        // To the back of the line of waiting mothers. A client that arrives meanwhile is not
+        // lost: another mother is woken, or the add finds the listener ready.
+        if epoll::delete(&ep, listener).is_err() {
+            return;
+        }
+        if epoll::add(
+            &ep,
+            listener,
+            EventData::new_u64(LISTENER),
+            EventFlags::IN | EventFlags::EXCLUSIVE,
+        )
+        .is_err()
+        {
+            return;
+        }
+    }
+}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -106,5 +215,69 @@ mod tests {
         let (_fd, peer) = acc.accept().await.unwrap();
         let later = later.await.unwrap();
         assert_eq!(peer, later.local_addr().unwrap());
+    }
+
+    /// Two mothers' acceptors on one listener: each client wakes one of them, not both (what
+    /// EPOLLEXCLUSIVE is for), and idle acceptors take the clients in turn.
+    #[test]
+    fn each_client_wakes_one_acceptor() {
+        const CLIENTS: u64 = 20;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let fd = OwnedFd::from(l);
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (woke_tx, woke_rx) = mpsc::channel();
+        let mothers: Vec<_> = (0..2)
+            .map(|_| {
+                let (fd, accepted, woke) =
+                    (fd.try_clone().unwrap(), accepted.clone(), woke_tx.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let acc = ExclusiveAccept::new(fd).unwrap();
+                        let mut mine = 0u64;
+                        while accepted.load(Ordering::SeqCst) < CLIENTS {
+                            let got = tokio::time::timeout(
+                                std::time::Duration::from_millis(200),
+                                acc.accept(),
+                            )
+                            .await;
+                            if let Ok(Ok(_)) = got {
+                                accepted.fetch_add(1, Ordering::SeqCst);
+                                mine += 1;
+                            }
+                        }
+                        woke.send((acc.wakeups(), mine)).unwrap();
+                    });
+                })
+            })
+            .collect();
+        // Both waiters settle into epoll_wait before the first client.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut clients = Vec::new();
+        for _ in 0..CLIENTS {
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for m in mothers {
+            m.join().unwrap();
+        }
+        let each: Vec<(u64, u64)> = woke_rx.try_iter().collect();
+        let wakeups: u64 = each.iter().map(|e| e.0).sum();
+        assert!(
+            each.iter().all(|e| e.1 > 0),
+            "one acceptor took every client: {each:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), CLIENTS);
+        eprintln!("{wakeups} wake-ups for {CLIENTS} clients");
+        // Nested in tokio's epoll (the old way) this was 2 per client.
+        assert!(
+            wakeups <= CLIENTS + 2,
+            "{wakeups} wake-ups for {CLIENTS} clients"
+        );
     }
 }

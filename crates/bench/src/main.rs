@@ -368,23 +368,9 @@ fn main() {
                 }
                 for p in auth {
                     let cpu = || p.cpu();
-                    match scenarios::rate(
-                        Some(p.addr),
-                        tcp_echo,
-                        50,
-                        rate_secs,
-                        &cpu,
-                        &user.creds(),
-                    ) {
-                        Ok(s) => results
-                            .entry((sc.clone(), p.name.to_string()))
-                            .or_default()
-                            .push(s),
-                        Err(e) => {
-                            eprintln!("{sc}/{}: {e}", p.name);
-                            failures += 1;
-                        }
-                    }
+                    let r =
+                        scenarios::rate(Some(p.addr), tcp_echo, 50, rate_secs, &cpu, &user.creds());
+                    record(&mut results, &mut failures, sc, p.name, r);
                 }
                 continue;
             }
@@ -415,16 +401,7 @@ fn main() {
                     .collect();
                 let samples = scenarios::latency(&cs, tcp_echo, latency_n, LATENCY_SLICES);
                 for ((name, _), r) in present.iter().zip(samples) {
-                    match r {
-                        Ok(s) => results
-                            .entry((sc.clone(), name.to_string()))
-                            .or_default()
-                            .push(s),
-                        Err(e) => {
-                            eprintln!("{sc}/{name}: {e}");
-                            failures += 1;
-                        }
-                    }
+                    record(&mut results, &mut failures, sc, name, r);
                 }
                 continue;
             }
@@ -460,16 +437,7 @@ fn main() {
                     }
                     other => Err(format!("unknown scenario {other}")),
                 };
-                match r {
-                    Ok(s) => results
-                        .entry((sc.clone(), name.clone()))
-                        .or_default()
-                        .push(s),
-                    Err(e) => {
-                        eprintln!("{sc}/{name}: {e}");
-                        failures += 1;
-                    }
-                }
+                record(&mut results, &mut failures, sc, name, r);
                 if (sc == "idle" || sc == "scale") && !restart(&mut proxies, name, &args.rsockd) {
                     failures += 1;
                 }
@@ -491,6 +459,26 @@ fn main() {
 }
 
 type Results = BTreeMap<(String, String), Vec<Sample>>;
+
+/// Keeps a sample of (scenario, proxy), or reports and counts its failure.
+fn record(
+    results: &mut Results,
+    failures: &mut u32,
+    sc: &str,
+    name: &str,
+    r: Result<Sample, String>,
+) {
+    match r {
+        Ok(s) => results
+            .entry((sc.to_string(), name.to_string()))
+            .or_default()
+            .push(s),
+        Err(e) => {
+            eprintln!("{sc}/{name}: {e}");
+            *failures += 1;
+        }
+    }
+}
 
 /// The median over the rounds of one number of (scenario, proxy).
 fn med_of(results: &Results, sc: &str, name: &str, f: &dyn Fn(&Sample) -> f64) -> f64 {

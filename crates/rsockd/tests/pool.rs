@@ -175,3 +175,76 @@ fn sessions_negotiated_together_are_handed_off_in_batches() {
     assert!(!log.contains("hand-off"), "a hand-off failed:\n{log}");
     assert_eq!(relays_of(mother).len(), base, "a relay was started:\n{log}");
 }
+
+/// The mother's CPU time so far (all its threads), in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let f = proc_stat(pid).unwrap();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Out of descriptors, the mother pauses accepting instead of spinning on a listener that
+/// stays ready (a peer's bug: 190 % CPU at EMFILE), says so once, keeps relaying the sessions
+/// it has, and accepts again as soon as descriptors are free.
+#[test]
+fn out_of_descriptors_pauses_accepting_without_spinning() {
+    if !tool("prlimit") {
+        panic!("prlimit (util-linux) is needed for this test");
+    }
+    const IDLE: usize = 500;
+    let srv = start_limited();
+    let echo = echo_server();
+    let mother = mother_of(&srv);
+    let (mut before, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut before, 0, 1);
+
+    // Clients that connect and say nothing stay with the mother, one descriptor each, until
+    // its 400 are gone; the rest wait in the listen queue.
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    srv.wait_log("the pause at EMFILE", 20, |l| {
+        l.contains("pausing accepting while descriptors are short")
+    });
+
+    let (t0, c0) = (std::time::Instant::now(), cpu_ticks(mother));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let spent = cpu_ticks(mother) - c0;
+    let hz: f64 = String::from_utf8(
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let share = spent as f64 / hz / t0.elapsed().as_secs_f64();
+    assert!(
+        share < 0.5,
+        "the mother spun at {:.0} % CPU while out of descriptors",
+        share * 100.0
+    );
+    let log = srv.log_text();
+    assert_eq!(
+        log.matches("pausing accepting").count(),
+        1,
+        "the pause is logged once, not per attempt:\n{log}"
+    );
+
+    // A session handed off before the shortage is not touched by it.
+    echo_once(&mut before, 0, 2);
+
+    // With the silent clients gone, new clients are served again.
+    drop(idle);
+    wait_until("a new session to be served", 30, || {
+        let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
+        rep == 0 && {
+            echo_once(&mut s, 1, 3);
+            true
+        }
+    });
+    echo_once(&mut before, 0, 4);
+}

@@ -297,10 +297,17 @@ fn main() {
                 let mut ps = Vec::new();
                 // danted first: it binds each outgoing socket to a port of its own, so it must
                 // not follow the others' TIME_WAIT sockets.
-                let starts: [(&str, &Starter); 4] = [
+                let starts: [(&str, &Starter); 5] = [
                     ("danted", &procs::danted_auth),
-                    ("rsockd", &|| procs::rsockd_auth(&args.rsockd, &user, false)),
-                    ("rsockd", &|| procs::rsockd_auth(&args.rsockd, &user, true)),
+                    ("rsockd", &|| {
+                        procs::rsockd_auth(&args.rsockd, &user, false, 1)
+                    }),
+                    ("rsockd", &|| {
+                        procs::rsockd_auth(&args.rsockd, &user, true, 1)
+                    }),
+                    ("rsockd-N2", &|| {
+                        procs::rsockd_auth(&args.rsockd, &user, true, 2)
+                    }),
                     ("microsocks", &|| procs::microsocks_auth(&user)),
                 ];
                 for (_, start) in starts.iter().filter(|(n, _)| wanted(n)) {
@@ -445,7 +452,9 @@ fn main() {
         }
     }
     let mut all_names = names.clone();
+    // rate-auth's extra rows (a name without results prints no row).
     all_names.insert(1, "rsockd-file".to_string());
+    all_names.insert(2, "rsockd-file-N2".to_string());
     // The proxies go before the user they authenticate as is removed.
     drop(auth);
     report(&args.scenarios, &all_names, &results, &|sc| match sc {

@@ -325,13 +325,19 @@ impl Drop for BenchUser {
     }
 }
 
-/// rsockd with `socksmethod: username`: the system account (`users_file` None) or our own
-/// password file holding the same user and password, hashed as `rsockd --hash-password` does.
-pub fn rsockd_auth(bin: &Path, user: &BenchUser, own_file: bool) -> Result<Proxy, String> {
-    let tag = if own_file {
-        "rsockd-file"
-    } else {
-        "rsockd-auth"
+/// rsockd `-N mothers` with `socksmethod: username`: the system account, or (`own_file`) our
+/// own password file holding the same user and password, hashed as `rsockd --hash-password`
+/// does.
+pub fn rsockd_auth(
+    bin: &Path,
+    user: &BenchUser,
+    own_file: bool,
+    mothers: u32,
+) -> Result<Proxy, String> {
+    let (tag, name) = match (own_file, mothers) {
+        (true, 1) => ("rsockd-file", "rsockd-file"),
+        (true, _) => ("rsockd-file-N2", "rsockd-file-N2"),
+        (false, _) => ("rsockd-auth", "rsockd"),
     };
     let dir = scratch(tag).map_err(|e| e.to_string())?;
     let port = free_port();
@@ -357,8 +363,7 @@ pub fn rsockd_auth(bin: &Path, user: &BenchUser, own_file: bool) -> Result<Proxy
     };
     let conf = config_with(&dir, port, "username", &extra).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(bin);
-    cmd.arg("-f").arg(&conf);
-    let name = if own_file { "rsockd-file" } else { "rsockd" };
+    cmd.arg("-f").arg(&conf).arg("-N").arg(mothers.to_string());
     spawn(name, cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
 }
 

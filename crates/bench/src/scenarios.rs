@@ -196,14 +196,37 @@ pub fn bind(proxy: Option<SocketAddr>, n: usize, cpu: &dyn Fn() -> f64) -> Resul
     })
 }
 
+/// Per-connection threads of a target server, joined once finished, never detached: glibc's
+/// pthread_detach(3) reads the thread's descriptor after marking it detached, and a thread that
+/// exits in between may already have had its stack unmapped by another thread's
+/// pthread_create. With thousands of short threads a second in `rate`, the bench died of
+/// SIGSEGV in pthread_detach (dropping a JoinHandle detaches).
+#[derive(Default)]
+struct Joiner(Vec<std::thread::JoinHandle<()>>);
+
+impl Joiner {
+    fn spawn(&mut self, f: impl FnOnce() + Send + 'static) {
+        let mut i = 0;
+        while i < self.0.len() {
+            if self.0[i].is_finished() {
+                let _ = self.0.swap_remove(i).join();
+            } else {
+                i += 1;
+            }
+        }
+        self.0.push(std::thread::spawn(f));
+    }
+}
+
 /// A TCP echo server on 127.0.0.1 (one thread per connection), for as long as the program runs.
 pub fn tcp_echo() -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     let addr = l.local_addr()?;
     std::thread::spawn(move || {
+        let mut threads = Joiner::default();
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
+            threads.spawn(move || {
                 let _ = s.set_nodelay(true);
                 let Ok(mut r) = s.try_clone() else { return };
                 let mut buf = vec![0u8; 256 * 1024];
@@ -258,9 +281,10 @@ pub fn bulk_target() -> std::io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     let addr = l.local_addr()?;
     std::thread::spawn(move || {
+        let mut threads = Joiner::default();
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
+            threads.spawn(move || {
                 let mut len = [0u8; 8];
                 if s.read_exact(&mut len).is_err() {
                     return;

@@ -631,7 +631,8 @@ fn report(scenarios: &[String], names: &[String], results: &Results, asked: &dyn
                 ratio(rate, dante),
                 fmt(p50),
                 fmt(p99),
-                if is_direct {
+                // Zero: less than one clock tick in all (a --quick run), not free.
+                if is_direct || cpu == 0.0 {
                     "-".into()
                 } else {
                     format!("{cpu:.cprec$}")

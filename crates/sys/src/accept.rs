@@ -26,9 +26,15 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
-use rustix::event::{eventfd, EventfdFlags};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::net::SocketFlags;
+
+/// A waiter not woken for this long looks at the queue itself. The kernel wakes one exclusive
+/// waiter per client; a mother that is killed or stopped after its waiter was picked, and
+/// before it accepted, would leave that client queued until the next one arrives (forever on
+/// an idle server), since the other mothers were never told.
+const RESCUE_AFTER_SECS: i64 = 1;
 
 /// The epoll data of the listener and of the stop eventfd in the waiter's instance.
 const LISTENER: u64 = 0;
@@ -149,8 +155,12 @@ fn wait_for_clients(
         data: EventData::new_u64(u64::MAX),
     };
     let mut events = [none; 2];
+    let rescue_after = Timespec {
+        tv_sec: RESCUE_AFTER_SECS,
+        tv_nsec: 0,
+    };
     loop {
-        let n = match epoll::wait(ep.as_fd(), &mut events, None) {
+        let n = match epoll::wait(ep.as_fd(), &mut events, Some(&rescue_after)) {
             Ok(n) => n,
             Err(Errno::INTR) => continue,
             Err(_) => return,
@@ -160,9 +170,12 @@ fn wait_for_clients(
             return;
         }
         if got.is_empty() {
-            continue;
+            if !client_queued(listener) {
+                continue;
+            }
+        } else {
+            wakeups.fetch_add(1, Ordering::Relaxed);
         }
-        wakeups.fetch_add(1, Ordering::Relaxed);
         ready.notify_one();
         if rearm.recv() != Ok(true) {
             return;
@@ -183,6 +196,16 @@ fn wait_for_clients(
             return;
         }
     }
+}
+
+/// Whether a client waits in the listener's queue (poll(2), no waiting).
+fn client_queued(listener: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 
 #[cfg(test)]
@@ -215,6 +238,49 @@ mod tests {
         let (_fd, peer) = acc.accept().await.unwrap();
         let later = later.await.unwrap();
         assert_eq!(peer, later.local_addr().unwrap());
+    }
+
+    /// The kernel's one wake-up for a client goes to a mother that then never accepts (killed
+    /// or stopped just after its waiter was picked): another mother's waiter, never woken,
+    /// still finds the client within about a second.
+    #[tokio::test(flavor = "current_thread")]
+    async fn client_woken_for_a_mother_that_never_accepts_is_rescued() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let fd = OwnedFd::from(l);
+        // The doomed mother: registered first, so first in line for the exclusive wake-up;
+        // once woken it does nothing more.
+        let doomed_ep = epoll::create(CreateFlags::CLOEXEC).unwrap();
+        epoll::add(
+            &doomed_ep,
+            &fd,
+            EventData::new_u64(LISTENER),
+            EventFlags::IN | EventFlags::EXCLUSIVE,
+        )
+        .unwrap();
+        let doomed = std::thread::spawn(move || {
+            let none = epoll::Event {
+                flags: EventFlags::empty(),
+                data: EventData::new_u64(u64::MAX),
+            };
+            let mut events = [none; 1];
+            let n = epoll::wait(&doomed_ep, &mut events, None).unwrap();
+            (n, doomed_ep)
+        });
+        let acc = ExclusiveAccept::new(fd.try_clone().unwrap()).unwrap();
+        // Our mother finds the queue empty and waits, as a mother between clients does.
+        let accepting = acc.accept();
+        tokio::pin!(accepting);
+        let idle = std::time::Duration::from_millis(200);
+        assert!(tokio::time::timeout(idle, &mut accepting).await.is_err());
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (woken, _ep) = doomed.join().unwrap();
+        assert_eq!(woken, 1, "the doomed mother took the wake-up");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), accepting).await;
+        let (_fd, peer) = got.expect("the queued client was never accepted").unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert_eq!(acc.wakeups(), 0, "found by looking, not woken");
     }
 
     /// Two mothers' acceptors on one listener: each client wakes one of them, not both (what

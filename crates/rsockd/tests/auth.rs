@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::procs::{mother_pid, relays_of, wait_until, Orphans, SIGCONT, SIGKILL, SIGSTOP};
+use common::procs::{mother_pid, relays_of, stop, wait_until, Orphans, SIGCONT, SIGKILL};
 use common::*;
 
 const NOBODY: u32 = 65534;
@@ -1653,7 +1653,7 @@ fn second_mother_killed_logins_go_on_and_its_successor_authenticates() {
     assert_eq!(the_helper(&srv), helper, "the helper outlived mother 2");
     // With mother 1 stopped, only the new mother 2 accepts: its own channel to the helper
     // works.
-    assert_eq!(unsafe_free_kill(m1, SIGSTOP), 0);
+    stop(m1);
     let resume = Resume(m1);
     for _ in 0..3 {
         let me = session(srv.addr, &user.name, &user.password, &echo);

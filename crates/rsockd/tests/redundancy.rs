@@ -215,8 +215,8 @@ fn clients_queued_in_the_backlog_survive_the_death_of_a_mother() {
     let m2 = mother_pid(m1, 2).unwrap();
     let _orphans = Orphans(relays_of(m2).into_iter().map(|(p, _)| p).collect());
     // Nobody accepts while the clients queue up in the kernel's backlog.
-    unsafe_free_kill(m1, SIGSTOP);
-    unsafe_free_kill(m2, SIGSTOP);
+    stop(m1);
+    stop(m2);
     let mut queued = Vec::new();
     for _ in 0..40 {
         let mut s = TcpStream::connect(srv.addr).unwrap();

@@ -62,6 +62,25 @@ pub fn relays_of(mother: i32) -> Vec<(i32, u32)> {
         .collect()
 }
 
+/// Sends SIGSTOP and waits until every thread of `pid` has stopped: the signal is delivered
+/// asynchronously, and a thread still running could accept the next client and then freeze
+/// with it.
+pub fn stop(pid: i32) {
+    assert_eq!(unsafe_free_kill(pid, SIGSTOP), 0, "SIGSTOP {pid}");
+    wait_until(&format!("process {pid} to stop"), 10, || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                s.rfind(')')
+                    .and_then(|i| s.get(i + 2..i + 3))
+                    .is_some_and(|st| st == "T" || st == "t")
+            })
+        })
+    });
+}
+
 pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| s.rfind(')').is_some_and(|i| s[i + 2..].starts_with('Z')))

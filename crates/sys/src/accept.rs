@@ -265,7 +265,13 @@ mod tests {
                 data: EventData::new_u64(u64::MAX),
             };
             let mut events = [none; 1];
-            let n = epoll::wait(&doomed_ep, &mut events, None).unwrap();
+            // Bounded: if the kernel woke our acceptor instead, this returns 0 and the test
+            // fails below rather than hanging.
+            let limit = Timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            let n = epoll::wait(&doomed_ep, &mut events, Some(&limit)).unwrap();
             (n, doomed_ep)
         });
         let acc = ExclusiveAccept::new(fd.try_clone().unwrap()).unwrap();

@@ -71,20 +71,20 @@ pub fn stop(pid: i32) {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return false;
         };
-        tasks.flatten().all(|t| {
-            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
-                s.rfind(')')
-                    .and_then(|i| s.get(i + 2..i + 3))
-                    .is_some_and(|st| st == "T" || st == "t")
-            })
-        })
+        tasks
+            .flatten()
+            .all(|t| matches!(state(&t.path().join("stat")), Some('T' | 't')))
     });
 }
 
+/// The state letter of a `/proc/.../stat` file (after the parenthesised name).
+fn state(stat: &std::path::Path) -> Option<char> {
+    let s = std::fs::read_to_string(stat).ok()?;
+    s.get(s.rfind(')')? + 2..)?.chars().next()
+}
+
 pub fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rfind(')').is_some_and(|i| s[i + 2..].starts_with('Z')))
-        .unwrap_or(false)
+    state(std::path::Path::new(&format!("/proc/{pid}/stat"))) == Some('Z')
 }
 
 /// Kills, at the end of a test, processes that outlived the one the harness knows (the mothers

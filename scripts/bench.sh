@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release --locked -q
+cargo build --release --locked -q -p rsockd -p rsockd-bench
 exec target/release/rsockd-bench "$@"

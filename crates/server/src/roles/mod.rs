@@ -5,6 +5,7 @@ pub mod auth_helper;
 pub mod mother;
 pub mod relay;
 mod session_log;
+pub mod signals;
 pub mod supervisor;
 
 /// The descriptor number a child finds its control channel on.
@@ -32,29 +33,6 @@ pub(crate) async fn parent_gone() -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     false
-}
-
-/// The signals a mother or the supervisor acts on.
-pub(crate) struct Signals {
-    pub hup: tokio::signal::unix::Signal,
-    pub usr1: tokio::signal::unix::Signal,
-    pub term: tokio::signal::unix::Signal,
-    pub int: tokio::signal::unix::Signal,
-    pub chld: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    pub fn install() -> Option<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let installed = Signals {
-            hup: signal(SignalKind::hangup()).ok()?,
-            usr1: signal(SignalKind::user_defined1()).ok()?,
-            term: signal(SignalKind::terminate()).ok()?,
-            int: signal(SignalKind::interrupt()).ok()?,
-            chld: signal(SignalKind::child()).ok()?,
-        };
-        Some(installed)
-    }
 }
 
 /// SIGHUP, first half: re-read the file and check it can be served (its `internal:` addresses

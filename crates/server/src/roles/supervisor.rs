@@ -15,6 +15,7 @@ use rsockd_ipc::Control;
 use crate::log;
 use crate::roles::mother::family::{Family, Listeners};
 use crate::roles::mother::{current_settings, set_current};
+use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 
 pub struct SupervisorArgs {
@@ -72,14 +73,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         set_current(settings.clone());
         let listeners: Listeners = Rc::new(RefCell::new(listeners));
         let fam = Family::new(of, flags, relays, listeners.clone());
-        let Some(super::Signals {
-            mut hup,
-            mut usr1,
-            mut term,
-            mut int,
-            mut chld,
-        }) = super::Signals::install()
-        else {
+        let Some(mut signals) = Signals::install(true) else {
             log::error("cannot install signal handlers");
             return 1;
         };
@@ -98,7 +92,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
             tokio::select! {
                 _ = fam.ready_changed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = chld.recv() => {
+                _ = signals.child_exited() => {
                     for (pid, how) in rsockd_sys::process::reap() {
                         fam.reaped(pid, &how);
                     }
@@ -111,8 +105,8 @@ pub fn run(args: SupervisorArgs) -> i32 {
         ));
         crate::notify::notify("READY=1");
         let code = loop {
-            tokio::select! {
-                _ = hup.recv() => {
+            match signals.next().await {
+                Signal::Reload => {
                     crate::notify::notify("RELOADING=1");
                     reload(&fam, &listeners).await;
                     if let Some(s) = current_settings() {
@@ -120,7 +114,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
                     }
                     crate::notify::notify("READY=1");
                 }
-                _ = usr1.recv() => {
+                Signal::Dump => {
                     for (i, pid, negotiating) in fam.pids() {
                         log::info(&format!(
                             "supervisor: mother[{i}/{of}]: pid {pid}, clients negotiating: {negotiating}"
@@ -128,15 +122,14 @@ pub fn run(args: SupervisorArgs) -> i32 {
                     }
                     fam.broadcast(&Control::DumpState, None).await;
                 }
-                _ = chld.recv() => {
+                Signal::ChildExited => {
                     for (pid, how) in rsockd_sys::process::reap() {
                         if !fam.reaped(pid, &how) {
                             log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
                         }
                     }
                 }
-                _ = term.recv() => break 15,
-                _ = int.recv() => break 2,
+                Signal::Stop(code) => break code,
             }
         };
         crate::notify::notify("STOPPING=1");
@@ -144,7 +137,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         fam.stopping.set(true);
         keeper.stopping.set(true);
         fam.broadcast(&Control::Drain, None).await;
-        fam.wait_gone(&mut chld).await;
+        fam.wait_gone(&mut signals).await;
         log::alert("supervisor: shutting down");
         if let Some(f) = pidfile {
             let _ = f.set_len(0);

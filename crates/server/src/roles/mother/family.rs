@@ -164,11 +164,11 @@ impl Family {
 
     /// After Drain: waits (bounded) until every mother has exited and been reaped, so that a
     /// stopped server leaves no mother behind.
-    pub async fn wait_gone(self: &Rc<Self>, chld: &mut tokio::signal::unix::Signal) {
+    pub async fn wait_gone(self: &Rc<Self>, signals: &mut crate::roles::signals::Signals) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !self.members.borrow().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::select! {
-                _ = chld.recv() => {}
+                _ = signals.child_exited() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
             for (pid, how) in rsockd_sys::process::reap() {

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::channel::Channel;
 use crate::log;
+use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 use family::{Family, Listeners};
 pub use pool::Pool;
@@ -513,14 +514,7 @@ async fn serve(args: MotherArgs) -> i32 {
         keeper,
     });
     rsockd_sys::proctitle::set(&m.title());
-    let Some(super::Signals {
-        mut hup,
-        mut usr1,
-        mut term,
-        mut int,
-        mut chld,
-    }) = super::Signals::install()
-    else {
+    let Some(mut signals) = Signals::install(true) else {
         log::error("cannot install signal handlers");
         return 1;
     };
@@ -552,7 +546,7 @@ async fn serve(args: MotherArgs) -> i32 {
             _ = relays_changed => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             // A mother that dies while starting is re-spawned like any other.
-            _ = chld.recv() => {
+            _ = signals.child_exited() => {
                 for (pid, how) in rsockd_sys::process::reap() {
                     if let Some(f) = &family {
                         f.reaped(pid, &how);
@@ -593,35 +587,36 @@ async fn serve(args: MotherArgs) -> i32 {
             }
         };
         tokio::select! {
-            _ = hup.recv() => {
-                if upstream.is_none() { crate::notify::notify("RELOADING=1"); }
-                reload(&m).await;
-                if upstream.is_none() { crate::notify::notify("READY=1"); }
-            }
-            _ = usr1.recv() => {
-                dump_state(&m);
-                m.pool.broadcast(&Control::DumpState, None).await;
-                if let Some(f) = &family {
-                    f.broadcast(&Control::DumpState, None).await;
+            sig = signals.next() => match sig {
+                Signal::Reload => {
+                    if upstream.is_none() { crate::notify::notify("RELOADING=1"); }
+                    reload(&m).await;
+                    if upstream.is_none() { crate::notify::notify("READY=1"); }
                 }
-            }
-            _ = chld.recv() => {
-                for (pid, how) in rsockd_sys::process::reap() {
-                    if family.as_ref().is_some_and(|f| f.reaped(pid, &how)) {
-                        continue;
+                Signal::Dump => {
+                    dump_state(&m);
+                    m.pool.broadcast(&Control::DumpState, None).await;
+                    if let Some(f) = &family {
+                        f.broadcast(&Control::DumpState, None).await;
                     }
-                    log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
                 }
-            }
+                Signal::ChildExited => {
+                    for (pid, how) in rsockd_sys::process::reap() {
+                        if family.as_ref().is_some_and(|f| f.reaped(pid, &how)) {
+                            continue;
+                        }
+                        log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
+                    }
+                }
+                Signal::Stop(code) => break code,
+            },
             up = from_upstream => {
                 upstream_task = None;
                 match up {
-                    Upstream::Drain => break 15,
+                    Upstream::Drain => break libc::SIGTERM,
                     Upstream::Gone => {}
                 }
             }
-            _ = term.recv() => break 15,
-            _ = int.recv() => break 2,
         }
     };
     if upstream.is_none() {
@@ -639,7 +634,7 @@ async fn serve(args: MotherArgs) -> i32 {
     if let Some(f) = &family {
         f.stopping.set(true);
         f.broadcast(&Control::Drain, None).await;
-        f.wait_gone(&mut chld).await;
+        f.wait_gone(&mut signals).await;
     }
     log::alert(&format!("mother[{index}/{of}]: shutting down"));
     if let Some(f) = pidfile {

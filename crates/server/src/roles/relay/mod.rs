@@ -14,12 +14,12 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use rsockd_ipc::{Command, Control, Handoff, Report, MAX_MESSAGE};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::channel::Channel;
 use crate::log;
 use crate::relay::tcp::Stats;
 use crate::roles::session_log;
+use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 
 /// A live session: what the mother handed over and its counters.
@@ -279,12 +279,7 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
         tokio::task::spawn_local(control_loop(r.clone()));
         tokio::task::spawn_local(report_closed(r.clone()));
         tokio::task::spawn_local(refresh_title(r.clone()));
-        let (Ok(mut hup), Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::hangup()),
-            signal(SignalKind::user_defined1()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let Some(mut signals) = Signals::install(false) else {
             log::error("relay: cannot install signal handlers");
             return 1;
         };
@@ -293,16 +288,21 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
                 _ = r.done.notified() => {
                     if r.finished() { return 0; }
                 }
-                _ = hup.recv() => {
-                    // The mother sends the new configuration; here we only reopen log files.
-                    let s = r.settings.borrow().clone();
-                    if let Some(s) = s {
-                        let _ = s.install_logging();
+                sig = signals.next() => match sig {
+                    Signal::Reload => {
+                        // The mother sends the new configuration; here we only reopen log files.
+                        let s = r.settings.borrow().clone();
+                        if let Some(s) = s {
+                            let _ = s.install_logging();
+                        }
                     }
-                }
-                _ = usr1.recv() => r.dump_state(),
-                _ = term.recv() => { r.reg.draining.set(true); if r.finished() { return 0; } }
-                _ = int.recv() => { r.reg.draining.set(true); if r.finished() { return 0; } }
+                    Signal::Dump => r.dump_state(),
+                    Signal::Stop(_) => {
+                        r.reg.draining.set(true);
+                        if r.finished() { return 0; }
+                    }
+                    Signal::ChildExited => {}
+                },
             }
         }
     })

@@ -17,169 +17,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::procs::{mother_pid, relays_of, stop, wait_until, Orphans, SIGCONT, SIGKILL};
 use common::*;
+use rsockd_testkit::{require_root, Service, TestGroup, TestUser, PAM_UNIX};
 
 const NOBODY: u32 = 65534;
 const SIGHUP: i32 = 1;
 
-fn is_root() -> bool {
-    uids(std::process::id() as i32).is_some_and(|u| u[1] == 0)
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root (useradd, /etc/pam.d, user.privileged)");
-            return;
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------------------------
-// Accounts, groups and PAM services, removed on drop
-
-/// useradd, groupadd, chpasswd and userdel lock /etc/passwd, /etc/group and /etc/shadow: one at
-/// a time within this test binary, and a few tries in case another process holds the lock.
-static ACCOUNTS: Mutex<()> = Mutex::new(());
-
-fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let _lock = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut last = String::new();
-    for _ in 0..20 {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{program}: {e}"))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())
-                .map_err(|e| format!("{program} stdin: {e}"))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("{program}: {e}"))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        last = format!(
-            "{program} {args:?}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        // Exit codes 1 (useradd, groupadd, userdel: cannot update the file; chpasswd: any
-        // failure) may be a lock held by another process; anything else is final.
-        if out.status.code() != Some(1) && out.status.code() != Some(10) {
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    Err(last)
-}
-
-/// A system user with a known password, deleted on drop.
-struct TestUser {
-    name: String,
-    password: String,
-}
-
-impl TestUser {
-    fn new(tag: &str) -> TestUser {
-        Self::with_groups(tag, None, None)
-    }
-
-    /// `primary`: the user's primary group (`-g`); `extra`: a supplementary group (`-G`).
-    fn with_groups(tag: &str, primary: Option<&TestGroup>, extra: Option<&TestGroup>) -> TestUser {
-        let name = format!("rsk{tag}{}", std::process::id());
-        let mut args = vec!["-M", "-N", "-s", "/usr/sbin/nologin"];
-        if let Some(g) = primary {
-            args.extend(["-g", g.name.as_str()]);
-        }
-        if let Some(g) = extra {
-            args.extend(["-G", g.name.as_str()]);
-        }
-        args.push(&name);
-        run("useradd", &args, None).expect("useradd should create the test user");
-        // From here on the guard removes the user, whatever happens next.
-        let user = TestUser {
-            password: format!("Pw-{tag}-{}.x", std::process::id()),
-            name,
-        };
-        let line = format!("{}:{}\n", user.name, user.password);
-        run("chpasswd", &[], Some(&line)).expect("chpasswd should set the password");
-        user
-    }
-
-    fn set_password(&mut self, password: &str) {
-        let line = format!("{}:{password}\n", self.name);
-        run("chpasswd", &[], Some(&line)).expect("chpasswd should set the password");
-        self.password = password.to_string();
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        if let Err(e) = run("userdel", &[&self.name], None) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-/// A system group, deleted on drop (declare it before its users: they are dropped first).
-struct TestGroup {
-    name: String,
-}
-
-impl TestGroup {
-    fn new(tag: &str) -> TestGroup {
-        let name = format!("rskg{tag}{}", std::process::id());
-        run("groupadd", &[&name], None).expect("groupadd should create the test group");
-        TestGroup { name }
-    }
-}
-
-impl Drop for TestGroup {
-    fn drop(&mut self) {
-        if let Err(e) = run("groupdel", &[&self.name], None) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-/// A PAM service file `/etc/pam.d/rsockd-t-<pid>-<tag>`, removed on drop.
-struct Service {
-    name: String,
-    path: PathBuf,
-}
-
-impl Service {
-    fn new(tag: &str, contents: &str) -> Service {
-        let name = format!("rsockd-t-{}-{tag}", std::process::id());
-        let path = PathBuf::from("/etc/pam.d").join(&name);
-        std::fs::write(&path, contents).expect("the PAM service file should be writable as root");
-        Service { name, path }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            eprintln!("cleanup: {}: {e}", self.path.display());
-        }
-    }
-}
-
-const PAM_UNIX: &str = "auth required pam_unix.so\naccount required pam_unix.so\n";
+// Processes stopped by a test
 
 /// A process to resume (SIGCONT) on drop, so a failed test leaves nothing stopped.
 struct Resume(i32);

@@ -338,7 +338,7 @@ fn free_privileged_port() -> u16 {
 
 #[test]
 fn sameport_binds_the_privileged_port_asked_for() {
-    if !rsockd_is_root() {
+    if !rsockd_testkit::is_root() {
         eprintln!("skipped: binding a privileged port needs root");
         return;
     }
@@ -360,10 +360,6 @@ fn sameport_binds_the_privileged_port_asked_for() {
     assert_eq!(bound.port(), port, "sameport keeps the privileged port");
     let _peer = TcpStream::connect(bound).unwrap();
     assert_eq!(reply5(&mut ctl).0, 0);
-}
-
-fn rsockd_is_root() -> bool {
-    uids(std::process::id() as i32).is_some_and(|u| u[1] == 0)
 }
 
 #[test]

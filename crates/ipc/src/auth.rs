@@ -218,6 +218,27 @@ impl HelperControl {
     }
 }
 
+impl crate::Message for AuthQuery {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        AuthQuery::decode(buf)
+    }
+}
+
+impl crate::Message for AuthAnswer {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        AuthAnswer::decode(buf)
+    }
+}
+
+impl crate::Message for HelperControl {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        HelperControl::decode(buf)
+    }
+    fn fds(&self) -> usize {
+        HelperControl::fds(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

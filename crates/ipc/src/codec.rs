@@ -133,3 +133,13 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// A message one process sends another: its own layout, and the number of descriptors that
+/// travel beside it, so a receiver checks both in one place.
+pub trait Message: Sized {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError>;
+    /// Descriptors that must accompany this message.
+    fn fds(&self) -> usize {
+        0
+    }
+}

@@ -12,7 +12,7 @@ mod codec;
 mod message;
 
 pub use auth::{AuthAnswer, AuthQuery, AuthSource, HelperControl};
-pub use codec::DecodeError;
+pub use codec::{DecodeError, Message};
 pub use message::{
     batch_sessions, Command, Control, Handoff, LogFlags, Report, RuleRef, MAX_BATCH_FDS,
     MAX_CLOSED, MAX_MESSAGE, VERSION,

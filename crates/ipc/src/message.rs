@@ -423,6 +423,21 @@ impl Report {
     }
 }
 
+impl crate::Message for Control {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        Control::decode(buf)
+    }
+    fn fds(&self) -> usize {
+        Control::fds(self)
+    }
+}
+
+impl crate::Message for Report {
+    fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        Report::decode(buf)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

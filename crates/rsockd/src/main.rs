@@ -228,7 +228,7 @@ fn run_main(args: &[String]) -> i32 {
         index: 1,
         of,
         flags,
-        settings,
+        settings: std::rc::Rc::new(settings),
         listeners,
         pidfile,
         relays,

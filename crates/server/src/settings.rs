@@ -2,7 +2,10 @@
 //! interface names, and the command-line overrides. A reload builds a new `Settings` and swaps
 //! it in whole; sessions already running keep what they were handed.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use rsockd_config::{Config, HostSpec, LogDest, Rule};
@@ -54,6 +57,12 @@ pub struct Settings {
     /// `external:` expanded to addresses, in file order.
     pub externals: Vec<IpAddr>,
     pub flags: Flags,
+}
+
+thread_local! {
+    /// The configuration in force in this process. Every process runs its roles on one
+    /// thread, so this is the process's configuration.
+    static CURRENT: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
 }
 
 /// A configuration that cannot be used; the text names file, line and what is wrong.
@@ -151,6 +160,48 @@ impl Settings {
         let text = std::fs::read_to_string(file)
             .map_err(|e| SettingsError(format!("{file}: cannot read configuration: {e}")))?;
         Self::build(file, text, generation, flags)
+    }
+
+    /// The configuration in force in this process: the newest one installed with
+    /// [`Settings::make_current`].
+    pub fn current() -> Option<Rc<Settings>> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Puts this configuration in force: new sessions use it, sessions running keep theirs.
+    pub fn make_current(self: &Rc<Self>) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
+    }
+
+    /// The text as a memfd, the way a configuration travels to a child process.
+    pub fn to_memfd(&self) -> std::io::Result<OwnedFd> {
+        rsockd_sys::spawn::memfd_with("rsockd.conf", self.text.as_bytes())
+    }
+
+    /// A configuration received from our parent (see [`Settings::to_memfd`]), built and put in
+    /// force with its log outputs. The parent validated the text; an error here means this
+    /// process's environment differs (an interface vanished), and the running configuration
+    /// stays.
+    pub fn adopt(
+        file: &str,
+        generation: u64,
+        flags: Flags,
+        memfd: OwnedFd,
+    ) -> Result<Rc<Settings>, SettingsError> {
+        let text = rsockd_sys::spawn::read_memfd(memfd)
+            .map_err(|e| SettingsError(format!("cannot read configuration: {e}")))?;
+        let (new, _warnings) = Self::build(
+            file,
+            String::from_utf8_lossy(&text).into_owned(),
+            generation,
+            flags,
+        )?;
+        if let Err(e) = new.install_logging() {
+            crate::log::error(&format!("{e}; keeping the old log outputs"));
+        }
+        let new = Rc::new(new);
+        new.make_current();
+        Ok(new)
     }
 
     /// The `internal:` addresses to listen on.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rsockd_ipc::{AuthAnswer, HelperControl, MAX_MESSAGE};
+use rsockd_ipc::{AuthAnswer, HelperControl};
 
 use super::link::AuthLink;
 use crate::channel::Channel;
@@ -128,7 +128,7 @@ impl Keeper {
         let child = rsockd_sys::privs::with_saved_uid(|| {
             rsockd_sys::spawn::spawn_self("rsockd: auth-helper", &args, vec![(theirs, CTL_FD)])
         })?;
-        Ok((child.id(), Channel::new(ours)?))
+        Ok((child.id(), Channel::new(ours, "auth helper")?))
     }
 
     /// Starts the helper, loads the password file and hands every mother a channel.
@@ -156,19 +156,11 @@ impl Keeper {
 
     /// Reads the helper's answers to password-file loads; its EOF is its death.
     async fn watch(self: Rc<Self>, chan: Rc<Channel>, pid: u32, started: Instant) {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        loop {
-            match chan.recv(&mut buf).await {
-                Ok(r) if r.len > 0 => match AuthAnswer::decode(&buf[..r.len]) {
-                    Ok(a) if a.ok => {
-                        if !a.reason.is_empty() {
-                            log::info(&a.reason);
-                        }
-                    }
-                    Ok(a) => log::error(&a.reason),
-                    Err(e) => log::error(&format!("auth helper: bad message: {e}")),
-                },
-                _ => break,
+        while let Some((a, _)) = chan.recv::<AuthAnswer>().await {
+            if !a.ok {
+                log::error(&a.reason);
+            } else if !a.reason.is_empty() {
+                log::info(&a.reason);
             }
         }
         let is_current = self

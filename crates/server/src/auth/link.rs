@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use rsockd_ipc::{AuthAnswer, AuthQuery, MAX_MESSAGE};
+use rsockd_ipc::{AuthAnswer, AuthQuery};
 use tokio::sync::oneshot;
 
 use crate::channel::Channel;
@@ -41,7 +41,7 @@ impl AuthLink {
 
     /// Uses `fd` as the channel from now on (the helper was started or re-spawned).
     pub fn install(self: &Rc<Self>, fd: OwnedFd) {
-        let chan = match Channel::new(fd) {
+        let chan = match Channel::new(fd, "auth helper") {
             Ok(c) => c,
             Err(e) => {
                 log::error(&format!("auth helper channel: {e}"));
@@ -106,18 +106,9 @@ impl AuthLink {
 }
 
 async fn read_answers(link: Rc<AuthLink>, conn: Rc<Conn>) {
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        match conn.chan.recv(&mut buf).await {
-            Ok(r) if r.len > 0 => match AuthAnswer::decode(&buf[..r.len]) {
-                Ok(a) => {
-                    if let Some(tx) = conn.pending.borrow_mut().remove(&a.id) {
-                        let _ = tx.send(a);
-                    }
-                }
-                Err(e) => log::error(&format!("auth helper: bad answer: {e}")),
-            },
-            _ => break,
+    while let Some((a, _)) = conn.chan.recv::<AuthAnswer>().await {
+        if let Some(tx) = conn.pending.borrow_mut().remove(&a.id) {
+            let _ = tx.send(a);
         }
     }
     // Dropping the senders fails every check in flight.

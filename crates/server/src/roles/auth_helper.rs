@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rsockd_ipc::{AuthAnswer, AuthQuery, HelperControl, MAX_MESSAGE};
+use rsockd_ipc::{AuthAnswer, AuthQuery, HelperControl};
 use tokio::sync::Semaphore;
 
 use crate::auth::users_file::UsersFile;
@@ -50,7 +50,7 @@ pub fn run(ctl: OwnedFd, privileged: Option<String>) -> i32 {
 }
 
 async fn serve_control(ctl: OwnedFd) -> i32 {
-    let chan = match Channel::new(ctl) {
+    let chan = match Channel::new(ctl, "auth-helper") {
         Ok(c) => Rc::new(c),
         Err(e) => {
             log::error(&format!("auth-helper: control channel: {e}"));
@@ -61,18 +61,13 @@ async fn serve_control(ctl: OwnedFd) -> i32 {
     let threads = Arc::new(Semaphore::new(rsockd_sys::process::cpus().max(2)));
     let clients = Rc::new(Cell::new(0usize));
     let gone = Rc::new(tokio::sync::Notify::new());
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let got = match chan.recv(&mut buf).await {
-            Ok(g) if g.len > 0 => g,
-            _ => break,
-        };
-        match HelperControl::decode(&buf[..got.len]) {
-            Ok(HelperControl::Client) => {
-                let Some(fd) = got.fds.into_iter().next() else {
+    while let Some((msg, fds)) = chan.recv::<HelperControl>().await {
+        match msg {
+            HelperControl::Client => {
+                let Some(fd) = fds.into_iter().next() else {
                     continue;
                 };
-                let Ok(c) = Channel::new(fd) else {
+                let Ok(c) = Channel::new(fd, "auth-helper") else {
                     continue;
                 };
                 clients.set(clients.get() + 1);
@@ -88,11 +83,10 @@ async fn serve_control(ctl: OwnedFd) -> i32 {
                     g.notify_waiters();
                 });
             }
-            Ok(HelperControl::UsersFile { path }) => {
+            HelperControl::UsersFile { path } => {
                 let answer = load_users(&verifier, path.map(PathBuf::from));
                 let _ = chan.send(&answer.encode(), &[]).await;
             }
-            Err(e) => log::error(&format!("auth-helper: bad control message: {e}")),
         }
     }
     // The starter is gone; mothers that still hold a channel keep being served.
@@ -140,22 +134,8 @@ fn load_users(v: &Verifier, path: Option<PathBuf>) -> AuthAnswer {
 
 async fn serve_client(chan: Rc<Channel>, v: Arc<Verifier>, threads: Arc<Semaphore>) {
     let queued = Rc::new(Cell::new(0usize));
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let got = match chan.recv(&mut buf).await {
-            Ok(g) if g.len > 0 => g,
-            _ => return,
-        };
-        let q = AuthQuery::decode(&buf[..got.len]);
-        // The message held a password.
-        buf[..got.len].fill(0);
-        let q = match q {
-            Ok(q) => q,
-            Err(e) => {
-                log::error(&format!("auth-helper: bad query: {e}"));
-                continue;
-            }
-        };
+    // The channel wipes each query's bytes (a password) once decoded.
+    while let Some((q, _)) = chan.recv::<AuthQuery>().await {
         if queued.get() >= MAX_QUEUED {
             let a = AuthAnswer {
                 id: q.id,

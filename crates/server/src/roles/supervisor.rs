@@ -14,7 +14,6 @@ use rsockd_ipc::Control;
 
 use crate::log;
 use crate::roles::mother::family::{Family, Listeners};
-use crate::roles::mother::{current_settings, set_current};
 use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 
@@ -30,7 +29,7 @@ pub struct SupervisorArgs {
 /// SIGHUP: validate the file here, bind new `internal:` addresses, then hand the result to the
 /// mothers. A bad file changes nothing.
 async fn reload(fam: &Family, listeners: &Listeners) {
-    let Some(old) = current_settings() else {
+    let Some(old) = Settings::current() else {
         return;
     };
     let Some((new, addrs)) = super::load_for_reload(&old) else {
@@ -47,7 +46,7 @@ async fn reload(fam: &Family, listeners: &Listeners) {
         }
     }
     let new = Rc::new(new);
-    set_current(new.clone());
+    new.make_current();
     let msg = Control::Config {
         generation: new.generation,
         file: new.file.clone(),
@@ -70,7 +69,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
     rsockd_sys::proctitle::set("rsockd: supervisor");
     super::block_on_local("supervisor", async move {
         let settings = Rc::new(settings);
-        set_current(settings.clone());
+        settings.make_current();
         let listeners: Listeners = Rc::new(RefCell::new(listeners));
         let fam = Family::new(of, flags, relays, listeners.clone());
         let Some(mut signals) = Signals::install(true) else {
@@ -109,7 +108,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
                 Signal::Reload => {
                     crate::notify::notify("RELOADING=1");
                     reload(&fam, &listeners).await;
-                    if let Some(s) = current_settings() {
+                    if let Some(s) = Settings::current() {
                         keeper.apply(&s).await;
                     }
                     crate::notify::notify("READY=1");

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rsockd_ipc::{Control, Report, MAX_MESSAGE};
+use rsockd_ipc::{Control, Report};
 use rsockd_sys::process::Exit;
 
 use crate::channel::Channel;
@@ -52,7 +52,7 @@ pub struct Family {
 
 /// Sends a configuration and the listening sockets to a mother.
 async fn send_config(chan: &Channel, s: &Settings, listeners: &Listeners) -> std::io::Result<()> {
-    let memfd = rsockd_sys::spawn::memfd_with("rsockd.conf", s.text.as_bytes())?;
+    let memfd = s.to_memfd()?;
     // Duplicates, so that no borrow of `listeners` is held while the send waits.
     let mut listen = Vec::new();
     let mut owned = Vec::new();
@@ -124,7 +124,7 @@ impl Family {
             &args,
             vec![(theirs, CTL_FD)],
         )?;
-        let chan = Rc::new(Channel::new(ours)?);
+        let chan = Rc::new(Channel::new(ours, format!("mother[{index}/{}]", self.of))?);
         let member = Rc::new(Member {
             pid: Cell::new(i32::try_from(child.id()).unwrap_or(i32::MAX)),
             chan: chan.clone(),
@@ -138,26 +138,21 @@ impl Family {
         if let Some(k) = keeper {
             send_auth(&chan, &k).await;
         }
-        tokio::task::spawn_local(Self::watch(self.clone(), index, member));
+        tokio::task::spawn_local(Self::watch(self.clone(), member));
         Ok(())
     }
 
     /// Reads a mother's reports until its channel closes. Its death is handled by `reaped`,
     /// which knows how it died.
-    async fn watch(fam: Rc<Self>, index: u32, member: Rc<Member>) {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        while let Ok(r) = member.chan.recv(&mut buf).await {
-            if r.len == 0 {
-                break;
-            }
-            match Report::decode(&buf[..r.len]) {
-                Ok(Report::Ready { .. }) => {
+    async fn watch(fam: Rc<Self>, member: Rc<Member>) {
+        while let Some((report, _)) = member.chan.recv::<Report>().await {
+            match report {
+                Report::Ready { .. } => {
                     member.ready.set(true);
                     fam.ready_changed.notify_waiters();
                 }
-                Ok(Report::Negotiating { count }) => member.negotiating.set(count),
-                Ok(Report::Closed { .. }) => {}
-                Err(e) => log::error(&format!("mother[{index}/{}]: bad report: {e}", fam.of)),
+                Report::Negotiating { count } => member.negotiating.set(count),
+                Report::Closed { .. } => {}
             }
         }
     }
@@ -246,7 +241,7 @@ impl Family {
             if fam.stopping.get() {
                 return;
             }
-            let Some(settings) = super::current_settings() else {
+            let Some(settings) = Settings::current() else {
                 return;
             };
             match fam.start(index, &settings).await {

@@ -19,7 +19,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
-use rsockd_ipc::{Control, Report, MAX_MESSAGE};
+use rsockd_ipc::{Control, Report};
 use rsockd_sys::accept::ExclusiveAccept;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -31,25 +31,12 @@ use crate::settings::{Flags, Settings};
 use family::{Family, Listeners};
 pub use pool::Pool;
 
-thread_local! {
-    static CURRENT: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
-}
-
-/// The configuration in force in this process (the newest successfully loaded one).
-pub fn current_settings() -> Option<Rc<Settings>> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
-pub(crate) fn set_current(s: Rc<Settings>) {
-    CURRENT.with(|c| *c.borrow_mut() = Some(s));
-}
-
 /// What `main` hands to a mother.
 pub struct MotherArgs {
     pub index: u32,
     pub of: u32,
     pub flags: Flags,
-    pub settings: Settings,
+    pub settings: Rc<Settings>,
     /// Listening sockets by address, already bound (by mother 1, before dropping privileges).
     pub listeners: Vec<(SocketAddr, OwnedFd)>,
     /// Mother 1 keeps the pidfile open to truncate it at exit, as Dante does.
@@ -83,7 +70,7 @@ pub struct Mother {
 
 impl Mother {
     pub fn settings(&self) -> Rc<Settings> {
-        current_settings().unwrap_or_else(unreachable_settings)
+        Settings::current().unwrap_or_else(unreachable_settings)
     }
 
     pub fn next_session_id(&self) -> u64 {
@@ -170,7 +157,7 @@ async fn reload(m: &Rc<Mother>) {
         return;
     };
     let new = Rc::new(new);
-    set_current(new.clone());
+    new.make_current();
     // Listening sockets: add new, drop removed.
     let current: Vec<SocketAddr> = m.accepting.borrow().keys().copied().collect();
     for a in &current {
@@ -229,20 +216,8 @@ async fn adopt(
 ) -> Result<(), String> {
     let mut fds = fds.into_iter();
     let memfd = fds.next().ok_or("configuration without its descriptor")?;
-    let text = rsockd_sys::spawn::read_memfd(memfd).map_err(|e| e.to_string())?;
-    let old = m.settings();
-    let (new, _warnings) = Settings::build(
-        file,
-        String::from_utf8_lossy(&text).into_owned(),
-        generation,
-        old.flags,
-    )
-    .map_err(|e| e.to_string())?;
-    if let Err(e) = new.install_logging() {
-        log::error(&format!("{e}; keeping the old log outputs"));
-    }
-    let new = Rc::new(new);
-    set_current(new.clone());
+    let new =
+        Settings::adopt(file, generation, m.settings().flags, memfd).map_err(|e| e.to_string())?;
     let current: Vec<SocketAddr> = m.accepting.borrow().keys().copied().collect();
     for a in current.iter().filter(|a| !listen.contains(a)) {
         stop_accepting(m, a);
@@ -269,34 +244,14 @@ enum Upstream {
 /// Mothers 2..N: obey mother 1 (or the supervisor). On EOF the special process is gone: say
 /// so, as Dante's children do, and go on serving.
 async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream {
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let got = match chan.recv(&mut buf).await {
-            Ok(g) if g.len == 0 && g.fds.is_empty() => break,
-            Ok(g) => g,
-            Err(e) => {
-                log::error(&format!("mother_ipc(): control channel: {e}"));
-                break;
-            }
-        };
-        let msg = match Control::decode(&buf[..got.len]) {
-            Ok(msg) if msg.fds() == got.fds.len() => msg,
-            Ok(_) => {
-                log::error("mother_ipc(): control message with the wrong number of descriptors");
-                continue;
-            }
-            Err(e) => {
-                log::error(&format!("mother_ipc(): bad control message: {e}"));
-                continue;
-            }
-        };
+    while let Some((msg, fds)) = chan.recv::<Control>().await {
         match msg {
             Control::Config {
                 generation,
                 file,
                 listen,
             } => {
-                if let Err(e) = adopt(&m, generation, &file, listen, got.fds).await {
+                if let Err(e) = adopt(&m, generation, &file, listen, fds).await {
                     log::error(&format!(
                         "mother[{}/{}]: configuration refused, keeping the running one: {e}",
                         m.index, m.of
@@ -309,7 +264,7 @@ async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream {
             }
             Control::Drain => return Upstream::Drain,
             Control::Auth => {
-                if let Some(fd) = got.fds.into_iter().next() {
+                if let Some(fd) = fds.into_iter().next() {
                     m.auth.install(fd);
                 }
             }
@@ -407,56 +362,41 @@ pub fn run_child(id: &str, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
     };
     rsockd_sys::proctitle::set(&format!("rsockd: mother {index}/{of}"));
     super::block_on_local(&format!("mother[{id}]"), async move {
-        let chan = match Channel::new(ctl) {
+        let chan = match Channel::new(ctl, "mother_ipc()") {
             Ok(c) => Rc::new(c),
             Err(e) => {
                 log::error(&format!("mother[{id}]: control channel: {e}"));
                 return 1;
             }
         };
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let got = match chan.recv(&mut buf).await {
-            Ok(g) if g.len > 0 => g,
-            Ok(_) => return 1,
-            Err(e) => {
-                log::error(&format!("mother[{id}]: control channel: {e}"));
-                return 1;
-            }
-        };
-        let (generation, file, listen) = match Control::decode(&buf[..got.len]) {
-            Ok(Control::Config {
-                generation,
-                file,
-                listen,
-            }) if got.fds.len() == 1 + listen.len() => (generation, file, listen),
-            _ => {
+        let (generation, file, listen, fds) = match chan.recv::<Control>().await {
+            Some((
+                Control::Config {
+                    generation,
+                    file,
+                    listen,
+                },
+                fds,
+            )) => (generation, file, listen, fds),
+            None => return 1,
+            Some(_) => {
                 log::error(&format!(
                     "mother[{id}]: the first control message must be a configuration"
                 ));
                 return 2;
             }
         };
-        let mut fds = got.fds.into_iter();
+        let mut fds = fds.into_iter();
         let Some(memfd) = fds.next() else {
             return 2;
         };
-        let text = match rsockd_sys::spawn::read_memfd(memfd) {
-            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
-            Err(e) => {
-                log::error(&format!("mother[{id}]: cannot read configuration: {e}"));
-                return 1;
-            }
-        };
-        let settings = match Settings::build(&file, text, generation, flags) {
-            Ok((s, _)) => s,
+        let settings = match Settings::adopt(&file, generation, flags, memfd) {
+            Ok(s) => s,
             Err(e) => {
                 log::error(&format!("mother[{id}]: {e}"));
                 return 1;
             }
         };
-        if let Err(e) = settings.install_logging() {
-            log::error(&format!("mother[{id}]: {e}"));
-        }
         serve(MotherArgs {
             index,
             of,
@@ -484,8 +424,7 @@ async fn serve(args: MotherArgs) -> i32 {
         upstream,
         lead,
     } = args;
-    let settings = Rc::new(settings);
-    set_current(settings.clone());
+    settings.make_current();
     let listen_copies: Listeners = Rc::new(RefCell::new(Vec::new()));
     let family = (lead && of > 1).then(|| Family::new(of, flags, relays, listen_copies.clone()));
     let auth = crate::auth::link::AuthLink::new();

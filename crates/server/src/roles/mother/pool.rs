@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use rsockd_ipc::{batch_sessions, Control, Handoff, Report, MAX_MESSAGE};
+use rsockd_ipc::{batch_sessions, Control, Handoff, Report};
 
 use crate::channel::Channel;
 use crate::log;
@@ -132,7 +132,7 @@ impl Queued {
 
 /// Sends `settings`' text to a child as a memfd.
 pub async fn send_config(chan: &Channel, s: &Settings) -> std::io::Result<()> {
-    let fd = rsockd_sys::spawn::memfd_with("rsockd.conf", s.text.as_bytes())?;
+    let fd = s.to_memfd()?;
     let msg = Control::Config {
         generation: s.generation,
         file: s.file.clone(),
@@ -173,7 +173,7 @@ impl Pool {
             &args,
             vec![(theirs, CTL_FD)],
         )?;
-        Ok((child.id(), Channel::new(ours)?))
+        Ok((child.id(), Channel::new(ours, format!("relay {id}"))?))
     }
 
     /// Starts the `n` base relays, numbered 1..=n.
@@ -225,34 +225,22 @@ impl Pool {
     /// Reads a relay's reports; on EOF the relay is dead: replace it (with back-off if it keeps
     /// dying), unless we are stopping.
     async fn watch(pool: Rc<Self>, slot: Rc<Slot>, k: usize, settings: Rc<Settings>) {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        loop {
-            match slot.chan.recv(&mut buf).await {
-                Ok(r) if r.len == 0 => break,
-                Ok(r) => match Report::decode(&buf[..r.len]) {
-                    Ok(Report::Ready { .. }) => {
-                        slot.ready.set(true);
-                        pool.ready_changed.notify_waiters();
-                    }
-                    Ok(Report::Closed { ids }) => {
-                        let mut handed = slot.handed.borrow_mut();
-                        for id in ids {
-                            slot.sessions.set(slot.sessions.get().saturating_sub(1));
-                            if let Some(h) = handed.remove(&id) {
-                                slot.fds.set(slot.fds.get().saturating_sub(h.fds));
-                            }
+        while let Some((report, _)) = slot.chan.recv::<Report>().await {
+            match report {
+                Report::Ready { .. } => {
+                    slot.ready.set(true);
+                    pool.ready_changed.notify_waiters();
+                }
+                Report::Closed { ids } => {
+                    let mut handed = slot.handed.borrow_mut();
+                    for id in ids {
+                        slot.sessions.set(slot.sessions.get().saturating_sub(1));
+                        if let Some(h) = handed.remove(&id) {
+                            slot.fds.set(slot.fds.get().saturating_sub(h.fds));
                         }
                     }
-                    Ok(Report::Negotiating { .. }) => {}
-                    Err(e) => log::error(&format!("relay {}: bad report: {e}", slot.id)),
-                },
-                // A relay killed with hand-offs unread resets the channel: that is its death,
-                // reported below like an EOF.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                Err(e) => {
-                    log::error(&format!("relay {}: control channel: {e}", slot.id));
-                    break;
                 }
+                Report::Negotiating { .. } => {}
             }
         }
         slot.alive.set(false);
@@ -307,7 +295,7 @@ impl Pool {
                 return;
             }
             // The newest configuration, not the one this relay started with.
-            let current = crate::roles::mother::current_settings().unwrap_or(settings.clone());
+            let current = Settings::current().unwrap_or(settings.clone());
             match pool.start(k, &current).await {
                 Ok(()) => return,
                 Err(e) => {
@@ -365,7 +353,7 @@ impl Pool {
                     .unwrap_or(MAX_RELAYS + 1)
             };
             let open: u32 = pool.slots.borrow().iter().map(|s| s.sessions.get()).sum();
-            if let Some(settings) = crate::roles::mother::current_settings() {
+            if let Some(settings) = Settings::current() {
                 match pool.start(k, &settings).await {
                     Ok(()) => log::info(&format!(
                         "relay {}.{k} started: the other relays are near their descriptor limit ({open} sessions open)",

@@ -13,7 +13,6 @@ use rsockd_rules::{Dest, SocksQuery};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connect::to_stream;
-use super::Relay;
 use crate::log::{self, addr};
 use crate::negotiate;
 use crate::relay::tcp::{self, End, Stats};
@@ -106,7 +105,7 @@ async fn wait_for_peer(
     }
 }
 
-pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
+pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     let mut it = fds.into_iter();
     let (Some(cfd), Some(lfd)) = (it.next(), it.next()) else {
         log::error(&format!(
@@ -172,7 +171,7 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
         refuse(h, &bv, &client, &peer_stream, peer, 0).await;
         return;
     }
-    let Some(settings) = r.settings.borrow().clone() else {
+    let Some(settings) = crate::settings::Settings::current() else {
         return;
     };
     let q = SocksQuery {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use rsockd_ipc::{Command, Control, Handoff, Report, MAX_MESSAGE};
+use rsockd_ipc::{Command, Control, Handoff, Report};
 
 use crate::channel::Channel;
 use crate::log;
@@ -36,7 +36,6 @@ pub(super) struct Relay {
     id: String,
     chan: Channel,
     reg: Registry,
-    pub settings: RefCell<Option<Rc<Settings>>>,
     flags: Flags,
     mother_gone: Cell<bool>,
     done: tokio::sync::Notify,
@@ -75,31 +74,6 @@ impl Relay {
     }
 }
 
-fn apply_config(r: &Relay, file: String, generation: u64, fds: Vec<OwnedFd>) {
-    let Some(fd) = fds.into_iter().next() else {
-        log::error("relay: configuration message without its descriptor");
-        return;
-    };
-    let text = match rsockd_sys::spawn::read_memfd(fd) {
-        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
-        Err(e) => {
-            log::error(&format!("relay: cannot read configuration: {e}"));
-            return;
-        }
-    };
-    match Settings::build(&file, text, generation, r.flags) {
-        Ok((s, _warnings)) => {
-            if let Err(e) = s.install_logging() {
-                log::error(&format!("relay: {e}"));
-            }
-            *r.settings.borrow_mut() = Some(Rc::new(s));
-        }
-        // The mother validated this text; failing here means the environment changed (e.g. an
-        // interface vanished). Keep the old configuration, as a reload would.
-        Err(e) => log::error(&format!("relay: configuration refused: {e}")),
-    }
-}
-
 /// Registers a handed-off session at once, before its task first runs, so a drain order read
 /// right after it cannot find the relay empty and exit under it.
 fn register(r: &Relay, h: Handoff) -> Live {
@@ -115,8 +89,8 @@ async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
         Command::Connect => connect::run(&h, fds, &stats).await,
         // Boxed: their state machines are two to three times a CONNECT's, and every session's
         // task is as large as its largest variant; CONNECT sessions are the many idle ones.
-        Command::Bind => Box::pin(bind::run(&r, &h, fds, &stats)).await,
-        Command::UdpAssociate => Box::pin(udp::run(&r, &h, fds, &stats)).await,
+        Command::Bind => Box::pin(bind::run(&h, fds, &stats)).await,
+        Command::UdpAssociate => Box::pin(udp::run(&h, fds, &stats)).await,
     }
     r.reg.sessions.borrow_mut().remove(&h.id);
     r.title_stale.notify_one();
@@ -161,57 +135,33 @@ async fn report_closed(r: Rc<Relay>) {
 }
 
 async fn control_loop(r: Rc<Relay>) {
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        let got = match r.chan.recv(&mut buf).await {
-            Ok(g) => g,
-            Err(e) => {
-                log::error(&format!("relay {}: control channel: {e}", r.id));
-                break;
-            }
-        };
-        if got.len == 0 && got.fds.is_empty() {
-            break;
-        }
-        if got.truncated {
-            log::error(&format!(
-                "relay {}: oversized control message dropped",
-                r.id
-            ));
-            continue;
-        }
-        let msg = match Control::decode(&buf[..got.len]) {
-            Ok(m) => m,
-            Err(e) => {
-                log::error(&format!("relay {}: bad control message: {e}", r.id));
-                continue;
-            }
-        };
-        if got.fds.len() != msg.fds() {
-            log::error(&format!(
-                "relay {}: control message came with {} descriptors, expected {}",
-                r.id,
-                got.fds.len(),
-                msg.fds()
-            ));
-            continue;
-        }
+    while let Some((msg, fds)) = r.chan.recv::<Control>().await {
         match msg {
             Control::Config {
                 generation, file, ..
             } => {
-                let first = r.settings.borrow().is_none();
-                apply_config(&r, file, generation, got.fds);
-                if first && r.settings.borrow().is_some() {
-                    let ready = Report::Ready {
-                        pid: std::process::id(),
-                    };
-                    let _ = r.chan.send(&ready.encode(), &[]).await;
+                let first = Settings::current().is_none();
+                let Some(memfd) = fds.into_iter().next() else {
+                    continue;
+                };
+                match Settings::adopt(&file, generation, r.flags, memfd) {
+                    Ok(_) if first => {
+                        let ready = Report::Ready {
+                            pid: std::process::id(),
+                        };
+                        let _ = r.chan.send(&ready.encode(), &[]).await;
+                    }
+                    Ok(_) => {}
+                    // The mother validated this text; failing here means the environment
+                    // changed (e.g. an interface vanished). Keep the old configuration, as a
+                    // reload would.
+                    Err(e) => log::error(&format!("relay: configuration refused: {e}")),
                 }
             }
             Control::Sessions(hs) => {
-                // The descriptors follow in the sessions' order, `nfds` each (counted above).
-                let mut fds = got.fds.into_iter();
+                // The descriptors follow in the sessions' order, `nfds` each (counted by the
+                // channel).
+                let mut fds = fds.into_iter();
                 for h in hs {
                     let mine: Vec<OwnedFd> = fds.by_ref().take(usize::from(h.nfds)).collect();
                     let live = register(&r, h);
@@ -257,7 +207,7 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
         }
     }
     super::block_on_local(&format!("relay {id}"), async move {
-        let chan = match Channel::new(ctl) {
+        let chan = match Channel::new(ctl, format!("relay {id}")) {
             Ok(c) => c,
             Err(e) => {
                 log::error(&format!("relay {id}: control channel: {e}"));
@@ -268,7 +218,6 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             id,
             chan,
             reg: Registry::default(),
-            settings: RefCell::new(None),
             flags,
             mother_gone: Cell::new(false),
             done: tokio::sync::Notify::new(),
@@ -291,8 +240,7 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
                 sig = signals.next() => match sig {
                     Signal::Reload => {
                         // The mother sends the new configuration; here we only reopen log files.
-                        let s = r.settings.borrow().clone();
-                        if let Some(s) = s {
+                        if let Some(s) = Settings::current() {
                             let _ = s.install_logging();
                         }
                     }
@@ -354,9 +302,8 @@ mod tests {
         let (ours, _theirs) = rsockd_sys::fdpass::seqpacket_pair().unwrap();
         let r = std::rc::Rc::new(super::Relay {
             id: "1.1".into(),
-            chan: crate::channel::Channel::new(ours).unwrap(),
+            chan: crate::channel::Channel::new(ours, "relay 1.1").unwrap(),
             reg: super::Registry::default(),
-            settings: std::cell::RefCell::new(None),
             flags: Default::default(),
             mother_gone: std::cell::Cell::new(false),
             done: tokio::sync::Notify::new(),

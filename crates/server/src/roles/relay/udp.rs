@@ -13,7 +13,6 @@ use tokio::net::UdpSocket;
 
 use super::bind::{method_of, version_of};
 use super::connect::to_stream;
-use super::Relay;
 use crate::log::{self, addr, escape, Line};
 use crate::relay::tcp::{self, End, Stats};
 use crate::relay::udp::{self as engine, Dropped, Packets, Policy, Summary, Verdict, Way};
@@ -22,7 +21,6 @@ use crate::settings::Settings;
 
 /// The rules and log lines of one association.
 struct Rules<'a> {
-    r: &'a Relay,
     h: &'a Handoff,
     /// Our client-side UDP address (`relay` in Dante's lines).
     relay_addr: SocketAddr,
@@ -30,7 +28,7 @@ struct Rules<'a> {
 
 impl Rules<'_> {
     fn settings(&self) -> Option<Rc<Settings>> {
-        self.r.settings.borrow().clone()
+        Settings::current()
     }
 }
 
@@ -256,7 +254,7 @@ fn requested(h: &Handoff) -> String {
     }
 }
 
-pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
+pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     let mut it = fds.into_iter();
     let Some(control) = it.next().map(to_stream) else {
         log::error(&format!("relay: UDP session {} without descriptors", h.id));
@@ -284,7 +282,7 @@ pub(super) async fn run(r: &Relay, h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats
     };
     let client_sock = socks.remove(0);
     let relay_addr = client_sock.local_addr().unwrap_or(h.internal);
-    let rules = Rules { r, h, relay_addr };
+    let rules = Rules { h, relay_addr };
     let packets = Packets::default();
     if let Err(e) = tcp::send_all(&control, &h.reply).await {
         let end = End::ClientError(e);

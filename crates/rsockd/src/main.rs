@@ -44,42 +44,20 @@ fn main() -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-/// Hidden arguments of child processes: `--role relay --id M.K [-d N] [-n]` and
-/// `--role mother --id I/N --relays K [-d N] [-n]`.
+/// A child process: the hidden arguments (`roles::Role::to_args`) name its role.
 fn run_role(args: &[String]) -> i32 {
-    let mut role = None;
-    let mut id = String::from("?");
-    let mut relays = 1usize;
-    let mut flags = Flags::default();
-    let mut user = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--role" => role = it.next().cloned(),
-            "--id" => id = it.next().cloned().unwrap_or_default(),
-            "--relays" => relays = it.next().and_then(|v| v.parse().ok()).unwrap_or(1),
-            "-d" => flags.debug = it.next().and_then(|v| v.parse().ok()),
-            "-n" => flags.no_keepalive = true,
-            "--user" => user = it.next().cloned(),
-            other => {
-                log::error(&format!("internal role: unexpected argument \"{other}\""));
-                return 2;
-            }
+    let (role, flags) = match roles::Role::parse(args) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error(&format!("internal role: {e}"));
+            return 2;
         }
-    }
+    };
     let Some(ctl) = rsockd_sys::spawn::inherited_fd(roles::CTL_FD) else {
         log::error("internal role: no control channel; this mode is started by rsockd itself");
         return 2;
     };
-    match role.as_deref() {
-        Some("relay") => roles::relay::run(id, ctl, flags),
-        Some("mother") => roles::mother::run_child(&id, ctl, flags, relays),
-        Some("auth-helper") => roles::auth_helper::run(ctl, user),
-        _ => {
-            log::error("internal role: unknown role");
-            2
-        }
-    }
+    roles::run_child(role, flags, ctl)
 }
 
 fn version(level: u32) -> String {

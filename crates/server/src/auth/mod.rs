@@ -3,11 +3,10 @@
 //! DESIGN §1: password checks that need privileges (shadow, PAM) run in one auth helper process
 //! that keeps `user.privileged`; mothers run unprivileged and send it queries over a
 //! SEQPACKET channel each ([`link`]). The process that starts mothers also starts, re-spawns
-//! and reloads the helper and hands every mother its channel ([`keeper`]). The helper does
+//! and reloads the helper and hands every mother its channel (`roles::auth_helper::keeper`). The helper does
 //! the checks on blocking threads ([`verify`]); `rsockd.users.file` is parsed by
 //! [`users_file`]. The ident lookup of `rfc931` needs no privileges and stays in the mother.
 
-pub mod keeper;
 pub mod link;
 pub mod users_file;
 pub mod verify;

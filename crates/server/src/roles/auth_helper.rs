@@ -8,6 +8,8 @@
 //! are answered "busy" at once rather than piling up. The helper lives on after its starter
 //! dies, while any mother still holds a channel, so the other mothers keep authenticating.
 
+pub mod keeper;
+
 use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

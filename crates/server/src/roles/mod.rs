@@ -2,14 +2,24 @@
 //! binary with a hidden `--role` argument (DESIGN.md §1); `main` dispatches here.
 
 pub mod auth_helper;
+pub mod child;
 pub mod mother;
 pub mod relay;
 mod session_log;
 pub mod signals;
 pub mod supervisor;
 
-/// The descriptor number a child finds its control channel on.
-pub const CTL_FD: i32 = 3;
+pub use child::{Role, CTL_FD};
+
+/// Runs a child process's role (`main`, for the hidden `--role`); `ctl` is its control
+/// channel. Returns the exit code.
+pub fn run_child(role: Role, flags: crate::settings::Flags, ctl: std::os::fd::OwnedFd) -> i32 {
+    match role {
+        Role::Mother { index, of, relays } => mother::run_child(index, of, ctl, flags, relays),
+        Role::Relay { id } => relay::run(id, ctl, flags),
+        Role::AuthHelper { user } => auth_helper::run(ctl, user),
+    }
+}
 
 static PARENT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
 

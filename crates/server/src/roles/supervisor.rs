@@ -13,6 +13,8 @@ use std::time::Duration;
 use rsockd_ipc::Control;
 
 use crate::log;
+use crate::roles::auth_helper::keeper::{self, Keeper};
+use crate::roles::child;
 use crate::roles::mother::family::{Family, Listeners};
 use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
@@ -76,10 +78,8 @@ pub fn run(args: SupervisorArgs) -> i32 {
             log::error("cannot install signal handlers");
             return 1;
         };
-        let keeper =
-            crate::auth::keeper::Keeper::new(settings.config.user_privileged.clone(), None);
-        keeper.set_family(fam.clone());
-        fam.set_keeper(keeper.clone());
+        let keeper = Keeper::new(settings.config.user_privileged.clone(), None);
+        keeper::serve_mothers(&keeper, &fam);
         keeper.apply(&settings).await;
         for i in 1..=of {
             if let Err(e) = fam.start(i, &settings).await {
@@ -133,8 +133,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         };
         crate::notify::notify("STOPPING=1");
         log::info(&format!("sigterm(): exiting on signal {code}"));
-        fam.stopping.set(true);
-        keeper.stopping.set(true);
+        child::stop_replacing();
         fam.broadcast(&Control::Drain, None).await;
         fam.wait_gone(&mut signals).await;
         log::alert("supervisor: shutting down");

@@ -2,20 +2,22 @@
 //! 2..N; in supervisor mode the supervisor does the same for 1..N. A dead mother is noticed by
 //! SIGCHLD + waitpid (its exit status is what the log line needs) and re-spawned: at once the
 //! first time, then with a back-off that doubles from 1 s to 60 s while it keeps dying young.
+//! What a new mother gets besides its configuration (a channel to the auth helper) is up to
+//! whoever keeps the family: it learns of each start through [`Family::on_start`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rsockd_ipc::{Control, Report};
 use rsockd_sys::process::Exit;
 
 use crate::channel::Channel;
 use crate::log;
-use crate::roles::CTL_FD;
+use crate::roles::child::{self, Backoff, Child, Role};
 use crate::settings::{Flags, Settings};
 
 /// Listening sockets by configured `internal:` address. Every mother accepts on the same
@@ -29,7 +31,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 struct Member {
     pid: Cell<i32>,
     chan: Rc<Channel>,
-    started: Instant,
+    started: std::time::Instant,
     ready: Cell<bool>,
     /// Clients this mother was negotiating with at its last report.
     negotiating: Cell<u32>,
@@ -42,42 +44,24 @@ pub struct Family {
     relays: usize,
     listeners: Listeners,
     members: RefCell<BTreeMap<u32, Rc<Member>>>,
-    /// Consecutive early deaths per mother index, for the back-off.
-    deaths: RefCell<BTreeMap<u32, u32>>,
-    pub stopping: Cell<bool>,
+    /// Each mother index's back-off (its early deaths in a row).
+    backoffs: RefCell<BTreeMap<u32, Rc<Backoff>>>,
     pub ready_changed: tokio::sync::Notify,
-    /// The auth helper's keeper: every mother started gets a channel to the helper.
-    keeper: RefCell<Option<Rc<crate::auth::keeper::Keeper>>>,
+    /// Called with each started mother's channel, after its configuration was sent.
+    on_start: RefCell<Option<StartHook>>,
 }
 
-/// Sends a configuration and the listening sockets to a mother.
-async fn send_config(chan: &Channel, s: &Settings, listeners: &Listeners) -> std::io::Result<()> {
-    let memfd = s.to_memfd()?;
-    // Duplicates, so that no borrow of `listeners` is held while the send waits.
-    let mut listen = Vec::new();
-    let mut owned = Vec::new();
-    for (a, fd) in listeners.borrow().iter() {
-        listen.push(*a);
-        owned.push(fd.try_clone()?);
-    }
-    let msg = Control::Config {
-        generation: s.generation,
-        file: s.file.clone(),
-        listen,
-    };
-    let mut fds: Vec<BorrowedFd<'_>> = vec![memfd.as_fd()];
-    fds.extend(owned.iter().map(|fd| fd.as_fd()));
-    chan.send(&msg.encode(), &fds).await
-}
+/// See [`Family::on_start`].
+type StartHook = Rc<dyn Fn(Rc<Channel>)>;
 
-/// Sends a mother a channel to the auth helper, if one runs.
-async fn send_auth(chan: &Channel, k: &crate::auth::keeper::Keeper) {
-    let Some(fd) = k.connect().await else { return };
-    if let Err(e) = chan.send(&Control::Auth.encode(), &[fd.as_fd()]).await {
-        log::error(&format!(
-            "cannot hand a mother its auth helper channel: {e}"
-        ));
-    }
+/// Copies of the listening sockets, so that no borrow of `listeners` is held while a send
+/// waits.
+fn copies(listeners: &Listeners) -> std::io::Result<Vec<(SocketAddr, OwnedFd)>> {
+    listeners
+        .borrow()
+        .iter()
+        .map(|(a, fd)| Ok((*a, fd.try_clone()?)))
+        .collect()
 }
 
 impl Family {
@@ -88,55 +72,48 @@ impl Family {
             relays,
             listeners,
             members: RefCell::new(BTreeMap::new()),
-            deaths: RefCell::new(BTreeMap::new()),
-            stopping: Cell::new(false),
+            backoffs: RefCell::new(BTreeMap::new()),
             ready_changed: tokio::sync::Notify::new(),
-            keeper: RefCell::new(None),
+            on_start: RefCell::new(None),
         })
     }
 
-    pub fn set_keeper(&self, k: Rc<crate::auth::keeper::Keeper>) {
-        *self.keeper.borrow_mut() = Some(k);
+    /// `hook` is called with the channel of every mother started from now on (re-spawns
+    /// included), once its configuration is on the way.
+    pub fn on_start(&self, hook: impl Fn(Rc<Channel>) + 'static) {
+        *self.on_start.borrow_mut() = Some(Rc::new(hook));
     }
 
-    /// Gives every mother a fresh channel to the (re-spawned) auth helper.
-    pub async fn hand_out_auth(&self, k: &crate::auth::keeper::Keeper) {
-        let members: Vec<Rc<Member>> = self.members.borrow().values().cloned().collect();
-        for member in members {
-            send_auth(&member.chan, k).await;
-        }
+    /// The channels of the mothers running now.
+    pub fn channels(&self) -> Vec<Rc<Channel>> {
+        self.members
+            .borrow()
+            .values()
+            .map(|m| m.chan.clone())
+            .collect()
     }
 
     /// Starts mother `index` and sends it the configuration and the listening sockets.
     pub async fn start(self: &Rc<Self>, index: u32, settings: &Settings) -> std::io::Result<()> {
-        let (ours, theirs) = rsockd_sys::fdpass::seqpacket_pair()?;
-        let mut args = vec![
-            "--role".to_string(),
-            "mother".to_string(),
-            "--id".to_string(),
-            format!("{index}/{}", self.of),
-            "--relays".to_string(),
-            self.relays.to_string(),
-        ];
-        args.extend(self.flags.to_args());
-        let child = rsockd_sys::spawn::spawn_self(
-            &format!("rsockd: mother {index}/{}", self.of),
-            &args,
-            vec![(theirs, CTL_FD)],
-        )?;
-        let chan = Rc::new(Channel::new(ours, format!("mother[{index}/{}]", self.of))?);
+        let role = Role::Mother {
+            index,
+            of: self.of,
+            relays: self.relays,
+        };
+        let label = format!("mother[{index}/{}]", self.of);
+        let child = Child::spawn(&role, self.flags, label)?;
         let member = Rc::new(Member {
-            pid: Cell::new(i32::try_from(child.id()).unwrap_or(i32::MAX)),
-            chan: chan.clone(),
-            started: Instant::now(),
+            pid: Cell::new(i32::try_from(child.pid).unwrap_or(i32::MAX)),
+            chan: child.chan.clone(),
+            started: child.started,
             ready: Cell::new(false),
             negotiating: Cell::new(0),
         });
         self.members.borrow_mut().insert(index, member.clone());
-        send_config(&chan, settings, &self.listeners).await?;
-        let keeper = self.keeper.borrow().clone();
-        if let Some(k) = keeper {
-            send_auth(&chan, &k).await;
+        child::send_config(&child.chan, settings, copies(&self.listeners)?).await?;
+        let hook = self.on_start.borrow().clone();
+        if let Some(hook) = hook {
+            hook(child.chan.clone());
         }
         tokio::task::spawn_local(Self::watch(self.clone(), member));
         Ok(())
@@ -197,7 +174,7 @@ impl Family {
             return false;
         };
         self.members.borrow_mut().remove(&index);
-        if self.stopping.get() {
+        if child::stopping() {
             return true;
         }
         let how = match how {
@@ -213,39 +190,31 @@ impl Family {
                 self.of
             ));
         }
-        let deaths = {
-            let mut d = self.deaths.borrow_mut();
-            let n = d.entry(index).or_insert(0);
-            *n = if member.started.elapsed() >= HEALTHY_AFTER {
-                1
-            } else {
-                *n + 1
-            };
-            *n
-        };
-        let delay = backoff(deaths);
+        let backoff = self
+            .backoffs
+            .borrow_mut()
+            .entry(index)
+            .or_insert_with(|| Rc::new(Backoff::new(HEALTHY_AFTER, MAX_BACKOFF)))
+            .clone();
+        let delay = backoff.after_death(member.started.elapsed());
         if delay > Duration::ZERO {
             log::warning(&format!(
-                "mother[{index}/{}] died {deaths} times in a row; re-spawning it in {}s",
+                "mother[{index}/{}] died {} times in a row; re-spawning it in {}s",
                 self.of,
+                backoff.deaths_in_a_row(),
                 delay.as_secs()
             ));
         }
-        tokio::task::spawn_local(Self::respawn(self.clone(), index, delay));
-        true
-    }
-
-    async fn respawn(fam: Rc<Self>, index: u32, mut delay: Duration) {
-        loop {
-            tokio::time::sleep(delay).await;
-            if fam.stopping.get() {
-                return;
-            }
-            let Some(settings) = Settings::current() else {
-                return;
-            };
-            match fam.start(index, &settings).await {
-                Ok(()) => {
+        let fam = self.clone();
+        tokio::task::spawn_local(async move {
+            let what = format!("mother[{index}/{}]", fam.of);
+            child::respawn(&backoff, delay, &what, || {
+                let fam = fam.clone();
+                async move {
+                    let Some(settings) = Settings::current() else {
+                        return Ok(());
+                    };
+                    fam.start(index, &settings).await?;
                     log::info(&format!(
                         "mother[{index}/{}]: re-spawned as pid {}",
                         fam.of,
@@ -255,14 +224,12 @@ impl Family {
                             .map(|m| m.pid.get())
                             .unwrap_or(0)
                     ));
-                    return;
+                    Ok(())
                 }
-                Err(e) => {
-                    log::error(&format!("cannot start mother[{index}/{}]: {e}", fam.of));
-                    delay = (delay * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
-                }
-            }
-        }
+            })
+            .await;
+        });
+        true
     }
 
     /// Sends a message to every mother; a configuration goes with the current listening
@@ -276,33 +243,15 @@ impl Family {
             .collect();
         for (index, m) in members {
             let res = match (msg, settings) {
-                (Control::Config { .. }, Some(s)) => send_config(&m.chan, s, &self.listeners).await,
+                (Control::Config { .. }, Some(s)) => match copies(&self.listeners) {
+                    Ok(listen) => child::send_config(&m.chan, s, listen).await,
+                    Err(e) => Err(e),
+                },
                 _ => m.chan.send(&msg.encode(), &[]).await,
             };
             if let Err(e) = res {
                 log::warning(&format!("mother[{index}/{}]: {e}", self.of));
             }
         }
-    }
-}
-
-/// Delay before re-spawning a mother that died `deaths` times in a row: none the first time,
-/// then 1 s doubling up to 60 s.
-pub fn backoff(deaths: u32) -> Duration {
-    if deaths <= 1 {
-        return Duration::ZERO;
-    }
-    let secs = 1u64 << (deaths - 2).min(6);
-    Duration::from_secs(secs).min(MAX_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_one_second_to_a_minute() {
-        let secs: Vec<u64> = (1..=9).map(|d| backoff(d).as_secs()).collect();
-        assert_eq!(secs, vec![0, 1, 2, 4, 8, 16, 32, 60, 60]);
     }
 }

@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 
 use crate::channel::Channel;
 use crate::log;
+use crate::roles::auth_helper::keeper::{self, Keeper};
+use crate::roles::child;
 use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 use family::{Family, Listeners};
@@ -65,7 +67,7 @@ pub struct Mother {
     /// This mother's channel to the auth helper.
     pub auth: Rc<crate::auth::link::AuthLink>,
     /// The lead mother starts, re-spawns and reloads the auth helper.
-    keeper: Option<Rc<crate::auth::keeper::Keeper>>,
+    keeper: Option<Rc<Keeper>>,
 }
 
 impl Mother {
@@ -351,15 +353,9 @@ pub fn run(args: MotherArgs) -> i32 {
 
 /// Entry point of `--role mother --id I/N`: waits for the first configuration and the
 /// listening sockets from the special process, then serves like mother 1.
-pub fn run_child(id: &str, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
+pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
     super::remember_parent();
-    let (index, of) = match id.split_once('/').map(|(i, n)| (i.parse(), n.parse())) {
-        Some((Ok(i), Ok(n))) => (i, n),
-        _ => {
-            log::error(&format!("internal role: bad mother id \"{id}\""));
-            return 2;
-        }
-    };
+    let id = format!("{index}/{of}");
     rsockd_sys::proctitle::set(&format!("rsockd: mother {index}/{of}"));
     super::block_on_local(&format!("mother[{id}]"), async move {
         let chan = match Channel::new(ctl, "mother_ipc()") {
@@ -429,13 +425,9 @@ async fn serve(args: MotherArgs) -> i32 {
     let family = (lead && of > 1).then(|| Family::new(of, flags, relays, listen_copies.clone()));
     let auth = crate::auth::link::AuthLink::new();
     let keeper = lead.then(|| {
-        let k = crate::auth::keeper::Keeper::new(
-            settings.config.user_privileged.clone(),
-            Some(auth.clone()),
-        );
+        let k = Keeper::new(settings.config.user_privileged.clone(), Some(auth.clone()));
         if let Some(f) = &family {
-            k.set_family(f.clone());
-            f.set_keeper(k.clone());
+            keeper::serve_mothers(&k, f);
         }
         k
     });
@@ -562,16 +554,12 @@ async fn serve(args: MotherArgs) -> i32 {
         crate::notify::notify("STOPPING=1");
     }
     log::info(&format!("sigterm(): exiting on signal {code}"));
-    m.pool.stopping.set(true);
-    if let Some(k) = &m.keeper {
-        k.stopping.set(true);
-    }
+    child::stop_replacing();
     for (_, h) in m.accepting.borrow_mut().drain() {
         h.abort();
     }
     m.pool.broadcast(&Control::Drain, None).await;
     if let Some(f) = &family {
-        f.stopping.set(true);
         f.broadcast(&Control::Drain, None).await;
         f.wait_gone(&mut signals).await;
     }

@@ -2,11 +2,11 @@
 //! growing the pool past one process's descriptor limit.
 //!
 //! A mother starts `K` base relays (its share of the CPUs). Each relay holds about two
-//! descriptors per session and may hold no more than the open-files limit (20,000 here, not
-//! raisable), so when every relay nears that limit the mother starts an extra relay, and retires
-//! extras again once they have been idle a while. Sessions go to the least loaded base relay while
-//! one has room, then to the lowest-numbered extra with room, so extras fill only under load and
-//! empty first when it falls.
+//! descriptors per session and may hold no more than the hard open-files limit, which an
+//! unprivileged process cannot raise (20,000 on our test machines), so when every relay nears
+//! that limit the mother starts an extra relay, and retires extras again once they have been idle
+//! a while. Sessions go to the least loaded base relay while one has room, then to the
+//! lowest-numbered extra with room, so extras fill only under load and empty first when it falls.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use rsockd_ipc::{batch_sessions, Control, Handoff, Report};
 
 use crate::channel::Channel;
 use crate::log;
-use crate::roles::CTL_FD;
+use crate::roles::child::{self, Backoff, Child, Role};
 use crate::settings::{Flags, Settings};
 
 /// How long a finished negotiation waits for a relay when none is alive (one is being
@@ -54,7 +54,7 @@ pub struct Slot {
     /// The relay number (`K` in the id); numbers above the pool's base are extras.
     k: usize,
     pub pid: Cell<u32>,
-    chan: Channel,
+    chan: Rc<Channel>,
     /// Sessions handed and not yet reported closed; the least loaded relay gets the next one.
     pub sessions: Cell<u32>,
     handed: RefCell<HashMap<u64, HandedOff>>,
@@ -79,8 +79,9 @@ pub struct Pool {
     fd_budget: u32,
     /// An extra relay is being started.
     growing: Cell<bool>,
-    /// Set when shutting down: dead relays are no longer replaced.
-    pub stopping: Cell<bool>,
+    /// A relay's death loses only its own sessions, and the pool needs its capacity back:
+    /// every death is replaced at once; only failing starts back off.
+    backoff: Backoff,
     pub ready_changed: tokio::sync::Notify,
     /// Sessions negotiated in this turn of the event loop, handed off together after it.
     outbox: RefCell<Vec<Queued>>,
@@ -130,17 +131,6 @@ impl Queued {
     }
 }
 
-/// Sends `settings`' text to a child as a memfd.
-pub async fn send_config(chan: &Channel, s: &Settings) -> std::io::Result<()> {
-    let fd = s.to_memfd()?;
-    let msg = Control::Config {
-        generation: s.generation,
-        file: s.file.clone(),
-        listen: Vec::new(),
-    };
-    chan.send(&msg.encode(), &[fd.as_fd()]).await
-}
-
 impl Pool {
     pub fn new(mother: u32, flags: Flags) -> Rc<Self> {
         Rc::new(Pool {
@@ -150,30 +140,13 @@ impl Pool {
             base: Cell::new(1),
             fd_budget: fd_budget(),
             growing: Cell::new(false),
-            stopping: Cell::new(false),
+            backoff: Backoff::new(Duration::ZERO, Duration::from_secs(60)),
             ready_changed: tokio::sync::Notify::new(),
             outbox: RefCell::new(Vec::new()),
             outbox_filled: tokio::sync::Notify::new(),
             handed_total: Cell::new(0),
             handoff_messages: Cell::new(0),
         })
-    }
-
-    fn spawn_process(&self, id: &str) -> std::io::Result<(u32, Channel)> {
-        let (ours, theirs) = rsockd_sys::fdpass::seqpacket_pair()?;
-        let mut args = vec![
-            "--role".to_string(),
-            "relay".to_string(),
-            "--id".to_string(),
-            id.to_string(),
-        ];
-        args.extend(self.flags.to_args());
-        let child = rsockd_sys::spawn::spawn_self(
-            &format!("rsockd: relay {id}"),
-            &args,
-            vec![(theirs, CTL_FD)],
-        )?;
-        Ok((child.id(), Channel::new(ours, format!("relay {id}"))?))
     }
 
     /// Starts the `n` base relays, numbered 1..=n.
@@ -196,8 +169,9 @@ impl Pool {
     /// Starts relay number `k`, replacing a dead relay of that number.
     async fn start(self: &Rc<Self>, k: usize, settings: &Rc<Settings>) -> std::io::Result<()> {
         let id = format!("{}.{k}", self.mother);
-        let (pid, chan) = self.spawn_process(&id)?;
-        send_config(&chan, settings).await?;
+        let role = Role::Relay { id: id.clone() };
+        let Child { pid, chan, .. } = Child::spawn(&role, self.flags, format!("relay {id}"))?;
+        child::send_config(&chan, settings, Vec::new()).await?;
         let slot = Rc::new(Slot {
             id,
             k,
@@ -256,7 +230,7 @@ impl Pool {
             }
             return;
         }
-        if pool.stopping.get() {
+        if child::stopping() {
             return;
         }
         log::warning(&format!(
@@ -288,22 +262,15 @@ impl Pool {
                 now_us.saturating_sub(s.accepted_us) / 1_000_000
             ));
         }
-        let mut delay = Duration::from_millis(0);
-        loop {
-            tokio::time::sleep(delay).await;
-            if pool.stopping.get() {
-                return;
-            }
+        let what = format!("relay {}.{k}", pool.mother);
+        let delay = pool.backoff.after_death(Duration::ZERO);
+        child::respawn(&pool.backoff, delay, &what, || {
             // The newest configuration, not the one this relay started with.
             let current = Settings::current().unwrap_or(settings.clone());
-            match pool.start(k, &current).await {
-                Ok(()) => return,
-                Err(e) => {
-                    log::error(&format!("cannot start relay {}.{k}: {e}", pool.mother));
-                    delay = (delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
-                }
-            }
-        }
+            let pool = pool.clone();
+            async move { pool.start(k, &current).await }
+        })
+        .await;
     }
 
     /// The relay for a session needing `need` descriptors: the least loaded base relay with
@@ -340,7 +307,7 @@ impl Pool {
 
     /// Starts one extra relay unless one is already starting or the pool is at its maximum.
     fn grow(self: &Rc<Self>) {
-        if self.growing.get() || self.stopping.get() || self.slots.borrow().len() >= MAX_RELAYS {
+        if self.growing.get() || child::stopping() || self.slots.borrow().len() >= MAX_RELAYS {
             return;
         }
         self.growing.set(true);
@@ -370,7 +337,7 @@ impl Pool {
     async fn tend(pool: Rc<Self>) {
         loop {
             tokio::time::sleep(TEND_EVERY).await;
-            if pool.stopping.get() {
+            if child::stopping() {
                 return;
             }
             let extras: Vec<Rc<Slot>> = pool
@@ -495,7 +462,7 @@ impl Pool {
             // By identity, not id: a re-spawned relay has its predecessor's id and is worth
             // trying.
             let Some(slot) = self.pick(&tried, need) else {
-                if tokio::time::Instant::now() >= deadline || self.stopping.get() {
+                if tokio::time::Instant::now() >= deadline || child::stopping() {
                     q.refuse(&std::io::Error::other("no relay process available"));
                     return;
                 }
@@ -530,7 +497,9 @@ impl Pool {
         let slots: Vec<Rc<Slot>> = self.slots.borrow().clone();
         for s in slots.iter().filter(|s| s.alive.get()) {
             let res = match (msg, settings) {
-                (Control::Config { .. }, Some(st)) => send_config(&s.chan, st).await,
+                (Control::Config { .. }, Some(st)) => {
+                    child::send_config(&s.chan, st, Vec::new()).await
+                }
                 _ => s.chan.send(&msg.encode(), &[]).await,
             };
             if let Err(e) = res {

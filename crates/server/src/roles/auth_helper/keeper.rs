@@ -1,25 +1,25 @@
 //! The lead process's side of the auth helper: starting it when a configuration first needs
 //! it, re-spawning it when it dies, telling it which password file to use, and handing every
-//! mother a channel to it.
+//! mother a channel to it ([`serve_mothers`]).
 //!
 //! The lead process (mother 1, or the supervisor) runs unprivileged like every networking
 //! process, but keeps `user.privileged` as its saved uid (see `rsockd_sys::privs::drop_to`);
 //! it borrows that uid just for the spawn, so the helper starts privileged.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rsockd_ipc::{AuthAnswer, HelperControl};
+use rsockd_ipc::{AuthAnswer, Control, HelperControl};
 
-use super::link::AuthLink;
+use crate::auth::link::AuthLink;
 use crate::channel::Channel;
 use crate::log;
+use crate::roles::child::{self, Backoff, Child, Role};
 use crate::roles::mother::family::Family;
-use crate::roles::CTL_FD;
-use crate::settings::Settings;
+use crate::settings::{Flags, Settings};
 
 /// A helper that lived at least this long before dying is re-spawned at once.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
@@ -36,8 +36,9 @@ pub struct Keeper {
     users_file: RefCell<Option<PathBuf>>,
     /// The lead mother's own link (None for the supervisor, which authenticates nobody).
     own: Option<Rc<AuthLink>>,
-    family: RefCell<Option<Rc<Family>>>,
-    pub stopping: Cell<bool>,
+    /// Told each time a helper starts, so that every mother gets a channel to it.
+    started: tokio::sync::Notify,
+    backoff: Backoff,
 }
 
 impl Keeper {
@@ -47,14 +48,9 @@ impl Keeper {
             running: RefCell::new(None),
             users_file: RefCell::new(None),
             own,
-            family: RefCell::new(None),
-            stopping: Cell::new(false),
+            started: tokio::sync::Notify::new(),
+            backoff: Backoff::new(HEALTHY_AFTER, MAX_BACKOFF),
         })
-    }
-
-    /// The mothers to hand channels to, besides our own.
-    pub fn set_family(&self, f: Rc<Family>) {
-        *self.family.borrow_mut() = Some(f);
     }
 
     /// The running helper's process id.
@@ -71,7 +67,7 @@ impl Keeper {
     pub async fn apply(self: &Rc<Self>, s: &Settings) {
         *self.users_file.borrow_mut() = s.config.users_file.clone();
         if !self.is_running() {
-            if !super::needs_helper(&s.config) {
+            if !crate::auth::needs_helper(&s.config) {
                 return;
             }
             if let Err(e) = self.start().await {
@@ -118,23 +114,15 @@ impl Keeper {
         }
     }
 
-    fn spawn(&self) -> std::io::Result<(u32, Channel)> {
-        let (ours, theirs) = rsockd_sys::fdpass::seqpacket_pair()?;
-        let mut args = vec!["--role".to_string(), "auth-helper".to_string()];
-        if let Some(u) = &self.privileged {
-            args.push("--user".into());
-            args.push(u.clone());
-        }
-        let child = rsockd_sys::privs::with_saved_uid(|| {
-            rsockd_sys::spawn::spawn_self("rsockd: auth-helper", &args, vec![(theirs, CTL_FD)])
-        })?;
-        Ok((child.id(), Channel::new(ours, "auth helper")?))
-    }
-
     /// Starts the helper, loads the password file and hands every mother a channel.
     async fn start(self: &Rc<Self>) -> std::io::Result<()> {
-        let (pid, chan) = self.spawn()?;
-        let chan = Rc::new(chan);
+        let role = Role::AuthHelper {
+            user: self.privileged.clone(),
+        };
+        // Borrowing the saved uid just for the spawn starts the helper privileged.
+        let Child { pid, chan, started } = rsockd_sys::privs::with_saved_uid(|| {
+            Child::spawn(&role, Flags::default(), "auth helper".into())
+        })?;
         *self.running.borrow_mut() = Some(Running {
             pid,
             chan: chan.clone(),
@@ -146,11 +134,8 @@ impl Keeper {
                 own.install(fd);
             }
         }
-        let family = self.family.borrow().clone();
-        if let Some(f) = family {
-            f.hand_out_auth(self).await;
-        }
-        tokio::task::spawn_local(self.clone().watch(chan, pid, Instant::now()));
+        self.started.notify_one();
+        tokio::task::spawn_local(self.clone().watch(chan, pid, started));
         Ok(())
     }
 
@@ -172,29 +157,52 @@ impl Keeper {
             return;
         }
         *self.running.borrow_mut() = None;
-        if self.stopping.get() {
+        if child::stopping() {
             return;
         }
         log::warning(&format!(
             "auth helper (pid {pid}) exited unexpectedly; logins fail until it is re-spawned"
         ));
-        let mut delay = if started.elapsed() >= HEALTHY_AFTER {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(200)
-        };
-        loop {
-            tokio::time::sleep(delay).await;
-            if self.stopping.get() || self.is_running() {
-                return;
-            }
-            match self.start().await {
-                Ok(()) => return,
-                Err(e) => {
-                    log::error(&format!("cannot re-spawn the auth helper: {e}"));
-                    delay = (delay * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
+        let delay = self.backoff.after_death(started.elapsed());
+        child::respawn(&self.backoff, delay, "the auth helper", || {
+            let k = self.clone();
+            async move {
+                match k.is_running() {
+                    true => Ok(()),
+                    false => k.start().await,
                 }
             }
+        })
+        .await;
+    }
+}
+
+/// Hands every mother of `family` a channel to the helper: each mother as it starts, and all
+/// of them again whenever the helper is re-spawned (the lead's own link is renewed by
+/// [`Keeper::start`]).
+pub fn serve_mothers(keeper: &Rc<Keeper>, family: &Rc<Family>) {
+    let k = keeper.clone();
+    family.on_start(move |chan| {
+        let k = k.clone();
+        tokio::task::spawn_local(async move { send_channel(&k, &chan).await });
+    });
+    let (k, f) = (keeper.clone(), family.clone());
+    tokio::task::spawn_local(async move {
+        loop {
+            k.started.notified().await;
+            for chan in f.channels() {
+                send_channel(&k, &chan).await;
+            }
         }
+    });
+}
+
+/// Sends a mother a channel to the auth helper, if one runs.
+async fn send_channel(k: &Keeper, chan: &Channel) {
+    let Some(fd) = k.connect().await else { return };
+    if let Err(e) = chan.send(&Control::Auth.encode(), &[fd.as_fd()]).await {
+        log::error(&format!(
+            "cannot hand a mother its auth helper channel: {e}"
+        ));
     }
 }

@@ -13,7 +13,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::socks5::Reply;
+use crate::reply::Reply;
 
 /// SOCKS5 `ATYP` for an IPv4 address (4 bytes).
 pub const ATYP_IPV4: u8 = 0x01;

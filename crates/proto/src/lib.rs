@@ -25,10 +25,11 @@ pub mod ident;
 #[doc(hidden)]
 pub mod oracle;
 pub mod proxy;
+mod reply;
 pub mod rfc1929;
 pub mod socks4;
 pub mod socks5;
 pub mod udp;
 
 pub use addr::{AddrError, TargetAddr};
-pub use socks5::Reply;
+pub use reply::Reply;

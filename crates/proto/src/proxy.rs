@@ -21,7 +21,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::socks5::Reply;
+use crate::reply::Reply;
 
 /// Start of every v1 header.
 pub const V1_PREFIX: &[u8] = b"PROXY ";

@@ -13,7 +13,7 @@
 use std::fmt;
 
 use crate::addr::escape_bytes;
-use crate::socks5::Reply;
+use crate::reply::Reply;
 
 /// The sub-negotiation version of RFC 1929.
 pub const VERSION: u8 = 0x01;

@@ -15,7 +15,8 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::addr::{escape_bytes, AddrError, TargetAddr};
-use crate::socks5::Reply;
+use crate::reply::Reply;
+pub use crate::reply::Socks4Reply;
 
 /// Request version byte.
 pub const VERSION: u8 = 4;
@@ -102,42 +103,6 @@ pub struct Socks4Request {
     pub dst: TargetAddr,
     /// USERID bytes without the NUL (0..=255 bytes, never containing NUL).
     pub userid: Vec<u8>,
-}
-
-/// SOCKS4 reply codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Socks4Reply {
-    /// 90 request granted.
-    Granted,
-    /// 91 request rejected or failed.
-    Rejected,
-    /// 92 rejected: cannot connect to identd on the client.
-    NoIdentd,
-    /// 93 rejected: identd and client report different user-ids.
-    IdentMismatch,
-}
-
-impl Socks4Reply {
-    /// The wire code.
-    pub fn code(self) -> u8 {
-        match self {
-            Socks4Reply::Granted => 90,
-            Socks4Reply::Rejected => 91,
-            Socks4Reply::NoIdentd => 92,
-            Socks4Reply::IdentMismatch => 93,
-        }
-    }
-
-    /// From a wire code; `None` for anything but 90..=93.
-    pub fn from_code(code: u8) -> Option<Self> {
-        match code {
-            90 => Some(Socks4Reply::Granted),
-            91 => Some(Socks4Reply::Rejected),
-            92 => Some(Socks4Reply::NoIdentd),
-            93 => Some(Socks4Reply::IdentMismatch),
-            _ => None,
-        }
-    }
 }
 
 /// Finds the NUL terminating a field of at most `max` bytes that starts at `start`.

@@ -15,10 +15,8 @@
 //! - Every message here is bounded by its own length bytes (greeting ≤ 257, request ≤ 262
 //!   bytes), so no extra size cap is needed.
 
-use std::fmt;
-
 use crate::addr::{decode_socks5_addr, encode_socks5_addr, escape_bytes, AddrError, TargetAddr};
-use crate::socks4::Socks4Reply;
+pub use crate::reply::Reply;
 
 /// Protocol version byte.
 pub const VERSION: u8 = 5;
@@ -203,121 +201,6 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
     out.extend_from_slice(&[VERSION, req.command.code(), 0]);
     encode_socks5_addr(&req.dst, &mut out);
     out
-}
-
-/// SOCKS5 reply codes (RFC 1928 §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reply {
-    /// 00 succeeded.
-    Succeeded,
-    /// 01 general SOCKS server failure.
-    GeneralFailure,
-    /// 02 connection not allowed by ruleset (Dante also uses it for session limits).
-    NotAllowed,
-    /// 03 network unreachable.
-    NetworkUnreachable,
-    /// 04 host unreachable.
-    HostUnreachable,
-    /// 05 connection refused.
-    ConnectionRefused,
-    /// 06 TTL expired (Dante: connect timed out).
-    TtlExpired,
-    /// 07 command not supported.
-    CommandNotSupported,
-    /// 08 address type not supported.
-    AddressTypeNotSupported,
-}
-
-impl Reply {
-    /// All replies, in code order.
-    pub const ALL: [Reply; 9] = [
-        Reply::Succeeded,
-        Reply::GeneralFailure,
-        Reply::NotAllowed,
-        Reply::NetworkUnreachable,
-        Reply::HostUnreachable,
-        Reply::ConnectionRefused,
-        Reply::TtlExpired,
-        Reply::CommandNotSupported,
-        Reply::AddressTypeNotSupported,
-    ];
-
-    /// The wire code.
-    pub fn code(self) -> u8 {
-        match self {
-            Reply::Succeeded => 0,
-            Reply::GeneralFailure => 1,
-            Reply::NotAllowed => 2,
-            Reply::NetworkUnreachable => 3,
-            Reply::HostUnreachable => 4,
-            Reply::ConnectionRefused => 5,
-            Reply::TtlExpired => 6,
-            Reply::CommandNotSupported => 7,
-            Reply::AddressTypeNotSupported => 8,
-        }
-    }
-
-    /// From a wire code; `None` for unassigned codes 09..FF.
-    pub fn from_code(code: u8) -> Option<Reply> {
-        Reply::ALL.get(usize::from(code)).copied()
-    }
-
-    /// Maps a failed `connect(2)`/`bind(2)` errno to a reply exactly as Dante's
-    /// `errno2reply()` does (lib/util.c, Dante 1.4.x):
-    ///
-    /// | errno                     | reply                   |
-    /// |---------------------------|-------------------------|
-    /// | ENETDOWN, ENETUNREACH     | 03 network unreachable  |
-    /// | EHOSTDOWN, EHOSTUNREACH   | 04 host unreachable     |
-    /// | ECONNREFUSED, ECONNRESET  | 05 connection refused   |
-    /// | ETIMEDOUT                 | 06 TTL expired          |
-    /// | anything else             | 01 general failure      |
-    ///
-    /// "Anything else" deliberately includes EACCES, EPERM (firewall rejects), EAFNOSUPPORT,
-    /// EADDRNOTAVAIL and EINVAL: Dante answers 01 for them and clients of a drop-in replacement
-    /// must see the same. Where Dante answers 02 or 08 it does so from explicit checks (rules,
-    /// session limits, "no IPv6 external address"), not from an errno; the server must do the
-    /// same before it connects.
-    pub fn from_errno(errno: i32) -> Reply {
-        match errno {
-            libc::ENETDOWN | libc::ENETUNREACH => Reply::NetworkUnreachable,
-            libc::EHOSTDOWN | libc::EHOSTUNREACH => Reply::HostUnreachable,
-            libc::ECONNREFUSED | libc::ECONNRESET => Reply::ConnectionRefused,
-            libc::ETIMEDOUT => Reply::TtlExpired,
-            _ => Reply::GeneralFailure,
-        }
-    }
-
-    /// The SOCKS4 code for this outcome: 90 on success, 91 otherwise ("v4 is not very
-    /// specific", as Dante's `sockscode()` puts it).
-    pub fn to_socks4(self) -> Socks4Reply {
-        match self {
-            Reply::Succeeded => Socks4Reply::Granted,
-            _ => Socks4Reply::Rejected,
-        }
-    }
-}
-
-impl From<Reply> for Socks4Reply {
-    fn from(r: Reply) -> Self {
-        r.to_socks4()
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Reply::Succeeded => "succeeded",
-            Reply::GeneralFailure => "general SOCKS server failure",
-            Reply::NotAllowed => "connection not allowed by ruleset",
-            Reply::NetworkUnreachable => "network unreachable",
-            Reply::HostUnreachable => "host unreachable",
-            Reply::ConnectionRefused => "connection refused",
-            Reply::TtlExpired => "TTL expired",
-            Reply::CommandNotSupported => "command not supported",
-            Reply::AddressTypeNotSupported => "address type not supported",
-        })
-    }
 }
 
 /// Encodes `VER | REP | RSV | ATYP | BND.ADDR | BND.PORT`.
@@ -532,55 +415,6 @@ mod tests {
         let (r, n) = decode_request(&wire).unwrap().unwrap();
         assert_eq!(r.dst, TargetAddr::Domain("foo".into(), 443));
         assert_eq!(n, 10);
-    }
-
-    #[test]
-    fn reply_codes() {
-        for (i, r) in Reply::ALL.iter().enumerate() {
-            assert_eq!(usize::from(r.code()), i);
-            assert_eq!(Reply::from_code(r.code()), Some(*r));
-        }
-        assert_eq!(Reply::from_code(9), None);
-        assert_eq!(Reply::from_code(255), None);
-        assert_eq!(Reply::Succeeded.to_socks4(), Socks4Reply::Granted);
-        for r in &Reply::ALL[1..] {
-            assert_eq!(Socks4Reply::from(*r), Socks4Reply::Rejected);
-        }
-        assert_eq!(Reply::TtlExpired.to_string(), "TTL expired");
-    }
-
-    #[test]
-    fn errno_mapping_matches_dante() {
-        assert_eq!(
-            Reply::from_errno(libc::ENETUNREACH),
-            Reply::NetworkUnreachable
-        );
-        assert_eq!(Reply::from_errno(libc::ENETDOWN), Reply::NetworkUnreachable);
-        assert_eq!(
-            Reply::from_errno(libc::EHOSTUNREACH),
-            Reply::HostUnreachable
-        );
-        assert_eq!(Reply::from_errno(libc::EHOSTDOWN), Reply::HostUnreachable);
-        assert_eq!(
-            Reply::from_errno(libc::ECONNREFUSED),
-            Reply::ConnectionRefused
-        );
-        assert_eq!(
-            Reply::from_errno(libc::ECONNRESET),
-            Reply::ConnectionRefused
-        );
-        assert_eq!(Reply::from_errno(libc::ETIMEDOUT), Reply::TtlExpired);
-        for e in [
-            libc::EACCES,
-            libc::EPERM,
-            libc::EAFNOSUPPORT,
-            libc::EADDRNOTAVAIL,
-            libc::EINVAL,
-            0,
-            -1,
-        ] {
-            assert_eq!(Reply::from_errno(e), Reply::GeneralFailure, "errno {e}");
-        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!   policy and belongs to the server.
 
 use crate::addr::{decode_socks5_addr, encode_socks5_addr, escape_bytes, AddrError, TargetAddr};
-use crate::socks5::Reply;
+use crate::reply::Reply;
 
 /// Longest header: RSV, FRAG and the longest address.
 pub const MAX_HEADER_LEN: usize = 3 + crate::addr::MAX_SOCKS5_ADDR_LEN;

@@ -202,20 +202,13 @@ fn connect_req(s: &mut TcpStream, target: SocketAddr) -> u8 {
     read_socks5_reply(s)
 }
 
-fn echo_through(s: &mut TcpStream, msg: &[u8]) {
-    s.write_all(msg).unwrap();
-    let mut back = vec![0u8; msg.len()];
-    s.read_exact(&mut back).unwrap();
-    assert_eq!(back, msg);
-}
-
 /// A whole authenticated session to the echo server: RFC 1929 success (`01 00`), CONNECT
 /// succeeded, data echoed. Returns the client's address as the server saw it.
 fn session(proxy: SocketAddr, user: &str, pw: &str, echo: &Echo) -> SocketAddr {
     let (mut s, rep) = login(proxy, user.as_bytes(), pw.as_bytes());
     assert_eq!(rep, [1, 0], "RFC 1929 success for {user}");
     assert_eq!(connect_req(&mut s, echo.addr), 0, "CONNECT for {user}");
-    echo_through(&mut s, format!("hello from {user}").as_bytes());
+    echo_once(&mut s, format!("hello from {user}").as_bytes());
     s.local_addr().unwrap()
 }
 
@@ -562,7 +555,7 @@ fn rfc1929_version_byte_and_empty_user() {
     s.write_all(&auth_request(5, name, pw)).unwrap();
     assert_eq!(read_upto(&mut s, 2), [1, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"version five");
+    echo_once(&mut s, b"version five");
     wait_pass_line(&srv, "username", &user.name, s.local_addr().unwrap());
 
     // Version 2: refused before any check, even with the right password.
@@ -735,7 +728,7 @@ fn rfc1929_split_byte_by_byte() {
     }
     assert_eq!(read_upto(&mut s, 2), [1, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"byte by byte");
+    echo_once(&mut s, b"byte by byte");
     wait_pass_line(&srv, "username", &user.name, s.local_addr().unwrap());
 
     // A wrong password split the same way is refused the same way.
@@ -821,7 +814,7 @@ fn method_preference_is_the_servers() {
     .unwrap();
     assert_eq!(read_upto(&mut s, 2), [1, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"username first");
+    echo_once(&mut s, b"username first");
     wait_pass_line(&srv, "username", &user.name, s.local_addr().unwrap());
     // The client's order does not matter either.
     let mut s = client(srv.addr);
@@ -830,14 +823,14 @@ fn method_preference_is_the_servers() {
     let mut s = client(srv.addr);
     assert_eq!(greet(&mut s, &[0]), [5, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"none allowed too");
+    echo_once(&mut s, b"none allowed too");
 
     // none first: the same client gets none, and its session line names no user.
     let srv = start(&open("none username"));
     let mut s = client(srv.addr);
     assert_eq!(greet(&mut s, &[0, 2]), [5, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"none first");
+    echo_once(&mut s, b"none first");
     let me = s.local_addr().unwrap();
     srv.wait_log("the session line without a user", 15, |t| {
         t.contains(&format!(
@@ -875,7 +868,7 @@ fn login_then_connect(proxy: SocketAddr, user: &TestUser, target: SocketAddr) ->
     assert_eq!(rep, [1, 0], "{} authenticates", user.name);
     let r = connect_req(&mut s, target);
     if r == 0 {
-        echo_through(&mut s, b"rule passed");
+        echo_once(&mut s, b"rule passed");
     } else {
         assert!(closed_within(&mut s, 10), "closed after the refusal");
     }
@@ -1605,7 +1598,7 @@ fn rfc931_ident_user_passes() {
     let mut s = client_from(c.ip, srv.addr);
     assert_eq!(greet(&mut s, &[0]), [5, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"known by ident");
+    echo_once(&mut s, b"known by ident");
     let me = s.local_addr().unwrap();
     c.check_query(&srv, me);
     wait_pass_line(&srv, "rfc931", &user.name, me);
@@ -1619,7 +1612,7 @@ fn rfc931_ident_user_passes() {
         .unwrap();
     assert_eq!(read_upto(&mut s, 2), [1, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"ident over rfc1929");
+    echo_once(&mut s, b"ident over rfc1929");
     let me = s.local_addr().unwrap();
     c.check_query(&srv, me);
     wait_pass_line(&srv, "rfc931", &user.name, me);
@@ -1696,7 +1689,7 @@ fn rfc931_refusals() {
     let mut s = client_from(c.ip, srv.addr);
     assert_eq!(greet(&mut s, &[0]), [5, 0]);
     assert_eq!(connect_req(&mut s, echo.addr), 0);
-    echo_through(&mut s, b"still serving");
+    echo_once(&mut s, b"still serving");
 }
 
 /// Dante 1.4.2 with `socksmethod: rfc931` and an ident server answering `ERROR : NO-USER`

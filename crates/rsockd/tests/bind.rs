@@ -61,17 +61,6 @@ fn connect_from(from: Ipv4Addr, addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// A fresh CONNECT session still echoes.
-fn assert_serving(srv: &Server) {
-    let echo = echo_server();
-    let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
-    assert_eq!(rep, 0);
-    s.write_all(b"ping").unwrap();
-    let mut b = [0u8; 4];
-    s.read_exact(&mut b).unwrap();
-    assert_eq!(&b, b"ping");
-}
-
 #[test]
 fn socks5_bind_relays_both_ways_with_dantes_lines() {
     let srv = Server::start(&base_config(LOGGED));
@@ -149,7 +138,7 @@ fn socks5_bind_relays_both_ways_with_dantes_lines() {
         )),
         "{log}"
     );
-    assert_serving(&srv);
+    assert_serving(&srv, &echo_server());
 }
 
 #[test]
@@ -230,7 +219,7 @@ fn peer_from_the_wrong_address_is_refused() {
     );
     ctl.read_exact(&mut r).unwrap();
     assert_eq!((r[0], r[1]), (0, 91));
-    assert_serving(&srv);
+    assert_serving(&srv, &echo_server());
 }
 
 #[test]
@@ -277,7 +266,7 @@ fn rules_block_bind_and_bindreply() {
     assert_eq!(rep, 0);
     let _peer = connect_from(Ipv4Addr::LOCALHOST, bound);
     assert_eq!(reply5(&mut ctl).0, 0);
-    assert_serving(&srv);
+    assert_serving(&srv, &echo_server());
 }
 
 #[test]
@@ -298,7 +287,7 @@ fn client_leaving_ends_the_wait_and_closes_the_port() {
         false
     });
     assert!(refused, "the BIND port still accepts after the client left");
-    assert_serving(&srv);
+    assert_serving(&srv, &echo_server());
 }
 
 #[test]

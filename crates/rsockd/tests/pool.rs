@@ -40,12 +40,9 @@ fn start_limited() -> Server {
     launch(cmd, dir, ip, conf, log).unwrap()
 }
 
-fn echo_once(s: &mut TcpStream, i: usize, round: u8) {
-    let msg = format!("session {i} round {round}\n");
-    s.write_all(msg.as_bytes()).unwrap();
-    let mut back = vec![0u8; msg.len()];
-    s.read_exact(&mut back).unwrap();
-    assert_eq!(back, msg.as_bytes(), "session {i} got someone else's bytes");
+/// Session `i`'s message of `round` comes back: each session gets its own bytes, no one else's.
+fn echo_round(s: &mut TcpStream, i: usize, round: u8) {
+    echo_once(s, format!("session {i} round {round}\n").as_bytes());
 }
 
 /// The mother: under prlimit, rsockd is the direct child of our `prlimit` process (it execs).
@@ -68,7 +65,7 @@ fn extra_relays_start_near_the_descriptor_limit_and_retire_when_idle() {
     for i in 0..SESSIONS {
         let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
         assert_eq!(rep, 0, "session {i} refused; log:\n{}", srv.log_text());
-        echo_once(&mut s, i, 1);
+        echo_round(&mut s, i, 1);
         sessions.push(s);
     }
     wait_until("every session to be counted by its relay", 20, || {
@@ -93,7 +90,7 @@ fn extra_relays_start_near_the_descriptor_limit_and_retire_when_idle() {
 
     // Every session, old and new relays alike, still carries its own bytes.
     for (i, s) in sessions.iter_mut().enumerate() {
-        echo_once(s, i, 2);
+        echo_round(s, i, 2);
     }
 
     drop(sessions);
@@ -103,7 +100,7 @@ fn extra_relays_start_near_the_descriptor_limit_and_retire_when_idle() {
     assert!(srv.log_text().contains("idle extra relay retired"));
     let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
     assert_eq!(rep, 0);
-    echo_once(&mut s, 0, 3);
+    echo_round(&mut s, 0, 3);
 }
 
 /// Clients that finish negotiating together are handed off together: many sessions per
@@ -145,7 +142,7 @@ fn sessions_negotiated_together_are_handed_off_in_batches() {
         c.read_exact(&mut reply).unwrap();
         assert_eq!(&reply[..2], &[5, 0], "session {i}: method reply");
         assert_eq!(reply[3], 0, "session {i} refused; log:\n{}", srv.log_text());
-        echo_once(c, i, 1);
+        echo_round(c, i, 1);
     }
     srv.signal(10); // SIGUSR1: the state dump
     let log = srv.wait_log("the state dump", 10, |l| l.contains("handed off so far"));
@@ -196,7 +193,7 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
     let mother = mother_of(&srv);
     let (mut before, rep) = socks5_connect(srv.addr, echo.addr);
     assert_eq!(rep, 0);
-    echo_once(&mut before, 0, 1);
+    echo_round(&mut before, 0, 1);
 
     // Clients that connect and say nothing stay with the mother, one descriptor each, until
     // its 400 are gone; the rest wait in the listen queue.
@@ -235,16 +232,16 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
     );
 
     // A session handed off before the shortage is not touched by it.
-    echo_once(&mut before, 0, 2);
+    echo_round(&mut before, 0, 2);
 
     // With the silent clients gone, new clients are served again.
     drop(idle);
     wait_until("a new session to be served", 30, || {
         let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
         rep == 0 && {
-            echo_once(&mut s, 1, 3);
+            echo_round(&mut s, 1, 3);
             true
         }
     });
-    echo_once(&mut before, 0, 4);
+    echo_round(&mut before, 0, 4);
 }

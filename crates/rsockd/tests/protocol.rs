@@ -16,16 +16,6 @@ fn open_server() -> Server {
     Server::start(&base_config(OPEN_RULES))
 }
 
-/// The server still relays: a fresh session echoes.
-fn assert_serving(srv: &Server, echo: &Echo) {
-    let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
-    assert_eq!(rep, 0);
-    s.write_all(b"still here").unwrap();
-    let mut buf = [0u8; 10];
-    s.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"still here");
-}
-
 #[test]
 fn socks5_connect_echo_and_log_lines() {
     let echo = echo_server();

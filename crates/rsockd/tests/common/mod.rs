@@ -359,6 +359,34 @@ pub fn read_socks5_reply(s: &mut TcpStream) -> u8 {
     head[1]
 }
 
+/// Writes `msg` on a relayed stream and reads it back from the echo target, byte for byte.
+pub fn echo_once(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg, "the echo of {:?}", String::from_utf8_lossy(msg));
+}
+
+/// A target a test reaches through the server and that echoes what it gets: [`Echo`] (TCP, by
+/// CONNECT) or `udp::UdpEcho` (UDP, by an association).
+pub trait EchoTarget {
+    /// A fresh session through `srv` carries `msg` to this target and back.
+    fn round_trip(&self, srv: &Server, msg: &[u8]);
+}
+
+impl EchoTarget for Echo {
+    fn round_trip(&self, srv: &Server, msg: &[u8]) {
+        let (mut s, rep) = socks5_connect(srv.addr, self.addr);
+        assert_eq!(rep, 0);
+        echo_once(&mut s, msg);
+    }
+}
+
+/// The server still serves: a fresh session to `echo` round-trips.
+pub fn assert_serving(srv: &Server, echo: &impl EchoTarget) {
+    echo.round_trip(srv, b"still serving");
+}
+
 /// Reads until EOF (or error) and returns what came.
 pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
     let mut v = Vec::new();

@@ -1,6 +1,7 @@
 //! The outgoing connect: every address of the target tried, Happy Eyeballs style (RFC 8305),
 //! from the configured `external:` address. Dante tries only the first address.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -139,6 +140,30 @@ pub async fn happy_eyeballs(
                 delay.as_mut().reset(tokio::time::Instant::now() + ATTEMPT_DELAY);
             }
         }
+    }
+}
+
+/// How the outgoing connection is made: the seam that lets the request path be tested
+/// without a network (DESIGN §3). The server uses [`HappyEyeballs`].
+pub trait Connector {
+    /// Connects to the first of `attempts` that answers; the error is the last failure.
+    fn connect(
+        &self,
+        attempts: &[Attempt],
+        keepalive: bool,
+    ) -> impl Future<Output = Result<(TcpStream, Attempt), ConnectError>>;
+}
+
+/// [`happy_eyeballs`].
+pub struct HappyEyeballs;
+
+impl Connector for HappyEyeballs {
+    fn connect(
+        &self,
+        attempts: &[Attempt],
+        keepalive: bool,
+    ) -> impl Future<Output = Result<(TcpStream, Attempt), ConnectError>> {
+        happy_eyeballs(attempts, keepalive)
     }
 }
 

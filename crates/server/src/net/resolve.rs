@@ -1,6 +1,7 @@
 //! Name resolution without blocking the runtime: getaddrinfo (NSS, /etc/hosts, search domains,
 //! the same answers Dante gets) on the blocking pool, bounded in concurrency and time.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -74,5 +75,26 @@ pub async fn reverse_confirmed(ip: IpAddr) -> Vec<String> {
             vec![name]
         }
         _ => Vec::new(),
+    }
+}
+
+/// Where names come from: the seam that lets the request path be tested without a resolver
+/// (DESIGN §3). The server uses [`SystemResolver`].
+pub trait Resolver {
+    /// Every address of `name`, in resolver order.
+    fn forward(&self, name: &str, port: u16) -> impl Future<Output = io::Result<Vec<SocketAddr>>>;
+    /// The forward-confirmed names of `ip`.
+    fn reverse_confirmed(&self, ip: IpAddr) -> impl Future<Output = Vec<String>>;
+}
+
+/// getaddrinfo and getnameinfo through the bounded blocking pool above.
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn forward(&self, name: &str, port: u16) -> impl Future<Output = io::Result<Vec<SocketAddr>>> {
+        forward(name, port)
+    }
+    fn reverse_confirmed(&self, ip: IpAddr) -> impl Future<Output = Vec<String>> {
+        reverse_confirmed(ip)
     }
 }

@@ -9,10 +9,7 @@ use rsockd_ipc::{Command, Handoff};
 use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
-use super::session::{
-    admit, check_socks, choose_source, detach, hand_off, refuse_failed, refuse_unresolved,
-    resolve_target, Client, Failing,
-};
+use super::request::{self, choose_source, detach, hand_off, refuse_failed, Client, Failing};
 use super::Mother;
 use crate::log;
 use crate::negotiate::{self, Wire};
@@ -40,15 +37,13 @@ pub(super) async fn run(
     accepted_us: u64,
 ) {
     let line = ("tcp", "bind");
-    let t = match resolve_target(s, &req.target).await {
-        Ok(t) => t,
-        Err(why) => {
-            refuse_unresolved(&mut wire, &client, req.version, line, &why).await;
-            return;
-        }
-    };
-    let checked = check_socks(s, &client, &req, rsockd_config::Command::Bind, &t);
-    let Some(adm) = admit(&mut wire, &client, req.version, &checked, line, &t.text).await else {
+    let resolver = crate::net::resolve::SystemResolver;
+    let Some(request::Opened {
+        target: t,
+        admitted: adm,
+        ..
+    }) = request::open(&mut wire, s, &resolver, &client, &req).await
+    else {
         return;
     };
     let (sref, srule) = (adm.rule, adm.cfg);

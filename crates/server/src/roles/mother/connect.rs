@@ -1,22 +1,31 @@
-//! CONNECT: socks rules for every address of the target, the outgoing connect (Happy
-//! Eyeballs from the chosen external address), and the hand-off of the connected pair.
+//! CONNECT: the outgoing connect to the admitted addresses (Happy Eyeballs from the chosen
+//! external address), and the hand-off of the connected pair.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use rsockd_ipc::{Command, Handoff};
+use rsockd_config::Rule;
+use rsockd_ipc::{Command, Handoff, RuleRef};
 use rsockd_proto::Reply;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::session::{
-    admit, check_socks, choose_source, detach, fail, hand_off, log_refusal, refuse_unresolved,
-    resolve_target, Client,
-};
+use super::request::{self, choose_source, detach, fail, hand_off, log_refusal, Client, Resolved};
 use super::Mother;
 use crate::log::{self, addr, Line};
 use crate::negotiate::{self, Wire};
-use crate::net::connect::{self, Attempt};
+use crate::net::connect::{self, Attempt, Connector, HappyEyeballs};
+use crate::net::resolve::{Resolver, SystemResolver};
 use crate::settings::Settings;
+
+/// A CONNECT that reached its target.
+pub(super) struct Connected {
+    pub target: TcpStream,
+    pub won: Attempt,
+    pub rule: RuleRef,
+    pub rule_cfg: Option<Rule>,
+    pub resolved: Resolved,
+}
 
 pub(super) async fn run(
     m: Rc<Mother>,
@@ -26,29 +35,74 @@ pub(super) async fn run(
     req: negotiate::Request,
     accepted_us: u64,
 ) {
-    // Only the lines of failures name it: formatted then, not for every session.
-    let cpath = || format!("{} {}", client.peer_text(), addr(&client.local));
-    let t = match resolve_target(s, &req.target).await {
-        Ok(t) => t,
-        Err(why) => {
-            let line = ("tcp", "connect");
-            refuse_unresolved(&mut wire, &client, req.version, line, &why).await;
+    let resolver = SystemResolver;
+    let Some(c) = establish(&mut wire, s, &resolver, &HappyEyeballs, &client, &req).await else {
+        return;
+    };
+    let Connected {
+        target: target_stream,
+        won,
+        rule: sref,
+        rule_cfg: srule,
+        resolved: t,
+    } = c;
+    let external = target_stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::new(won.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0));
+    let reply = negotiate::success_reply(req.version, external);
+    let (client_stream, prefetched) = wire.into_parts();
+    let h = Handoff {
+        id: m.next_session_id(),
+        command: Command::Connect,
+        version: req.version,
+        accepted_us,
+        client: client.peer,
+        internal: client.local,
+        external,
+        target: won.target,
+        target_name: t.name,
+        user: req.user.clone(),
+        groups: req.groups.clone(),
+        method: req.method.code(),
+        client_rule: client.crule,
+        socks_rule: sref,
+        io_timeout: s.io_timeout(srule.as_ref()),
+        fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
+        reply,
+        prefetched,
+        nfds: 2,
+    };
+    let (cfd, tfd) = match (detach(client_stream), detach(target_stream)) {
+        (Ok(c), Ok(t)) => (c, t),
+        _ => {
+            log::error(&format!(
+                "{} {}: cannot detach session sockets for hand-off",
+                client.peer_text(),
+                addr(&client.local)
+            ));
             return;
         }
     };
-    let checked = check_socks(s, &client, &req, rsockd_config::Command::Connect, &t);
-    let Some(adm) = admit(
-        &mut wire,
-        &client,
-        req.version,
-        &checked,
-        ("tcp", "connect"),
-        &t.text,
-    )
-    .await
-    else {
-        return;
-    };
+    hand_off(&m, h, cfd, vec![tfd]);
+}
+
+/// Resolve, rules, connect: the target connection of a CONNECT, or None after the request was
+/// refused (logged and answered on `wire`).
+pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    s: &Settings,
+    resolver: &impl Resolver,
+    connector: &impl Connector,
+    client: &Client,
+    req: &negotiate::Request,
+) -> Option<Connected> {
+    // Only the lines of failures name it: formatted then, not for every session.
+    let cpath = || format!("{} {}", client.peer_text(), addr(&client.local));
+    let request::Opened {
+        target: t,
+        checked,
+        admitted: adm,
+    } = request::open(wire, s, resolver, client, req).await?;
     let (sref, srule) = (adm.rule, adm.cfg);
     let attempts: Vec<Attempt> =
         connect::interleave(&checked.passed.iter().map(|p| p.0).collect::<Vec<_>>())
@@ -79,11 +133,11 @@ pub(super) async fn run(
             ),
         );
         client.accept_closed(false, &why);
-        fail(&mut wire, req.version, Reply::AddressTypeNotSupported).await;
-        return;
+        fail(wire, req.version, Reply::AddressTypeNotSupported).await;
+        return None;
     }
     let keepalive = s.keepalive();
-    let attempt = connect::happy_eyeballs(&attempts, keepalive);
+    let attempt = connector.connect(&attempts, keepalive);
     let result = match s.connect_timeout(srule.as_ref()) {
         Some(t) => match tokio::time::timeout(t, attempt).await {
             Ok(r) => r,
@@ -121,45 +175,15 @@ pub(super) async fn run(
                     cpath(),
                 ));
             }
-            fail(&mut wire, req.version, rep).await;
-            return;
+            fail(wire, req.version, rep).await;
+            return None;
         }
     };
-    let external = target_stream
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::new(won.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0));
-    let reply = negotiate::success_reply(req.version, external);
-    let (client_stream, prefetched) = wire.into_parts();
-    let h = Handoff {
-        id: m.next_session_id(),
-        command: Command::Connect,
-        version: req.version,
-        accepted_us,
-        client: client.peer,
-        internal: client.local,
-        external,
-        target: won.target,
-        target_name: t.name,
-        user: req.user.clone(),
-        groups: req.groups.clone(),
-        method: req.method.code(),
-        client_rule: client.crule,
-        socks_rule: sref,
-        io_timeout: s.io_timeout(srule.as_ref()),
-        fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
-        reply,
-        prefetched,
-        nfds: 2,
-    };
-    let (cfd, tfd) = match (detach(client_stream), detach(target_stream)) {
-        (Ok(c), Ok(t)) => (c, t),
-        _ => {
-            log::error(&format!(
-                "{}: cannot detach session sockets for hand-off",
-                cpath()
-            ));
-            return;
-        }
-    };
-    hand_off(&m, h, cfd, vec![tfd]);
+    Some(Connected {
+        target: target_stream,
+        won,
+        rule: sref,
+        rule_cfg: srule,
+        resolved: t,
+    })
 }

@@ -10,10 +10,7 @@ use rsockd_ipc::{Command, Handoff};
 use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
-use super::session::{
-    admit, check_socks, choose_source, detach, hand_off, refuse_failed, refuse_unresolved,
-    resolve_target, Client, Failing,
-};
+use super::request::{self, choose_source, detach, hand_off, refuse_failed, Client, Failing};
 use super::Mother;
 use crate::log;
 use crate::negotiate::{self, Wire};
@@ -29,33 +26,16 @@ pub(super) async fn run(
     accepted_us: u64,
 ) {
     let line = ("udp", "udpassociate");
-    let t = match resolve_target(s, &req.target).await {
-        Ok(t) => t,
-        Err(why) => {
-            refuse_unresolved(&mut wire, &client, req.version, line, &why).await;
-            return;
-        }
-    };
-    let Some(&expected) = t.candidates.first() else {
+    let resolver = crate::net::resolve::SystemResolver;
+    let Some(request::Opened {
+        target: t,
+        admitted: adm,
+        ..
+    }) = request::open(&mut wire, s, &resolver, &client, &req).await
+    else {
         return;
     };
-    // The targets are not known yet: as Dante, the request is checked against rules whose `to:`
-    // admits 0.0.0.0; each datagram is checked against its real target later.
-    let anywhere = super::session::Resolved {
-        name: None,
-        port: 0,
-        candidates: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
-        text: "0.0.0.0.0".to_string(),
-        rev_names: Vec::new(),
-    };
-    let checked = check_socks(
-        s,
-        &client,
-        &req,
-        rsockd_config::Command::UdpAssociate,
-        &anywhere,
-    );
-    let Some(adm) = admit(&mut wire, &client, req.version, &checked, line, &t.text).await else {
+    let Some(&expected) = t.candidates.first() else {
         return;
     };
     let (sref, srule) = (adm.rule, adm.cfg);

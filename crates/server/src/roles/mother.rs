@@ -1,0 +1,344 @@
+//! A mother process: accepts on the shared listening sockets, negotiates, and hands finished
+//! sessions to its relay processes. Mother 1 also owns the pidfile, starts and re-spawns the
+//! other mothers, reloads on SIGHUP and fans signals out to its children. Mothers 2..N get
+//! their configuration and listening sockets from mother 1 over their control channel.
+
+mod accept;
+mod auth;
+mod bind;
+mod connect;
+mod control;
+pub mod family;
+mod pool;
+mod request;
+#[cfg(test)]
+mod request_tests;
+mod session;
+mod udp;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rsockd_ipc::{Control, Report};
+use tokio::task::JoinHandle;
+
+use crate::channel::Channel;
+use crate::log;
+use crate::roles::auth_helper::keeper::{self, Keeper};
+use crate::roles::child;
+use crate::roles::signals::{Signal, Signals};
+use crate::settings::{Flags, Settings};
+use family::{Family, Listeners};
+pub use pool::Pool;
+
+/// What `main` hands to a mother.
+pub struct MotherArgs {
+    pub index: u32,
+    pub of: u32,
+    pub flags: Flags,
+    pub settings: Rc<Settings>,
+    /// Listening sockets by address, already bound (by mother 1, before dropping privileges).
+    pub listeners: Vec<(SocketAddr, OwnedFd)>,
+    /// Mother 1 keeps the pidfile open to truncate it at exit, as Dante does.
+    pub pidfile: Option<File>,
+    /// Relay processes per mother.
+    pub relays: usize,
+    /// Control channel to the process that started this mother (mother 1 or the supervisor);
+    /// None for mother 1 itself.
+    pub upstream: Option<Rc<Channel>>,
+    /// Start and re-spawn mothers 2..=of (mother 1, unless a supervisor does it).
+    pub lead: bool,
+}
+
+pub struct Mother {
+    pub index: u32,
+    pub of: u32,
+    pub pool: Rc<Pool>,
+    next_id: Cell<u64>,
+    accepting: RefCell<HashMap<SocketAddr, JoinHandle<()>>>,
+    /// A copy of each listening socket, for the mothers we start and for reloads.
+    listeners: Listeners,
+    family: Option<Rc<Family>>,
+    /// Clients accepted and not yet handed off or refused: lost if this process dies.
+    negotiating: Cell<u32>,
+    negotiating_changed: tokio::sync::Notify,
+    /// This mother's channel to the auth helper.
+    pub auth: Rc<crate::auth::link::AuthLink>,
+    /// The lead mother starts, re-spawns and reloads the auth helper.
+    keeper: Option<Rc<Keeper>>,
+}
+
+impl Mother {
+    pub fn settings(&self) -> Rc<Settings> {
+        Settings::current().unwrap_or_else(unreachable_settings)
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        (u64::from(self.index) << 48) | id
+    }
+
+    fn title(&self) -> String {
+        format!("rsockd: mother {}/{}", self.index, self.of)
+    }
+}
+
+/// Settings are installed before any task runs; this exists only to avoid a panic path.
+fn unreachable_settings() -> Rc<Settings> {
+    log::alert("internal error: no configuration installed");
+    std::process::exit(1)
+}
+
+/// Entry point of mother 1 (from `main`). Returns the exit code.
+pub fn run(args: MotherArgs) -> i32 {
+    super::block_on_local("mother[1]", serve(args))
+}
+
+/// Entry point of `--role mother --id I/N`: waits for the first configuration and the
+/// listening sockets from the special process, then serves like mother 1.
+pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
+    super::remember_parent();
+    let id = format!("{index}/{of}");
+    rsockd_sys::proctitle::set(&format!("rsockd: mother {index}/{of}"));
+    super::block_on_local(&format!("mother[{id}]"), async move {
+        let chan = match Channel::new(ctl, "mother_ipc()") {
+            Ok(c) => Rc::new(c),
+            Err(e) => {
+                log::error(&format!("mother[{id}]: control channel: {e}"));
+                return 1;
+            }
+        };
+        let (generation, file, listen, fds) = match chan.recv::<Control>().await {
+            Some((
+                Control::Config {
+                    generation,
+                    file,
+                    listen,
+                },
+                fds,
+            )) => (generation, file, listen, fds),
+            None => return 1,
+            Some(_) => {
+                log::error(&format!(
+                    "mother[{id}]: the first control message must be a configuration"
+                ));
+                return 2;
+            }
+        };
+        let mut fds = fds.into_iter();
+        let Some(memfd) = fds.next() else {
+            return 2;
+        };
+        let settings = match Settings::adopt(&file, generation, flags, memfd) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error(&format!("mother[{id}]: {e}"));
+                return 1;
+            }
+        };
+        serve(MotherArgs {
+            index,
+            of,
+            flags,
+            settings,
+            listeners: listen.into_iter().zip(fds).collect(),
+            pidfile: None,
+            relays,
+            upstream: Some(chan),
+            lead: false,
+        })
+        .await
+    })
+}
+
+/// A mother's life: start, serve until told to stop, stop.
+async fn serve(mut args: MotherArgs) -> i32 {
+    let Some(mut signals) = Signals::install(true) else {
+        log::error("cannot install signal handlers");
+        return 1;
+    };
+    let upstream = args.upstream.clone();
+    let pidfile = args.pidfile.take();
+    let m = match start(args, &mut signals).await {
+        Ok(m) => m,
+        Err(e) => {
+            log::error(&e);
+            return 1;
+        }
+    };
+    log::info(&format!(
+        "rsockd/server[{}/{}] v{} running",
+        m.index,
+        m.of,
+        env!("CARGO_PKG_VERSION")
+    ));
+    let code = match &upstream {
+        Some(chan) => serve_lead_by(&m, chan, &mut signals).await,
+        None => {
+            crate::notify::notify("READY=1");
+            let code = obey_signals(&m, &mut signals, None).await;
+            crate::notify::notify("STOPPING=1");
+            code
+        }
+    };
+    stop(&m, code, &mut signals).await;
+    if let Some(f) = pidfile {
+        let _ = f.set_len(0);
+    }
+    0
+}
+
+/// Builds the mother and starts everything it keeps: the auth helper (lead only), its relays,
+/// accepting, the other mothers (lead only); returns once every child took its configuration.
+async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, String> {
+    let MotherArgs {
+        index,
+        of,
+        flags,
+        settings,
+        listeners,
+        relays,
+        lead,
+        ..
+    } = args;
+    settings.make_current();
+    let listen_copies: Listeners = Rc::new(RefCell::new(Vec::new()));
+    let family = (lead && of > 1).then(|| Family::new(of, flags, relays, listen_copies.clone()));
+    let auth = crate::auth::link::AuthLink::new();
+    let keeper = lead.then(|| {
+        let k = Keeper::new(settings.config.user_privileged.clone(), Some(auth.clone()));
+        if let Some(f) = &family {
+            keeper::serve_mothers(&k, f);
+        }
+        k
+    });
+    let m = Rc::new(Mother {
+        index,
+        of,
+        pool: Pool::new(index, flags),
+        next_id: Cell::new(1),
+        accepting: RefCell::new(HashMap::new()),
+        listeners: listen_copies,
+        family,
+        negotiating: Cell::new(0),
+        negotiating_changed: tokio::sync::Notify::new(),
+        auth,
+        keeper,
+    });
+    rsockd_sys::proctitle::set(&m.title());
+    if let Some(k) = &m.keeper {
+        k.apply(&settings).await;
+    }
+    m.pool.start_base(relays, &settings).await?;
+    for (addr, fd) in listeners {
+        accept::start_accepting(&m, addr, fd)
+            .map_err(|e| format!("cannot accept on {}: {e}", log::addr(&addr)))?;
+    }
+    if let Some(f) = &m.family {
+        for i in 2..=of {
+            f.start(i, &settings)
+                .await
+                .map_err(|e| format!("cannot start mother[{i}/{of}]: {e}"))?;
+        }
+    }
+    // Ready when every relay (and every other mother) has applied its configuration.
+    while !(m.pool.all_ready() && m.family.as_ref().is_none_or(|f| f.all_ready())) {
+        let relays_changed = m.pool.ready_changed.notified();
+        tokio::select! {
+            _ = relays_changed => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            // A mother that dies while starting is re-spawned like any other.
+            _ = signals.child_exited() => reap(&m),
+        }
+    }
+    Ok(m)
+}
+
+/// Mothers 2..N: report readiness and load to the lead process and obey it, until it says
+/// drain or a signal says stop. Its death is logged and does not stop us.
+async fn serve_lead_by(m: &Rc<Mother>, chan: &Rc<Channel>, signals: &mut Signals) -> i32 {
+    let ready = Report::Ready {
+        pid: std::process::id(),
+    };
+    if let Err(e) = chan.send(&ready.encode(), &[]).await {
+        log::error(&format!(
+            "mother[{}/{}]: control channel: {e}",
+            m.index, m.of
+        ));
+    }
+    tokio::task::spawn_local(control::report_negotiating(m.clone(), chan.clone()));
+    let upstream = tokio::task::spawn_local(control::upstream_loop(m.clone(), chan.clone()));
+    obey_signals(m, signals, Some(upstream)).await
+}
+
+/// The signal loop; returns the signal number to exit with. `upstream`: the lead's orders.
+async fn obey_signals(
+    m: &Rc<Mother>,
+    signals: &mut Signals,
+    mut upstream: Option<JoinHandle<control::Upstream>>,
+) -> i32 {
+    let notify = upstream.is_none();
+    loop {
+        let from_upstream = async {
+            match upstream.as_mut() {
+                Some(t) => t.await.unwrap_or(control::Upstream::Gone),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            sig = signals.next() => match sig {
+                Signal::Reload => {
+                    if notify { crate::notify::notify("RELOADING=1"); }
+                    control::reload(m).await;
+                    if notify { crate::notify::notify("READY=1"); }
+                }
+                Signal::Dump => {
+                    control::dump_state(m);
+                    m.pool.broadcast(&Control::DumpState, None).await;
+                    if let Some(f) = &m.family {
+                        f.broadcast(&Control::DumpState, None).await;
+                    }
+                }
+                Signal::ChildExited => reap(m),
+                Signal::Stop(code) => return code,
+            },
+            up = from_upstream => {
+                upstream = None;
+                if let control::Upstream::Drain = up {
+                    return libc::SIGTERM;
+                }
+            }
+        }
+    }
+}
+
+/// Reaps exited children; a mother of ours is re-spawned, anything else only noted.
+fn reap(m: &Rc<Mother>) {
+    for (pid, how) in rsockd_sys::process::reap() {
+        if m.family.as_ref().is_some_and(|f| f.reaped(pid, &how)) {
+            continue;
+        }
+        log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
+    }
+}
+
+/// Stops accepting, drains the relays and (lead) the other mothers, waiting for them.
+async fn stop(m: &Rc<Mother>, code: i32, signals: &mut Signals) {
+    log::info(&format!("sigterm(): exiting on signal {code}"));
+    child::stop_replacing();
+    for (_, h) in m.accepting.borrow_mut().drain() {
+        h.abort();
+    }
+    m.pool.broadcast(&Control::Drain, None).await;
+    if let Some(f) = &m.family {
+        f.broadcast(&Control::Drain, None).await;
+        f.wait_gone(signals).await;
+    }
+    log::alert(&format!("mother[{}/{}]: shutting down", m.index, m.of));
+}

@@ -1,0 +1,417 @@
+//! What every request shares once it is read, whatever its command: the client as log lines
+//! name it, resolving the target, the socks rules for each of its addresses, admission, the
+//! refusals (logged and answered) and the hand-off to a relay. `connect`, `bind` and `udp`
+//! add only what their command does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rsockd_config::{Method, Rotation, Rule};
+use rsockd_ipc::{Handoff, LogFlags, RuleRef};
+use rsockd_proto::{Reply, TargetAddr};
+use rsockd_rules::{Dest, SocksQuery};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Mother;
+use crate::log::{self, addr, escape, Line};
+use crate::negotiate::{self, Cmd, Wire};
+use crate::net::resolve::Resolver;
+use crate::settings::Settings;
+
+pub(super) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+pub(super) fn log_flags(rule: Option<&Rule>) -> LogFlags {
+    rule.map(|r| r.log).unwrap_or_default()
+}
+
+/// Refusal lines are written when the rule logs anything about sessions ending; lines of the
+/// implicit rule 0 only at debug level, as Dante does.
+pub(super) fn log_refusal(rule: &RuleRef, line: String) {
+    let f = rule.log;
+    if rule.number == 0 {
+        log::debug(&line);
+    } else if f.connect || f.disconnect || f.error {
+        log::info(&line);
+    }
+}
+
+/// Context of one client for its log lines.
+pub(super) struct Client {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub crule: RuleRef,
+    /// The client's reverse-resolved, forward-confirmed names (only when rules need them).
+    pub names: Vec<String>,
+    /// `method%user@` once the client authenticated, as Dante puts it in request lines.
+    pub who: Option<(Method, String)>,
+    /// PAM still to run with the matched socks rule's service.
+    pub pending_pam: Option<super::auth::PendingPam>,
+}
+
+impl Client {
+    /// The client as request lines show it: `username%alice@10.0.0.5.40123`.
+    pub fn peer_text(&self) -> String {
+        match &self.who {
+            Some((m, u)) => log::session_addr(&self.peer, Some(m.name()), Some(u)),
+            None => addr(&self.peer),
+        }
+    }
+
+    pub fn accept_closed(&self, pass: bool, reason: &str) {
+        log_refusal(
+            &self.crule,
+            format!(
+                "{}{} {}: {reason}",
+                Line::verdict(pass, self.crule.number, "tcp", "accept", ']'),
+                addr(&self.peer),
+                addr(&self.local)
+            ),
+        );
+    }
+}
+
+pub(super) fn choose_source(s: &Settings, target: IpAddr, local: SocketAddr) -> Option<IpAddr> {
+    let same_family = |ip: &IpAddr| ip.is_ipv4() == target.is_ipv4();
+    match s.config.external_rotation {
+        Rotation::SameSame => same_family(&local.ip()).then(|| local.ip()),
+        Rotation::Route => {
+            let probe = std::net::UdpSocket::bind(if target.is_ipv4() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                SocketAddr::from(([0u16; 8], 0))
+            })
+            .and_then(|u| u.connect(SocketAddr::new(target, 9)).map(|_| u))
+            .and_then(|u| u.local_addr());
+            match probe {
+                Ok(a) if s.externals.contains(&a.ip()) => Some(a.ip()),
+                _ => s.externals.iter().copied().find(same_family),
+            }
+        }
+        Rotation::None => s.externals.iter().copied().find(same_family),
+    }
+}
+
+pub(super) async fn fail<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    version: u8,
+    rep: Reply,
+) {
+    let _ = wire
+        .io()
+        .write_all(&negotiate::failure_reply(version, rep))
+        .await;
+}
+
+/// A request's target, resolved.
+pub(super) struct Resolved {
+    /// The name the client asked for, if it asked for one.
+    pub name: Option<String>,
+    pub port: u16,
+    /// Every address, in resolver order.
+    pub candidates: Vec<SocketAddr>,
+    /// The target as log lines show it (`name.port` or `a.b.c.d.port`).
+    pub text: String,
+    /// Reverse names of an IP target, when rules need them.
+    pub rev_names: Vec<String>,
+}
+
+/// Resolves the request's target. The error is Dante's wording for the refusal lines.
+pub(super) async fn resolve_target(
+    s: &Settings,
+    resolver: &impl Resolver,
+    target: &TargetAddr,
+) -> Result<Resolved, String> {
+    let (name, port, candidates) = match target {
+        TargetAddr::Ip(a) => (None, a.port(), vec![*a]),
+        TargetAddr::Domain(name, port) => match resolver.forward(name, *port).await {
+            Ok(v) => (Some(name.clone()), *port, v),
+            Err(e) => {
+                return Err(format!(
+                    "could not resolve hostname \"{}\": {e}",
+                    escape(name.as_bytes())
+                ))
+            }
+        },
+    };
+    let text = match &name {
+        Some(n) => format!("{}.{port}", escape(n.as_bytes())),
+        None => candidates.first().map(addr).unwrap_or_default(),
+    };
+    let rev_names = match (&name, candidates.first()) {
+        (None, Some(a)) if s.rules.needs_target_names() => resolver.reverse_confirmed(a.ip()).await,
+        _ => Vec::new(),
+    };
+    Ok(Resolved {
+        name,
+        port,
+        candidates,
+        text,
+        rev_names,
+    })
+}
+
+/// The socks-rule verdicts for every address of a resolved target.
+pub(super) struct Checked {
+    /// Addresses a pass rule admits, each with that rule's number and the rule.
+    pub passed: Vec<(SocketAddr, u32, Option<Rule>)>,
+    /// The first address's match, for the refusal line when none passed.
+    pub first: (u32, Option<Rule>),
+}
+
+/// Checks each address on its own, so a name that resolves to a blocked address never reaches
+/// it through a pass rule that matched another of its addresses.
+pub(super) fn check_socks(
+    s: &Settings,
+    client: &Client,
+    req: &negotiate::Request,
+    command: rsockd_config::Command,
+    t: &Resolved,
+) -> Checked {
+    let version = if req.version == 4 {
+        rsockd_config::ProxyProtocol::SocksV4
+    } else {
+        rsockd_config::ProxyProtocol::SocksV5
+    };
+    let mut first: Option<(u32, Option<Rule>)> = None;
+    let mut passed = Vec::new();
+    for c in &t.candidates {
+        let q = SocksQuery {
+            src: client.peer,
+            version,
+            command,
+            method: req.method,
+            user: req.user.as_deref(),
+            groups: &req.groups,
+            dst: Dest {
+                ip: Some(c.ip()),
+                name: t.name.as_deref(),
+                port: t.port,
+                names: &t.rev_names,
+            },
+        };
+        // Socks rules with a host name in `from:` need the client's confirmed names too.
+        let mm = if s.rules.needs_client_names() {
+            s.rules.socks_with_src_names(&q, &client.names)
+        } else {
+            s.rules.socks(&q)
+        };
+        if first.is_none() {
+            first = Some((mm.number, mm.rule.cloned()));
+        }
+        if mm.verdict == rsockd_config::Verdict::Pass {
+            passed.push((*c, mm.number, mm.rule.cloned()));
+        }
+    }
+    Checked {
+        passed,
+        first: first.unwrap_or((0, None)),
+    }
+}
+
+/// The first address a pass rule admits, with that rule.
+pub(super) struct Admitted {
+    pub addr: SocketAddr,
+    /// The rule as the hand-off carries it.
+    pub rule: RuleRef,
+    /// The rule itself, for its timeouts and `udp.portrange`.
+    pub cfg: Option<Rule>,
+}
+
+/// The request's admission: the first passed address and its rule, or `None` after the
+/// request was refused (logged and answered).
+pub(super) async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    client: &Client,
+    version: u8,
+    checked: &Checked,
+    line: (&str, &str),
+    target_text: &str,
+) -> Option<Admitted> {
+    let Some((addr, number, cfg)) = checked.passed.first().cloned() else {
+        let first = checked.first.clone();
+        refuse_blocked(wire, client, version, first, line, target_text, None).await;
+        return None;
+    };
+    if let Some(p) = &client.pending_pam {
+        if let Err(why) = p.check(cfg.as_ref()).await {
+            let rule = (number, cfg.clone());
+            refuse_blocked(wire, client, version, rule, line, target_text, Some(&why)).await;
+            return None;
+        }
+    }
+    Some(Admitted {
+        addr,
+        rule: RuleRef {
+            number,
+            log: log_flags(cfg.as_ref()),
+        },
+        cfg,
+    })
+}
+
+/// Logs and answers a request no socks rule lets through, or (`failed` set) one whose rule
+/// matched but whose request-time check (PAM with the rule's service) failed.
+async fn refuse_blocked<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    client: &Client,
+    version: u8,
+    (num, rule): (u32, Option<Rule>),
+    line: (&str, &str),
+    target_text: &str,
+    failed: Option<&str>,
+) {
+    let sref = RuleRef {
+        number: num,
+        log: log_flags(rule.as_ref()),
+    };
+    log_refusal(
+        &sref,
+        format!(
+            "{}{} {} -> 0.0.0.0.0 {target_text}{}",
+            Line::verdict(false, num, line.0, line.1, ']'),
+            client.peer_text(),
+            addr(&client.local),
+            failed.map(|w| format!(": {w}")).unwrap_or_default()
+        ),
+    );
+    let why = match failed {
+        Some(w) => w.to_string(),
+        None if num == 0 => "no rules matched; using default block rule".to_string(),
+        None => format!("blocked by higher-level socks-rule #{num}"),
+    };
+    client.accept_closed(false, &why);
+    fail(wire, version, Reply::NotAllowed).await;
+}
+
+/// Hands a negotiated session and its descriptors to this mother's relays (with the others
+/// that finish in the same turn of the event loop). The pool owns them from here and answers
+/// the client if no relay takes the session.
+pub(super) fn hand_off(m: &Mother, h: Handoff, client_fd: OwnedFd, more: Vec<OwnedFd>) {
+    let mut fds = Vec::with_capacity(1 + more.len());
+    fds.push(client_fd);
+    fds.extend(more);
+    m.pool.hand_off(super::pool::Queued { h, fds });
+}
+
+/// Detaches a tokio TCP stream for the hand-off.
+pub(super) fn detach(t: TcpStream) -> std::io::Result<OwnedFd> {
+    Ok(t.into_std()?.into())
+}
+
+/// Logs and answers a request whose target name does not resolve.
+pub(super) async fn refuse_unresolved<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    client: &Client,
+    version: u8,
+    line: (&str, &str),
+    why: &str,
+) {
+    log_refusal(
+        &client.crule,
+        format!(
+            "{}{} {}: {why}",
+            Line::verdict(false, client.crule.number, line.0, line.1, ']'),
+            client.peer_text(),
+            addr(&client.local)
+        ),
+    );
+    client.accept_closed(
+        false,
+        &format!("request was not performed due to error: {why}"),
+    );
+    fail(wire, version, Reply::HostUnreachable).await;
+}
+
+/// A request that failed on our side after its rule passed: what its refusal line names.
+pub(super) struct Failing<'a> {
+    pub version: u8,
+    pub rule: &'a RuleRef,
+    /// `("tcp", "bind")`, ...
+    pub line: (&'a str, &'a str),
+    pub target: &'a str,
+}
+
+/// Logs and answers a request that failed on our side after its rule passed (no external
+/// address of the family, a bind(2) error, ...).
+pub(super) async fn refuse_failed<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    client: &Client,
+    f: &Failing<'_>,
+    why: &str,
+    rep: Reply,
+) {
+    log_refusal(
+        f.rule,
+        format!(
+            "{}{} {} -> 0.0.0.0.0 {}: {why}",
+            Line::verdict(false, f.rule.number, f.line.0, f.line.1, ']'),
+            client.peer_text(),
+            addr(&client.local),
+            f.target
+        ),
+    );
+    client.accept_closed(false, why);
+    fail(wire, f.version, rep).await;
+}
+
+/// A request past its opening steps: the target resolved, the rules checked, the first
+/// admitted address and its rule.
+pub(super) struct Opened {
+    pub target: Resolved,
+    pub checked: Checked,
+    pub admitted: Admitted,
+}
+
+/// The opening steps every command shares: resolve the target (refused with `04` when it does
+/// not resolve), check the socks rules for each of its addresses, admit the first that passes
+/// (refused with `02` when none does). A UDP association is checked as Dante does it, against
+/// rules whose `to:` admits 0.0.0.0, since its targets come later, datagram by datagram.
+/// None: the request was refused, logged and answered.
+pub(super) async fn open<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    s: &Settings,
+    resolver: &impl Resolver,
+    client: &Client,
+    req: &negotiate::Request,
+) -> Option<Opened> {
+    let (command, line) = match req.command {
+        Cmd::Connect => (rsockd_config::Command::Connect, ("tcp", "connect")),
+        Cmd::Bind => (rsockd_config::Command::Bind, ("tcp", "bind")),
+        Cmd::UdpAssociate => (
+            rsockd_config::Command::UdpAssociate,
+            ("udp", "udpassociate"),
+        ),
+    };
+    let target = match resolve_target(s, resolver, &req.target).await {
+        Ok(t) => t,
+        Err(why) => {
+            refuse_unresolved(wire, client, req.version, line, &why).await;
+            return None;
+        }
+    };
+    let checked = if req.command == Cmd::UdpAssociate {
+        let anywhere = Resolved {
+            name: None,
+            port: 0,
+            candidates: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
+            text: "0.0.0.0.0".to_string(),
+            rev_names: Vec::new(),
+        };
+        check_socks(s, client, req, command, &anywhere)
+    } else {
+        check_socks(s, client, req, command, &target)
+    };
+    let admitted = admit(wire, client, req.version, &checked, line, &target.text).await?;
+    Some(Opened {
+        target,
+        checked,
+        admitted,
+    })
+}

@@ -1,8 +1,5 @@
-//! Dante's address and session line formats.
-//!
-//! Users scrape these lines (Dante even ships an awk script for them), so the shapes follow
-//! Dante 1.4 exactly: addresses as `a.b.c.d.port` (`::1.1080` for IPv6), verdict lines as
-//! `pass(N): tcp/connect [: ...`, disconnect lines with four byte counts and the duration.
+//! The pieces of Dante's lines: addresses as `a.b.c.d.port` (`::1.1080` for IPv6), the user
+//! in front of a client, and client bytes escaped. The lines themselves are in `lines.rs`.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -38,18 +35,6 @@ pub fn escape(bytes: &[u8]) -> String {
     s
 }
 
-/// A verdict line: `pass(3): tcp/connect [: ` followed by the caller's text.
-pub struct Line;
-
-impl Line {
-    pub fn verdict(pass: bool, rule: u32, proto: &str, command: &str, marker: char) -> String {
-        format!(
-            "{}({rule}): {proto}/{command} {marker}: ",
-            if pass { "pass" } else { "block" }
-        )
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -72,17 +57,5 @@ mod tests {
         assert_eq!(escape(b"a\nb"), "a\\012b");
         assert_eq!(escape(b"\\"), "\\\\");
         assert_eq!(escape(&[0xff]), "\\377");
-    }
-
-    #[test]
-    fn verdict_prefix() {
-        assert_eq!(
-            Line::verdict(true, 2, "tcp", "connect", '['),
-            "pass(2): tcp/connect [: "
-        );
-        assert_eq!(
-            Line::verdict(false, 0, "tcp", "accept", ']'),
-            "block(0): tcp/accept ]: "
-        );
     }
 }

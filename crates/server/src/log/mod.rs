@@ -5,9 +5,10 @@
 //! only warnings and worse. A line is formatted once, whatever the number of outputs.
 
 mod format;
+pub mod lines;
 mod output;
 
-pub use format::{addr, escape, session_addr, Line};
+pub use format::{addr, escape, session_addr};
 pub use output::{Dest, Outputs};
 
 use std::sync::RwLock;

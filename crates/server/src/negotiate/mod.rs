@@ -18,13 +18,8 @@ use rsockd_proto::socks5::{self, Socks5Command, Socks5Error};
 use rsockd_proto::{Reply, TargetAddr};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-/// What the client asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cmd {
-    Connect,
-    Bind,
-    UdpAssociate,
-}
+/// What the client asked for: the command a hand-off carries and log lines are keyed by.
+pub use rsockd_ipc::Command as Cmd;
 
 /// A complete, well-formed request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,6 @@ pub mod auth_helper;
 pub mod child;
 pub mod mother;
 pub mod relay;
-mod session_log;
 pub mod signals;
 pub mod supervisor;
 

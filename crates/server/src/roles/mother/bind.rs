@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::request::{self, choose_source, detach, hand_off, refuse_failed, Client, Failing};
 use super::Mother;
-use crate::log;
+use crate::log::{self, lines::Subject};
 use crate::negotiate::{self, Wire};
 use crate::net::sockets;
 use crate::settings::Settings;
@@ -36,7 +36,6 @@ pub(super) async fn run(
     req: negotiate::Request,
     accepted_us: u64,
 ) {
-    let line = ("tcp", "bind");
     let resolver = crate::net::resolve::SystemResolver;
     let Some(request::Opened {
         target: t,
@@ -51,7 +50,7 @@ pub(super) async fn run(
     let failing = Failing {
         version: req.version,
         rule: &sref,
-        line,
+        subject: Subject::Bind,
         target: &t.text,
     };
     let Some(ip) = choose_source(s, expected.ip(), client.local) else {

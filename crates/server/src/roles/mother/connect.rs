@@ -10,9 +10,12 @@ use rsockd_proto::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::request::{self, choose_source, detach, fail, hand_off, log_refusal, Client, Resolved};
+use super::request::{
+    self, choose_source, detach, fail, hand_off, refuse_failed, Client, Failing, Resolved,
+};
 use super::Mother;
-use crate::log::{self, addr, Line};
+use crate::log::lines::Subject;
+use crate::log::{self, addr};
 use crate::negotiate::{self, Wire};
 use crate::net::connect::{self, Attempt, Connector, HappyEyeballs};
 use crate::net::resolve::{Resolver, SystemResolver};
@@ -96,8 +99,6 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
     client: &Client,
     req: &negotiate::Request,
 ) -> Option<Connected> {
-    // Only the lines of failures name it: formatted then, not for every session.
-    let cpath = || format!("{} {}", client.peer_text(), addr(&client.local));
     let request::Opened {
         target: t,
         checked,
@@ -123,17 +124,14 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         let why = format!(
             "connect to {fam} address requested, but no {fam} address configured for our usage on the external interface"
         );
-        log_refusal(
-            &sref,
-            format!(
-                "{}{} -> 0.0.0.0.0 {}: {why}",
-                Line::verdict(false, sref.number, "tcp", "connect", ']'),
-                cpath(),
-                t.text
-            ),
-        );
-        client.accept_closed(false, &why);
-        fail(wire, req.version, Reply::AddressTypeNotSupported).await;
+        let failing = Failing {
+            version: req.version,
+            rule: &sref,
+            subject: Subject::Connect,
+            target: &t.text,
+        };
+        let rep = Reply::AddressTypeNotSupported;
+        refuse_failed(wire, client, &failing, &why, rep).await;
         return None;
     }
     let keepalive = s.keepalive();
@@ -158,23 +156,13 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
                 .raw_os_error()
                 .map_or(Reply::GeneralFailure, Reply::from_errno);
             let end = crate::relay::tcp::End::TargetError(e.error);
-            let f = sref.log;
-            if f.disconnect || f.error {
-                log::info(&format!(
-                    "{}0 -> {} -> 0, 0 -> {} {} -> 0: {end}.  Session duration: 0s",
-                    Line::verdict(true, sref.number, "tcp", "connect", ']'),
-                    cpath(),
-                    addr(&ext),
-                    addr(&e.target)
-                ));
-            }
-            if client.crule.log.disconnect || client.crule.log.error {
-                log::info(&format!(
-                    "{}0 -> {} -> 0: {end}.  Session duration: 0s",
-                    Line::verdict(true, client.crule.number, "tcp", "accept", ']'),
-                    cpath(),
-                ));
-            }
+            client.request(Subject::Connect).connect_failed(
+                &sref,
+                &client.crule,
+                &ext,
+                &e.target,
+                &end,
+            );
             fail(wire, req.version, rep).await;
             return None;
         }

@@ -10,7 +10,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use std::time::Duration;
 use rsockd_ipc::{batch_sessions, Control, Handoff, Report};
 
 use crate::channel::Channel;
-use crate::log;
+use crate::log::{self, lines};
 use crate::roles::child::{self, Backoff, Child, Role};
 use crate::settings::{Flags, Settings};
 
@@ -36,13 +35,8 @@ const TEND_EVERY: Duration = Duration::from_secs(5);
 
 /// What a mother remembers of a session it handed off, to log it if its relay dies.
 struct HandedOff {
-    client: SocketAddr,
-    internal: SocketAddr,
-    external: SocketAddr,
-    target: SocketAddr,
-    rule: u32,
-    accepted_us: u64,
-    command: rsockd_ipc::Command,
+    /// What its line names.
+    line: lines::HandedOff,
     /// Descriptors handed with the session (they count against the relay's limit).
     fds: u32,
 }
@@ -118,14 +112,14 @@ impl Queued {
     }
 
     fn info(&self) -> HandedOff {
+        let h = &self.h;
         HandedOff {
-            client: self.h.client,
-            internal: self.h.internal,
-            external: self.h.external,
-            target: self.h.target,
-            rule: self.h.socks_rule.number,
-            accepted_us: self.h.accepted_us,
-            command: self.h.command,
+            line: lines::HandedOff {
+                command: h.command,
+                rule: h.socks_rule.number,
+                path: [h.client, h.internal, h.external, h.target],
+                accepted_us: h.accepted_us,
+            },
             fds: self.fds.len() as u32,
         }
     }
@@ -244,23 +238,7 @@ impl Pool {
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
         for s in slot.handed.borrow_mut().drain().map(|(_, s)| s) {
-            log::info(&format!(
-                "{}{} {} -> {} {}: session error (relay process {} died).  Session duration: {}s",
-                {
-                    let (proto, cmd) = match s.command {
-                        rsockd_ipc::Command::Connect => ("tcp", "connect"),
-                        rsockd_ipc::Command::Bind => ("tcp", "bind"),
-                        rsockd_ipc::Command::UdpAssociate => ("udp", "udpassociate"),
-                    };
-                    log::Line::verdict(true, s.rule, proto, cmd, ']')
-                },
-                log::addr(&s.client),
-                log::addr(&s.internal),
-                log::addr(&s.external),
-                log::addr(&s.target),
-                slot.pid.get(),
-                now_us.saturating_sub(s.accepted_us) / 1_000_000
-            ));
+            lines::relay_died(&s.line, slot.pid.get(), now_us);
         }
         let what = format!("relay {}.{k}", pool.mother);
         let delay = pool.backoff.after_death(Duration::ZERO);

@@ -15,7 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Mother;
-use crate::log::{self, addr, escape, Line};
+use crate::log::lines::{self, Subject};
+use crate::log::{self, addr, escape};
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::Resolver;
 use crate::settings::Settings;
@@ -29,17 +30,6 @@ pub(super) fn now_us() -> u64 {
 
 pub(super) fn log_flags(rule: Option<&Rule>) -> LogFlags {
     rule.map(|r| r.log).unwrap_or_default()
-}
-
-/// Refusal lines are written when the rule logs anything about sessions ending; lines of the
-/// implicit rule 0 only at debug level, as Dante does.
-pub(super) fn log_refusal(rule: &RuleRef, line: String) {
-    let f = rule.log;
-    if rule.number == 0 {
-        log::debug(&line);
-    } else if f.connect || f.disconnect || f.error {
-        log::info(&line);
-    }
 }
 
 /// Context of one client for its log lines.
@@ -64,16 +54,18 @@ impl Client {
         }
     }
 
+    /// The `tcp/accept ]` line of a client that leaves the mother without a session.
     pub fn accept_closed(&self, pass: bool, reason: &str) {
-        log_refusal(
-            &self.crule,
-            format!(
-                "{}{} {}: {reason}",
-                Line::verdict(pass, self.crule.number, "tcp", "accept", ']'),
-                addr(&self.peer),
-                addr(&self.local)
-            ),
-        );
+        lines::accept_refused(&self.crule, pass, &self.peer, &self.local, reason);
+    }
+
+    /// This client's request as refusal lines name it.
+    pub fn request(&self, subject: Subject) -> lines::Request<'_> {
+        lines::Request {
+            subject,
+            who: self.peer_text(),
+            local: &self.local,
+        }
     }
 }
 
@@ -231,18 +223,27 @@ pub(super) async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
     client: &Client,
     version: u8,
     checked: &Checked,
-    line: (&str, &str),
+    subject: Subject,
     target_text: &str,
 ) -> Option<Admitted> {
     let Some((addr, number, cfg)) = checked.passed.first().cloned() else {
         let first = checked.first.clone();
-        refuse_blocked(wire, client, version, first, line, target_text, None).await;
+        refuse_blocked(wire, client, version, first, subject, target_text, None).await;
         return None;
     };
     if let Some(p) = &client.pending_pam {
         if let Err(why) = p.check(cfg.as_ref()).await {
             let rule = (number, cfg.clone());
-            refuse_blocked(wire, client, version, rule, line, target_text, Some(&why)).await;
+            refuse_blocked(
+                wire,
+                client,
+                version,
+                rule,
+                subject,
+                target_text,
+                Some(&why),
+            )
+            .await;
             return None;
         }
     }
@@ -263,7 +264,7 @@ async fn refuse_blocked<S: AsyncRead + AsyncWrite + Unpin>(
     client: &Client,
     version: u8,
     (num, rule): (u32, Option<Rule>),
-    line: (&str, &str),
+    subject: Subject,
     target_text: &str,
     failed: Option<&str>,
 ) {
@@ -271,16 +272,7 @@ async fn refuse_blocked<S: AsyncRead + AsyncWrite + Unpin>(
         number: num,
         log: log_flags(rule.as_ref()),
     };
-    log_refusal(
-        &sref,
-        format!(
-            "{}{} {} -> 0.0.0.0.0 {target_text}{}",
-            Line::verdict(false, num, line.0, line.1, ']'),
-            client.peer_text(),
-            addr(&client.local),
-            failed.map(|w| format!(": {w}")).unwrap_or_default()
-        ),
-    );
+    client.request(subject).refused(&sref, target_text, failed);
     let why = match failed {
         Some(w) => w.to_string(),
         None if num == 0 => "no rules matched; using default block rule".to_string(),
@@ -310,18 +302,10 @@ pub(super) async fn refuse_unresolved<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<S>,
     client: &Client,
     version: u8,
-    line: (&str, &str),
+    subject: Subject,
     why: &str,
 ) {
-    log_refusal(
-        &client.crule,
-        format!(
-            "{}{} {}: {why}",
-            Line::verdict(false, client.crule.number, line.0, line.1, ']'),
-            client.peer_text(),
-            addr(&client.local)
-        ),
-    );
+    client.request(subject).unresolved(&client.crule, why);
     client.accept_closed(
         false,
         &format!("request was not performed due to error: {why}"),
@@ -333,8 +317,7 @@ pub(super) async fn refuse_unresolved<S: AsyncRead + AsyncWrite + Unpin>(
 pub(super) struct Failing<'a> {
     pub version: u8,
     pub rule: &'a RuleRef,
-    /// `("tcp", "bind")`, ...
-    pub line: (&'a str, &'a str),
+    pub subject: Subject,
     pub target: &'a str,
 }
 
@@ -347,16 +330,9 @@ pub(super) async fn refuse_failed<S: AsyncRead + AsyncWrite + Unpin>(
     why: &str,
     rep: Reply,
 ) {
-    log_refusal(
-        f.rule,
-        format!(
-            "{}{} {} -> 0.0.0.0.0 {}: {why}",
-            Line::verdict(false, f.rule.number, f.line.0, f.line.1, ']'),
-            client.peer_text(),
-            addr(&client.local),
-            f.target
-        ),
-    );
+    client
+        .request(f.subject)
+        .refused(f.rule, f.target, Some(why));
     client.accept_closed(false, why);
     fail(wire, f.version, rep).await;
 }
@@ -381,18 +357,16 @@ pub(super) async fn open<S: AsyncRead + AsyncWrite + Unpin>(
     client: &Client,
     req: &negotiate::Request,
 ) -> Option<Opened> {
-    let (command, line) = match req.command {
-        Cmd::Connect => (rsockd_config::Command::Connect, ("tcp", "connect")),
-        Cmd::Bind => (rsockd_config::Command::Bind, ("tcp", "bind")),
-        Cmd::UdpAssociate => (
-            rsockd_config::Command::UdpAssociate,
-            ("udp", "udpassociate"),
-        ),
+    let subject = Subject::of(req.command);
+    let command = match req.command {
+        Cmd::Connect => rsockd_config::Command::Connect,
+        Cmd::Bind => rsockd_config::Command::Bind,
+        Cmd::UdpAssociate => rsockd_config::Command::UdpAssociate,
     };
     let target = match resolve_target(s, resolver, &req.target).await {
         Ok(t) => t,
         Err(why) => {
-            refuse_unresolved(wire, client, req.version, line, &why).await;
+            refuse_unresolved(wire, client, req.version, subject, &why).await;
             return None;
         }
     };
@@ -408,7 +382,7 @@ pub(super) async fn open<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         check_socks(s, client, req, command, &target)
     };
-    let admitted = admit(wire, client, req.version, &checked, line, &target.text).await?;
+    let admitted = admit(wire, client, req.version, &checked, subject, &target.text).await?;
     Some(Opened {
         target,
         checked,

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::request::{log_flags, now_us, Client};
 use super::Mother;
-use crate::log::{self, addr, Line};
+use crate::log::lines;
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::{Resolver, SystemResolver};
 
@@ -59,14 +59,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
         client.accept_closed(false, &why);
         return;
     }
-    if client.crule.log.connect {
-        log::info(&format!(
-            "{}{} {}",
-            Line::verdict(true, cm.number, "tcp", "accept", '['),
-            addr(&peer),
-            addr(&local)
-        ));
-    }
+    lines::accept_opened(&client.crule, &peer, &local);
     let methods: &[Method] = match &crule_cfg {
         Some(r) if !r.socksmethod.is_empty() => &r.socksmethod,
         _ => &s.config.socksmethod,

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use super::request::{self, choose_source, detach, hand_off, refuse_failed, Client, Failing};
 use super::Mother;
-use crate::log;
+use crate::log::{self, lines::Subject};
 use crate::negotiate::{self, Wire};
 use crate::net::sockets;
 use crate::settings::Settings;
@@ -25,7 +25,6 @@ pub(super) async fn run(
     req: negotiate::Request,
     accepted_us: u64,
 ) {
-    let line = ("udp", "udpassociate");
     let resolver = crate::net::resolve::SystemResolver;
     let Some(request::Opened {
         target: t,
@@ -42,7 +41,7 @@ pub(super) async fn run(
     let failing = Failing {
         version: req.version,
         rule: &sref,
-        line,
+        subject: Subject::UdpAssociate,
         target: &t.text,
     };
     let seed = m.next_session_id();

@@ -13,10 +13,10 @@ use rsockd_rules::{Dest, SocksQuery};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connect::to_stream;
-use crate::log::{self, addr};
+use crate::log;
+use crate::log::lines::{self, View};
 use crate::negotiate;
 use crate::relay::tcp::{self, End, Stats};
-use crate::roles::session_log::{self, View};
 
 /// Client bytes kept while waiting for the peer; a client that sends more waits unread.
 const EARLY_MAX: usize = 64 * 1024;
@@ -37,25 +37,6 @@ pub(super) fn version_of(h: &Handoff) -> ProxyProtocol {
 /// `::ffff:a.b.c.d` as `a.b.c.d`, so that peers compare by address whatever the socket family.
 fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
-}
-
-/// The bind's own lines: `client internal -> bound requested`.
-fn bind_view(h: &Handoff) -> View {
-    let mut v = View::connect(h);
-    v.command = "bind";
-    v
-}
-
-/// The reply's lines: `peer bound -> internal client`.
-fn reply_view(h: &Handoff, peer: SocketAddr, rule: RuleRef) -> View {
-    let c = View::connect(h).path;
-    let [client, internal, bound, _] = c;
-    View {
-        proto: "tcp",
-        command: "bindreply",
-        rule,
-        path: [addr(&peer), bound, internal, client],
-    }
 }
 
 enum Waited {
@@ -126,12 +107,12 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
             return;
         }
     };
-    let bv = bind_view(h);
+    let bv = View::bind(h);
     // Two replies back to back on an otherwise quiet connection: without this, Nagle holds the
     // second until the client's delayed ACK of the first, 40 ms later.
     let _ = client.set_nodelay(true);
     if let Err(e) = tcp::send_all(&client, &h.reply).await {
-        end_bind(h, &bv, &End::ClientError(e));
+        lines::bind_ended(h, &bv, &End::ClientError(e));
         return;
     }
     bv.opened();
@@ -141,7 +122,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     {
         Waited::Peer(s, p) => (s, canonical(p)),
         Waited::End(end) => {
-            end_bind(h, &bv, &end);
+            lines::bind_ended(h, &bv, &end);
             return;
         }
     };
@@ -149,25 +130,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     drop(listener);
     let expected = canonical(h.target);
     if !expected.ip().is_unspecified() && expected.ip() != peer.ip() {
-        // Dante writes this line under rule 0 with the BIND rule's log settings.
-        let rv = reply_view(
-            h,
-            peer,
-            RuleRef {
-                number: 0,
-                ..h.socks_rule
-            },
-        );
-        if bv.rule.log.connect || bv.rule.log.disconnect || bv.rule.log.error {
-            rv.ended(
-                false,
-                Some(&format!(
-                    "expected bindreply from {}, but got it from {}",
-                    addr(&expected),
-                    addr(&peer)
-                )),
-            );
-        }
+        lines::bind_reply_unexpected(h, &bv, &expected, peer);
         refuse(h, &bv, &client, &peer_stream, peer, 0).await;
         return;
     }
@@ -193,23 +156,15 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         number: m.number,
         log: m.rule.map(|r| r.log).unwrap_or_default(),
     };
-    let rv = reply_view(h, peer, rule);
+    let rv = View::bind_reply(h, peer, rule);
     if m.verdict != Verdict::Pass {
-        let f = rule.log;
-        if m.number == 0 {
-            log::debug(&format!(
-                "bindreply from {}: no rules matched; using default block rule",
-                addr(&peer)
-            ));
-        } else if f.connect || f.disconnect || f.error {
-            rv.ended(false, None);
-        }
+        lines::bind_reply_blocked(&rv, &peer);
         refuse(h, &bv, &client, &peer_stream, peer, m.number).await;
         return;
     }
     let reply = negotiate::success_reply(h.version, peer);
     if let Err(e) = tcp::send_all(&client, &reply).await {
-        end_bind(h, &bv, &End::ClientError(e));
+        lines::bind_ended(h, &bv, &End::ClientError(e));
         return;
     }
     rv.opened();
@@ -237,30 +192,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         tcp::relay(&client, &peer_stream, stats, opts, &on_data).await
     }
     .await;
-    // In Dante's bindreply lines the peer is the "local client" and the client the "remote
-    // peer", so the reasons swap sides.
-    let end = match end {
-        End::ClientClosed => End::TargetClosed,
-        End::TargetClosed => End::ClientClosed,
-        End::ClientError(e) => End::TargetError(e),
-        End::TargetError(e) => End::ClientError(e),
-        other => other,
-    };
-    let f = rv.rule.log;
-    if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
-        let counts = [
-            stats.to_target.get(),
-            stats.from_target.get(),
-            stats.to_client.get(),
-            stats.from_client.get(),
-        ]
-        .map(|n| n.to_string());
-        rv.closed(h, counts, &end.to_string(), "");
-    }
-    if bv.rule.log.disconnect {
-        bv.ended(true, None);
-    }
-    session_log::accept_closed(h, stats.to_client.get(), stats.from_client.get(), &end);
+    lines::bind_closed(h, &bv, &rv, stats, end);
 }
 
 /// Second reply `02` (`91` for SOCKS v4) naming the refused peer, Dante's closing lines for the
@@ -281,27 +213,5 @@ async fn refuse(
     };
     let _ = tcp::send_all(client, &reply).await;
     tcp::reset_on_close(peer_stream);
-    let why = format!(
-        "bind-reply from {} blocked by socks-rule #{rule}",
-        addr(&peer)
-    );
-    let f = bv.rule.log;
-    if f.connect || f.disconnect || f.error {
-        bv.ended(false, Some(&why));
-    }
-    session_log::accept_ended(h, false, &why);
-}
-
-/// The lines of a BIND that ended before its peer came: `tcp/bind ]` and `tcp/accept ]` with
-/// the reason, no counts.
-fn end_bind(h: &Handoff, bv: &View, end: &End) {
-    let why = match end {
-        End::ClientClosed => "eof from client".to_string(),
-        other => other.to_string(),
-    };
-    let f = bv.rule.log;
-    if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
-        bv.ended(true, Some(&why));
-    }
-    session_log::accept_ended(h, true, &why);
+    lines::bind_refused(h, bv, &peer, rule);
 }

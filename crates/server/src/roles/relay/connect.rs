@@ -8,8 +8,8 @@ use rsockd_ipc::Handoff;
 use tokio::net::TcpStream;
 
 use crate::log;
+use crate::log::lines;
 use crate::relay::tcp::{self, Stats};
-use crate::roles::session_log;
 
 /// A received descriptor as a tokio TCP stream.
 pub(super) fn to_stream(fd: OwnedFd) -> std::io::Result<TcpStream> {
@@ -45,7 +45,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         if let Err(e) = tcp::send_all(&client, &h.reply).await {
             return tcp::End::ClientError(e);
         }
-        session_log::connect_opened(h);
+        lines::connect_opened(h);
         if !h.prefetched.is_empty() {
             stats
                 .from_client
@@ -63,7 +63,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
                 .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
             see_bytes: h.socks_rule.log.data || h.socks_rule.log.iooperation,
         };
-        let on_data = |dir, bytes: &[u8]| session_log::io_operation(h, dir, bytes);
+        let on_data = |dir, bytes: &[u8]| lines::io_operation(h, dir, bytes);
         tcp::relay(&client, &target, stats, opts, &on_data).await
     }
     .await;
@@ -71,6 +71,6 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         .socks_rule
         .log
         .tcpinfo
-        .then(|| session_log::tcp_info(client.as_fd(), target.as_fd()));
-    session_log::closed(h, stats, &end, tcpinfo.as_deref());
+        .then(|| lines::tcp_info(client.as_fd(), target.as_fd()));
+    lines::closed(h, stats, &end, tcpinfo.as_deref());
 }

@@ -17,8 +17,8 @@ use rsockd_ipc::{Command, Control, Handoff, Report};
 
 use crate::channel::Channel;
 use crate::log;
+use crate::log::lines;
 use crate::relay::tcp::Stats;
-use crate::roles::session_log;
 use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 
@@ -69,7 +69,7 @@ impl Relay {
             }
         ));
         for (h, stats) in sessions.values() {
-            log::info(&session_log::dump_line(h, stats));
+            log::info(&lines::dump_line(h, stats));
         }
     }
 }

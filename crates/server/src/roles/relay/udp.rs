@@ -13,10 +13,9 @@ use tokio::net::UdpSocket;
 
 use super::bind::{method_of, version_of};
 use super::connect::to_stream;
-use crate::log::{self, addr, escape, Line};
+use crate::log::{self, lines};
 use crate::relay::tcp::{self, End, Stats};
 use crate::relay::udp::{self as engine, Dropped, Packets, Policy, Summary, Verdict, Way};
-use crate::roles::session_log;
 use crate::settings::Settings;
 
 /// The rules and log lines of one association.
@@ -30,12 +29,13 @@ impl Rules<'_> {
     fn settings(&self) -> Option<Rc<Settings>> {
         Settings::current()
     }
-}
 
-const UNKNOWN: &str = "0.0.0.0.0";
-
-fn opt_addr(a: Option<SocketAddr>) -> String {
-    a.map_or_else(|| UNKNOWN.to_string(), |a| addr(&a))
+    fn lines(&self) -> lines::Udp<'_> {
+        lines::Udp {
+            h: self.h,
+            relay: self.relay_addr,
+        }
+    }
 }
 
 impl Policy for Rules<'_> {
@@ -92,165 +92,11 @@ impl Policy for Rules<'_> {
         via: Option<SocketAddr>,
         payload: &[u8],
     ) {
-        let f = v.log;
-        let wanted = if v.pass {
-            f.data || f.iooperation
-        } else {
-            f.connect || f.disconnect || f.error || v.rule == 0
-        };
-        if !wanted {
-            return;
-        }
-        let (command, route) = match way {
-            Way::Out => (
-                "udpassociate",
-                format!(
-                    "{} {} -> {} {}",
-                    session_log::user_addr(self.h, &client),
-                    addr(&self.relay_addr),
-                    opt_addr(via),
-                    addr(&remote)
-                ),
-            ),
-            Way::In => (
-                "udpreply",
-                format!(
-                    "{} {} -> {} {}",
-                    addr(&remote),
-                    opt_addr(via),
-                    addr(&self.relay_addr),
-                    session_log::user_addr(self.h, &client),
-                ),
-            ),
-        };
-        let head = Line::verdict(v.pass, v.rule, "udp", command, '-');
-        let line = if !v.pass {
-            format!("{head}{route}")
-        } else if f.data && !payload.is_empty() {
-            format!("{head}{route} ({}): {}", payload.len(), escape(payload))
-        } else {
-            format!("{head}{route} ({})", payload.len())
-        };
-        if v.rule == 0 {
-            log::debug(&line);
-        } else {
-            log::info(&line);
-        }
+        self.lines().datagram(way, v, client, remote, via, payload);
     }
 
     fn dropped(&self, way: Way, from: SocketAddr, why: &Dropped) {
-        let rule = self.h.socks_rule;
-        let command = match way {
-            Way::Out => "udpassociate",
-            Way::In => "udpreply",
-        };
-        // Dante: `block(N): udp/udpassociate -: from relay -> 0.0.0.0.0 target: why`.
-        let (target, text) = match why {
-            Dropped::Fragment(t) => (
-                target_text(t),
-                "fragmented socks udp packets are not supported".to_string(),
-            ),
-            Dropped::Stranger { expected } => (
-                UNKNOWN.to_string(),
-                format!(
-                    "expected udp packet from clientaddress {}, got it from {}",
-                    addr(expected),
-                    addr(&from)
-                ),
-            ),
-            Dropped::Unresolved(name, port, e) => {
-                let t = format!("{}.{port}", escape(name.as_bytes()));
-                let text = format!("could not resolve target address {t}: {e}");
-                (t, text)
-            }
-            // Dante's words, then ours.
-            Dropped::BadHeader(len, e) => (
-                UNKNOWN.to_string(),
-                format!(
-                    "SOCKS protocol error in socks udp packet of length {len}.  Could not extract \
-                     valid address from SOCKS UDP header ({e})"
-                ),
-            ),
-            Dropped::NoFamily => (
-                UNKNOWN.to_string(),
-                "no address of that family configured for our usage on the external interface"
-                    .to_string(),
-            ),
-            Dropped::SendError(e) => (UNKNOWN.to_string(), format!("sendto(2) failed: {e}")),
-            Dropped::UnknownRemote => {
-                // The client never sent to it: dropped as a connected socket's kernel would.
-                log::debug(&format!(
-                    "udp/{command}: datagram from {} dropped: the client has not sent to it",
-                    addr(&from)
-                ));
-                return;
-            }
-        };
-        if rule.log.error || rule.log.disconnect || rule.log.connect {
-            log::info(&format!(
-                "{}{} {} -> {UNKNOWN} {target}: {text}",
-                Line::verdict(false, rule.number, "udp", command, '-'),
-                addr(&from),
-                addr(&self.relay_addr)
-            ));
-        }
-    }
-}
-
-fn target_text(t: &rsockd_proto::TargetAddr) -> String {
-    match t {
-        rsockd_proto::TargetAddr::Ip(a) => addr(a),
-        rsockd_proto::TargetAddr::Domain(n, p) => format!("{}.{p}", escape(n.as_bytes())),
-    }
-}
-
-/// `bytes/packets`, as Dante counts UDP.
-fn bp(bytes: u64, packets: u64) -> String {
-    format!("{bytes}/{packets}")
-}
-
-fn closed(h: &Handoff, rules: &Rules<'_>, stats: &Stats, p: &Packets, end: &End, sum: &Summary) {
-    let f = h.socks_rule.log;
-    let client = sum
-        .client
-        .map_or_else(|| requested(h), |c| session_log::user_addr(h, &c));
-    if f.disconnect || (f.error && matches!(end, End::ClientError(_) | End::TargetError(_))) {
-        let view = session_log::View {
-            proto: "udp",
-            command: "udpassociate",
-            rule: h.socks_rule,
-            path: [
-                client,
-                addr(&rules.relay_addr),
-                opt_addr(sum.external),
-                opt_addr(sum.only_remote),
-            ],
-        };
-        let far = if sum.any_remote {
-            [
-                bp(stats.to_target.get(), p.to_target.get()),
-                bp(stats.from_target.get(), p.from_target.get()),
-            ]
-        } else {
-            [String::new(), String::new()]
-        };
-        let [w2, r2] = far;
-        let counts = [
-            bp(stats.to_client.get(), p.to_client.get()),
-            bp(stats.from_client.get(), p.from_client.get()),
-            w2,
-            r2,
-        ];
-        view.closed(h, counts, &end.to_string(), "");
-    }
-    session_log::accept_closed(h, stats.to_client.get(), stats.to_target.get(), &end);
-}
-
-/// The address the request named, as Dante shows it (`name.port` for a host name).
-fn requested(h: &Handoff) -> String {
-    match &h.target_name {
-        Some(n) => format!("{}.{}", escape(n.as_bytes()), h.target.port()),
-        None => addr(&h.target),
+        self.lines().dropped(way, from, why);
     }
 }
 
@@ -286,17 +132,12 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     let packets = Packets::default();
     if let Err(e) = tcp::send_all(&control, &h.reply).await {
         let end = End::ClientError(e);
-        closed(h, &rules, stats, &packets, &end, &Summary::default());
+        rules
+            .lines()
+            .closed(stats, &packets, &end, &Summary::default());
         return;
     }
-    if h.socks_rule.log.connect {
-        log::info(&format!(
-            "{}{} {}",
-            Line::verdict(true, h.socks_rule.number, "udp", "udpassociate", '['),
-            requested(h),
-            addr(&relay_addr)
-        ));
-    }
+    rules.lines().opened();
     let opts = engine::Options {
         expected: h.target,
         connectdst: rules.settings().is_none_or(|s| s.config.udp_connectdst),
@@ -304,5 +145,5 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     };
     let (end, sum) =
         engine::relay(&control, &client_sock, socks, opts, &rules, stats, &packets).await;
-    closed(h, &rules, stats, &packets, &end, &sum);
+    rules.lines().closed(stats, &packets, &end, &sum);
 }

@@ -21,7 +21,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::workers::{check, connect_started, opt};
+use crate::args::opt;
+use crate::net::{check, connect_started};
 
 /// The one relay buffer, shared by every session and both directions.
 const BUF: usize = 64 * 1024;

@@ -2,8 +2,10 @@
 //! every scenario in interleaved rounds, and prints medians with ratios (a table, then JSON
 //! lines). Not a test: no thresholds. See README.md.
 
+mod args;
 mod floor;
 mod hold;
+mod net;
 mod procs;
 mod scenarios;
 mod socks;

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::mem::ManuallyDrop;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::args::{opt, parse};
+use crate::net::{check, connect_started, sockaddr_in};
 use crate::socks;
 
 /// One connect, one handshake step or one echo gives up on its session after this long.
@@ -57,19 +59,6 @@ pub fn run_if_asked() {
     std::process::exit(0);
 }
 
-/// The value after `name` in `args`.
-pub(crate) fn opt<'a>(args: &'a [String], name: &str) -> Result<&'a str, String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-        .ok_or_else(|| format!("missing {name}"))
-}
-
-fn parse<T: std::str::FromStr>(v: &str, what: &str) -> Result<T, String> {
-    v.parse().map_err(|_| format!("bad {what}: {v}"))
-}
-
 /// One answer line to the parent; a closed pipe means the parent is gone, which ends us.
 fn answer(line: &str) -> Result<(), String> {
     let mut out = io::stdout().lock();
@@ -85,48 +74,6 @@ fn message(index: u64) -> [u8; 16] {
     m[..8].copy_from_slice(&index.to_be_bytes());
     m[8..].copy_from_slice(b"rsbench!");
     m
-}
-
-fn sockaddr_in(a: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(a).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// Starts connecting the nonblocking socket `fd` to `dst`: true when it connected at once,
-/// false while it is under way (EINPROGRESS).
-pub(crate) fn connect_started(fd: RawFd, dst: SocketAddrV4) -> io::Result<bool> {
-    let to = sockaddr_in(*dst.ip(), dst.port());
-    // SAFETY: a live sockaddr_in and its exact size; the caller's `fd` is open.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&to as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EINPROGRESS) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-pub(crate) fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
 }
 
 /// A TCP connection from `source` to `dst`, established within `timeout`. The source port is

@@ -18,11 +18,13 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use rsockd_sys::epoll::Epoll;
+use rsockd_sys::fdio;
+
 use crate::args::opt;
-use crate::net::{check, connect_started};
 
 /// The one relay buffer, shared by every session and both directions.
 const BUF: usize = 64 * 1024;
@@ -46,24 +48,13 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let addr: SocketAddrV4 = v.parse().map_err(|_| format!("bad --listen: {v}"))?;
     let l = TcpListener::bind(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
     // std listens with a backlog of 128; 50 workers reconnect as fast as they can.
-    // SAFETY: listen(2) on our own open socket; no memory effects.
-    check(unsafe { libc::listen(l.as_raw_fd(), 4096) }).map_err(|e| format!("listen: {e}"))?;
+    fdio::listen(l.as_fd(), 4096).map_err(|e| format!("listen: {e}"))?;
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
-    // SAFETY: epoll_create1(2) has no memory effects; the descriptor is checked and owned at once.
-    let ep = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
-        .map_err(|e| format!("epoll: {e}"))?;
-    // SAFETY: `ep` is a fresh descriptor that nothing else owns.
-    let ep = unsafe { OwnedFd::from_raw_fd(ep) };
+    let ep = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
     // Edge-triggered: a pause for EMFILE leaves the listener readable, and level-triggered it
     // would wake us at once, again and again. Each edge is answered by accepting until EAGAIN.
-    ctl(
-        ep.as_raw_fd(),
-        libc::EPOLL_CTL_ADD,
-        l.as_raw_fd(),
-        IN | ET,
-        LISTENER,
-    )
-    .map_err(|e| format!("epoll: {e}"))?;
+    ep.add(l.as_fd(), IN | ET, LISTENER)
+        .map_err(|e| format!("epoll: {e}"))?;
     let mut f = Floor {
         ep,
         listener: l,
@@ -80,17 +71,8 @@ pub fn main(args: &[String]) -> Result<(), String> {
             let left = t.saturating_duration_since(Instant::now());
             left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int
         });
-        // SAFETY: `evs` is live and writable for the length we pass.
-        let n = unsafe {
-            libc::epoll_wait(
-                f.ep.as_raw_fd(),
-                evs.as_mut_ptr(),
-                evs.len() as libc::c_int,
-                timeout,
-            )
-        };
-        let n = match check(n) {
-            Ok(n) => n as usize,
+        let n = match f.ep.wait(&mut evs, timeout) {
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(format!("epoll_wait: {e}")),
         };
@@ -115,7 +97,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
 }
 
 struct Floor {
-    ep: OwnedFd,
+    ep: Epoll,
     listener: TcpListener,
     /// The sessions, indexed by the slot in their epoll token.
     slots: Vec<Option<Conn>>,
@@ -130,19 +112,9 @@ impl Floor {
     /// Accepts until EAGAIN; out of descriptors (or memory), pauses accepting for a moment.
     fn accept_all(&mut self) {
         loop {
-            // SAFETY: accept4(2) on our listener with null address pointers (we do not want
-            // the peer's address); the descriptor is checked and owned at once.
-            let fd = unsafe {
-                libc::accept4(
-                    self.listener.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
-            };
-            let fd = match check(fd) {
-                // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+            // Without the peer's address: the floor does not want it.
+            let fd = match fdio::accept4_nonblocking(self.listener.as_fd()) {
+                Ok(fd) => fd,
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => return,
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => continue,
@@ -160,15 +132,7 @@ impl Floor {
             });
             let token = ((slot as u64) << 1) | CLIENT;
             // EPOLLOUT only once a write to the client comes up short (`Side::arm`).
-            if ctl(
-                self.ep.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                IN | RDHUP | ET,
-                token,
-            )
-            .is_err()
-            {
+            if self.ep.add(fd.as_fd(), IN | RDHUP | ET, token).is_err() {
                 // `fd` closes here.
                 self.free.push(slot);
                 continue;
@@ -185,11 +149,10 @@ impl Floor {
 
     /// One event of a session's side; closes the session when it ends or fails.
     fn event(&mut self, slot: usize, side: u64, events: u32, buf: &mut [u8]) {
-        let ep = self.ep.as_raw_fd();
         let Some(Some(c)) = self.slots.get_mut(slot) else {
             return;
         };
-        let keep = c.event(ep, slot, side, events, buf).unwrap_or(false);
+        let keep = c.event(&self.ep, slot, side, events, buf).unwrap_or(false);
         if !keep {
             // Dropping the session closes both sockets, which takes them out of the epoll set.
             self.slots[slot] = None;
@@ -264,9 +227,7 @@ impl Side {
     /// Reads into `buf`: Some(0) at EOF, None when there is nothing to read now.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
-            // SAFETY: `buf` is live and writable for its length; the descriptor is open.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            match check_size(n) {
+            match fdio::read(self.fd.as_fd(), buf) {
                 Ok(n) => {
                     if n < buf.len() && !self.rdhup {
                         self.readable = false;
@@ -286,18 +247,9 @@ impl Side {
     /// Writes as much of `data` as the socket takes now: the bytes taken.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         loop {
-            // SAFETY: `data` is live and readable for its length; the descriptor is open.
             // MSG_NOSIGNAL: a reset peer gives EPIPE, not SIGPIPE (std ignores SIGPIPE
             // anyway; this does not depend on it).
-            let n = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    data.as_ptr().cast(),
-                    data.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            };
-            match check_size(n) {
+            match fdio::send_nosignal(self.fd.as_fd(), data) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
@@ -308,7 +260,7 @@ impl Side {
 
     /// Sends `data` after what is pending; what the socket does not take now is kept, and
     /// EPOLLOUT asked for.
-    fn send(&mut self, ep: RawFd, data: &[u8]) -> io::Result<()> {
+    fn send(&mut self, ep: &Epoll, data: &[u8]) -> io::Result<()> {
         if !self.pending.is_empty() || !self.writable {
             self.pending.extend_from_slice(data);
             return self.arm(ep);
@@ -341,15 +293,9 @@ impl Side {
     }
 
     /// Adds EPOLLOUT to the interest set (once per socket; only the client can lack it).
-    fn arm(&mut self, ep: RawFd) -> io::Result<()> {
+    fn arm(&mut self, ep: &Epoll) -> io::Result<()> {
         if !self.armed {
-            ctl(
-                ep,
-                libc::EPOLL_CTL_MOD,
-                self.fd.as_raw_fd(),
-                IN | OUT | RDHUP | ET,
-                self.token,
-            )?;
+            ep.modify(self.fd.as_fd(), IN | OUT | RDHUP | ET, self.token)?;
             self.armed = true;
         }
         Ok(())
@@ -357,8 +303,7 @@ impl Side {
 
     /// shutdown(SHUT_WR): passes the other side's EOF on.
     fn shutdown(&mut self) -> io::Result<()> {
-        // SAFETY: shutdown(2) on an open socket; no memory effects.
-        check(unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) })?;
+        fdio::shutdown_write(self.fd.as_fd())?;
         self.shut = true;
         Ok(())
     }
@@ -366,7 +311,7 @@ impl Side {
 
 /// Moves bytes from `src` to `dst` until `src` has nothing more to read now or `dst` takes no
 /// more; passes `src`'s EOF on once everything before it is written.
-fn pump(ep: RawFd, src: &mut Side, dst: &mut Side, buf: &mut [u8]) -> io::Result<()> {
+fn pump(ep: &Epoll, src: &mut Side, dst: &mut Side, buf: &mut [u8]) -> io::Result<()> {
     // What a short write left is written first; until then this direction reads nothing.
     if !dst.flush()? {
         return Ok(());
@@ -414,7 +359,7 @@ impl Conn {
     /// Handles one event of `side`; Ok(false) or an error ends the session.
     fn event(
         &mut self,
-        ep: RawFd,
+        ep: &Epoll,
         slot: usize,
         side: u64,
         events: u32,
@@ -440,7 +385,9 @@ impl Conn {
                     let Some(t) = self.target.as_ref() else {
                         return Ok(false);
                     };
-                    let rep = so_error(t.fd.as_raw_fd()).map_or(1, |e| reply_code(&e));
+                    // Why the connect failed: asked only on failure, as success needs no
+                    // extra system call.
+                    let rep = fdio::take_error(t.fd.as_fd()).map_or(1, |e| reply_code(&e));
                     let _ = self.client.send(ep, &reply(rep));
                     return Ok(false);
                 }
@@ -456,7 +403,7 @@ impl Conn {
     }
 
     /// Both directions; false once both have ended.
-    fn relay(&mut self, ep: RawFd, buf: &mut [u8]) -> io::Result<bool> {
+    fn relay(&mut self, ep: &Epoll, buf: &mut [u8]) -> io::Result<bool> {
         let Some(t) = self.target.as_mut() else {
             return Ok(false);
         };
@@ -467,7 +414,7 @@ impl Conn {
     }
 
     /// Reads the greeting and the request, answering each; starts the connect.
-    fn handshake(&mut self, ep: RawFd, slot: usize, buf: &mut [u8]) -> io::Result<bool> {
+    fn handshake(&mut self, ep: &Epoll, slot: usize, buf: &mut [u8]) -> io::Result<bool> {
         while self.client.readable {
             let n = match self.client.read(buf)? {
                 None => break,
@@ -523,20 +470,14 @@ impl Conn {
     /// connect to complete (EPOLLOUT).
     fn connect(
         &mut self,
-        ep: RawFd,
+        ep: &Epoll,
         slot: usize,
         dst: SocketAddrV4,
         early: &[u8],
     ) -> io::Result<bool> {
         let token = ((slot as u64) << 1) | TARGET;
         match start_connect(dst).and_then(|fd| {
-            ctl(
-                ep,
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                IN | OUT | RDHUP | ET,
-                token,
-            )?;
+            ep.add(fd.as_fd(), IN | OUT | RDHUP | ET, token)?;
             Ok(fd)
         }) {
             Ok(fd) => {
@@ -602,48 +543,8 @@ fn request(d: &[u8]) -> Parsed {
 
 /// A nonblocking socket whose connect to `dst` is under way (or done).
 fn start_connect(dst: SocketAddrV4) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) has no memory effects; the descriptor is checked and owned at once.
-    let fd = check(unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    })?;
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    connect_started(fd.as_raw_fd(), dst)?;
+    let fd = fdio::tcp4_socket()?;
+    fdio::connect4_started(fd.as_fd(), dst)?;
     // Connected at once or not: the epoll ADD with EPOLLOUT reports the completion.
     Ok(fd)
-}
-
-/// Why a connect failed (only asked on failure: success needs no extra system call).
-fn so_error(fd: RawFd) -> Option<io::Error> {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: a live c_int and its exact size, as getsockopt(2) requires; `fd` is open.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && err != 0).then(|| io::Error::from_raw_os_error(err))
-}
-
-fn ctl(ep: RawFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events, u64: token };
-    // SAFETY: a live epoll_event; both descriptors are open.
-    check(unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) }).map(drop)
-}
-
-fn check_size(n: isize) -> io::Result<usize> {
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
 }

@@ -11,13 +11,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rsockd_sys::fdio;
+
 use crate::procs::Memory;
 use crate::scenarios::{Held, Sample};
-use crate::workers;
 
 /// Sessions per worker process: one socket each, well under the 20,000 descriptors.
 const PER_PROCESS: u64 = 8000;
@@ -75,7 +76,7 @@ impl Worker {
     fn recv(&mut self, timeout: Duration) -> Result<String, String> {
         let pid = self.child.id();
         if self.stdout.buffer().is_empty()
-            && !workers::ready(self.stdout.get_ref().as_raw_fd(), libc::POLLIN, timeout)
+            && !fdio::poll_ready(self.stdout.get_ref().as_fd(), libc::POLLIN, timeout)
         {
             return Err(format!("worker {pid} did not answer within {timeout:?}"));
         }

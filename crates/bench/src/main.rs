@@ -1,11 +1,15 @@
 //! rsockd-bench: runs rsockd, danted and microsocks side by side with the direct path, repeats
 //! every scenario in interleaved rounds, and prints medians with ratios (a table, then JSON
 //! lines). Not a test: no thresholds. See README.md.
+//!
+//! No `unsafe` here: the system calls the worker roles and the floor make go through safe,
+//! inlined wrappers in rsockd-sys (`epoll`, `fdio`, `process`, `privs`, `sockopt`).
+
+#![forbid(unsafe_code)]
 
 mod args;
 mod floor;
 mod hold;
-mod net;
 mod procs;
 mod scenarios;
 mod socks;

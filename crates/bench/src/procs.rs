@@ -8,15 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rsockd_sys::process::Signal;
+
 /// Clock ticks per second for /proc times.
 fn hz() -> f64 {
-    // SAFETY: sysconf has no memory effects; _SC_CLK_TCK is a valid name.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
+    rsockd_sys::process::clock_ticks_per_second().map_or(100.0, |t| t as f64)
 }
 
 fn stat_fields(pid: i32) -> Option<Vec<String>> {
@@ -133,10 +129,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid; no memory effects.
-        unsafe {
-            libc::kill(self.pid(), libc::SIGTERM);
-        }
+        let _ = rsockd_sys::process::kill(self.pid(), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -167,7 +160,7 @@ fn config(dir: &Path, port: u16, extra: &str) -> std::io::Result<PathBuf> {
 }
 
 fn config_with(dir: &Path, port: u16, method: &str, extra: &str) -> std::io::Result<PathBuf> {
-    let user = if unsafe_free_is_root() {
+    let user = if rsockd_sys::privs::is_root() {
         "user.privileged: root\nuser.unprivileged: nobody\n"
     } else {
         ""
@@ -180,11 +173,6 @@ fn config_with(dir: &Path, port: u16, method: &str, extra: &str) -> std::io::Res
     let p = dir.join("sockd.conf");
     fs::write(&p, text)?;
     Ok(p)
-}
-
-fn unsafe_free_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn scratch(name: &str) -> std::io::Result<PathBuf> {
@@ -287,7 +275,7 @@ pub struct BenchUser {
 
 impl BenchUser {
     pub fn create() -> Result<BenchUser, String> {
-        if !unsafe_free_is_root() {
+        if !rsockd_sys::privs::is_root() {
             return Err("rate-auth needs root to create a system user".into());
         }
         let name = format!("rsbench{}", std::process::id() % 100_000);

@@ -8,16 +8,17 @@
 //! use of the same re-execution: the floor proxy of `floor.rs`.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
-use std::mem::ManuallyDrop;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::ops::Range;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use rsockd_sys::epoll::Epoll;
+use rsockd_sys::fdio;
+use rsockd_sys::process::Signal;
+
 use crate::args::{opt, parse};
-use crate::net::{check, connect_started, sockaddr_in};
 use crate::socks;
 
 /// One connect, one handshake step or one echo gives up on its session after this long.
@@ -41,10 +42,7 @@ pub fn run_if_asked() {
     }
     // Die with the bench: a generator busy opening would not read the end of its stdin for
     // up to its whole deadline.
-    // SAFETY: prctl(2) with PR_SET_PDEATHSIG only sets a signal number; no memory effects.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
+    let _ = rsockd_sys::process::die_with_parent(Signal::SIGKILL);
     let rest = args.get(2..).unwrap_or_default();
     let r = match args.get(1).map(String::as_str) {
         Some("gen") => gen_main(rest),
@@ -83,37 +81,11 @@ fn connect_from(source: Ipv4Addr, dst: SocketAddr, timeout: Duration) -> io::Res
     let SocketAddr::V4(dst) = dst else {
         return Err(io::Error::other("IPv4 destinations only"));
     };
-    // SAFETY: socket(2) has no memory effects; the descriptor is checked and owned at once.
-    let fd = check(unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    })?;
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: a live c_int and its exact size, as setsockopt(2) requires; `sock` is open.
-    check(unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })?;
-    let src = sockaddr_in(source, 0);
-    // SAFETY: a live sockaddr_in and its exact size; `sock` is open.
-    check(unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            (&src as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    })?;
-    if !connect_started(sock.as_raw_fd(), dst)? && !ready(sock.as_raw_fd(), libc::POLLOUT, timeout)
+    let sock = fdio::tcp4_socket()?;
+    rsockd_sys::sockopt::set_bind_address_no_port(sock.as_fd())?;
+    fdio::bind4(sock.as_fd(), SocketAddrV4::new(source, 0))?;
+    if !fdio::connect4_started(sock.as_fd(), dst)?
+        && !fdio::poll_ready(sock.as_fd(), libc::POLLOUT, timeout)
     {
         return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
     }
@@ -123,18 +95,6 @@ fn connect_from(source: Ipv4Addr, dst: SocketAddr, timeout: Duration) -> io::Res
     }
     s.set_nonblocking(false)?;
     Ok(s)
-}
-
-/// Whether `fd` becomes ready for `events` within `timeout`.
-pub fn ready(fd: RawFd, events: libc::c_short, timeout: Duration) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: one live pollfd, and we pass a count of 1.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
 /// Where a generator's sessions go.
@@ -370,52 +330,19 @@ struct OpenedGroups {
     error: Option<String>,
 }
 
-/// A level-triggered epoll set whose events carry the descriptor.
-struct Epoll(OwnedFd);
+/// Registers `fd` with `ep`, level-triggered for reading; its events carry the descriptor.
+fn watch(ep: &Epoll, fd: impl AsFd) -> io::Result<()> {
+    let fd = fd.as_fd();
+    ep.add(fd, libc::EPOLLIN as u32, fd.as_raw_fd() as u64)
+}
 
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1(2) has no memory effects; the descriptor is checked and owned
-        // at once.
-        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: RawFd) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: fd as u64,
-        };
-        // SAFETY: a live epoll_event; both descriptors are open.
-        check(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) }).map(drop)
-    }
-
-    fn add(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd)
-    }
-
-    fn del(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd)
-    }
-
-    /// The descriptors that are ready, waiting as long as it takes.
-    fn wait(&self, evs: &mut [libc::epoll_event]) -> io::Result<Vec<RawFd>> {
-        loop {
-            // SAFETY: `evs` is live and writable for the length we pass.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.0.as_raw_fd(),
-                    evs.as_mut_ptr(),
-                    evs.len().min(i32::MAX as usize) as libc::c_int,
-                    -1,
-                )
-            };
-            match check(n) {
-                Ok(n) => return Ok(evs[..n as usize].iter().map(|e| e.u64 as RawFd).collect()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+/// The descriptors that are ready, waiting as long as it takes.
+fn wait(ep: &Epoll, evs: &mut [libc::epoll_event]) -> io::Result<Vec<RawFd>> {
+    loop {
+        match ep.wait(evs, -1) {
+            Ok(n) => return Ok(evs[..n].iter().map(|e| e.u64 as RawFd).collect()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -426,30 +353,29 @@ fn echo_main(args: &[String]) -> Result<(), String> {
     let ip: Ipv4Addr = parse(opt(args, "--listen")?, "--listen")?;
     let l = TcpListener::bind((ip, 0)).map_err(|e| format!("listen on {ip}: {e}"))?;
     // std listens with a backlog of 128; thousands of connects arrive at once.
-    // SAFETY: listen(2) on our own open socket; no memory effects.
-    check(unsafe { libc::listen(l.as_raw_fd(), 4096) }).map_err(|e| format!("listen: {e}"))?;
+    fdio::listen(l.as_fd(), 4096).map_err(|e| format!("listen: {e}"))?;
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
     answer(&format!(
         "listening {}",
         l.local_addr().map_err(|e| e.to_string())?
     ))?;
-    // Raw reads of fd 0: std's stdin buffers, and a line left in its buffer would never wake
-    // epoll. ManuallyDrop: fd 0 is not ours to close.
-    // SAFETY: fd 0 is open (a pipe from the parent) for the life of the process.
-    let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+    // Raw reads of fd 0 (a pipe from the parent), not through std's Stdin: that buffers, and
+    // a line left in its buffer would never wake epoll. Borrowed: fd 0 is not ours to close.
+    let stdin = io::stdin();
+    let stdin = stdin.as_fd();
     let ep = Epoll::new().map_err(|e| format!("epoll: {e}"))?;
-    ep.add(l.as_raw_fd()).map_err(|e| format!("epoll: {e}"))?;
-    ep.add(0).map_err(|e| format!("epoll: {e}"))?;
+    watch(&ep, &l).map_err(|e| format!("epoll: {e}"))?;
+    watch(&ep, stdin).map_err(|e| format!("epoll: {e}"))?;
     let mut conns: HashMap<RawFd, TcpStream> = HashMap::new();
     let mut evs = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = [0u8; 4096];
     let mut line = Vec::new();
     loop {
-        for fd in ep.wait(&mut evs).map_err(|e| format!("epoll: {e}"))? {
+        for fd in wait(&ep, &mut evs).map_err(|e| format!("epoll: {e}"))? {
             if fd == l.as_raw_fd() {
                 accept_all(&l, &ep, &mut conns);
-            } else if fd == 0 {
-                let n = stdin.read(&mut buf).unwrap_or(0);
+            } else if fd == stdin.as_raw_fd() {
+                let n = fdio::read(stdin, &mut buf).unwrap_or(0);
                 if n == 0 {
                     return Ok(());
                 }
@@ -479,7 +405,7 @@ fn accept_all(l: &TcpListener, ep: &Epoll, conns: &mut HashMap<RawFd, TcpStream>
             Ok((s, _)) => {
                 // Nonblocking: an event for a descriptor closed and reused in the same batch
                 // must not block the loop.
-                if s.set_nonblocking(true).is_ok() && ep.add(s.as_raw_fd()).is_ok() {
+                if s.set_nonblocking(true).is_ok() && watch(ep, &s).is_ok() {
                     conns.insert(s.as_raw_fd(), s);
                 }
             }
@@ -489,7 +415,7 @@ fn accept_all(l: &TcpListener, ep: &Epoll, conns: &mut HashMap<RawFd, TcpStream>
                 // Out of descriptors: stop listening rather than spin on a listener that stays
                 // readable; the generators see the refusals.
                 eprintln!("echo target: stopped accepting after {}: {e}", conns.len());
-                let _ = ep.del(l.as_raw_fd());
+                let _ = ep.delete(l.as_fd());
                 return;
             }
         }
@@ -506,7 +432,7 @@ fn serve(fd: RawFd, ep: &Epoll, conns: &mut HashMap<RawFd, TcpStream>, buf: &mut
         Err(e) => e.kind() == io::ErrorKind::WouldBlock,
     };
     if !keep {
-        let _ = ep.del(fd);
+        let _ = ep.delete(s.as_fd());
         conns.remove(&fd);
     }
 }

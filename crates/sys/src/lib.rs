@@ -8,6 +8,8 @@ pub mod accept;
 pub mod asyncfd;
 pub mod daemon;
 pub mod dns;
+pub mod epoll;
+pub mod fdio;
 pub mod fdpass;
 pub mod localtime;
 #[cfg(feature = "pam")]

@@ -2,9 +2,11 @@
 
 use std::io;
 
-use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+
+/// The signals `kill` and `die_with_parent` send, so that callers need not depend on nix.
+pub use nix::sys::signal::Signal;
 
 /// Makes this process the reaper of its orphaned descendants (relays of a dead mother).
 pub fn set_subreaper() -> io::Result<()> {
@@ -61,6 +63,21 @@ pub fn parent() -> i32 {
 /// Sends `sig` to `pid`; errors (such as ESRCH) are returned to the caller.
 pub fn kill(pid: i32, sig: Signal) -> io::Result<()> {
     nix::sys::signal::kill(Pid::from_raw(pid), sig).map_err(io::Error::from)
+}
+
+/// Has the kernel send `sig` to this process when its parent dies (prctl PR_SET_PDEATHSIG):
+/// a worker process then ends with the process that started it.
+pub fn die_with_parent(sig: Signal) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(sig).map_err(io::Error::from)
+}
+
+/// Clock ticks per second, the unit of the times in /proc/PID/stat (sysconf _SC_CLK_TCK);
+/// None if the system does not say.
+pub fn clock_ticks_per_second() -> Option<u64> {
+    // SAFETY: sysconf(3) takes no pointers and has no memory effects; _SC_CLK_TCK is a valid
+    // name.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(t).ok().filter(|t| *t > 0)
 }
 
 /// Number of CPUs this process may run on.

@@ -53,12 +53,25 @@ pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     Some(owned)
 }
 
-/// A sealed-size in-memory file holding `text`, to hand a configuration to a child.
+/// An in-memory file holding `text`, sealed, to hand a configuration to a child.
+///
+/// The file is created close-on-exec with MFD_ALLOW_SEALING and, once `text` is written,
+/// sealed with F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL (fcntl F_ADD_SEALS):
+/// from then on no one holding the descriptor, in this process or in any it reaches, nor
+/// anyone who opens it again through /proc, can change its size or bytes, and F_SEAL_SEAL
+/// keeps the seals from being changed either. A child therefore cannot be handed a
+/// configuration that changes under it: the text it reads (see `read_memfd`, which takes the
+/// size first, then the bytes) is the text that was validated here.
 pub fn memfd_with(name: &str, text: &[u8]) -> io::Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
     use std::io::Write;
-    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
     let mut f = std::fs::File::from(fd);
     f.write_all(text)?;
+    rustix::fs::fcntl_add_seals(
+        &f,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )?;
     Ok(f.into())
 }
 
@@ -70,4 +83,35 @@ pub fn read_memfd(fd: OwnedFd) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, 0)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rustix::fs::SealFlags;
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn the_configuration_memfd_is_sealed_and_reads_back() {
+        let text = b"logoutput: stderr\ninternal: 127.0.0.1 port = 1080\n";
+        let fd = memfd_with("rsockd.conf", text).unwrap();
+        let seals = rustix::fs::fcntl_get_seals(&fd).unwrap();
+        let all = SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL;
+        assert!(seals.contains(all), "{seals:?}");
+
+        let mut f = std::fs::File::from(fd.try_clone().unwrap());
+        let refused = |r: io::Result<()>| r.unwrap_err().raw_os_error();
+        // A write at the offset (the end) would grow it; one at 0 would change the bytes.
+        assert_eq!(refused(f.write_all(b"x")), Some(libc::EPERM));
+        assert_eq!(refused(f.write_all_at(b"X", 0)), Some(libc::EPERM));
+        assert_eq!(refused(f.set_len(1)), Some(libc::EPERM));
+        assert_eq!(refused(f.set_len(1 << 20)), Some(libc::EPERM));
+        // The seals cannot be removed, nor more added (F_SEAL_SEAL).
+        let e = rustix::fs::fcntl_add_seals(&f, SealFlags::FUTURE_WRITE).unwrap_err();
+        assert_eq!(e.raw_os_error(), libc::EPERM);
+
+        assert_eq!(read_memfd(fd).unwrap(), text);
+    }
 }

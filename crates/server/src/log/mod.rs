@@ -5,37 +5,15 @@
 //! only warnings and worse. A line is formatted once, whatever the number of outputs.
 
 mod format;
+mod level;
 pub mod lines;
 mod output;
 
 pub use format::{addr, escape, session_addr};
+pub use level::Level;
 pub use output::{Dest, Outputs};
 
 use std::sync::RwLock;
-
-/// Syslog-style levels, in Dante's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Debug,
-    Info,
-    Notice,
-    Warning,
-    Error,
-    Alert,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Notice => "notice",
-            Level::Warning => "warning",
-            Level::Error => "error",
-            Level::Alert => "alert",
-        }
-    }
-}
 
 struct Logger {
     outputs: Outputs,

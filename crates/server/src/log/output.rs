@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::OnceLock;
 
-use super::Level;
+use super::level::Level;
 
 /// One destination, opened.
 pub enum Dest {

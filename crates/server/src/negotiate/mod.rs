@@ -5,16 +5,18 @@
 //! split over many segments work, and bytes the client sends after its request (before our
 //! reply) are kept for the relay.
 
+mod error;
 mod wire;
 
+pub use error::NegError;
 pub use wire::Wire;
 
 use std::future::Future;
 
 use rsockd_config::Method;
-use rsockd_proto::rfc1929::{self, AuthError};
-use rsockd_proto::socks4::{self, Socks4Command, Socks4Error, Socks4Reply};
-use rsockd_proto::socks5::{self, Socks5Command, Socks5Error};
+use rsockd_proto::rfc1929;
+use rsockd_proto::socks4::{self, Socks4Command, Socks4Reply};
+use rsockd_proto::socks5::{self, Socks5Command};
 use rsockd_proto::{Reply, TargetAddr};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -32,33 +34,6 @@ pub struct Request {
     pub user: Option<String>,
     /// The user's groups (filled in by the mother when rules have `group:` conditions).
     pub groups: Vec<String>,
-}
-
-/// Why negotiation failed. `Display` gives Dante's wording, for the
-/// `error after reading N bytes in S seconds: ...` line.
-#[derive(Debug, thiserror::Error)]
-pub enum NegError {
-    #[error("eof from local client")]
-    Eof,
-    #[error("local client error ({0})")]
-    Io(#[from] std::io::Error),
-    #[error("unknown SOCKS version {0} in client request")]
-    UnknownVersion(u8),
-    #[error("client offered no acceptable authentication method")]
-    NoAcceptableMethod,
-    #[error("SOCKS v4 client refused: it cannot authenticate and this rule requires a method other than \"none\"")]
-    Socks4NeedsAuth,
-    #[error("{0}")]
-    BadAuthRequest(#[from] AuthError),
-    /// The check said no; the text is the checker's reason (never the password).
-    #[error("{0}")]
-    AuthFailed(String),
-    #[error("unknown socks_v{version} command: {command}")]
-    UnknownCommand { version: u8, command: u8 },
-    #[error("{0}")]
-    Socks4(#[from] Socks4Error),
-    #[error("{0}")]
-    Socks5(#[from] Socks5Error),
 }
 
 /// What the client gave to prove who it is, for an [`Authenticator`].

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::NegError;
+use super::error::NegError;
 
 /// Bytes read per call; also bounds what we can read past the request.
 const CHUNK: usize = 4096;

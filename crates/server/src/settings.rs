@@ -11,7 +11,7 @@ use std::time::Duration;
 use rsockd_config::{Config, HostSpec, LogDest, Rule};
 use rsockd_rules::RuleSet;
 
-use crate::log::{Dest, Outputs};
+use crate::log::{self, Dest, Outputs};
 use crate::net::ifaces::Interfaces;
 
 /// Dante's defaults, in seconds (0 = no limit).
@@ -270,6 +270,38 @@ impl Settings {
             open(&self.config.logoutput)?,
             open(&self.config.errorlog)?,
         ))
+    }
+
+    /// SIGHUP, first half: re-read the file and check it can be served (its `internal:` addresses
+    /// expand). A bad file is logged and None returned: the running configuration stays (Dante
+    /// exits here). On success the new log outputs are already in use.
+    pub fn load_for_reload(&self) -> Option<(Settings, Vec<SocketAddr>)> {
+        log::info("SIGHUP [: reloading config");
+        let loaded = Settings::load(&self.file, self.generation + 1, self.flags)
+            .map_err(|e| e.to_string())
+            .and_then(|(s, mut w)| {
+                // The password file is re-read by the auth helper, which can read it; we may not.
+                w.extend(crate::auth::check(&s.config, false)?);
+                s.listen_addrs()
+                    .map(|a| (s, w, a))
+                    .map_err(|e| e.to_string())
+            });
+        let (new, warnings, addrs) = match loaded {
+            Ok(ok) => ok,
+            Err(e) => {
+                log::error(&format!(
+                    "SIGHUP: configuration not reloaded, keeping the running one: {e}"
+                ));
+                return None;
+            }
+        };
+        for w in &warnings {
+            log::warning(w);
+        }
+        if let Err(e) = new.install_logging() {
+            log::error(&format!("SIGHUP: {e}; keeping the old log outputs"));
+        }
+        Some((new, addrs))
     }
 
     /// Installs this configuration's log outputs in the process logger.

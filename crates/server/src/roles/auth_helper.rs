@@ -23,13 +23,14 @@ use crate::auth::users_file::UsersFile;
 use crate::auth::verify::Verifier;
 use crate::channel::Channel;
 use crate::log;
+use crate::roles::child;
 
 /// Queries one mother may have waiting for a thread; a flood beyond this is refused.
 const MAX_QUEUED: usize = 1024;
 
 /// Runs the helper. `privileged`: the `user.privileged` account to keep (root when unset).
 pub fn run(ctl: OwnedFd, privileged: Option<String>) -> i32 {
-    super::remember_parent();
+    child::remember_parent();
     rsockd_sys::proctitle::set("rsockd: auth-helper");
     if rsockd_sys::privs::is_root() {
         let name = privileged.unwrap_or_else(|| "root".into());
@@ -48,7 +49,7 @@ pub fn run(ctl: OwnedFd, privileged: Option<String>) -> i32 {
             }
         }
     }
-    super::block_on_local("auth-helper", serve_control(ctl))
+    child::block_on_local("auth-helper", serve_control(ctl))
 }
 
 async fn serve_control(ctl: OwnedFd) -> i32 {

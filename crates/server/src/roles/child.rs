@@ -3,7 +3,9 @@
 //! `--role` arguments by [`Role::to_args`] and read back by [`Role::parse`]; starting one
 //! ([`Child::spawn`]); the configuration it is sent ([`send_config`]); and the one back-off
 //! every keeper re-spawns with ([`Backoff`], [`respawn`]). What to do when a child dies is the
-//! keeper's policy and stays with it.
+//! keeper's policy and stays with it. On the child's side: remembering its parent, noticing
+//! it gone ([`parent_gone`]), and the single-threaded runtime every role runs on
+//! ([`block_on_local`]).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -233,6 +235,47 @@ where
                 log::error(&format!("cannot start {what}: {e}"));
                 delay = backoff.after_failed_start(delay);
             }
+        }
+    }
+}
+
+// In the child: who its parent was, and the runtime its role runs on.
+
+static PARENT: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// Remembers the process that started us; call first thing in a child role.
+pub(crate) fn remember_parent() {
+    let _ = PARENT.set(rsockd_sys::process::parent());
+}
+
+/// Our parent is gone: we were adopted (by mother 1 as subreaper, the supervisor or init).
+/// Dante then adds `: mother unexpectedly exited` to its alert. A dying process closes its
+/// descriptors before its children are re-parented, so after EOF on the control channel we
+/// give the kernel a moment to finish.
+pub(crate) async fn parent_gone() -> bool {
+    let Some(original) = PARENT.get().copied() else {
+        return false;
+    };
+    for _ in 0..50 {
+        if rsockd_sys::process::parent() != original {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Runs a role's main future on a current-thread runtime with a `LocalSet` (every process is
+/// single-threaded; we scale with processes). Returns the role's exit code.
+pub(crate) fn block_on_local(who: &str, fut: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => tokio::task::LocalSet::new().block_on(&rt, fut),
+        Err(e) => {
+            crate::log::error(&format!("{who}: cannot start runtime: {e}"));
+            1
         }
     }
 }

@@ -14,6 +14,7 @@ mod request;
 #[cfg(test)]
 mod request_tests;
 mod session;
+mod state;
 mod udp;
 
 use std::cell::{Cell, RefCell};
@@ -35,6 +36,7 @@ use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 use family::{Family, Listeners};
 pub use pool::Pool;
+pub use state::Mother;
 
 /// What `main` hands to a mother.
 pub struct MotherArgs {
@@ -55,58 +57,18 @@ pub struct MotherArgs {
     pub lead: bool,
 }
 
-pub struct Mother {
-    pub index: u32,
-    pub of: u32,
-    pub pool: Rc<Pool>,
-    next_id: Cell<u64>,
-    accepting: RefCell<HashMap<SocketAddr, JoinHandle<()>>>,
-    /// A copy of each listening socket, for the mothers we start and for reloads.
-    listeners: Listeners,
-    family: Option<Rc<Family>>,
-    /// Clients accepted and not yet handed off or refused: lost if this process dies.
-    negotiating: Cell<u32>,
-    negotiating_changed: tokio::sync::Notify,
-    /// This mother's channel to the auth helper.
-    pub auth: Rc<crate::auth::link::AuthLink>,
-    /// The lead mother starts, re-spawns and reloads the auth helper.
-    keeper: Option<Rc<Keeper>>,
-}
-
-impl Mother {
-    pub fn settings(&self) -> Rc<Settings> {
-        Settings::current().unwrap_or_else(unreachable_settings)
-    }
-
-    pub fn next_session_id(&self) -> u64 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        (u64::from(self.index) << 48) | id
-    }
-
-    fn title(&self) -> String {
-        format!("rsockd: mother {}/{}", self.index, self.of)
-    }
-}
-
-/// Settings are installed before any task runs; this exists only to avoid a panic path.
-fn unreachable_settings() -> Rc<Settings> {
-    log::alert("internal error: no configuration installed");
-    std::process::exit(1)
-}
-
 /// Entry point of mother 1 (from `main`). Returns the exit code.
 pub fn run(args: MotherArgs) -> i32 {
-    super::block_on_local("mother[1]", serve(args))
+    child::block_on_local("mother[1]", serve(args))
 }
 
 /// Entry point of `--role mother --id I/N`: waits for the first configuration and the
 /// listening sockets from the special process, then serves like mother 1.
 pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize) -> i32 {
-    super::remember_parent();
+    child::remember_parent();
     let id = format!("{index}/{of}");
     rsockd_sys::proctitle::set(&format!("rsockd: mother {index}/{of}"));
-    super::block_on_local(&format!("mother[{id}]"), async move {
+    child::block_on_local(&format!("mother[{id}]"), async move {
         let chan = match Channel::new(ctl, "mother_ipc()") {
             Ok(c) => Rc::new(c),
             Err(e) => {

@@ -19,6 +19,7 @@ use crate::channel::Channel;
 use crate::log;
 use crate::log::lines;
 use crate::relay::tcp::Stats;
+use crate::roles::child;
 use crate::roles::signals::{Signal, Signals};
 use crate::settings::{Flags, Settings};
 
@@ -181,7 +182,7 @@ async fn control_loop(r: Rc<Relay>) {
     // EOF: the mother is gone. Dante adds the suffix when our parent is no longer a mother.
     r.mother_gone.set(true);
     if !r.reg.draining.get() {
-        let suffix = if super::parent_gone().await {
+        let suffix = if child::parent_gone().await {
             ": mother unexpectedly exited"
         } else {
             ""
@@ -198,7 +199,7 @@ async fn control_loop(r: Rc<Relay>) {
 
 /// Entry point of `--role relay`. Returns the exit code.
 pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
-    super::remember_parent();
+    child::remember_parent();
     rsockd_sys::proctitle::set(&format!("rsockd: relay {id}: 0 sessions"));
     if let Ok(text) = std::env::var("RSOCKD_RELAY_PIPE") {
         match crate::relay::pipes::parse_engine(&text) {
@@ -206,7 +207,7 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             Err(e) => log::error(&format!("relay {id}: {e}; using splice with 1 MiB pipes")),
         }
     }
-    super::block_on_local(&format!("relay {id}"), async move {
+    child::block_on_local(&format!("relay {id}"), async move {
         let chan = match Channel::new(ctl, format!("relay {id}")) {
             Ok(c) => c,
             Err(e) => {

@@ -34,7 +34,7 @@ async fn reload(fam: &Family, listeners: &Listeners) {
     let Some(old) = Settings::current() else {
         return;
     };
-    let Some((new, addrs)) = super::load_for_reload(&old) else {
+    let Some((new, addrs)) = old.load_for_reload() else {
         return;
     };
     listeners.borrow_mut().retain(|(a, _)| addrs.contains(a));
@@ -69,7 +69,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         relays,
     } = args;
     rsockd_sys::proctitle::set("rsockd: supervisor");
-    super::block_on_local("supervisor", async move {
+    child::block_on_local("supervisor", async move {
         let settings = Rc::new(settings);
         settings.make_current();
         let listeners: Listeners = Rc::new(RefCell::new(listeners));

@@ -9,7 +9,8 @@ use std::time::Duration;
 use rsockd_sys::accept::ExclusiveAccept;
 use tokio::net::TcpStream;
 
-use super::{session, Mother};
+use super::session;
+use super::state::Mother;
 use crate::log;
 
 /// Accepts clients on one socket until aborted.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rsockd_config::Method;
 use rsockd_ipc::{AuthQuery, AuthSource};
 
-use super::Mother;
+use super::state::Mother;
 use crate::auth::link::AuthLink;
 use crate::negotiate::{Authenticator, Credentials};
 use crate::settings::Settings;

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use super::request::{
     self, choose_source, detach, fail, hand_off, refuse_failed, Client, Failing, Resolved,
 };
-use super::Mother;
+use super::state::Mother;
 use crate::log::lines::Subject;
 use crate::log::{self, addr};
 use crate::negotiate::{self, Wire};

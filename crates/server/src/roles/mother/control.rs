@@ -9,7 +9,7 @@ use std::time::Duration;
 use rsockd_ipc::{Control, Report};
 
 use super::accept::{start_accepting, stop_accepting};
-use super::Mother;
+use super::state::Mother;
 use crate::channel::Channel;
 use crate::log;
 use crate::settings::Settings;
@@ -17,7 +17,7 @@ use crate::settings::Settings;
 /// SIGHUP: re-read the file; a bad file is logged and the old configuration stays (Dante
 /// exits here). `internal:` changes are applied: new addresses bound, removed ones closed.
 pub(super) async fn reload(m: &Rc<Mother>) {
-    let Some((new, addrs)) = crate::roles::load_for_reload(&m.settings()) else {
+    let Some((new, addrs)) = m.settings().load_for_reload() else {
         return;
     };
     let new = Rc::new(new);
@@ -127,7 +127,7 @@ pub(super) async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream 
             Control::Sessions(_) => log::error("mother_ipc(): unexpected session message"),
         }
     }
-    let suffix = if crate::roles::parent_gone().await {
+    let suffix = if crate::roles::child::parent_gone().await {
         ": mother unexpectedly exited"
     } else {
         ""

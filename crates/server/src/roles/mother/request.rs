@@ -14,7 +14,7 @@ use rsockd_rules::{Dest, SocksQuery};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Mother;
+use super::state::Mother;
 use crate::log::lines::{self, Subject};
 use crate::log::{self, addr, escape};
 use crate::negotiate::{self, Cmd, Wire};

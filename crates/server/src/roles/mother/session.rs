@@ -10,7 +10,7 @@ use rsockd_rules::ClientQuery;
 use tokio::net::TcpStream;
 
 use super::request::{log_flags, now_us, Client};
-use super::Mother;
+use super::state::Mother;
 use crate::log::lines;
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::{Resolver, SystemResolver};

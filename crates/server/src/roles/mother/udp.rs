@@ -11,7 +11,7 @@ use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
 use super::request::{self, choose_source, detach, hand_off, refuse_failed, Client, Failing};
-use super::Mother;
+use super::state::Mother;
 use crate::log::{self, lines::Subject};
 use crate::negotiate::{self, Wire};
 use crate::net::sockets;

@@ -86,3 +86,18 @@ pub fn cpus() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// Whether process `pid` exists (zombies included), as `kill(pid, 0)` tells: a process we may
+/// not signal exists too.
+pub fn exists(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(p),
+        Err(rustix::io::Errno::SRCH)
+    )
+}

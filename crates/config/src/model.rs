@@ -190,6 +190,58 @@ impl Timeouts {
     }
 }
 
+/// At most `sessions` new sessions per `seconds` (`session.throttle: N/S`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Throttle {
+    pub sessions: u32,
+    pub seconds: u32,
+}
+
+/// What `session.state.*` limits are counted per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateKey {
+    /// The client's address (Dante's `from`).
+    From,
+    /// The authenticated user (our extension).
+    User,
+}
+
+impl StateKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            StateKey::From => "from",
+            StateKey::User => "user",
+        }
+    }
+}
+
+/// A rule's `session.*` keywords; `None` = not set in the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SessionLimits {
+    pub max: Option<u32>,
+    pub throttle: Option<Throttle>,
+    pub state_key: Option<StateKey>,
+    pub state_max: Option<u32>,
+    pub state_throttle: Option<Throttle>,
+    /// `session.inheritable:`; Dante's default is yes.
+    pub inheritable: Option<bool>,
+}
+
+impl SessionLimits {
+    /// True when the rule limits anything (`inheritable` alone limits nothing).
+    pub fn limits(&self) -> bool {
+        self.max.is_some()
+            || self.throttle.is_some()
+            || self.state_max.is_some()
+            || self.state_throttle.is_some()
+    }
+
+    /// Whether a client rule's limits carry over to the socks rule (Dante's default: yes).
+    pub fn inherits(&self) -> bool {
+        self.inheritable.unwrap_or(true)
+    }
+}
+
 /// Authentication methods, with Dante's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
@@ -412,6 +464,7 @@ pub struct Rule {
     pub udp_portrange: Option<(u16, u16)>,
     /// `pam.servicename:` in the rule; None = the global one.
     pub pam_servicename: Option<String>,
+    pub session: SessionLimits,
 }
 
 impl Rule {
@@ -435,6 +488,7 @@ impl Rule {
             timeout: Timeouts::default(),
             udp_portrange: None,
             pam_servicename: None,
+            session: SessionLimits::default(),
         }
     }
 

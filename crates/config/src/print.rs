@@ -4,7 +4,8 @@
 //! then client rules, then socks rules. Values equal to the defaults are left out.
 
 use crate::model::{
-    AddrMatch, Config, HostSpec, LogDest, Method, PortMatch, Rotation, Rule, RuleAddr, Timeouts,
+    AddrMatch, Config, HostSpec, LogDest, Method, PortMatch, Rotation, Rule, RuleAddr,
+    SessionLimits, Timeouts,
 };
 use std::fmt::{self, Display, Formatter, Write};
 
@@ -104,6 +105,36 @@ fn list<T>(out: &mut String, key: &str, items: &[T], name: impl Fn(&T) -> String
     Ok(())
 }
 
+fn session(s: &mut String, l: &SessionLimits) -> fmt::Result {
+    if let Some(n) = l.max {
+        writeln!(s, "        session.max: {n}")?;
+    }
+    if let Some(t) = l.throttle {
+        writeln!(s, "        session.throttle: {}/{}", t.sessions, t.seconds)?;
+    }
+    if let Some(k) = l.state_key {
+        writeln!(s, "        session.state.key: {}", k.name())?;
+    }
+    if let Some(n) = l.state_max {
+        writeln!(s, "        session.state.max: {n}")?;
+    }
+    if let Some(t) = l.state_throttle {
+        writeln!(
+            s,
+            "        session.state.throttle: {}/{}",
+            t.sessions, t.seconds
+        )?;
+    }
+    if let Some(i) = l.inheritable {
+        writeln!(
+            s,
+            "        session.inheritable: {}",
+            if i { "yes" } else { "no" }
+        )?;
+    }
+    Ok(())
+}
+
 impl Display for Rule {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
@@ -130,6 +161,7 @@ impl Display for Rule {
         if let Some(n) = &self.pam_servicename {
             writeln!(s, "        pam.servicename: {n}")?;
         }
+        session(&mut s, &self.session)?;
         s.push_str("}\n");
         f.write_str(&s)
     }

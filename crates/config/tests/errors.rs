@@ -262,8 +262,6 @@ fn not_supported_yet_rule_options() {
     for (opt, word) in [
         ("hostid: 1.2.3.4", "hostid"),
         ("hostindex: 1", "hostindex"),
-        ("session.max: 3", "session.max"),
-        ("session.throttle: 10/1", "session.throttle"),
         ("session.state.key: from", "session.state.key"),
         ("bandwidth: 1000", "bandwidth"),
         ("redirect from: 1.2.3.4/32", "redirect"),
@@ -698,4 +696,54 @@ fn announce_address_errors() {
     assert_eq!(c.config.announce_udp, Some("203.0.113.7".parse().unwrap()));
     assert_eq!(c.config.announce_bind, Some("2001:db8::7".parse().unwrap()));
     assert!(ok("compatibility: sameport\n").config.compat_sameport);
+}
+
+#[test]
+fn session_limit_errors_name_line_and_column() {
+    for (opt, near, msg) in [
+        (
+            "session.max: -1",
+            "-1",
+            "expected a number after 'session.max:'",
+        ),
+        ("session.max: 0", "", "'session.max:' must be at least 1"),
+        (
+            "session.max: zz",
+            "zz",
+            "expected a number after 'session.max:'",
+        ),
+        (
+            "session.throttle: 5",
+            "",
+            "expected 'SESSIONS/SECONDS' after 'session.throttle:'",
+        ),
+        ("session.throttle: 5/0", "", "'/' must be at least 1"),
+        (
+            "session.inheritable: maybe",
+            "maybe",
+            "expected 'yes' or 'no'",
+        ),
+        (
+            "session.bogus: 1",
+            "session.bogus",
+            "unknown rule keyword 'session.bogus'",
+        ),
+    ] {
+        let t = rule(&format!("from: 0/0 to: 0/0\n{opt}\n"));
+        let e = errs(&t);
+        assert!(
+            e.iter().any(|d| d.line == 3 && d.message.contains(msg)),
+            "{opt}: {e:#?}"
+        );
+        if !near.is_empty() {
+            err_near(&t, near, msg);
+        }
+    }
+    // Still to come: per-key limits.
+    let t = rule("from: 0/0 to: 0/0\nsession.state.key: from\n");
+    err_near(
+        &t,
+        "session.state.key",
+        "'session.state.key' is not supported yet",
+    );
 }

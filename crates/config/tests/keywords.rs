@@ -7,7 +7,7 @@ use common::{cfg, ok, ok_all, socks_rule, warnings};
 use ipnet::IpNet;
 use rsockd_config::{
     AddrMatch, Command, Families, HostSpec, LogDest, Method, PortMatch, Protocol, ProxyProtocol,
-    Rotation, RuleKind, Timeouts, Verdict,
+    Rotation, RuleKind, Throttle, Timeouts, Verdict,
 };
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -549,4 +549,27 @@ fn families_default_both() {
             ipv6: true
         }
     );
+}
+
+#[test]
+fn session_limits_parse_into_client_and_socks_rules() {
+    let l = ok_all(
+        "client pass { from: 0/0 to: 0/0 session.max: 10 session.inheritable: no }\n\
+         socks pass { from: 0/0 to: 0/0 session.throttle: 5/2 session.max: 3 }\n",
+    );
+    let c = l.config.client_rules[0].session;
+    assert_eq!(c.max, Some(10));
+    assert_eq!(c.inheritable, Some(false));
+    assert!(!c.inherits());
+    let s = l.config.socks_rules[0].session;
+    assert_eq!(s.max, Some(3));
+    assert_eq!(
+        s.throttle,
+        Some(Throttle {
+            sessions: 5,
+            seconds: 2
+        })
+    );
+    assert!(s.inherits(), "Dante's default is inheritable");
+    assert!(s.limits());
 }

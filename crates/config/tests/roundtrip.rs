@@ -9,7 +9,7 @@ use proptest::sample::subsequence;
 use rsockd_config::{
     parse_str_with, AddrMatch, Command, Config, ExternalAddr, Families, HostSpec, ListenAddr,
     LogDest, LogFlags, Method, ParseOptions, PortMatch, Protocol, ProxyProtocol, Rotation, Rule,
-    RuleAddr, RuleKind, Timeouts, Verdict,
+    RuleAddr, RuleKind, SessionLimits, StateKey, Throttle, Timeouts, Verdict,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -138,6 +138,32 @@ fn names() -> impl Strategy<Value = Vec<String>> {
         .prop_shuffle()
 }
 
+fn throttle() -> impl Strategy<Value = Option<Throttle>> {
+    proptest::option::of((1u32..=u32::MAX, 1u32..=86_400))
+        .prop_map(|t| t.map(|(sessions, seconds)| Throttle { sessions, seconds }))
+}
+
+fn session_limits() -> impl Strategy<Value = SessionLimits> {
+    (
+        proptest::option::of(1u32..=u32::MAX),
+        throttle(),
+        proptest::option::of(prop_oneof![Just(StateKey::From), Just(StateKey::User)]),
+        proptest::option::of(1u32..=u32::MAX),
+        throttle(),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(
+            |(max, throttle, state_key, state_max, state_throttle, inheritable)| SessionLimits {
+                max,
+                throttle,
+                state_key,
+                state_max,
+                state_throttle,
+                inheritable,
+            },
+        )
+}
+
 fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strategy<Value = Rule> {
     let socks_only = kind == RuleKind::Socks;
     (
@@ -152,10 +178,26 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
         log_flags(),
         timeouts(),
         proptest::option::of((any::<u16>(), any::<u16>())),
-        proptest::option::of("[a-z][a-z0-9_.-]{0,8}"),
+        (
+            proptest::option::of("[a-z][a-z0-9_.-]{0,8}"),
+            session_limits(),
+        ),
     )
         .prop_map(
-            move |((pass, from, to), cmd, proto, pp, sm, cm, user, group, log, t, ur, pam)| {
+            move |(
+                (pass, from, to),
+                cmd,
+                proto,
+                pp,
+                sm,
+                cm,
+                user,
+                group,
+                log,
+                t,
+                ur,
+                (pam, sl),
+            )| {
                 let mut r = Rule::new(
                     kind,
                     if pass { Verdict::Pass } else { Verdict::Block },
@@ -171,6 +213,7 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
                 r.log = log;
                 r.timeout = t;
                 r.pam_servicename = pam;
+                r.session = sl;
                 if socks_only {
                     r.command = cmd;
                     r.protocol = proto;

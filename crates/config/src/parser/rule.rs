@@ -6,7 +6,9 @@
 use super::methods::List;
 use super::{Ctx, Parser};
 use crate::lexer::Tok;
-use crate::model::{Command, Protocol, ProxyProtocol, Rule, RuleKind, Verdict};
+use crate::model::{
+    Command, Protocol, ProxyProtocol, Rule, RuleKind, SessionLimits, StateKey, Throttle, Verdict,
+};
 use crate::support::{self, Place};
 
 /// Rule options with a value reader here.
@@ -29,6 +31,12 @@ const HANDLED: &[&str] = &[
     "timeout.io.tcp",
     "timeout.io.udp",
     "timeout.tcp_fin_wait",
+    "session.max",
+    "session.throttle",
+    "session.state.key",
+    "session.state.max",
+    "session.state.throttle",
+    "session.inheritable",
 ];
 
 pub(super) fn has_rule_handler(key: &str) -> bool {
@@ -263,6 +271,10 @@ impl<'a> Parser<'a> {
                 self.end_of_value(kw);
             }
             "pam.servicename" => rule.pam_servicename = self.service_name(kw),
+            _ if name.starts_with("session.") => {
+                self.session(kw, name, &mut rule.session);
+                self.end_of_value(kw);
+            }
             _ if name.starts_with("timeout.") => {
                 self.timeout(kw, name, &mut rule.timeout);
                 self.end_of_value(kw);
@@ -333,5 +345,87 @@ impl<'a> Parser<'a> {
             return None;
         }
         Some((u16::try_from(start).ok()?, u16::try_from(end).ok()?))
+    }
+
+    /// `session.max: N`, `session.throttle: N/S`, `session.state.key: from|user`,
+    /// `session.state.max: N`, `session.state.throttle: N/S`, `session.inheritable: yes|no`.
+    fn session(&mut self, kw: Tok<'a>, name: &str, l: &mut SessionLimits) {
+        let after = format!("{}:", kw.text);
+        match name {
+            "session.max" | "session.state.max" => {
+                let Some(n) = self.at_least_one(&after) else {
+                    return;
+                };
+                if name == "session.max" {
+                    l.max = Some(n);
+                } else {
+                    l.state_max = Some(n);
+                }
+            }
+            "session.throttle" | "session.state.throttle" => {
+                let Some(t) = self.throttle(&after) else {
+                    return;
+                };
+                if name == "session.throttle" {
+                    l.throttle = Some(t);
+                } else {
+                    l.state_throttle = Some(t);
+                }
+            }
+            "session.state.key" => {
+                let t = self.sc.ident();
+                l.state_key = match t.text {
+                    "from" => Some(StateKey::From),
+                    "user" => Some(StateKey::User),
+                    "hostid" => {
+                        self.not_yet(
+                            t,
+                            "session.state.key: hostid",
+                            "hostid is not supported on this system",
+                        );
+                        None
+                    }
+                    _ => {
+                        let t = if t.text.is_empty() {
+                            self.sc.next_token()
+                        } else {
+                            t
+                        };
+                        self.error(t, "unknown session.state.key; expected from or user");
+                        None
+                    }
+                };
+            }
+            _ => l.inheritable = self.yes_no(kw),
+        }
+    }
+
+    /// A count of at least 1 (a limit of 0 would refuse everything: use a block rule).
+    fn at_least_one(&mut self, after: &str) -> Option<u32> {
+        let t = self.sc.clone().number();
+        let n = self.number(after, u64::from(u32::MAX))?;
+        if n == 0 {
+            self.error(
+                t,
+                format!("'{after}' must be at least 1; to refuse every session, use a block rule"),
+            );
+            return None;
+        }
+        u32::try_from(n).ok()
+    }
+
+    /// `N/S`: at most N new sessions in S seconds.
+    fn throttle(&mut self, after: &str) -> Option<Throttle> {
+        let sessions = self.at_least_one(after)?;
+        if !self.sc.eat('/') {
+            let t = self.sc.next_token();
+            self.error(
+                t,
+                format!("expected 'SESSIONS/SECONDS' after '{after}', e.g. 10/1"),
+            );
+            return None;
+        }
+        let seconds = self.at_least_one("/")?;
+        Some(Throttle { sessions, seconds })
     }
 }

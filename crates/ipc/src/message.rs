@@ -8,7 +8,7 @@ pub use rsockd_config::LogFlags;
 use crate::codec::{DecodeError, Reader, Writer};
 
 /// Layout version; bump on any change to a message's fields.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Largest encoded message; receivers size their buffer with it. Hand-offs carry at most
 /// 16 KiB of client bytes read past the request, plus a few hundred bytes of fields.
@@ -104,6 +104,10 @@ pub struct Handoff {
     pub reply: Vec<u8>,
     /// Client bytes read past the request (clients that send data before the reply).
     pub prefetched: Vec<u8>,
+    /// The scoreboard slots the session holds (word indexes), in the scoreboard of
+    /// configuration generation `board`; handed to the relay with the session.
+    pub board: u64,
+    pub slots: Vec<u32>,
     /// Descriptors that must come with this message.
     pub nfds: u8,
 }
@@ -114,10 +118,12 @@ pub enum Control {
     /// A configuration to use from now on; one descriptor (a memfd holding the text) comes
     /// with it. `file` names the file the text came from, for diagnostics. To a mother, the
     /// listening sockets follow the memfd, one per address in `listen` (the configured
-    /// `internal:` address each was bound for); relays get none.
+    /// `internal:` address each was bound for); relays get none. With `board`, the
+    /// scoreboard's memfd comes right after the configuration's.
     Config {
         generation: u64,
         file: String,
+        board: bool,
         listen: Vec<SocketAddr>,
     },
     /// One or more sessions, in the order their descriptors follow (each takes `nfds`). A
@@ -217,6 +223,16 @@ fn write_session(w: &mut Writer, h: &Handoff) {
     w.u32(h.fin_wait_timeout);
     w.bytes(&h.reply);
     w.bytes(&h.prefetched);
+    // A session holds at most a client-rule and a socks-rule slot; most hold none, and then
+    // the scoreboard's generation is left out.
+    let n = h.slots.len().min(255);
+    w.u8(n as u8);
+    if n > 0 {
+        w.u64(h.board);
+    }
+    for s in &h.slots[..n] {
+        w.u32(*s);
+    }
     w.u8(h.nfds);
 }
 
@@ -249,6 +265,12 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
     let fin_wait_timeout = r.u32()?;
     let reply = r.bytes()?;
     let prefetched = r.bytes()?;
+    let nslots = r.u8()?;
+    let board = if nslots > 0 { r.u64()? } else { 0 };
+    let mut slots = Vec::with_capacity(nslots.into());
+    for _ in 0..nslots {
+        slots.push(r.u32()?);
+    }
     let nfds = r.u8()?;
     Ok(Handoff {
         id,
@@ -269,6 +291,8 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
         fin_wait_timeout,
         reply,
         prefetched,
+        board,
+        slots,
         nfds,
     })
 }
@@ -301,7 +325,7 @@ impl Control {
     /// Number of descriptors that must accompany this message.
     pub fn fds(&self) -> usize {
         match self {
-            Control::Config { listen, .. } => 1 + listen.len(),
+            Control::Config { listen, board, .. } => 1 + usize::from(*board) + listen.len(),
             Control::Sessions(hs) => hs.iter().map(|h| usize::from(h.nfds)).sum(),
             Control::DumpState | Control::Drain => 0,
             Control::Auth => 1,
@@ -314,11 +338,13 @@ impl Control {
             Control::Config {
                 generation,
                 file,
+                board,
                 listen,
             } => {
                 header(&mut w, K_CONFIG);
                 w.u64(*generation);
                 w.bytes(file.as_bytes());
+                w.u8(u8::from(*board));
                 // More sockets than fit in one SCM_RIGHTS message cannot be sent anyway.
                 let n = listen.len().min(200);
                 w.u8(n as u8);
@@ -348,6 +374,11 @@ impl Control {
             K_CONFIG => {
                 let generation = r.u64()?;
                 let file = String::from_utf8(r.bytes()?).map_err(|_| DecodeError::Field("file"))?;
+                let board = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Field("board")),
+                };
                 let n = r.u8()?;
                 let mut listen = Vec::with_capacity(n.into());
                 for _ in 0..n {
@@ -356,6 +387,7 @@ impl Control {
                 Control::Config {
                     generation,
                     file,
+                    board,
                     listen,
                 }
             }
@@ -478,6 +510,8 @@ mod tests {
             fin_wait_timeout: 10,
             reply: vec![5, 0, 0, 1, 127, 0, 0, 1, 4, 56],
             prefetched: b"GET / HTTP/1.0\r\n".to_vec(),
+            board: 2,
+            slots: vec![7, 1_000_001],
             nfds: 2,
         }
     }
@@ -542,6 +576,8 @@ mod tests {
                 h.external = h.client;
                 h.target = h.client;
                 h.reply.clear();
+                h.slots.clear();
+                h.board = 0;
                 h.nfds = 0;
             }),
             &[0..255, 255..300],
@@ -557,11 +593,13 @@ mod tests {
             Control::Config {
                 generation: 3,
                 file: "/etc/rsockd.conf".into(),
+                board: false,
                 listen: vec![],
             },
             Control::Config {
                 generation: 4,
                 file: "/etc/rsockd.conf".into(),
+                board: true,
                 listen: vec![
                     "127.0.0.1:0".parse().unwrap(),
                     "[::1]:1080".parse().unwrap(),

@@ -10,4 +10,5 @@ pub mod net;
 pub mod notify;
 pub mod relay;
 pub mod roles;
+pub mod scoreboard;
 pub mod settings;

@@ -13,6 +13,7 @@ use rsockd_rules::RuleSet;
 
 use crate::log::{self, Dest, Outputs};
 use crate::net::ifaces::Interfaces;
+use crate::scoreboard::{held, Scoreboard};
 
 /// Dante's defaults, in seconds (0 = no limit).
 pub const DEFAULT_NEGOTIATE: u32 = 30;
@@ -57,6 +58,8 @@ pub struct Settings {
     /// `external:` expanded to addresses, in file order.
     pub externals: Vec<IpAddr>,
     pub flags: Flags,
+    /// The session limits' shared counters, when a rule limits sessions (see scoreboard/).
+    pub board: Option<Rc<Scoreboard>>,
 }
 
 thread_local! {
@@ -146,6 +149,7 @@ impl Settings {
                 ifaces,
                 externals,
                 flags,
+                board: None,
             },
             warnings,
         ))
@@ -159,7 +163,15 @@ impl Settings {
     ) -> Result<(Settings, Vec<String>), SettingsError> {
         let text = std::fs::read_to_string(file)
             .map_err(|e| SettingsError(format!("{file}: cannot read configuration: {e}")))?;
-        Self::build(file, text, generation, flags)
+        let (mut s, warnings) = Self::build(file, text, generation, flags)?;
+        // Only the lead process reads the file, so it creates the scoreboard its children map.
+        s.board = Scoreboard::create(file, &s.config, generation)
+            .map_err(SettingsError)?
+            .map(Rc::new);
+        if let Some(b) = &s.board {
+            held::register(b);
+        }
+        Ok((s, warnings))
     }
 
     /// The configuration in force in this process: the newest one installed with
@@ -187,15 +199,23 @@ impl Settings {
         generation: u64,
         flags: Flags,
         memfd: OwnedFd,
+        board: Option<OwnedFd>,
     ) -> Result<Rc<Settings>, SettingsError> {
         let text = rsockd_sys::spawn::read_memfd(memfd)
             .map_err(|e| SettingsError(format!("cannot read configuration: {e}")))?;
-        let (new, _warnings) = Self::build(
+        let (mut new, _warnings) = Self::build(
             file,
             String::from_utf8_lossy(&text).into_owned(),
             generation,
             flags,
         )?;
+        if let Some(fd) = board {
+            let b = Rc::new(
+                Scoreboard::adopt(fd, file, &new.config, generation).map_err(SettingsError)?,
+            );
+            held::register(&b);
+            new.board = Some(b);
+        }
         if let Err(e) = new.install_logging() {
             crate::log::error(&format!("{e}; keeping the old log outputs"));
         }

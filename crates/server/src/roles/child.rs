@@ -145,12 +145,15 @@ pub async fn send_config(
     listen: Vec<(SocketAddr, OwnedFd)>,
 ) -> io::Result<()> {
     let memfd = s.to_memfd()?;
+    let board = s.board.as_ref().map(|b| b.dup_fd()).transpose()?;
     let msg = Control::Config {
         generation: s.generation,
         file: s.file.clone(),
+        board: board.is_some(),
         listen: listen.iter().map(|(a, _)| *a).collect(),
     };
     let mut fds: Vec<BorrowedFd<'_>> = vec![memfd.as_fd()];
+    fds.extend(board.as_ref().map(|b| b.as_fd()));
     fds.extend(listen.iter().map(|(_, fd)| fd.as_fd()));
     chan.send(&msg.encode(), &fds).await
 }

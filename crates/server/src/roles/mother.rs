@@ -76,15 +76,16 @@ pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize)
                 return 1;
             }
         };
-        let (generation, file, listen, fds) = match chan.recv::<Control>().await {
+        let (generation, file, board, listen, fds) = match chan.recv::<Control>().await {
             Some((
                 Control::Config {
                     generation,
                     file,
+                    board,
                     listen,
                 },
                 fds,
-            )) => (generation, file, listen, fds),
+            )) => (generation, file, board, listen, fds),
             None => return 1,
             Some(_) => {
                 log::error(&format!(
@@ -97,7 +98,8 @@ pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize)
         let Some(memfd) = fds.next() else {
             return 2;
         };
-        let settings = match Settings::adopt(&file, generation, flags, memfd) {
+        let board = if board { fds.next() } else { None };
+        let settings = match Settings::adopt(&file, generation, flags, memfd, board) {
             Ok(s) => s,
             Err(e) => {
                 log::error(&format!("mother[{id}]: {e}"));
@@ -283,6 +285,8 @@ async fn obey_signals(
 /// Reaps exited children; a mother of ours is re-spawned, anything else only noted.
 fn reap(m: &Rc<Mother>) {
     for (pid, how) in rsockd_sys::process::reap() {
+        // Whatever it was (a relay, a mother, an orphan), its scoreboard slots are free now.
+        crate::scoreboard::held::clear_dead(pid);
         if m.family.as_ref().is_some_and(|f| f.reaped(pid, &how)) {
             continue;
         }

@@ -93,6 +93,7 @@ async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
         Command::Bind => Box::pin(bind::run(&h, fds, &stats)).await,
         Command::UdpAssociate => Box::pin(udp::run(&h, fds, &stats)).await,
     }
+    crate::scoreboard::held::session_ended(h.board, &h.slots);
     r.reg.sessions.borrow_mut().remove(&h.id);
     r.title_stale.notify_one();
     if !r.mother_gone.get() {
@@ -139,13 +140,18 @@ async fn control_loop(r: Rc<Relay>) {
     while let Some((msg, fds)) = r.chan.recv::<Control>().await {
         match msg {
             Control::Config {
-                generation, file, ..
+                generation,
+                file,
+                board,
+                ..
             } => {
                 let first = Settings::current().is_none();
-                let Some(memfd) = fds.into_iter().next() else {
+                let mut fds = fds.into_iter();
+                let Some(memfd) = fds.next() else {
                     continue;
                 };
-                match Settings::adopt(&file, generation, r.flags, memfd) {
+                let board = if board { fds.next() } else { None };
+                match Settings::adopt(&file, generation, r.flags, memfd, board) {
                     Ok(_) if first => {
                         let ready = Report::Ready {
                             pid: std::process::id(),
@@ -293,6 +299,8 @@ mod tests {
             fin_wait_timeout: 0,
             reply: vec![],
             prefetched: vec![],
+            board: 0,
+            slots: Vec::new(),
             nfds: 2,
         };
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -52,6 +52,7 @@ async fn reload(fam: &Family, listeners: &Listeners) {
     let msg = Control::Config {
         generation: new.generation,
         file: new.file.clone(),
+        board: new.board.is_some(),
         listen: Vec::new(),
     };
     fam.broadcast(&msg, Some(&new)).await;
@@ -93,6 +94,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = signals.child_exited() => {
                     for (pid, how) in rsockd_sys::process::reap() {
+                        crate::scoreboard::held::clear_dead(pid);
                         fam.reaped(pid, &how);
                     }
                 }
@@ -123,6 +125,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
                 }
                 Signal::ChildExited => {
                     for (pid, how) in rsockd_sys::process::reap() {
+                        crate::scoreboard::held::clear_dead(pid);
                         if !fam.reaped(pid, &how) {
                             log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
                         }

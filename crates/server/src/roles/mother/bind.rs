@@ -94,7 +94,10 @@ pub(super) async fn run(
         .filter(|a| a.is_ipv4() == bound.is_ipv4() || req.version == 5)
         .map_or(bound, |a: IpAddr| SocketAddr::new(a, bound.port()));
     let (client_stream, prefetched) = wire.into_parts();
+    let (board, slots) = client.slots.borrow().wire();
     let h = Handoff {
+        board,
+        slots,
         id: m.next_session_id(),
         command: Command::Bind,
         version: req.version,
@@ -116,7 +119,7 @@ pub(super) async fn run(
         nfds: 2,
     };
     match detach(client_stream) {
-        Ok(cfd) => hand_off(&m, h, cfd, vec![listener.into()]),
+        Ok(cfd) => hand_off(&m, &client, h, cfd, vec![listener.into()]),
         Err(e) => log::error(&format!(
             "{} {}: cannot detach the client socket for hand-off: {e}",
             log::addr(&client.peer),

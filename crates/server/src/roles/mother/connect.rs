@@ -54,7 +54,10 @@ pub(super) async fn run(
         .unwrap_or_else(|_| SocketAddr::new(won.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0));
     let reply = negotiate::success_reply(req.version, external);
     let (client_stream, prefetched) = wire.into_parts();
+    let (board, slots) = client.slots.borrow().wire();
     let h = Handoff {
+        board,
+        slots,
         id: m.next_session_id(),
         command: Command::Connect,
         version: req.version,
@@ -86,7 +89,7 @@ pub(super) async fn run(
             return;
         }
     };
-    hand_off(&m, h, cfd, vec![tfd]);
+    hand_off(&m, &client, h, cfd, vec![tfd]);
 }
 
 /// Resolve, rules, connect: the target connection of a CONNECT, or None after the request was

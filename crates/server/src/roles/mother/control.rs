@@ -53,6 +53,7 @@ async fn broadcast_config(m: &Rc<Mother>, new: &Rc<Settings>) {
     let msg = Control::Config {
         generation: new.generation,
         file: new.file.clone(),
+        board: new.board.is_some(),
         listen: Vec::new(),
     };
     m.pool.broadcast(&msg, Some(new)).await;
@@ -67,13 +68,15 @@ async fn adopt(
     m: &Rc<Mother>,
     generation: u64,
     file: &str,
+    board: bool,
     listen: Vec<SocketAddr>,
     fds: Vec<OwnedFd>,
 ) -> Result<(), String> {
     let mut fds = fds.into_iter();
     let memfd = fds.next().ok_or("configuration without its descriptor")?;
-    let new =
-        Settings::adopt(file, generation, m.settings().flags, memfd).map_err(|e| e.to_string())?;
+    let board = if board { fds.next() } else { None };
+    let new = Settings::adopt(file, generation, m.settings().flags, memfd, board)
+        .map_err(|e| e.to_string())?;
     let current: Vec<SocketAddr> = m.accepting.borrow().keys().copied().collect();
     for a in current.iter().filter(|a| !listen.contains(a)) {
         stop_accepting(m, a);
@@ -105,9 +108,10 @@ pub(super) async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream 
             Control::Config {
                 generation,
                 file,
+                board,
                 listen,
             } => {
-                if let Err(e) = adopt(&m, generation, &file, listen, fds).await {
+                if let Err(e) = adopt(&m, generation, &file, board, listen, fds).await {
                     log::error(&format!(
                         "mother[{}/{}]: configuration refused, keeping the running one: {e}",
                         m.index, m.of
@@ -180,6 +184,14 @@ pub(super) fn dump_state(m: &Rc<Mother>) {
     ));
     if let Some(pid) = m.keeper.as_ref().and_then(|k| k.pid()) {
         log::info(&format!("auth-helper: pid {pid}"));
+    }
+    // The scoreboard is the whole server's: the lead (mother 1) speaks for it.
+    if m.index == 1 {
+        if let Some(b) = &m.settings().board {
+            for line in b.dump() {
+                log::info(&format!("scoreboard: {line}"));
+            }
+        }
     }
     if let Some(f) = &m.family {
         for (i, pid, negotiating) in f.pids() {

@@ -19,6 +19,7 @@ use rsockd_ipc::{batch_sessions, Control, Handoff, Report};
 use crate::channel::Channel;
 use crate::log::{self, lines};
 use crate::roles::child::{self, Backoff, Child, Role};
+use crate::scoreboard::held::SessionSlots;
 use crate::settings::{Flags, Settings};
 
 /// How long a finished negotiation waits for a relay when none is alive (one is being
@@ -91,6 +92,8 @@ pub struct Pool {
 pub struct Queued {
     pub h: Handoff,
     pub fds: Vec<OwnedFd>,
+    /// The scoreboard slots the session holds; given back if no relay takes it.
+    pub slots: SessionSlots,
 }
 
 impl Queued {
@@ -400,6 +403,9 @@ impl Pool {
                     .flatten()
                     .flat_map(|q| q.fds.iter().map(|f| f.as_fd()))
                     .collect();
+                for q in qs[range.clone()].iter().flatten() {
+                    q.slots.lend(slot.pid.get());
+                }
                 slot.chan.send(&msg, &fds).await
             };
             match &sent {
@@ -414,11 +420,13 @@ impl Pool {
                     range.len()
                 )),
             }
-            for q in qs[range].iter_mut().filter_map(Option::take) {
+            for mut q in qs[range].iter_mut().filter_map(Option::take) {
                 if sent.is_ok() {
                     slot.sessions.set(slot.sessions.get() + 1);
                     slot.handed.borrow_mut().insert(q.h.id, q.info());
+                    std::mem::take(&mut q.slots).sent();
                 } else {
+                    q.slots.take_back(slot.pid.get());
                     slot.fds
                         .set(slot.fds.get().saturating_sub(q.fds.len() as u32));
                     let tried = vec![slot.clone()];
@@ -453,6 +461,7 @@ impl Pool {
                 continue;
             };
             let fds: Vec<BorrowedFd<'_>> = q.fds.iter().map(|f| f.as_fd()).collect();
+            q.slots.lend(slot.pid.get());
             match slot.chan.send(&msg, &fds).await {
                 Ok(()) => {
                     self.handoff_messages.set(self.handoff_messages.get() + 1);
@@ -460,9 +469,11 @@ impl Pool {
                     slot.sessions.set(slot.sessions.get() + 1);
                     slot.fds.set(slot.fds.get() + need);
                     slot.handed.borrow_mut().insert(q.h.id, q.info());
+                    q.slots.sent();
                     return;
                 }
                 Err(e) => {
+                    q.slots.take_back(slot.pid.get());
                     log::warning(&format!("relay {}: hand-off failed: {e}", slot.id));
                     tried.push(slot);
                 }

@@ -3,6 +3,7 @@
 //! refusals (logged and answered) and the hand-off to a relay. `connect`, `bind` and `udp`
 //! add only what their command does.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +20,7 @@ use crate::log::lines::{self, Subject};
 use crate::log::{self, addr, escape};
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::Resolver;
+use crate::scoreboard::held::SessionSlots;
 use crate::settings::Settings;
 
 pub(super) fn now_us() -> u64 {
@@ -43,6 +45,10 @@ pub(super) struct Client {
     pub who: Option<(Method, String)>,
     /// PAM still to run with the matched socks rule's service.
     pub pending_pam: Option<super::auth::PendingPam>,
+    /// The scoreboard slots this client holds (its client rule's, then its socks rule's).
+    pub slots: RefCell<SessionSlots>,
+    /// Whether the client rule's session limits carry over to the socks rule.
+    pub inherits: bool,
 }
 
 impl Client {
@@ -228,24 +234,35 @@ pub(super) async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Option<Admitted> {
     let Some((addr, number, cfg)) = checked.passed.first().cloned() else {
         let first = checked.first.clone();
-        refuse_blocked(wire, client, version, first, subject, target_text, None).await;
+        refuse_blocked(
+            wire,
+            client,
+            version,
+            first,
+            subject,
+            target_text,
+            Refused::Rules,
+        )
+        .await;
         return None;
     };
     if let Some(p) = &client.pending_pam {
         if let Err(why) = p.check(cfg.as_ref()).await {
             let rule = (number, cfg.clone());
-            refuse_blocked(
-                wire,
-                client,
-                version,
-                rule,
-                subject,
-                target_text,
-                Some(&why),
-            )
-            .await;
+            let why = Refused::Check(&why);
+            refuse_blocked(wire, client, version, rule, subject, target_text, why).await;
             return None;
         }
+    }
+    let limited = client
+        .slots
+        .borrow_mut()
+        .for_request(number, client.inherits);
+    if let Err(limit) = limited {
+        let rule = (number, cfg.clone());
+        let why = Refused::Limit(&limit.to_string());
+        refuse_blocked(wire, client, version, rule, subject, target_text, why).await;
+        return None;
     }
     Some(Admitted {
         addr,
@@ -257,8 +274,18 @@ pub(super) async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// Logs and answers a request no socks rule lets through, or (`failed` set) one whose rule
-/// matched but whose request-time check (PAM with the rule's service) failed.
+/// Why a socks rule turned a request away.
+#[derive(Clone, Copy)]
+enum Refused<'a> {
+    /// No pass rule matched.
+    Rules,
+    /// The rule matched, its request-time check (PAM with the rule's service) failed.
+    Check(&'a str),
+    /// The rule matched, its session limits are reached.
+    Limit(&'a str),
+}
+
+/// Logs and answers a request a socks rule turned away.
 async fn refuse_blocked<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<S>,
     client: &Client,
@@ -266,17 +293,23 @@ async fn refuse_blocked<S: AsyncRead + AsyncWrite + Unpin>(
     (num, rule): (u32, Option<Rule>),
     subject: Subject,
     target_text: &str,
-    failed: Option<&str>,
+    refused: Refused<'_>,
 ) {
     let sref = RuleRef {
         number: num,
         log: log_flags(rule.as_ref()),
     };
-    client.request(subject).refused(&sref, target_text, failed);
-    let why = match failed {
-        Some(w) => w.to_string(),
-        None if num == 0 => "no rules matched; using default block rule".to_string(),
-        None => format!("blocked by higher-level socks-rule #{num}"),
+    let reason = match refused {
+        Refused::Rules => None,
+        Refused::Check(w) | Refused::Limit(w) => Some(w),
+    };
+    client.request(subject).refused(&sref, target_text, reason);
+    // Dante's client-rule line names the socks rule and, for a limit, the limit too.
+    let why = match refused {
+        Refused::Check(w) => w.to_string(),
+        Refused::Limit(w) => format!("blocked by higher-level socks-rule #{num}: {w}"),
+        Refused::Rules if num == 0 => "no rules matched; using default block rule".to_string(),
+        Refused::Rules => format!("blocked by higher-level socks-rule #{num}"),
     };
     client.accept_closed(false, &why);
     fail(wire, version, Reply::NotAllowed).await;
@@ -285,11 +318,18 @@ async fn refuse_blocked<S: AsyncRead + AsyncWrite + Unpin>(
 /// Hands a negotiated session and its descriptors to this mother's relays (with the others
 /// that finish in the same turn of the event loop). The pool owns them from here and answers
 /// the client if no relay takes the session.
-pub(super) fn hand_off(m: &Mother, h: Handoff, client_fd: OwnedFd, more: Vec<OwnedFd>) {
+pub(super) fn hand_off(
+    m: &Mother,
+    client: &Client,
+    h: Handoff,
+    client_fd: OwnedFd,
+    more: Vec<OwnedFd>,
+) {
     let mut fds = Vec::with_capacity(1 + more.len());
     fds.push(client_fd);
     fds.extend(more);
-    m.pool.hand_off(super::pool::Queued { h, fds });
+    let slots = client.slots.take();
+    m.pool.hand_off(super::pool::Queued { h, fds, slots });
 }
 
 /// Detaches a tokio TCP stream for the hand-off.

@@ -82,6 +82,8 @@ fn client() -> Client {
         names: Vec::new(),
         who: None,
         pending_pam: None,
+        slots: Default::default(),
+        inherits: true,
     }
 }
 

@@ -1,6 +1,7 @@
 //! One client, from accept to its request: client rules, method negotiation and
 //! authentication; then the request goes to its command's module.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -14,6 +15,7 @@ use super::state::Mother;
 use crate::log::lines;
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::{Resolver, SystemResolver};
+use crate::scoreboard::held::SessionSlots;
 
 /// Negotiates with one accepted client. `listening` is the listener's own address: when it is
 /// a specific address, it is the client's destination too, and getsockname(2) is saved.
@@ -39,6 +41,25 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
         src_names: &names,
     });
     let crule_cfg = cm.rule.cloned();
+    let pass = cm.verdict == rsockd_config::Verdict::Pass;
+    // A client rule's session limits are checked at accept, as Dante does: over the limit,
+    // the connection is reset with no reply.
+    let slots = if pass {
+        match SessionSlots::for_client(s.board.as_ref(), cm.number) {
+            Ok(slots) => slots,
+            Err(limit) => {
+                let crule = RuleRef {
+                    number: cm.number,
+                    log: log_flags(cm.rule),
+                };
+                lines::accept_refused(&crule, false, &peer, &local, &limit.to_string());
+                reset(stream);
+                return;
+            }
+        }
+    } else {
+        SessionSlots::default()
+    };
     let mut client = Client {
         peer,
         local,
@@ -49,8 +70,10 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
         names,
         who: None,
         pending_pam: None,
+        slots: RefCell::new(slots),
+        inherits: crule_cfg.as_ref().is_none_or(|r| r.session.inherits()),
     };
-    if cm.verdict != rsockd_config::Verdict::Pass {
+    if !pass {
         let why = if cm.number == 0 {
             "no rules matched; using default block rule".to_string()
         } else {
@@ -117,5 +140,12 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
         Cmd::Connect => super::connect::run(m, &s, wire, client, req, accepted_us).await,
         Cmd::Bind => super::bind::run(m, &s, wire, client, req, accepted_us).await,
         Cmd::UdpAssociate => super::udp::run(m, &s, wire, client, req, accepted_us).await,
+    }
+}
+
+/// Closes with a reset (SO_LINGER 0), as Dante turns away a client over a client rule's limit.
+fn reset(stream: TcpStream) {
+    if let Ok(std) = stream.into_std() {
+        let _ = socket2::SockRef::from(&std).set_linger(Some(std::time::Duration::ZERO));
     }
 }

@@ -102,7 +102,10 @@ pub(super) async fn run(
     let (control, prefetched) = wire.into_parts();
     let mut fds = vec![csock.into()];
     fds.extend(exts.into_iter().map(Into::into));
+    let (board, slots) = client.slots.borrow().wire();
     let h = Handoff {
+        board,
+        slots,
         id: seed,
         command: Command::UdpAssociate,
         version: req.version,
@@ -125,7 +128,7 @@ pub(super) async fn run(
         nfds: 1 + fds.len() as u8,
     };
     match detach(control) {
-        Ok(cfd) => hand_off(&m, h, cfd, fds),
+        Ok(cfd) => hand_off(&m, &client, h, cfd, fds),
         Err(e) => log::error(&format!(
             "{} {}: cannot detach the control connection for hand-off: {e}",
             log::addr(&client.peer),

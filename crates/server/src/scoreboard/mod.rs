@@ -1,0 +1,278 @@
+//! The scoreboard (DESIGN §5): session limits that hold for the whole server, every mother
+//! and every relay, whatever dies. One shared memory region per configuration generation,
+//! created by the lead process and handed to every child beside the configuration; its
+//! layout follows from the configuration text (`layout.rs`), so it needs no directory.
+//!
+//! A session's slots are words holding the pid of the process that has the session: the
+//! mother that admits it, then (handed on before the hand-off message is sent) the relay that
+//! runs it. Whoever reaps a dead process frees the words holding its pid, and a taker that
+//! finds a rule full first frees the words of holders that no longer exist, so a SIGKILL
+//! never leaks a slot.
+
+pub mod held;
+pub mod layout;
+pub mod slots;
+pub mod throttle;
+
+use std::cell::Cell;
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rsockd_config::{Config, RuleKind, Throttle};
+use rsockd_sys::shm::SharedWords;
+
+use layout::{Layout, Table, MAGIC};
+
+/// Why a session was refused, in Dante's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// `session.max` reached.
+    Max { max: u32 },
+    /// `session.throttle` reached: `admitted` in the window that began `secs` ago, `current`
+    /// sessions of the rule now.
+    Throttle {
+        admitted: u64,
+        secs: u64,
+        current: u64,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Max { max } => {
+                let slots = if *max == 1 { "slot" } else { "slots" };
+                write!(f, "session limit reached ({max}/{max} {slots} in use)")
+            }
+            Refusal::Throttle {
+                admitted,
+                secs,
+                current,
+            } => write!(
+                f,
+                "session rate limit reached (already accepted {admitted} new clients during the \
+                 last {secs}s.  Current client count: {current})"
+            ),
+        }
+    }
+}
+
+/// The slot words a session holds, by index in the region; travels with the hand-off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held(pub Vec<u32>);
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub struct Scoreboard {
+    shm: SharedWords,
+    layout: Layout,
+    generation: u64,
+    /// Where this process starts looking for a free slot, so racing processes spread out.
+    hint: Cell<usize>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// Whether process `pid` still exists (a zombie counts: its reaper will free its slots).
+fn alive(pid: u32) -> bool {
+    rsockd_sys::process::exists(pid)
+}
+
+impl Scoreboard {
+    /// A new zeroed scoreboard for `cfg`; None when no rule limits sessions.
+    pub fn create(file: &str, cfg: &Config, generation: u64) -> Result<Option<Scoreboard>, String> {
+        let layout = Layout::of(file, cfg)?;
+        if layout.is_empty() {
+            return Ok(None);
+        }
+        let shm = SharedWords::create("rsockd.scoreboard", layout.words)
+            .map_err(|e| format!("cannot create the scoreboard: {e}"))?;
+        shm.words()[0].store(MAGIC, Ordering::Release);
+        shm.words()[1].store(generation, Ordering::Release);
+        Ok(Some(Scoreboard::new(shm, layout, generation)))
+    }
+
+    /// The scoreboard our parent created for the same configuration text.
+    pub fn adopt(
+        fd: OwnedFd,
+        file: &str,
+        cfg: &Config,
+        generation: u64,
+    ) -> Result<Scoreboard, String> {
+        let layout = Layout::of(file, cfg)?;
+        let shm = SharedWords::adopt(fd).map_err(|e| format!("cannot map the scoreboard: {e}"))?;
+        let w = shm.words();
+        if w.len() != layout.words
+            || w[0].load(Ordering::Acquire) != MAGIC
+            || w[1].load(Ordering::Acquire) != generation
+        {
+            return Err(format!(
+                "the scoreboard handed to us does not fit configuration generation {generation}"
+            ));
+        }
+        Ok(Scoreboard::new(shm, layout, generation))
+    }
+
+    fn new(shm: SharedWords, layout: Layout, generation: u64) -> Scoreboard {
+        Scoreboard {
+            shm,
+            layout,
+            generation,
+            hint: Cell::new(std::process::id() as usize),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A copy of the region's descriptor, for a child.
+    pub fn dup_fd(&self) -> std::io::Result<OwnedFd> {
+        self.shm.dup_fd()
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        self.shm.words()
+    }
+
+    fn run(&self, r: layout::Run) -> &[AtomicU64] {
+        &self.words()[r.start..r.start + r.len]
+    }
+
+    /// Whether rule `number` of `kind` limits sessions.
+    pub fn limits(&self, kind: RuleKind, number: u32) -> bool {
+        self.layout.table(kind, number).is_some()
+    }
+
+    /// Admits one session under rule `number` of `kind` for process `pid`, adding the slot it
+    /// takes to `held`. Refused: nothing is taken.
+    pub fn admit(
+        &self,
+        kind: RuleKind,
+        number: u32,
+        pid: u32,
+        held: &mut Held,
+    ) -> Result<(), Refusal> {
+        let Some(t) = self.layout.table(kind, number) else {
+            return Ok(());
+        };
+        let slot = match (t.slots, t.limits.max) {
+            (Some(run), Some(max)) => Some(self.take(run, max, pid)?),
+            _ => None,
+        };
+        if let (Some(w), Some(th)) = (t.throttle, t.limits.throttle) {
+            if let Err(full) = throttle::admit(&self.words()[w], th, now_ms()) {
+                if let Some(i) = slot {
+                    slots::release(&self.words()[i], pid);
+                }
+                return Err(self.throttle_refusal(t, th, full.admitted));
+            }
+        }
+        if let Some(i) = slot {
+            held.0.push(i as u32);
+        }
+        Ok(())
+    }
+
+    fn take(&self, run: layout::Run, max: u32, pid: u32) -> Result<usize, Refusal> {
+        let words = self.run(run);
+        let hint = self.hint.get();
+        self.hint.set(hint.wrapping_add(1));
+        let got = slots::take(words, hint, pid).or_else(|| {
+            // Full: free what vanished holders kept, then look once more.
+            (slots::sweep(words, &alive) > 0)
+                .then(|| slots::take(words, hint, pid))
+                .flatten()
+        });
+        got.map(|i| run.start + i).ok_or(Refusal::Max { max })
+    }
+
+    fn throttle_refusal(&self, t: &Table, th: Throttle, admitted: u64) -> Refusal {
+        let now = now_ms();
+        let start = t
+            .throttle
+            .map(|w| self.words()[w].load(Ordering::Acquire) >> 22)
+            .unwrap_or(now);
+        let current = match t.slots {
+            Some(run) => slots::in_use(self.run(run)) as u64,
+            None => throttle::admitted(&self.words()[t.throttle.unwrap_or(0)], th, now),
+        };
+        Refusal::Throttle {
+            admitted,
+            secs: now.saturating_sub(start) / 1000,
+            current,
+        }
+    }
+
+    /// Hands the slots of `held` from `from` to `to` (the relay that will run the session).
+    pub fn give(&self, held: &[u32], from: u32, to: u32) {
+        for &i in held {
+            if let Some(w) = self.words().get(i as usize) {
+                slots::give(w, from, to);
+            }
+        }
+    }
+
+    /// Gives back the slots `pid` holds for a session that ended.
+    pub fn release(&self, held: &[u32], pid: u32) {
+        for &i in held {
+            if let Some(w) = self.words().get(i as usize) {
+                slots::release(w, pid);
+            }
+        }
+    }
+
+    /// Frees every slot a dead process held; how many.
+    pub fn clear(&self, pid: u32) -> usize {
+        self.layout
+            .slot_runs()
+            .map(|r| slots::clear(self.run(r), pid))
+            .sum()
+    }
+
+    /// Slots in use across every rule (0 when the server is idle).
+    pub fn in_use(&self) -> usize {
+        self.layout
+            .slot_runs()
+            .map(|r| slots::in_use(self.run(r)))
+            .sum()
+    }
+
+    /// One line per limited rule, for the SIGUSR1 dump.
+    pub fn dump(&self) -> Vec<String> {
+        let now = now_ms();
+        self.layout
+            .tables
+            .iter()
+            .map(|t| {
+                let mut s = format!("{}-rule #{}: sessions", t.kind.name(), t.number);
+                if let (Some(run), Some(max)) = (t.slots, t.limits.max) {
+                    s.push_str(&format!(
+                        " {}/{max} slots in use",
+                        slots::in_use(self.run(run))
+                    ));
+                }
+                if let (Some(w), Some(th)) = (t.throttle, t.limits.throttle) {
+                    s.push_str(&format!(
+                        ", {}/{} new in the current {}s window",
+                        throttle::admitted(&self.words()[w], th, now),
+                        th.sessions,
+                        th.seconds
+                    ));
+                }
+                s
+            })
+            .collect()
+    }
+}

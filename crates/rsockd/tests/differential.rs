@@ -39,6 +39,10 @@ impl Drop for Danted {
 }
 
 fn start_danted() -> Option<Danted> {
+    start_danted_with(RULES)
+}
+
+fn start_danted_with(rules: &str) -> Option<Danted> {
     if !tool("danted") {
         return None;
     }
@@ -53,7 +57,7 @@ fn start_danted() -> Option<Danted> {
     std::fs::write(
         &conf,
         format!(
-            "logoutput: {}\ninternal: {ip} port = {port}\nexternal: 127.0.0.1\nsocksmethod: none\n{RULES}",
+            "logoutput: {}\ninternal: {ip} port = {port}\nexternal: 127.0.0.1\nsocksmethod: none\n{rules}",
             log.display()
         ),
     )
@@ -193,4 +197,84 @@ fn replies_and_log_shapes_match_danted() {
         assert!(theirs.contains(&must), "danted lacks {must:?}: {theirs:#?}");
         assert!(ours.contains(&must), "rsockd lacks {must:?}: {ours:#?}");
     }
+}
+
+/// The lines a server wrote about session limits, in their shape.
+fn limit_shapes(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("limit reached"))
+        .map(shape)
+        .collect()
+}
+
+/// Waits until `path` holds `n` lines about session limits (danted logs a moment after it
+/// answers).
+fn wait_limit_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let shapes = limit_shapes(&text);
+        if shapes.len() >= n || start.elapsed() > Duration::from_secs(10) {
+            return shapes;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `session.max` and `session.throttle` in a socks rule, and `session.max` in a client rule:
+/// the same replies, the same reset, and lines of the same shape as danted's.
+#[test]
+fn session_limits_match_danted() {
+    for rules in [
+        "client pass { from: 0/0 to: 0/0 log: connect disconnect error }\n\
+         socks pass { from: 0/0 to: 0/0 session.max: 1 log: connect disconnect error }\n",
+        "client pass { from: 0/0 to: 0/0 log: connect disconnect error }\n\
+         socks pass { from: 0/0 to: 0/0 session.throttle: 1/60 log: connect disconnect error }\n",
+    ] {
+        let Some(d) = start_danted_with(rules) else {
+            panic!("danted is required for differential tests (apt-get install dante-server)");
+        };
+        let echo = echo_server();
+        let srv = Server::start(&base_config(rules));
+        let mut replies = Vec::new();
+        for proxy in [d.addr, srv.addr] {
+            let (_held, first) = socks5_connect(proxy, echo.addr);
+            let (_refused, second) = socks5_connect(proxy, echo.addr);
+            replies.push((first, second));
+        }
+        assert_eq!(replies[0], (0, 2), "danted: {rules}");
+        assert_eq!(replies[1], replies[0], "rsockd as danted: {rules}");
+        let theirs = wait_limit_lines(&d.log, 2);
+        let ours = wait_limit_lines(&srv.log, 2);
+        assert_eq!(theirs.len(), 2, "{theirs:?}");
+        assert_eq!(ours, theirs, "{rules}");
+    }
+}
+
+#[test]
+fn client_rule_session_limit_matches_danted() {
+    let rules = "client pass { from: 0/0 to: 0/0 session.max: 1 log: connect disconnect error }\n\
+                 socks pass { from: 0/0 to: 0/0 log: connect disconnect error }\n";
+    let Some(d) = start_danted_with(rules) else {
+        panic!("danted is required for differential tests (apt-get install dante-server)");
+    };
+    let echo = echo_server();
+    let srv = Server::start(&base_config(rules));
+    let mut outcomes = Vec::new();
+    for proxy in [d.addr, srv.addr] {
+        let (_held, first) = socks5_connect(proxy, echo.addr);
+        let mut s = TcpStream::connect(proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(&[5, 1, 0]);
+        let mut buf = [0u8; 2];
+        let second = match s.read(&mut buf) {
+            Ok(n) => format!("read {n}"),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        outcomes.push((first, second));
+    }
+    assert_eq!(outcomes[0].0, 0);
+    assert_eq!(outcomes[1], outcomes[0]);
+    let theirs = wait_limit_lines(&d.log, 1);
+    assert_eq!(wait_limit_lines(&srv.log, 1), theirs);
 }

@@ -3,7 +3,7 @@
 //! random. Afterwards the tree under mother 1 is whole again (2 other mothers, each with its
 //! relays), nothing in it is a zombie, every process's descriptor count is back to its
 //! baseline, the log tells of every killed mother, and every session whose relay lived was
-//! byte-exact.
+//! byte-exact, and the session-limit scoreboard is back at zero (no slot kept by the dead).
 //!
 //! `RSOCKD_CHAOS_SECS` sets the length of the chaos (default 60), `RSOCKD_CHAOS_SEED` replays
 //! a run (the seed is printed). Every wait polls with a deadline; processes are ended by PID.
@@ -34,6 +34,7 @@ mod session;
 mod tree;
 
 const CLIENTS: usize = 30;
+const SIGUSR1: i32 = 10;
 /// A client cut during negotiation is excused if a mother was killed this shortly before.
 const NEGOTIATION_WINDOW: Duration = Duration::from_secs(1);
 
@@ -56,7 +57,11 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
     let echo = echo_server();
     // Dropped after the server (which kills its tree): whatever we saw and escaped the tree.
     let mut orphans = Orphans(Vec::new());
-    let srv = Server::start_with(&base_config(OPEN_RULES), &["-N", "3"]);
+    // A limit far above the load, so the scoreboard counts every session and the end state
+    // can be checked: no slot may stay taken by a killed process.
+    let rules = "client pass { from: 0/0 to: 0/0 log: connect disconnect error }\n\
+                 socks pass { from: 0/0 to: 0/0 session.max: 100000 log: connect disconnect error }\n";
+    let srv = Server::start_with(&base_config(rules), &["-N", "3"]);
     let root = srv.pid;
 
     // The whole tree, up and idle; a few sessions to warm it, then the baseline.
@@ -201,6 +206,26 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
             thread::sleep(Duration::from_millis(100));
         }
     };
+    // Every slot back: the scoreboard is at zero once the server is idle.
+    let dumped = srv.log_text().matches("scoreboard: socks-rule #1").count();
+    srv.signal(SIGUSR1);
+    let mut dump = String::new();
+    wait_until("the scoreboard dump", 10, || {
+        let text = srv.log_text();
+        let last = text
+            .lines()
+            .filter(|l| l.contains("scoreboard: socks-rule #1"))
+            .nth(dumped)
+            .map(str::to_string);
+        match last {
+            Some(l) => {
+                dump = l;
+                true
+            }
+            None => false,
+        }
+    });
+    let zero = dump.contains("sessions 0/100000 slots in use");
     let log = srv.log_text();
 
     // Classify every session.
@@ -359,6 +384,9 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
                 "session of client {client} lost with relay {relay}, but no \"{died}\" line"
             ));
         }
+    }
+    if !zero {
+        failures.push(format!("slots still taken once idle: {dump}"));
     }
     if whole.is_none() {
         failures.push(format!(

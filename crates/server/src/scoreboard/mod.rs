@@ -50,11 +50,14 @@ impl fmt::Display for Refusal {
                 admitted,
                 secs,
                 current,
-            } => write!(
-                f,
-                "session rate limit reached (already accepted {admitted} new clients during the \
-                 last {secs}s.  Current client count: {current})"
-            ),
+            } => {
+                let clients = if *admitted == 1 { "client" } else { "clients" };
+                write!(
+                    f,
+                    "session rate limit reached (already accepted {admitted} new {clients} during \
+                     the last {secs}s.  Current client count: {current})"
+                )
+            }
         }
     }
 }

@@ -262,7 +262,6 @@ fn not_supported_yet_rule_options() {
     for (opt, word) in [
         ("hostid: 1.2.3.4", "hostid"),
         ("hostindex: 1", "hostindex"),
-        ("session.state.key: from", "session.state.key"),
         ("bandwidth: 1000", "bandwidth"),
         ("redirect from: 1.2.3.4/32", "redirect"),
         ("libwrap: spawn finger @%a", "libwrap"),
@@ -739,11 +738,12 @@ fn session_limit_errors_name_line_and_column() {
             err_near(&t, near, msg);
         }
     }
-    // Still to come: per-key limits.
-    let t = rule("from: 0/0 to: 0/0\nsession.state.key: from\n");
+    let t = rule("from: 0/0 to: 0/0\nsession.state.key: somewhere\n");
     err_near(
         &t,
-        "session.state.key",
-        "'session.state.key' is not supported yet",
+        "somewhere",
+        "unknown session.state.key; expected from or user",
     );
+    let t = rule("from: 0/0 to: 0/0\nsession.state.key: hostid\n");
+    err_near(&t, "hostid", "hostid is not supported on this system");
 }

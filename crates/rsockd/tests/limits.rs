@@ -277,3 +277,155 @@ fn limits_beyond_what_we_count_refuse_to_start_with_file_and_line() {
     );
     assert!(err.contains(&want), "{err}");
 }
+
+/// A SOCKS5 CONNECT from source address `src` (one of our 127.0.0.x); REP and the stream.
+fn connect_from(src: std::net::Ipv4Addr, proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u8) {
+    use socket2::{Domain, Socket, Type};
+    use std::io::Write;
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+    sock.connect(&proxy.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let SocketAddr::V4(t) = target else {
+        panic!("IPv4 targets only")
+    };
+    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+    req.extend_from_slice(&t.ip().octets());
+    req.extend_from_slice(&t.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut sel = [0u8; 2];
+    s.read_exact(&mut sel).unwrap();
+    assert_eq!(sel, [5, 0]);
+    let rep = read_socks5_reply(&mut s);
+    (s, rep)
+}
+
+/// `session.state.key: from`: each client address has its own `session.state.max` and
+/// `session.state.throttle`, in Dante's words (`per-key ...`).
+#[test]
+fn per_address_limits_count_each_client_apart() {
+    let echo = echo_server();
+    let srv = Server::start(&socks(
+        "session.state.key: from session.state.max: 2 session.state.throttle: 3/60",
+    ));
+    let (a, b) = (next_loopback(), next_loopback());
+    let a1 = connect_from(a, srv.addr, echo.addr);
+    let a2 = connect_from(a, srv.addr, echo.addr);
+    assert_eq!((a1.1, a2.1), (0, 0));
+    let (_a3, rep) = connect_from(a, srv.addr, echo.addr);
+    assert_eq!(rep, 2, "a third session from one address");
+    srv.wait_log("the per-key limit line", 10, |t| {
+        t.contains("per-key session limit reached (2/2 slots in use)")
+    });
+    // Another address has its own slots.
+    let b1 = connect_from(b, srv.addr, echo.addr);
+    assert_eq!(b1.1, 0);
+    // One of a's sessions ends: its slot is back, and that is a's third new session in the
+    // window; the fourth is throttled.
+    drop(a1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let a4 = loop {
+        let (s, rep) = connect_from(a, srv.addr, echo.addr);
+        if rep == 0 {
+            break s;
+        }
+        if srv
+            .log_text()
+            .contains("per-key session rate limit reached")
+        {
+            panic!("throttled before the slot came back");
+        }
+        assert!(Instant::now() < deadline, "a's slot did not come back");
+        thread::sleep(Duration::from_millis(50));
+    };
+    drop(a2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_s, rep) = connect_from(a, srv.addr, echo.addr);
+        assert_eq!(rep, 2);
+        if srv.log_text().contains(
+            "per-key session rate limit reached (already accepted 3 new clients during the last ",
+        ) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no per-key throttle line");
+        thread::sleep(Duration::from_millis(50));
+    }
+    srv.signal(SIGUSR1);
+    srv.wait_log("the key count in the dump", 10, |t| {
+        t.contains("2 of 4096 from keys in use")
+    });
+    drop((a4, b1));
+}
+
+/// Our extension `session.state.key: user`: the limit follows the authenticated user, from
+/// whatever address (here an RFC 1929 login against rsockd's own password file).
+#[test]
+fn per_user_limits_follow_the_login() {
+    let echo = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let hash = std::process::Command::new(BIN)
+        .args(["--hash-password", "alice"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"alice-pw\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let line = String::from_utf8(hash.stdout).unwrap();
+    std::fs::write(
+        &users,
+        format!("{line}bob:{}", line.split_once(':').unwrap().1),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &users,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
+    let srv = Server::start(&format!(
+        "internal: {{IP}} port = 0\nexternal: 127.0.0.1\nsocksmethod: username\n\
+         rsockd.users.file: {}\n\
+         client pass {{ from: 0/0 to: 0/0 }}\n\
+         socks pass {{ from: 0/0 to: 0/0 session.state.key: user session.state.max: 1 }}\n",
+        users.display()
+    ));
+    let login = |user: &str| {
+        use std::io::Write;
+        let mut s = TcpStream::connect(srv.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&[5, 1, 2]).unwrap();
+        let mut sel = [0u8; 2];
+        s.read_exact(&mut sel).unwrap();
+        assert_eq!(sel, [5, 2]);
+        let mut auth = vec![1, user.len() as u8];
+        auth.extend_from_slice(user.as_bytes());
+        auth.push(8);
+        auth.extend_from_slice(b"alice-pw");
+        s.write_all(&auth).unwrap();
+        let mut ok = [0u8; 2];
+        s.read_exact(&mut ok).unwrap();
+        assert_eq!(ok, [1, 0], "login of {user}");
+        let SocketAddr::V4(t) = echo.addr else {
+            panic!()
+        };
+        let mut req = vec![5, 1, 0, 1];
+        req.extend_from_slice(&t.ip().octets());
+        req.extend_from_slice(&t.port().to_be_bytes());
+        s.write_all(&req).unwrap();
+        let rep = read_socks5_reply(&mut s);
+        (s, rep)
+    };
+    let a = login("alice");
+    assert_eq!(a.1, 0);
+    let (_a2, rep) = login("alice");
+    assert_eq!(rep, 2, "alice's second session");
+    let b = login("bob");
+    assert_eq!(b.1, 0, "bob is another key");
+    drop((a, b));
+}

@@ -8,7 +8,7 @@ use std::rc::{Rc, Weak};
 
 use rsockd_config::RuleKind;
 
-use super::{Held, Refusal, Scoreboard};
+use super::{Held, Key, Refusal, Scoreboard};
 
 thread_local! {
     /// Every scoreboard this process has mapped and still uses, to free what a dead process
@@ -62,11 +62,12 @@ pub struct SessionSlots {
 }
 
 impl SessionSlots {
-    /// Admits a new client under client rule `number`; nothing is held without a scoreboard
-    /// or when the rule limits nothing.
+    /// Admits a new client from `from` under client rule `number`; nothing is held without a
+    /// scoreboard or when the rule limits nothing.
     pub fn for_client(
         board: Option<&Rc<Scoreboard>>,
         number: u32,
+        from: std::net::IpAddr,
     ) -> Result<SessionSlots, Refusal> {
         let mut s = SessionSlots {
             board: board.cloned(),
@@ -74,7 +75,13 @@ impl SessionSlots {
             socks: Held::default(),
         };
         if let Some(b) = &s.board {
-            b.admit(RuleKind::Client, number, me(), &mut s.client)?;
+            b.admit(
+                RuleKind::Client,
+                number,
+                Some(&Key::Addr(from)),
+                me(),
+                &mut s.client,
+            )?;
         }
         Ok(s)
     }
@@ -82,13 +89,19 @@ impl SessionSlots {
     /// Admits the request under socks rule `number`. The client rule's slot stays with the
     /// session only if it `inherits` and the socks rule sets no limit of its own (Dante's
     /// `session.inheritable`); otherwise it is given back here.
-    pub fn for_request(&mut self, number: u32, inherits: bool) -> Result<(), Refusal> {
+    pub fn for_request(
+        &mut self,
+        number: u32,
+        inherits: bool,
+        key: impl Fn(rsockd_config::StateKey) -> Key,
+    ) -> Result<(), Refusal> {
         let Some(b) = self.board.clone() else {
             return Ok(());
         };
         let own = b.limits(RuleKind::Socks, number);
         if own {
-            b.admit(RuleKind::Socks, number, me(), &mut self.socks)?;
+            let key = b.state_key(RuleKind::Socks, number).map(key);
+            b.admit(RuleKind::Socks, number, key.as_ref(), me(), &mut self.socks)?;
         }
         if own || !inherits {
             b.release(&std::mem::take(&mut self.client).0, me());

@@ -10,7 +10,7 @@
 //!   session.state.*   `entries` key entries of [key, key, state, throttle?, slots...]
 //! ```
 
-use rsockd_config::{Config, Rule, RuleKind, SessionLimits};
+use rsockd_config::{Config, Rule, RuleKind, SessionLimits, StateKey};
 
 /// "rsockdSB", then the layout version in the last byte: bump it on any change here.
 pub const MAGIC: u64 = 0x7273_6f63_6b64_5301;
@@ -116,6 +116,13 @@ impl Layout {
             (None, true) => {
                 return Err(format!(
                     "{}: session.state.max and session.state.throttle need session.state.key",
+                    what()
+                ))
+            }
+            (Some(StateKey::User), true) if r.kind == RuleKind::Client => {
+                return Err(format!(
+                    "{}: session.state.key: user needs a socks rule; the user is not known yet \
+                     when client rules are checked",
                     what()
                 ))
             }
@@ -245,5 +252,10 @@ mod tests {
         );
         let e = layout("client pass { from: 0/0 to: 0/0 session.state.max: 2 }\n").unwrap_err();
         assert!(e.contains("need session.state.key"), "{e}");
+        let e = layout(
+            "client pass { from: 0/0 to: 0/0 session.state.key: user session.state.max: 2 }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("needs a socks rule"), "{e}");
     }
 }

@@ -10,6 +10,7 @@
 //! never leaks a slot.
 
 pub mod held;
+pub mod keys;
 pub mod layout;
 pub mod slots;
 pub mod throttle;
@@ -23,41 +24,56 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rsockd_config::{Config, RuleKind, Throttle};
 use rsockd_sys::shm::SharedWords;
 
+pub use keys::Key;
 use layout::{Layout, Table, MAGIC};
 
 /// Why a session was refused, in Dante's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// `session.max` reached.
-    Max { max: u32 },
-    /// `session.throttle` reached: `admitted` in the window that began `secs` ago, `current`
-    /// sessions of the rule now.
+    /// `session.max` (or, `per_key`, `session.state.max`) reached.
+    Max { max: u32, per_key: bool },
+    /// `session.throttle` (or `session.state.throttle`) reached: `admitted` in the window that
+    /// began `secs` ago, `current` sessions now.
     Throttle {
         admitted: u64,
         secs: u64,
         current: u64,
+        per_key: bool,
     },
+    /// Every entry of the rule's per-key table belongs to a key with sessions of its own.
+    KeysFull { entries: usize },
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = |per_key: bool| if per_key { "per-key " } else { "" };
         match self {
-            Refusal::Max { max } => {
+            Refusal::Max { max, per_key } => {
                 let slots = if *max == 1 { "slot" } else { "slots" };
-                write!(f, "session limit reached ({max}/{max} {slots} in use)")
+                write!(
+                    f,
+                    "{}session limit reached ({max}/{max} {slots} in use)",
+                    prefix(*per_key)
+                )
             }
             Refusal::Throttle {
                 admitted,
                 secs,
                 current,
+                per_key,
             } => {
                 let clients = if *admitted == 1 { "client" } else { "clients" };
                 write!(
                     f,
-                    "session rate limit reached (already accepted {admitted} new {clients} during \
-                     the last {secs}s.  Current client count: {current})"
+                    "{}session rate limit reached (already accepted {admitted} new {clients} \
+                     during the last {secs}s.  Current client count: {current})",
+                    prefix(*per_key)
                 )
             }
+            Refusal::KeysFull { entries } => write!(
+                f,
+                "per-key session limit reached (all {entries} keys of the rule have sessions)"
+            ),
         }
     }
 }
@@ -153,39 +169,114 @@ impl Scoreboard {
         &self.words()[r.start..r.start + r.len]
     }
 
+    /// What rule `number` of `kind` counts `session.state.*` per, if anything.
+    pub fn state_key(&self, kind: RuleKind, number: u32) -> Option<rsockd_config::StateKey> {
+        self.layout
+            .table(kind, number)
+            .filter(|t| t.keys.is_some())
+            .and_then(|t| t.limits.state_key)
+    }
+
     /// Whether rule `number` of `kind` limits sessions.
     pub fn limits(&self, kind: RuleKind, number: u32) -> bool {
         self.layout.table(kind, number).is_some()
     }
 
-    /// Admits one session under rule `number` of `kind` for process `pid`, adding the slot it
-    /// takes to `held`. Refused: nothing is taken.
+    /// Admits one session under rule `number` of `kind` for process `pid` (`key`: the client
+    /// address or user, for `session.state.*`), adding the slots it takes to `held`.
+    /// Refused: nothing is taken.
     pub fn admit(
         &self,
         kind: RuleKind,
         number: u32,
+        key: Option<&Key>,
         pid: u32,
         held: &mut Held,
     ) -> Result<(), Refusal> {
         let Some(t) = self.layout.table(kind, number) else {
             return Ok(());
         };
-        let slot = match (t.slots, t.limits.max) {
-            (Some(run), Some(max)) => Some(self.take(run, max, pid)?),
-            _ => None,
-        };
+        let mut taken = Vec::new();
+        if let (Some(run), Some(max)) = (t.slots, t.limits.max) {
+            taken.push(self.take(run, max, pid)?);
+        }
         if let (Some(w), Some(th)) = (t.throttle, t.limits.throttle) {
             if let Err(full) = throttle::admit(&self.words()[w], th, now_ms()) {
-                if let Some(i) = slot {
-                    slots::release(&self.words()[i], pid);
-                }
+                self.undo(&taken, pid);
                 return Err(self.throttle_refusal(t, th, full.admitted));
             }
         }
-        if let Some(i) = slot {
-            held.0.push(i as u32);
+        if let (Some(keys), Some(key)) = (t.keys, key) {
+            match self.admit_key(t, &keys, key, pid) {
+                Ok(slot) => taken.extend(slot),
+                Err(r) => {
+                    self.undo(&taken, pid);
+                    return Err(r);
+                }
+            }
         }
+        held.0.extend(taken.into_iter().map(|i| i as u32));
         Ok(())
+    }
+
+    fn undo(&self, taken: &[usize], pid: u32) {
+        for &i in taken {
+            slots::release(&self.words()[i], pid);
+        }
+    }
+
+    /// `session.state.*` for `key`: its slot (if the rule has `session.state.max`) and its
+    /// throttle window.
+    fn admit_key(
+        &self,
+        t: &Table,
+        keys: &layout::Keys,
+        key: &Key,
+        pid: u32,
+    ) -> Result<Option<usize>, Refusal> {
+        let k = key.words();
+        let words = self.words();
+        for _ in 0..4 {
+            let now = now_ms();
+            let Some(found) = keys::find(words, keys, t.limits.state_throttle, k, now) else {
+                return Err(Refusal::KeysFull {
+                    entries: keys.entries,
+                });
+            };
+            let run = keys.slot_run(found.entry);
+            let slot = match t.limits.state_max {
+                Some(max) => Some(
+                    self.take(run, max, pid)
+                        .map_err(|_| Refusal::Max { max, per_key: true })?,
+                ),
+                None => None,
+            };
+            if let (Some(w), Some(th)) = (keys.throttle_word(found.entry), t.limits.state_throttle)
+            {
+                if let Err(full) = throttle::admit(&words[w], th, now) {
+                    self.undo(&slot.into_iter().collect::<Vec<_>>(), pid);
+                    let start = words[w].load(Ordering::Acquire) >> 22;
+                    let current = match t.limits.state_max {
+                        Some(_) => slots::in_use(self.run(run)) as u64,
+                        None => full.admitted,
+                    };
+                    return Err(Refusal::Throttle {
+                        admitted: full.admitted,
+                        secs: now.saturating_sub(start) / 1000,
+                        current,
+                        per_key: true,
+                    });
+                }
+            }
+            if keys::still(words, keys, found) {
+                return Ok(slot);
+            }
+            // The entry went to another key while we took from it: try again.
+            self.undo(&slot.into_iter().collect::<Vec<_>>(), pid);
+        }
+        Err(Refusal::KeysFull {
+            entries: keys.entries,
+        })
     }
 
     fn take(&self, run: layout::Run, max: u32, pid: u32) -> Result<usize, Refusal> {
@@ -198,7 +289,10 @@ impl Scoreboard {
                 .then(|| slots::take(words, hint, pid))
                 .flatten()
         });
-        got.map(|i| run.start + i).ok_or(Refusal::Max { max })
+        got.map(|i| run.start + i).ok_or(Refusal::Max {
+            max,
+            per_key: false,
+        })
     }
 
     fn throttle_refusal(&self, t: &Table, th: Throttle, admitted: u64) -> Refusal {
@@ -215,6 +309,7 @@ impl Scoreboard {
             admitted,
             secs: now.saturating_sub(start) / 1000,
             current,
+            per_key: false,
         }
     }
 
@@ -272,6 +367,14 @@ impl Scoreboard {
                         throttle::admitted(&self.words()[w], th, now),
                         th.sessions,
                         th.seconds
+                    ));
+                }
+                if let (Some(k), Some(key)) = (t.keys, t.limits.state_key) {
+                    s.push_str(&format!(
+                        ", {} of {} {} keys in use",
+                        keys::in_use(self.words(), &k),
+                        k.entries,
+                        key.name()
                     ));
                 }
                 s

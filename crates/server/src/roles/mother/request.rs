@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rsockd_config::{Method, Rotation, Rule};
+use rsockd_config::{Method, Rotation, Rule, StateKey};
 use rsockd_ipc::{Handoff, LogFlags, RuleRef};
 use rsockd_proto::{Reply, TargetAddr};
 use rsockd_rules::{Dest, SocksQuery};
@@ -21,6 +21,7 @@ use crate::log::{self, addr, escape};
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::Resolver;
 use crate::scoreboard::held::SessionSlots;
+use crate::scoreboard::Key;
 use crate::settings::Settings;
 
 pub(super) fn now_us() -> u64 {
@@ -254,10 +255,15 @@ pub(super) async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
             return None;
         }
     }
+    let key = |k: StateKey| match k {
+        StateKey::From => Key::Addr(client.peer.ip()),
+        // Clients that did not authenticate share the key of the empty name.
+        StateKey::User => Key::User(client.who.as_ref().map(|w| w.1.clone()).unwrap_or_default()),
+    };
     let limited = client
         .slots
         .borrow_mut()
-        .for_request(number, client.inherits);
+        .for_request(number, client.inherits, key);
     if let Err(limit) = limited {
         let rule = (number, cfg.clone());
         let why = Refused::Limit(&limit.to_string());

@@ -45,7 +45,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
     // A client rule's session limits are checked at accept, as Dante does: over the limit,
     // the connection is reset with no reply.
     let slots = if pass {
-        match SessionSlots::for_client(s.board.as_ref(), cm.number) {
+        match SessionSlots::for_client(s.board.as_ref(), cm.number, peer.ip()) {
             Ok(slots) => slots,
             Err(limit) => {
                 let crule = RuleRef {

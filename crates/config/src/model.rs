@@ -465,6 +465,8 @@ pub struct Rule {
     /// `pam.servicename:` in the rule; None = the global one.
     pub pam_servicename: Option<String>,
     pub session: SessionLimits,
+    /// `bandwidth:` bytes per second shared by every session of the rule.
+    pub bandwidth: Option<u64>,
 }
 
 impl Rule {
@@ -489,6 +491,7 @@ impl Rule {
             udp_portrange: None,
             pam_servicename: None,
             session: SessionLimits::default(),
+            bandwidth: None,
         }
     }
 

@@ -162,6 +162,9 @@ impl Display for Rule {
             writeln!(s, "        pam.servicename: {n}")?;
         }
         session(&mut s, &self.session)?;
+        if let Some(b) = self.bandwidth {
+            writeln!(s, "        bandwidth: {b}")?;
+        }
         s.push_str("}\n");
         f.write_str(&s)
     }

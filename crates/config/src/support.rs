@@ -252,7 +252,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("udp.portrange", S, IMPL),
     e("hostindex", RULES.or(M), NO_HOSTID),
     e("libwrap", RULES, NOT_YET),
-    e("bandwidth", RULES, NOT_YET),
+    e("bandwidth", RULES, IMPL),
     e("redirect", RULES.or(R), NOT_YET),
     e("session.max", RULES, IMPL),
     e("session.throttle", RULES, IMPL),

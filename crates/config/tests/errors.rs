@@ -262,7 +262,6 @@ fn not_supported_yet_rule_options() {
     for (opt, word) in [
         ("hostid: 1.2.3.4", "hostid"),
         ("hostindex: 1", "hostindex"),
-        ("bandwidth: 1000", "bandwidth"),
         ("redirect from: 1.2.3.4/32", "redirect"),
         ("libwrap: spawn finger @%a", "libwrap"),
         ("bsdauth.stylename: x", "bsdauth.stylename"),

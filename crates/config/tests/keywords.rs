@@ -571,5 +571,7 @@ fn session_limits_parse_into_client_and_socks_rules() {
         })
     );
     assert!(s.inherits(), "Dante's default is inheritable");
+    let l = ok_all("socks pass { from: 0/0 to: 0/0 bandwidth: 1048576 }\n");
+    assert_eq!(l.config.socks_rules[0].bandwidth, Some(1_048_576));
     assert!(s.limits());
 }

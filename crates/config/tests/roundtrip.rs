@@ -181,6 +181,7 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
         (
             proptest::option::of("[a-z][a-z0-9_.-]{0,8}"),
             session_limits(),
+            proptest::option::of(1u64..=u64::MAX),
         ),
     )
         .prop_map(
@@ -196,7 +197,7 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
                 log,
                 t,
                 ur,
-                (pam, sl),
+                (pam, sl, bw),
             )| {
                 let mut r = Rule::new(
                     kind,
@@ -214,6 +215,7 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
                 r.timeout = t;
                 r.pam_servicename = pam;
                 r.session = sl;
+                r.bandwidth = bw;
                 if socks_only {
                     r.command = cmd;
                     r.protocol = proto;

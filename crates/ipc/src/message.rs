@@ -108,6 +108,9 @@ pub struct Handoff {
     /// configuration generation `board`; handed to the relay with the session.
     pub board: u64,
     pub slots: Vec<u32>,
+    /// The rule's `bandwidth:`: the scoreboard word the session is paced by and the rate in
+    /// bytes per second.
+    pub pace: Option<(u32, u64)>,
     /// Descriptors that must come with this message.
     pub nfds: u8,
 }
@@ -223,15 +226,20 @@ fn write_session(w: &mut Writer, h: &Handoff) {
     w.u32(h.fin_wait_timeout);
     w.bytes(&h.reply);
     w.bytes(&h.prefetched);
-    // A session holds at most a client-rule and a socks-rule slot; most hold none, and then
-    // the scoreboard's generation is left out.
-    let n = h.slots.len().min(255);
-    w.u8(n as u8);
-    if n > 0 {
+    // A session holds at most a client-rule, a socks-rule and a per-key slot; most hold none
+    // and have no pace, and then the scoreboard's generation is left out. One byte says
+    // which: the slot count, and the top bit for a pace.
+    let n = h.slots.len().min(127);
+    w.u8(n as u8 | if h.pace.is_some() { 0x80 } else { 0 });
+    if n > 0 || h.pace.is_some() {
         w.u64(h.board);
     }
     for s in &h.slots[..n] {
         w.u32(*s);
+    }
+    if let Some((word, rate)) = h.pace {
+        w.u32(word);
+        w.u64(rate);
     }
     w.u8(h.nfds);
 }
@@ -265,12 +273,18 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
     let fin_wait_timeout = r.u32()?;
     let reply = r.bytes()?;
     let prefetched = r.bytes()?;
-    let nslots = r.u8()?;
-    let board = if nslots > 0 { r.u64()? } else { 0 };
+    let flags = r.u8()?;
+    let (nslots, paced) = (flags & 0x7f, flags & 0x80 != 0);
+    let board = if nslots > 0 || paced { r.u64()? } else { 0 };
     let mut slots = Vec::with_capacity(nslots.into());
     for _ in 0..nslots {
         slots.push(r.u32()?);
     }
+    let pace = if paced {
+        Some((r.u32()?, r.u64()?))
+    } else {
+        None
+    };
     let nfds = r.u8()?;
     Ok(Handoff {
         id,
@@ -293,6 +307,7 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
         prefetched,
         board,
         slots,
+        pace,
         nfds,
     })
 }
@@ -512,6 +527,7 @@ mod tests {
             prefetched: b"GET / HTTP/1.0\r\n".to_vec(),
             board: 2,
             slots: vec![7, 1_000_001],
+            pace: Some((9, 1 << 20)),
             nfds: 2,
         }
     }
@@ -566,7 +582,13 @@ mod tests {
             &[0..1, 1..2, 2..3],
         );
         // 2 descriptors each: 120 fit MAX_BATCH_FDS.
-        check(&many(130, &|h| h.prefetched.clear()), &[0..120, 120..130]);
+        check(
+            &many(130, &|h| {
+                h.prefetched.clear();
+                h.pace = None;
+            }),
+            &[0..120, 120..130],
+        );
         // No descriptors (not a real hand-off, but the count byte must still bound a batch).
         check(
             &many(300, &|h| {
@@ -578,6 +600,7 @@ mod tests {
                 h.reply.clear();
                 h.slots.clear();
                 h.board = 0;
+                h.pace = None;
                 h.nfds = 0;
             }),
             &[0..255, 255..300],

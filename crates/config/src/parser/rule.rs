@@ -37,6 +37,7 @@ const HANDLED: &[&str] = &[
     "session.state.max",
     "session.state.throttle",
     "session.inheritable",
+    "bandwidth",
 ];
 
 pub(super) fn has_rule_handler(key: &str) -> bool {
@@ -271,6 +272,17 @@ impl<'a> Parser<'a> {
                 self.end_of_value(kw);
             }
             "pam.servicename" => rule.pam_servicename = self.service_name(kw),
+            "bandwidth" => {
+                let t = self.sc.clone().number();
+                rule.bandwidth = match self.number("bandwidth:", u64::MAX) {
+                    Some(0) => {
+                        self.error(t, "'bandwidth:' must be at least 1 byte per second");
+                        None
+                    }
+                    n => n,
+                };
+                self.end_of_value(kw);
+            }
             _ if name.starts_with("session.") => {
                 self.session(kw, name, &mut rule.session);
                 self.end_of_value(kw);

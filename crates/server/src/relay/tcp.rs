@@ -16,6 +16,7 @@ use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 use rustix::pipe::{splice, SpliceFlags};
@@ -25,6 +26,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::buffers::PooledBuf;
 use super::pipes::{self, Engine};
+use crate::scoreboard::pace::Pace;
 
 /// Which way bytes flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,12 +89,14 @@ impl std::fmt::Display for End {
 }
 
 /// Relay options taken from the session's rule.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub io_timeout: Option<Duration>,
     pub fin_wait: Option<Duration>,
     /// The rule logs data or i/o operations, so every chunk must pass through user space.
     pub see_bytes: bool,
+    /// The rule's `bandwidth:`, shared with its other sessions; both directions pay.
+    pub pace: Option<Rc<Pace>>,
 }
 
 enum PumpError {
@@ -134,11 +138,12 @@ async fn pump(
     write_count: &Cell<u64>,
     last_io: &Cell<Instant>,
     on_data: &dyn Fn(&[u8]),
-    see_bytes: bool,
+    opts: &Options,
 ) -> Result<(), PumpError> {
+    let pace = opts.pace.as_deref();
     let spliced = match pipes::engine() {
-        Engine::Splice(size) if !see_bytes => {
-            pump_splice(src, dst, read_count, write_count, last_io, size).await?
+        Engine::Splice(size) if !opts.see_bytes => {
+            pump_splice(src, dst, read_count, write_count, last_io, size, pace).await?
         }
         _ => Spliced::Unsupported,
     };
@@ -151,6 +156,7 @@ async fn pump(
             write_count,
             last_io,
             on_data,
+            pace,
         ))
         .await?;
     }
@@ -180,7 +186,10 @@ async fn pump_splice(
     write_count: &Cell<u64>,
     last_io: &Cell<Instant>,
     size: usize,
+    pace: Option<&Pace>,
 ) -> Result<Spliced, PumpError> {
+    // A paced session reads at most a chunk at a time, so it waits its turn often.
+    let most = pace.map_or(usize::MAX, Pace::chunk);
     loop {
         src.readable().await.map_err(PumpError::Read)?;
         let Ok(pipe) = pipes::take(size) else {
@@ -193,8 +202,9 @@ async fn pump_splice(
         // read. Small messages are where that extra call weighs most.
         let mut drained = 0;
         let filled = src.try_io(Interest::READABLE, || {
-            let n = splice(src, None, &pipe.write, None, pipe.size, splice_flags())?;
-            if n > 0 && n < pipe.slots() {
+            let want = pipe.size.min(most);
+            let n = splice(src, None, &pipe.write, None, want, splice_flags())?;
+            if n > 0 && n < pipe.slots().min(want) {
                 drained = n;
                 return Err(io::ErrorKind::WouldBlock.into());
             }
@@ -237,6 +247,9 @@ async fn pump_splice(
         };
         last_io.set(Instant::now());
         read_count.set(read_count.get() + n as u64);
+        if let Some(p) = pace {
+            p.pay(n).await;
+        }
         let mut left = n;
         while left > 0 {
             dst.writable().await.map_err(PumpError::Write)?;
@@ -315,11 +328,13 @@ async fn pump_copy(
     write_count: &Cell<u64>,
     last_io: &Cell<Instant>,
     on_data: &dyn Fn(&[u8]),
+    pace: Option<&Pace>,
 ) -> Result<(), PumpError> {
     loop {
         src.readable().await.map_err(PumpError::Read)?;
         let mut buf = PooledBuf::take();
-        let n = match src.try_read(&mut buf) {
+        let most = pace.map_or(buf.len(), |p| p.chunk().min(buf.len()));
+        let n = match src.try_read(&mut buf[..most]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(PumpError::Read(e)),
@@ -329,6 +344,9 @@ async fn pump_copy(
             return Ok(());
         }
         read_count.set(read_count.get() + n as u64);
+        if let Some(p) = pace {
+            p.pay(n).await;
+        }
         on_data(&buf[..n]);
         write_all(dst, &buf[..n]).await.map_err(PumpError::Write)?;
         write_count.set(write_count.get() + n as u64);
@@ -367,7 +385,7 @@ pub async fn relay(
         &stats.to_target,
         &stats.last_io,
         &c2t_log,
-        opts.see_bytes,
+        &opts,
     );
     let t2c = pump(
         target,
@@ -376,7 +394,7 @@ pub async fn relay(
         &stats.to_client,
         &stats.last_io,
         &t2c_log,
-        opts.see_bytes,
+        &opts,
     );
     tokio::pin!(c2t, t2c);
     let mut c2t_done = false;
@@ -713,6 +731,7 @@ mod tests {
                 io_timeout: Some(Duration::from_secs(5)),
                 fin_wait: None,
                 see_bytes: false,
+                pace: None,
             },
             &|_, _| {},
         )

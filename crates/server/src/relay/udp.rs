@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::time::Duration;
 
 use rsockd_proto::udp::{decode_udp, encode_udp_header};
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 
 use super::buffers::PooledBuf;
 use super::tcp::{End, Stats};
+use crate::scoreboard::pace::Pace;
 use rsockd_sys::udp::Received;
 use tokio::io::Interest;
 
@@ -161,13 +163,15 @@ pub struct Summary {
 }
 
 /// Settings of one association.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The address the client said it sends from; unspecified parts are locked by the first
     /// datagram.
     pub expected: SocketAddr,
     pub connectdst: bool,
     pub io_timeout: Option<Duration>,
+    /// The control connection's rule's `bandwidth:`: datagrams both ways pay.
+    pub pace: Option<Rc<Pace>>,
 }
 
 /// Unmaps `::ffff:a.b.c.d` so that IPv4 peers on a dual socket compare and encode as IPv4.
@@ -465,7 +469,7 @@ pub async fn relay<P: Policy>(
     stats: &Stats,
     packets: &Packets,
 ) -> (End, Summary) {
-    let mut a = new_assoc(client, externals, opts, policy, stats, packets);
+    let mut a = new_assoc(client, externals, opts.clone(), policy, stats, packets);
     let end = run_assoc(&mut a, control, client, opts, stats).await;
     let summary = Summary {
         client: a.locked,
@@ -549,6 +553,9 @@ async fn run_assoc<P: Policy>(
                         Ok(n) => {
                             for (b, d) in bufs.iter().zip(&got[..n]) {
                                 a.outbound(&b[..d.len], d.from).await;
+                                if let Some(p) = &opts.pace {
+                                    p.pay(d.len).await;
+                                }
                             }
                             if n < MMSG {
                                 break;
@@ -561,10 +568,14 @@ async fn run_assoc<P: Policy>(
                 }
             }
             r = readable_opt(a.externals.first()) => {
+                let before = stats.from_target.get();
                 if let Some(end) = drain_external(a, 0, r) { return end; }
+                pay(&opts, stats.from_target.get() - before).await;
             }
             r = readable_opt(a.externals.get(1)) => {
+                let before = stats.from_target.get();
                 if let Some(end) = drain_external(a, 1, r) { return end; }
+                pay(&opts, stats.from_target.get() - before).await;
             }
             _ = &mut idle => {
                 let t = opts.io_timeout.unwrap_or(Duration::ZERO);
@@ -575,6 +586,13 @@ async fn run_assoc<P: Policy>(
                 idle.as_mut().reset(deadline);
             }
         }
+    }
+}
+
+/// Datagrams from targets are drained in batches; their bytes pay afterwards.
+async fn pay(opts: &Options, bytes: u64) {
+    if let (Some(p), true) = (&opts.pace, bytes > 0) {
+        p.pay(bytes as usize).await;
     }
 }
 

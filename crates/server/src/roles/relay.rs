@@ -301,6 +301,7 @@ mod tests {
             prefetched: vec![],
             board: 0,
             slots: Vec::new(),
+            pace: None,
             nfds: 2,
         };
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -59,6 +59,8 @@ pub struct SessionSlots {
     board: Option<Rc<Scoreboard>>,
     client: Held,
     socks: Held,
+    /// The `bandwidth:` the session is paced by: its word and rate.
+    pace: Option<(u32, u64)>,
 }
 
 impl SessionSlots {
@@ -73,6 +75,7 @@ impl SessionSlots {
             board: board.cloned(),
             client: Held::default(),
             socks: Held::default(),
+            pace: board.and_then(|b| b.pace(RuleKind::Client, number)),
         };
         if let Some(b) = &s.board {
             b.admit(
@@ -106,14 +109,19 @@ impl SessionSlots {
         if own || !inherits {
             b.release(&std::mem::take(&mut self.client).0, me());
         }
+        // A socks rule's own bandwidth replaces the one inherited from the client rule.
+        if let Some(p) = b.pace(RuleKind::Socks, number) {
+            self.pace = Some(p);
+        }
         Ok(())
     }
 
-    /// The generation and words for the hand-off message (empty: nothing held).
-    pub fn wire(&self) -> (u64, Vec<u32>) {
+    /// For the hand-off message: the scoreboard's generation, the slot words held (empty:
+    /// none) and the pace (word and rate) if the session's rule has a bandwidth.
+    pub fn wire(&self) -> (u64, Vec<u32>, Option<(u32, u64)>) {
         let gen = self.board.as_ref().map_or(0, |b| b.generation());
         let words = self.client.0.iter().chain(&self.socks.0).copied().collect();
-        (gen, words)
+        (gen, words, self.pace)
     }
 
     /// Hands the slots to process `to`, the relay the session is about to be sent to: if it

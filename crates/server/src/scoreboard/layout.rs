@@ -8,6 +8,7 @@
 //!   session.max       `max` slot words (0 = free, else the pid holding the session)
 //!   session.throttle  1 word (see throttle.rs)
 //!   session.state.*   `entries` key entries of [key, key, state, throttle?, slots...]
+//!   bandwidth         1 word (see pace.rs)
 //! ```
 
 use rsockd_config::{Config, Rule, RuleKind, SessionLimits, StateKey};
@@ -68,6 +69,9 @@ pub struct Table {
     pub slots: Option<Run>,
     pub throttle: Option<usize>,
     pub keys: Option<Keys>,
+    /// `bandwidth:` and the word of its pace (see pace.rs).
+    pub bandwidth: Option<u64>,
+    pub pace: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,7 +88,7 @@ impl Layout {
             words: HEADER,
         };
         for r in cfg.client_rules.iter().chain(&cfg.socks_rules) {
-            if r.session.limits() {
+            if r.session.limits() || r.bandwidth.is_some() {
                 l.add(file, r)?;
             }
         }
@@ -149,6 +153,7 @@ impl Layout {
             }
             _ => None,
         };
+        let pace = r.bandwidth.map(|_| self.take(1).start);
         self.tables.push(Table {
             kind: r.kind,
             number: r.number,
@@ -156,6 +161,8 @@ impl Layout {
             slots,
             throttle,
             keys,
+            bandwidth: r.bandwidth,
+            pace,
         });
         Ok(())
     }

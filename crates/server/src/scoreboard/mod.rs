@@ -12,6 +12,7 @@
 pub mod held;
 pub mod keys;
 pub mod layout;
+pub mod pace;
 pub mod slots;
 pub mod throttle;
 
@@ -161,7 +162,7 @@ impl Scoreboard {
         self.shm.dup_fd()
     }
 
-    fn words(&self) -> &[AtomicU64] {
+    pub(crate) fn words(&self) -> &[AtomicU64] {
         self.shm.words()
     }
 
@@ -177,9 +178,17 @@ impl Scoreboard {
             .and_then(|t| t.limits.state_key)
     }
 
-    /// Whether rule `number` of `kind` limits sessions.
+    /// Whether rule `number` of `kind` limits sessions (`session.*`).
     pub fn limits(&self, kind: RuleKind, number: u32) -> bool {
-        self.layout.table(kind, number).is_some()
+        self.layout
+            .table(kind, number)
+            .is_some_and(|t| t.limits.limits())
+    }
+
+    /// Rule `number` of `kind`'s `bandwidth:`: its pace word and bytes per second.
+    pub fn pace(&self, kind: RuleKind, number: u32) -> Option<(u32, u64)> {
+        let t = self.layout.table(kind, number)?;
+        Some((t.pace? as u32, t.bandwidth?))
     }
 
     /// Admits one session under rule `number` of `kind` for process `pid` (`key`: the client
@@ -354,7 +363,11 @@ impl Scoreboard {
             .tables
             .iter()
             .map(|t| {
-                let mut s = format!("{}-rule #{}: sessions", t.kind.name(), t.number);
+                let mut s = format!("{}-rule #{}:", t.kind.name(), t.number);
+                if let Some(b) = t.bandwidth {
+                    s.push_str(&format!(" bandwidth {b} bytes/s,"));
+                }
+                s.push_str(" sessions");
                 if let (Some(run), Some(max)) = (t.slots, t.limits.max) {
                     s.push_str(&format!(
                         " {}/{max} slots in use",

@@ -94,10 +94,11 @@ pub(super) async fn run(
         .filter(|a| a.is_ipv4() == bound.is_ipv4() || req.version == 5)
         .map_or(bound, |a: IpAddr| SocketAddr::new(a, bound.port()));
     let (client_stream, prefetched) = wire.into_parts();
-    let (board, slots) = client.slots.borrow().wire();
+    let (board, slots, pace) = client.slots.borrow().wire();
     let h = Handoff {
         board,
         slots,
+        pace,
         id: m.next_session_id(),
         command: Command::Bind,
         version: req.version,

@@ -54,10 +54,11 @@ pub(super) async fn run(
         .unwrap_or_else(|_| SocketAddr::new(won.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0));
     let reply = negotiate::success_reply(req.version, external);
     let (client_stream, prefetched) = wire.into_parts();
-    let (board, slots) = client.slots.borrow().wire();
+    let (board, slots, pace) = client.slots.borrow().wire();
     let h = Handoff {
         board,
         slots,
+        pace,
         id: m.next_session_id(),
         command: Command::Connect,
         version: req.version,

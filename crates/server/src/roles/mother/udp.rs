@@ -102,10 +102,11 @@ pub(super) async fn run(
     let (control, prefetched) = wire.into_parts();
     let mut fds = vec![csock.into()];
     fds.extend(exts.into_iter().map(Into::into));
-    let (board, slots) = client.slots.borrow().wire();
+    let (board, slots, pace) = client.slots.borrow().wire();
     let h = Handoff {
         board,
         slots,
+        pace,
         id: seed,
         command: Command::UdpAssociate,
         version: req.version,

@@ -17,6 +17,7 @@ use crate::log;
 use crate::log::lines::{self, View};
 use crate::negotiate;
 use crate::relay::tcp::{self, End, Stats};
+use crate::scoreboard::pace::Pace;
 
 /// Client bytes kept while waiting for the peer; a client that sends more waits unread.
 const EARLY_MAX: usize = 64 * 1024;
@@ -186,6 +187,10 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
             fin_wait: (h.fin_wait_timeout > 0)
                 .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
             see_bytes: rv.rule.log.data || rv.rule.log.iooperation,
+            pace: h
+                .pace
+                .and_then(|(word, rate)| Pace::of(h.board, word, rate))
+                .map(std::rc::Rc::new),
         };
         // The reply's lines run peer -> client, so client-to-peer bytes are its backward way.
         let on_data = |dir, bytes: &[u8]| rv.io(dir == tcp::Dir::TargetToClient, bytes);

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use crate::log;
 use crate::log::lines;
 use crate::relay::tcp::{self, Stats};
+use crate::scoreboard::pace::Pace;
 
 /// A received descriptor as a tokio TCP stream.
 pub(super) fn to_stream(fd: OwnedFd) -> std::io::Result<TcpStream> {
@@ -62,6 +63,10 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
             fin_wait: (h.fin_wait_timeout > 0)
                 .then(|| Duration::from_secs(h.fin_wait_timeout.into())),
             see_bytes: h.socks_rule.log.data || h.socks_rule.log.iooperation,
+            pace: h
+                .pace
+                .and_then(|(word, rate)| Pace::of(h.board, word, rate))
+                .map(std::rc::Rc::new),
         };
         let on_data = |dir, bytes: &[u8]| lines::io_operation(h, dir, bytes);
         tcp::relay(&client, &target, stats, opts, &on_data).await

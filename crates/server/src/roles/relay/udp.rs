@@ -142,6 +142,10 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         expected: h.target,
         connectdst: rules.settings().is_none_or(|s| s.config.udp_connectdst),
         io_timeout: (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into())),
+        pace: h
+            .pace
+            .and_then(|(word, rate)| crate::scoreboard::pace::Pace::of(h.board, word, rate))
+            .map(std::rc::Rc::new),
     };
     let (end, sum) =
         engine::relay(&control, &client_sock, socks, opts, &rules, stats, &packets).await;

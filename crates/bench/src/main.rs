@@ -10,6 +10,7 @@
 mod args;
 mod floor;
 mod hold;
+mod paced;
 mod procs;
 mod scenarios;
 mod socks;
@@ -50,7 +51,8 @@ fn usage() -> ! {
          rate (50 workers: connect + CONNECT + 64-byte echo + close), rate-auth (the same with\n\
          username/password: a system account, and rsockd's own password file), latency (32-byte\n\
          echoes on one session), udp (datagram round trips), bind (BIND set-up), idle and scale\n\
-         (that many sessions held at once, then all echo: memory per session)."
+         (that many sessions held at once, then all echo: memory per session), bw1, bw10, bw100\n\
+         (1, 10 or 100 sessions through a rule with bandwidth: 50 MB/s; not run by default)."
     );
     std::process::exit(2)
 }
@@ -171,6 +173,15 @@ fn supports(proxy: &str, scenario: &str) -> bool {
     if proxy == "floor" {
         return scenario == "rate" || scenario == "latency";
     }
+    if proxy == "rsockd-max" {
+        return scenario == "rate";
+    }
+    if scenario.starts_with("bw") {
+        return proxy == "rsockd-bw";
+    }
+    if proxy == "rsockd-bw" {
+        return false;
+    }
     if proxy == "rsockd-pipe64k" || proxy == "rsockd-copy" {
         return scenario == "bulk1" || scenario == "bulk8";
     }
@@ -193,9 +204,14 @@ fn run_order<'a>(scenario: &str, names: &'a [String]) -> Vec<&'a String> {
 /// `rsockd` relays by splice(2) through 1 MiB pipes; `rsockd-pipe64k` and `rsockd-copy` are the
 /// same server with 64 KiB pipes and with read/write, for the bulk scenarios only. `floor` is
 /// the least any SOCKS5 server can do per session (floor.rs), in `rate` and `latency` only.
-const PROXIES: [&str; 7] = [
+/// `rsockd-max` has `session.max` and `session.throttle` in its socks rule, in `rate` only:
+/// what a limited rule costs per session. `rsockd-bw` has `bandwidth:` (paced.rs), in the
+/// `bw1`, `bw10` and `bw100` scenarios only, which no other proxy runs.
+const PROXIES: [&str; 9] = [
     "rsockd",
     "rsockd-N2",
+    "rsockd-max",
+    "rsockd-bw",
     "danted",
     "microsocks",
     "floor",
@@ -213,6 +229,8 @@ fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, Str
     match name {
         "rsockd" => procs::rsockd(rsockd, 1),
         "rsockd-N2" => procs::rsockd(rsockd, 2),
+        "rsockd-max" => procs::rsockd_limited(rsockd),
+        "rsockd-bw" => procs::rsockd_paced(rsockd, paced::LIMIT),
         "rsockd-pipe64k" => procs::rsockd_engine(rsockd, "rsockd-pipe64k", "64k"),
         "rsockd-copy" => procs::rsockd_engine(rsockd, "rsockd-copy", "copy"),
         "danted" => procs::danted(),
@@ -285,6 +303,13 @@ fn main() {
         Ok(e) => e,
         Err(e) => {
             eprintln!("cannot start the TCP echo server: {e}");
+            std::process::exit(1);
+        }
+    };
+    let sink = match paced::sink() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot start the sink: {e}");
             std::process::exit(1);
         }
     };
@@ -444,6 +469,9 @@ fn main() {
                         &cpu,
                     ),
                     "bind" => scenarios::bind(addr, bind_n, &cpu),
+                    "bw1" => paced::paced(addr, &sink, 1, rate_secs, &cpu),
+                    "bw10" => paced::paced(addr, &sink, 10, rate_secs, &cpu),
+                    "bw100" => paced::paced(addr, &sink, 100, rate_secs, &cpu),
                     "idle" | "scale" => {
                         let n = if sc == "idle" { idle_n } else { scale_n };
                         hold::hold(&format!("{sc}/{name}"), addr, n, &cpu, &memory)
@@ -589,6 +617,7 @@ fn report(scenarios: &[String], names: &[String], results: &Results, asked: &dyn
             "latency" => ("echoes/s", true, "CPU-µs/echo"),
             "udp" => ("round trips/s", false, "CPU-µs/round trip"),
             "bind" => ("set-ups/s", true, "CPU-µs/set-up"),
+            "bw1" | "bw10" | "bw100" => ("MB/s (limit 50)", false, "CPU-µs/MB"),
             _ => ("ops/s", false, "CPU-µs/op"),
         };
         println!("\n## {sc} (medians)");

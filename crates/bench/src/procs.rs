@@ -160,6 +160,16 @@ fn config(dir: &Path, port: u16, extra: &str) -> std::io::Result<PathBuf> {
 }
 
 fn config_with(dir: &Path, port: u16, method: &str, extra: &str) -> std::io::Result<PathBuf> {
+    config_rules(dir, port, method, extra, DANTE_RULES)
+}
+
+fn config_rules(
+    dir: &Path,
+    port: u16,
+    method: &str,
+    extra: &str,
+    rules: &str,
+) -> std::io::Result<PathBuf> {
     let user = if rsockd_sys::privs::is_root() {
         "user.privileged: root\nuser.unprivileged: nobody\n"
     } else {
@@ -167,7 +177,7 @@ fn config_with(dir: &Path, port: u16, method: &str, extra: &str) -> std::io::Res
     };
     let text = format!(
         "logoutput: {}/log\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n\
-         socksmethod: {method}\n{user}{extra}{DANTE_RULES}",
+         socksmethod: {method}\n{user}{extra}{rules}",
         dir.display()
     );
     let p = dir.join("sockd.conf");
@@ -229,6 +239,42 @@ pub fn rsockd(bin: &Path, mothers: u32) -> Result<Proxy, String> {
     cmd.arg("-f").arg(&conf).arg("-N").arg(mothers.to_string());
     let name = if mothers == 1 { "rsockd" } else { "rsockd-N2" };
     spawn(name, cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
+/// rsockd whose socks rule carries `session.max` far above the load: every session takes and
+/// gives back a scoreboard slot, so `rate` shows what a limited rule costs.
+pub fn rsockd_limited(bin: &Path) -> Result<Proxy, String> {
+    let dir = scratch("rsockd-max").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let rules = "client pass { from: 0/0 to: 0/0 }\n\
+                 socks pass { from: 0/0 to: 0/0 session.max: 100000 session.throttle: 1000000/1 }\n";
+    let conf = config_rules(&dir, port, "none", "", rules).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f").arg(&conf).arg("-N").arg("1");
+    spawn(
+        "rsockd-max",
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    )
+}
+
+/// rsockd whose socks rule has `bandwidth: limit` (bytes per second), for the bw scenarios.
+pub fn rsockd_paced(bin: &Path, limit: u64) -> Result<Proxy, String> {
+    let dir = scratch("rsockd-bw").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let rules = format!(
+        "client pass {{ from: 0/0 to: 0/0 }}\nsocks pass {{ from: 0/0 to: 0/0 bandwidth: {limit} }}\n"
+    );
+    let conf = config_rules(&dir, port, "none", "", &rules).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f").arg(&conf).arg("-N").arg("1");
+    spawn(
+        "rsockd-bw",
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    )
 }
 
 pub fn danted() -> Result<Proxy, String> {

@@ -249,7 +249,7 @@ pub fn tcp_echo() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn open(proxy: Option<SocketAddr>, target: SocketAddr) -> Result<TcpStream, String> {
+pub(crate) fn open(proxy: Option<SocketAddr>, target: SocketAddr) -> Result<TcpStream, String> {
     open_as(proxy, target, &None)
 }
 

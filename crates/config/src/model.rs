@@ -467,6 +467,18 @@ pub struct Rule {
     pub session: SessionLimits,
     /// `bandwidth:` bytes per second shared by every session of the rule.
     pub bandwidth: Option<u64>,
+    /// `redirect from: ADDR [port = P]`: the external address (and port) the session uses.
+    pub redirect_from: Option<Redirect>,
+    /// `redirect to: ADDR [port = P]`: the target the session goes to instead; without a
+    /// port, the requested one.
+    pub redirect_to: Option<Redirect>,
+}
+
+/// An address of `redirect from:` or `redirect to:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Redirect {
+    pub ip: std::net::IpAddr,
+    pub port: Option<u16>,
 }
 
 impl Rule {
@@ -492,6 +504,8 @@ impl Rule {
             pam_servicename: None,
             session: SessionLimits::default(),
             bandwidth: None,
+            redirect_from: None,
+            redirect_to: None,
         }
     }
 

@@ -165,6 +165,14 @@ impl Display for Rule {
         if let Some(b) = self.bandwidth {
             writeln!(s, "        bandwidth: {b}")?;
         }
+        for (dir, r) in [("from", &self.redirect_from), ("to", &self.redirect_to)] {
+            if let Some(r) = r {
+                match r.port {
+                    Some(p) => writeln!(s, "        redirect {dir}: {} port = {p}", r.ip)?,
+                    None => writeln!(s, "        redirect {dir}: {}", r.ip)?,
+                }
+            }
+        }
         s.push_str("}\n");
         f.write_str(&s)
     }

@@ -253,7 +253,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("hostindex", RULES.or(M), NO_HOSTID),
     e("libwrap", RULES, NOT_YET),
     e("bandwidth", RULES, IMPL),
-    e("redirect", RULES.or(R), NOT_YET),
+    e("redirect", S, IMPL),
     e("session.max", RULES, IMPL),
     e("session.throttle", RULES, IMPL),
     e("session.state.key", RULES, IMPL),

@@ -262,7 +262,6 @@ fn not_supported_yet_rule_options() {
     for (opt, word) in [
         ("hostid: 1.2.3.4", "hostid"),
         ("hostindex: 1", "hostindex"),
-        ("redirect from: 1.2.3.4/32", "redirect"),
         ("libwrap: spawn finger @%a", "libwrap"),
         ("bsdauth.stylename: x", "bsdauth.stylename"),
         ("gssapi.servicename: rcmd", "gssapi.servicename"),
@@ -745,4 +744,56 @@ fn session_limit_errors_name_line_and_column() {
     );
     let t = rule("from: 0/0 to: 0/0\nsession.state.key: hostid\n");
     err_near(&t, "hostid", "hostid is not supported on this system");
+}
+
+#[test]
+fn redirect_errors_name_line_and_column() {
+    for (opt, near, msg) in [
+        (
+            "redirect sideways: 1.2.3.4",
+            "sideways",
+            "expected 'from:' or 'to:' after 'redirect'",
+        ),
+        (
+            "redirect to: proxy.example",
+            "proxy.example",
+            "'redirect to:' takes an IP address",
+        ),
+        (
+            "redirect to: 10.0.0.0/8",
+            "10.0.0.0",
+            "'redirect to:' takes an address, not a network",
+        ),
+        (
+            "redirect to: 10.0.0.1 port > 80",
+            ">",
+            "a redirect takes one port: 'port = P'",
+        ),
+    ] {
+        let t = rule(&format!("from: 0/0 to: 0/0\n{opt}\n"));
+        err_near(&t, near, msg);
+    }
+    // `to:` is defined for connect only; a rule that may match bind or udpassociate is refused.
+    for cmds in ["", "command: connect bind\n", "command: udpassociate\n"] {
+        let t = format!(
+            "socksmethod: none\nsocks pass {{ from: 0/0 to: 0/0\n{cmds}redirect to: 10.0.0.1 }}\n"
+        );
+        let e = errs(&t);
+        assert!(
+            e.iter().any(|d| d.line == 2
+                && d.message
+                    .contains("'redirect to:' changes only the target of a connect")),
+            "{cmds:?}: {e:#?}"
+        );
+    }
+    // `from:` applies to every command.
+    ok("socksmethod: none\nsocks pass { from: 0/0 to: 0/0 redirect from: 127.0.0.2 }\n");
+    // Socks rules only: a client rule has no target to redirect.
+    let t = "socksmethod: none\nclient pass { from: 0/0 to: 0/0 redirect to: 10.0.0.1 }\n";
+    let e = errs(t);
+    assert!(
+        e.iter()
+            .any(|d| d.line == 2 && d.message.contains("redirect")),
+        "{e:#?}"
+    );
 }

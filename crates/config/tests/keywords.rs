@@ -575,3 +575,18 @@ fn session_limits_parse_into_client_and_socks_rules() {
     assert_eq!(l.config.socks_rules[0].bandwidth, Some(1_048_576));
     assert!(s.limits());
 }
+
+#[test]
+fn redirect_from_and_to_parse_with_and_without_a_port() {
+    let l = ok_all(
+        "socks pass { from: 0/0 to: 0/0 command: connect\nredirect from: 127.0.0.2 redirect to: ::1 port = 3128 }\n",
+    );
+    let r = &l.config.socks_rules[0];
+    let from = r.redirect_from.unwrap();
+    assert_eq!((from.ip, from.port), ("127.0.0.2".parse().unwrap(), None));
+    let to = r.redirect_to.unwrap();
+    assert_eq!((to.ip, to.port), ("::1".parse().unwrap(), Some(3128)));
+    // Printed and read back the same.
+    let again = ok_all(&l.config.to_string());
+    assert_eq!(again.config.socks_rules[0].redirect_to, r.redirect_to);
+}

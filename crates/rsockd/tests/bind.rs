@@ -385,3 +385,27 @@ fn an_unprivileged_port_is_kept_only_for_0_0_0_0() {
     let _peer = TcpStream::connect(bound).unwrap();
     assert_eq!(reply5(&mut ctl).0, 0);
 }
+
+/// `redirect from: ADDR port = P` picks the address and port the BIND listens on.
+#[test]
+fn redirect_from_sets_the_bind_address_and_port() {
+    let port = TcpListener::bind("127.0.0.82:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let srv = Server::start(&base_config(&format!(
+        "client pass {{ from: 0/0 to: 0/0 }}\n\
+         socks pass {{ from: 0/0 to: 0/0 redirect from: 127.0.0.82 port = {port} log: connect }}\n"
+    )));
+    let (mut ctl, rep, bound) = bind5(srv.addr, any_v4(0));
+    assert_eq!(rep, 0);
+    assert_eq!(bound, SocketAddr::from(([127, 0, 0, 82], port)));
+    let mut peer = connect_from(Ipv4Addr::LOCALHOST, bound);
+    let (rep2, who) = reply5(&mut ctl);
+    assert_eq!((rep2, who), (0, peer.local_addr().unwrap()));
+    peer.write_all(b"to the redirected bind").unwrap();
+    let mut b = [0u8; 22];
+    ctl.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"to the redirected bind");
+}

@@ -78,19 +78,20 @@ fn unsupported_keyword_is_an_error_naming_it() {
         &dir,
         "u.conf",
         "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: none\n\
-         client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 redirect to: 127.0.0.1 }\n",
+         client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 libwrap: spawn finger }\n",
     );
     let (c, _, err) = run(&["-V", "-f", &f]);
     assert_eq!(c, 1);
     assert!(err.contains("u.conf:5:"), "{err}");
     assert!(err.contains("is not supported yet"), "{err}");
-    // Session limits and bandwidth are supported: a file with them passes -V.
+    // Session limits, bandwidth and redirect are supported: a file with them passes -V.
     let f = write(
         &dir,
         "s.conf",
         "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: none\n\
          client pass { from: 0/0 to: 0/0 session.max: 9 session.inheritable: no }\n\
-         socks pass { from: 0/0 to: 0/0 session.max: 3 session.throttle: 10/1 bandwidth: 1000 }\n",
+         socks pass { from: 0/0 to: 0/0 session.max: 3 session.throttle: 10/1 bandwidth: 1000 }\n\
+         socks pass { from: 0/0 to: 0/0 command: connect\nredirect to: 127.0.0.1 }\n",
     );
     let (c, _, err) = run(&["-V", "-f", &f]);
     assert_eq!(c, 0, "{err}");

@@ -174,7 +174,11 @@ fn replies_and_log_shapes_match_danted() {
         let start = Instant::now();
         loop {
             let t = std::fs::read_to_string(path).unwrap_or_default();
-            if t.matches("tcp/accept ]").count() >= 5 || start.elapsed() > Duration::from_secs(15) {
+            // The relayed session's two closing lines come last; a count of `tcp/accept ]`
+            // lines alone is reached early on danted, whose start-up probe adds one.
+            let done = t.matches("tcp/accept ]").count() >= 5
+                && t.matches("local client closed").count() >= 2;
+            if done || start.elapsed() > Duration::from_secs(15) {
                 return t;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -7,7 +7,7 @@
 
 use super::Parser;
 use crate::lexer::Tok;
-use crate::model::{AddrMatch, ExternalAddr, HostSpec, ListenAddr, PortMatch, RuleAddr};
+use crate::model::{AddrMatch, ExternalAddr, HostSpec, ListenAddr, PortMatch, Redirect, RuleAddr};
 use crate::number::{self, NumberError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -263,6 +263,39 @@ impl<'a> Parser<'a> {
             port = self.port_spec()?;
         }
         Some(RuleAddr { addr, port })
+    }
+
+    /// The address of `redirect from:`/`redirect to:`: an IP address, no mask, and at most
+    /// `port = P`.
+    pub(super) fn redirect_addr(&mut self, kw: Tok<'a>) -> Option<Redirect> {
+        let (t, a) = self.addr_token(kw)?;
+        let ip = match a {
+            Addr::V4(ip) => IpAddr::V4(ip),
+            Addr::V6(ip, _) => IpAddr::V6(ip),
+            _ => {
+                self.error(t, format!("'redirect {}:' takes an IP address", kw.text));
+                return None;
+            }
+        };
+        if self.sc.eat('/') {
+            self.error(
+                t,
+                format!("'redirect {}:' takes an address, not a network", kw.text),
+            );
+            return None;
+        }
+        let mut port = None;
+        if self.port_keyword() {
+            let at = self.sc.clone().next_token();
+            match self.port_spec()? {
+                PortMatch::Eq(p) => port = Some(p),
+                _ => {
+                    self.error(at, "a redirect takes one port: 'port = P'");
+                    return None;
+                }
+            }
+        }
+        Some(Redirect { ip, port })
     }
 
     /// The number after `/`, at most `max` bits.

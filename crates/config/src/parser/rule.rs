@@ -38,6 +38,7 @@ const HANDLED: &[&str] = &[
     "session.state.throttle",
     "session.inheritable",
     "bandwidth",
+    "redirect",
 ];
 
 pub(super) fn has_rule_handler(key: &str) -> bool {
@@ -176,6 +177,22 @@ impl<'a> Parser<'a> {
                 ),
             );
         }
+        // `redirect to:` replaces a connect's target; what it would mean for a bind (the
+        // expected peer) or a UDP association is not defined, so say so instead of guessing.
+        let only_connect = !rule.command.is_empty()
+            && rule
+                .command
+                .iter()
+                .all(|c| *c == crate::model::Command::Connect);
+        if rule.redirect_to.is_some() && !only_connect {
+            self.error(
+                start,
+                format!(
+                    "socks-rule #{number}: 'redirect to:' changes only the target of a connect; \
+                     add 'command: connect' to this rule"
+                ),
+            );
+        }
         match kind {
             RuleKind::Client => self.cfg.client_rules.push(rule),
             RuleKind::Socks => self.cfg.socks_rules.push(rule),
@@ -206,6 +223,11 @@ impl<'a> Parser<'a> {
             self.sc.skip_value();
             return;
         };
+        // `redirect from: ...` and `redirect to: ...`: the colon follows the direction.
+        if name == "redirect" {
+            self.redirect(kw, rule);
+            return;
+        }
         if !self.colon(kw) {
             self.sc.skip_value();
             return;
@@ -439,5 +461,40 @@ impl<'a> Parser<'a> {
         }
         let seconds = self.at_least_one("/")?;
         Some(Throttle { sessions, seconds })
+    }
+
+    /// `redirect from: ADDR [port = P]` or `redirect to: ADDR [port = P]`, an IP address.
+    fn redirect(&mut self, kw: Tok<'a>, rule: &mut Rule) {
+        let dir = self.sc.ident();
+        if !matches!(dir.text, "from" | "to") {
+            let t = if dir.text.is_empty() {
+                self.sc.next_token()
+            } else {
+                dir
+            };
+            self.error(t, "expected 'from:' or 'to:' after 'redirect'");
+            self.sc.skip_value();
+            return;
+        }
+        if !self.colon(dir) {
+            self.sc.skip_value();
+            return;
+        }
+        let Some(r) = self.redirect_addr(dir) else {
+            self.skip_to_keyword();
+            return;
+        };
+        let slot = if dir.text == "from" {
+            &mut rule.redirect_from
+        } else {
+            &mut rule.redirect_to
+        };
+        if slot.is_some() {
+            self.error(
+                kw,
+                format!("'redirect {}:' given twice in one rule", dir.text),
+            );
+        }
+        *slot = Some(r);
     }
 }

@@ -285,3 +285,22 @@ fn python_socks_udp_client() {
         &["pass(1): udp/udpassociate ]: ", "local client closed"],
     );
 }
+
+/// `redirect from:` picks the association's external address (and port) for its family.
+#[test]
+fn redirect_from_sets_the_external_address_and_port() {
+    let echo = udp_echo("127.0.0.1:0");
+    let port = UdpSocket::bind("127.0.0.83:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let srv = Server::start(&base_config(&format!(
+        "client pass {{ from: 0/0 to: 0/0 }}\n\
+         socks pass {{ from: 0/0 to: 0/0 redirect from: 127.0.0.83 port = {port} log: connect }}\n"
+    )));
+    let a = Assoc::open(&srv);
+    a.echo(echo.addr, b"from the redirected address");
+    let ext = echo.wait_seen(b"from the redirected address");
+    assert_eq!(ext, SocketAddr::from(([127, 0, 0, 83], port)));
+}

@@ -157,6 +157,34 @@ impl Request<'_> {
         );
     }
 
+    /// `pass(N): tcp/connect -: client internal -> requested: redirected from E to T`: a socks
+    /// rule's `redirect` changed where (`to`) or from where (`from`) the session goes, before
+    /// the session's own lines, which name only the real addresses.
+    pub fn redirected(
+        &self,
+        rule: &RuleRef,
+        requested: &str,
+        from: Option<SocketAddr>,
+        to: Option<SocketAddr>,
+    ) {
+        if !rule.log.connect {
+            return;
+        }
+        let mut how = String::new();
+        if let Some(f) = from {
+            how.push_str(&format!(" from {}", addr(&f)));
+        }
+        if let Some(t) = to {
+            how.push_str(&format!(" to {}", addr(&t)));
+        }
+        info(&format!(
+            "{}{} {} -> {requested}: redirected{how}",
+            verdict(true, rule.number, self.subject, '-'),
+            self.who,
+            addr(self.local),
+        ));
+    }
+
     /// A CONNECT whose outgoing connect failed: Dante writes the relay's closing lines for it,
     /// all counts 0, as a session that ended at once (`tcp/connect ]` from `external` to the
     /// `target` that failed, then `tcp/accept ]`).

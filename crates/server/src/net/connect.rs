@@ -40,6 +40,8 @@ pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 pub struct Attempt {
     pub target: SocketAddr,
     pub source: Option<IpAddr>,
+    /// The local port to connect from (`redirect from: .. port = P`); 0 = any.
+    pub source_port: u16,
 }
 
 /// Why no attempt succeeded: the error of the last attempt that failed, and its target.
@@ -66,11 +68,16 @@ async fn attempt(a: Attempt, keepalive: bool) -> Result<TcpStream, ConnectError>
         sock.set_keepalive(true).map_err(fail)?;
     }
     if let Some(src) = a.source {
-        if src.is_ipv4() {
+        if a.source_port != 0 {
+            // One fixed source port serves sessions to different targets (the 4-tuples
+            // differ); the kernel still refuses a tuple that is in use.
+            sock.set_reuseaddr(true).map_err(fail)?;
+        } else if src.is_ipv4() {
             // Best effort: without it we merely reserve a port earlier.
             let _ = rsockd_sys::sockopt::set_bind_address_no_port(sock.as_fd());
         }
-        sock.bind(SocketAddr::new(src, 0)).map_err(fail)?;
+        sock.bind(SocketAddr::new(src, a.source_port))
+            .map_err(fail)?;
     }
     sock.connect(a.target).await.map_err(fail)
 }
@@ -199,10 +206,12 @@ mod tests {
             Attempt {
                 target: closed,
                 source: None,
+                source_port: 0,
             },
             Attempt {
                 target: good,
                 source: Some("127.0.0.1".parse().unwrap()),
+                source_port: 0,
             },
         ];
         let (s, won) = happy_eyeballs(&attempts, true).await.unwrap();
@@ -220,6 +229,7 @@ mod tests {
             &[Attempt {
                 target: closed,
                 source: None,
+                source_port: 0,
             }],
             false,
         )

@@ -34,7 +34,8 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<Socket> {
     Ok(sock)
 }
 
-fn udp_on(addr: SocketAddr) -> io::Result<Socket> {
+/// A non-blocking UDP socket bound to exactly `addr` (a fixed port needs its privilege).
+pub fn udp_on(addr: SocketAddr) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;

@@ -53,8 +53,23 @@ pub(super) async fn run(
         subject: Subject::Bind,
         target: &t.text,
     };
-    let Some(ip) = choose_source(s, expected.ip(), client.local) else {
-        let fam = if expected.is_ipv6() { "IPv6" } else { "IPv4" };
+    // `redirect from:` names the address (and port) to listen on.
+    let from = srule.as_ref().and_then(|r| r.redirect_from);
+    let fam = if expected.is_ipv6() { "IPv6" } else { "IPv4" };
+    let ip = match from {
+        Some(f) if f.ip.is_ipv4() == expected.is_ipv4() => Some(f.ip),
+        Some(f) => {
+            let why = format!(
+                "bind to {fam} address requested, but 'redirect from: {}' of socks-rule #{} is of the other family",
+                f.ip, sref.number
+            );
+            let rep = Reply::AddressTypeNotSupported;
+            refuse_failed(&mut wire, &client, &failing, &why, rep).await;
+            return;
+        }
+        None => choose_source(s, expected.ip(), client.local),
+    };
+    let Some(ip) = ip else {
         let why = format!(
             "bind to {fam} address requested, but no {fam} address configured for our usage on the external interface"
         );
@@ -62,11 +77,12 @@ pub(super) async fn run(
         refuse_failed(&mut wire, &client, &failing, &why, rep).await;
         return;
     };
-    let want = SocketAddr::new(ip, listen_port(s, expected));
-    // A port asked for that is taken falls back to one the kernel picks: the client learns the
-    // real port from the reply either way.
+    let fixed_port = from.and_then(|f| f.port);
+    let want = SocketAddr::new(ip, fixed_port.unwrap_or_else(|| listen_port(s, expected)));
+    // A port the client asked for that is taken falls back to one the kernel picks: the client
+    // learns the real port from the reply either way. A port the rule fixes does not.
     let bound = sockets::bind_listener(want).or_else(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse && want.port() != 0 {
+        if e.kind() == std::io::ErrorKind::AddrInUse && want.port() != 0 && fixed_port.is_none() {
             sockets::bind_listener(SocketAddr::new(ip, 0))
         } else {
             Err(e)

@@ -109,25 +109,44 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         admitted: adm,
     } = request::open(wire, s, resolver, client, req).await?;
     let (sref, srule) = (adm.rule, adm.cfg);
-    let attempts: Vec<Attempt> =
-        connect::interleave(&checked.passed.iter().map(|p| p.0).collect::<Vec<_>>())
-            .into_iter()
-            .filter_map(|t| {
-                choose_source(s, t.ip(), client.local).map(|src| Attempt {
-                    target: t,
-                    source: (!src.is_unspecified()).then_some(src),
-                })
-            })
-            .collect();
+    let (redirect_from, redirect_to) = srule
+        .as_ref()
+        .map_or((None, None), |r| (r.redirect_from, r.redirect_to));
+    // Rules were checked against the requested target; `redirect to:` replaces it after.
+    let targets = match redirect_to {
+        Some(r) => vec![SocketAddr::new(r.ip, r.port.unwrap_or(t.port))],
+        None => connect::interleave(&checked.passed.iter().map(|p| p.0).collect::<Vec<_>>()),
+    };
+    let attempts: Vec<Attempt> = targets
+        .iter()
+        .filter_map(|&t| match redirect_from {
+            Some(f) => (f.ip.is_ipv4() == t.is_ipv4()).then_some(Attempt {
+                target: t,
+                source: Some(f.ip),
+                source_port: f.port.unwrap_or(0),
+            }),
+            None => choose_source(s, t.ip(), client.local).map(|src| Attempt {
+                target: t,
+                source: (!src.is_unspecified()).then_some(src),
+                source_port: 0,
+            }),
+        })
+        .collect();
     if attempts.is_empty() {
-        let fam = if checked.passed[0].0.is_ipv6() {
+        let fam = if targets.first().is_some_and(|t| t.is_ipv6()) {
             "IPv6"
         } else {
             "IPv4"
         };
-        let why = format!(
-            "connect to {fam} address requested, but no {fam} address configured for our usage on the external interface"
-        );
+        let why = match redirect_from {
+            Some(f) => format!(
+                "connect to {fam} address requested, but 'redirect from: {}' of socks-rule #{} is of the other family",
+                f.ip, sref.number
+            ),
+            None => format!(
+                "connect to {fam} address requested, but no {fam} address configured for our usage on the external interface"
+            ),
+        };
         let failing = Failing {
             version: req.version,
             rule: &sref,
@@ -137,6 +156,13 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         let rep = Reply::AddressTypeNotSupported;
         refuse_failed(wire, client, &failing, &why, rep).await;
         return None;
+    }
+    if redirect_from.is_some() || redirect_to.is_some() {
+        let from = redirect_from.map(|f| SocketAddr::new(f.ip, f.port.unwrap_or(0)));
+        let to = redirect_to.map(|_| attempts[0].target);
+        client
+            .request(Subject::Connect)
+            .redirected(&sref, &t.text, from, to);
     }
     let keepalive = s.keepalive();
     let attempt = connector.connect(&attempts, keepalive);

@@ -69,11 +69,21 @@ pub(super) async fn run(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     ];
+    // `redirect from:` picks the external address (and port) of its family.
+    let from = srule.as_ref().and_then(|r| r.redirect_from);
     for probe in probes {
-        let Some(ip) = choose_source(s, probe, client.local) else {
+        let fixed = from.filter(|f| f.ip.is_ipv4() == probe.is_ipv4());
+        let Some(ip) = fixed
+            .map(|f| f.ip)
+            .or_else(|| choose_source(s, probe, client.local))
+        else {
             continue;
         };
-        match sockets::bind_udp_fixed(ip) {
+        let bound = match fixed.and_then(|f| f.port) {
+            Some(port) => sockets::udp_on(SocketAddr::new(ip, port)),
+            None => sockets::bind_udp_fixed(ip),
+        };
+        match bound {
             Ok(x) => exts.push(x),
             Err(e) => {
                 let why = format!("cannot create the external UDP socket on {ip}: {e}");

@@ -56,6 +56,8 @@ pub struct Config {
     pub client_rules: Vec<Rule>,
     /// `socks pass|block { }` rules in file order.
     pub socks_rules: Vec<Rule>,
+    /// `monitor { }` objects in file order.
+    pub monitors: Vec<Monitor>,
 }
 
 impl Default for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             users_file: None,
             client_rules: Vec::new(),
             socks_rules: Vec::new(),
+            monitors: Vec::new(),
         }
     }
 }
@@ -608,5 +611,80 @@ impl LogFlags {
             (self.tcpinfo, "tcpinfo"),
         ];
         all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect()
+    }
+}
+
+/// `monitor { from: .. to: .. alarms }`: traffic alarms over the sessions it matches (each
+/// session is watched by the first monitor that matches it, at most one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitor {
+    /// Number as Dante logs it (`monitor(1)`), 1-based in file order.
+    pub number: u32,
+    pub line: u32,
+    pub from: RuleAddr,
+    pub to: RuleAddr,
+    /// Empty = every protocol.
+    pub protocol: Vec<Protocol>,
+    /// Empty = every command.
+    pub command: Vec<Command>,
+    pub data: Vec<DataAlarm>,
+    pub disconnect: Vec<DisconnectAlarm>,
+}
+
+/// Which interfaces an alarm watches: `internal.` (clients), `external.` (targets), or,
+/// without a prefix, both summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AlarmSides {
+    pub internal: bool,
+    pub external: bool,
+}
+
+/// `[internal.|external.]alarm.data[.recv|.send]: BYTES in SECONDS`: a warning while at most
+/// BYTES move in a period of SECONDS (without `.recv`/`.send`, both summed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DataAlarm {
+    pub sides: AlarmSides,
+    pub recv: bool,
+    pub send: bool,
+    pub bytes: u64,
+    pub seconds: u32,
+}
+
+/// `[internal.|external.]alarm.disconnect: MINCOUNT/SESSIONS in SECONDS`: a warning when, in
+/// a period, at least MINCOUNT sessions were closed by the peer on that side and that is at
+/// least MINCOUNT out of every SESSIONS sessions of the period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DisconnectAlarm {
+    pub sides: AlarmSides,
+    pub min: u32,
+    pub sessions: u32,
+    pub seconds: u32,
+}
+
+impl AlarmSides {
+    /// The side as Dante's lines name it: `internal`, `external`, or empty for both.
+    pub fn name(&self) -> &'static str {
+        match (self.internal, self.external) {
+            (true, false) => "internal",
+            (false, true) => "external",
+            _ => "",
+        }
+    }
+}
+
+impl DataAlarm {
+    /// The watched direction(s) as Dante's lines name them: `internal.recv`, `recv`,
+    /// `internal`, or empty when everything is summed.
+    pub fn name(&self) -> String {
+        let op = match (self.recv, self.send) {
+            (true, false) => "recv",
+            (false, true) => "send",
+            _ => "",
+        };
+        match (self.sides.name(), op) {
+            ("", op) => op.to_string(),
+            (side, "") => side.to_string(),
+            (side, op) => format!("{side}.{op}"),
+        }
     }
 }

@@ -252,6 +252,53 @@ impl Display for Config {
             s.push('\n');
             write!(s, "{r}")?;
         }
+        for m in &self.monitors {
+            s.push('\n');
+            write!(s, "{m}")?;
+        }
         f.write_str(&s)
+    }
+}
+
+impl Display for crate::model::Monitor {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let side = |s: crate::model::AlarmSides| match s.name() {
+            "" => String::new(),
+            n => format!("{n}."),
+        };
+        writeln!(f, "monitor {{\n        from: {} to: {}", self.from, self.to)?;
+        if !self.protocol.is_empty() {
+            let p: Vec<_> = self.protocol.iter().map(|p| p.name()).collect();
+            writeln!(f, "        protocol: {}", p.join(" "))?;
+        }
+        if !self.command.is_empty() {
+            let c: Vec<_> = self.command.iter().map(|c| c.name()).collect();
+            writeln!(f, "        command: {}", c.join(" "))?;
+        }
+        for d in &self.data {
+            let op = match (d.recv, d.send) {
+                (true, false) => ".recv",
+                (false, true) => ".send",
+                _ => "",
+            };
+            writeln!(
+                f,
+                "        {}alarm.data{op}: {} in {}",
+                side(d.sides),
+                d.bytes,
+                d.seconds
+            )?;
+        }
+        for d in &self.disconnect {
+            writeln!(
+                f,
+                "        {}alarm.disconnect: {}/{} in {}",
+                side(d.sides),
+                d.min,
+                d.sessions,
+                d.seconds
+            )?;
+        }
+        writeln!(f, "}}")
     }
 }

@@ -121,7 +121,7 @@ pub static KEYWORDS: &[Entry] = &[
         },
     ),
     e("route", O, NOT_YET),
-    e("monitor", O, NOT_YET),
+    e("monitor", O, IMPL),
     e("hostid", O.or(RULES).or(M), NO_HOSTID),
     // Addresses and the server's own addresses.
     e("internal", G, IMPL),
@@ -278,9 +278,9 @@ pub static KEYWORDS: &[Entry] = &[
     family("pac.", RULES, NOT_YET),
     // Route-only and monitor-only keywords.
     e("via", R, NOT_YET),
-    family("alarm.", M, NOT_YET),
-    family("internal.alarm.", M, NOT_YET),
-    family("external.alarm.", M, NOT_YET),
+    family("alarm.", M, IMPL),
+    family("internal.alarm.", M, IMPL),
+    family("external.alarm.", M, IMPL),
 ];
 
 /// Status of a value of a [`Status::ByValue`] keyword, e.g. `("compatibility", "reuseaddr")`.

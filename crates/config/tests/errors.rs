@@ -172,11 +172,6 @@ fn not_supported_yet_settings() {
             "route",
             "'route'",
         ),
-        (
-            "monitor { from: 0/0 to: 0/0 protocol: tcp }\n",
-            "monitor",
-            "'monitor'",
-        ),
         ("route.maxfail: 2\n", "route.maxfail", "'route.maxfail'"),
         (
             "route.badexpire: 60\n",
@@ -795,5 +790,71 @@ fn redirect_errors_name_line_and_column() {
         e.iter()
             .any(|d| d.line == 2 && d.message.contains("redirect")),
         "{e:#?}"
+    );
+}
+
+#[test]
+fn monitor_errors_name_line_and_column_in_dantes_words() {
+    let mon =
+        |body: &str| format!("{M}socks pass {{ from: 0/0 to: 0/0 }}\nmonitor {{\n{body}\n}}\n");
+    for (body, near, msg) in [
+        (
+            "from: 0/0 to: 0/0\ninternal.alarm.nosuch: 1 in 1",
+            "internal.alarm.nosuch",
+            "'internal.alarm.nosuch' is not valid in a monitor",
+        ),
+        (
+            "from: 0/0 to: 0/0\nlog: connect",
+            "log",
+            "'log' is not valid in a monitor",
+        ),
+        (
+            "to: 0/0\ninternal.alarm.data.recv: 1 in 1",
+            "monitor",
+            "a monitor needs both 'from:' and 'to:'",
+        ),
+        (
+            "from: 0/0 to: 0/0 protocol: udp\ninternal.alarm.data.recv: 1 in 1",
+            "monitor",
+            "'protocol: udp' is not supported yet: monitors watch TCP sessions",
+        ),
+        (
+            "from: 0/0 to: 0/0 hostid: 1.2.3.4\ninternal.alarm.data.recv: 1 in 1",
+            "hostid",
+            "hostid is not supported on this system",
+        ),
+    ] {
+        err_near(&mon(body), near, msg);
+    }
+    err_at(
+        &mon("from: 0/0 to: 0/0\ninternal.alarm.data.recv: 1 in 0"),
+        5,
+        32,
+        "number (0) must be > 0",
+    );
+    err_at(
+        &mon("from: 0/0 to: 0/0\ninternal.alarm.disconnect: 0/2 in 1"),
+        5,
+        28,
+        "number (0) must be > 0",
+    );
+    err_at(
+        &mon("from: 0/0 to: 0/0\ninternal.alarm.disconnect: 3/2 in 1"),
+        5,
+        30,
+        "internal session limit value (2) cannot be lower than disconnect limit (3)",
+    );
+    err_at(
+        &mon("from: 0/0 to: 0/0\nexternal.alarm.data.send: 1"),
+        5,
+        28,
+        "expected 'in SECONDS' after the value of 'external.alarm.data.send:'",
+    );
+    // Dante's warning for a monitor without alarms.
+    let w = common::warnings(&mon("from: 0/0 to: 0/0"));
+    assert!(
+        w.iter()
+            .any(|w| w.contains("monitor has no alarms configured.  Is this intended?")),
+        "{w:?}"
     );
 }

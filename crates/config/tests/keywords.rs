@@ -590,3 +590,54 @@ fn redirect_from_and_to_parse_with_and_without_a_port() {
     let again = ok_all(&l.config.to_string());
     assert_eq!(again.config.socks_rules[0].redirect_to, r.redirect_to);
 }
+
+#[test]
+fn monitors_parse_with_every_alarm_form() {
+    let l = ok_all(
+        "socksmethod: none\nsocks pass { from: 0/0 to: 0/0 }\n\
+         monitor {\n from: 127.0.0.0/8 to: 0/0\n protocol: tcp\n command: connect\n\
+         internal.alarm.data.recv: 0 in 5\n external.alarm.data.send: 1024 in 2\n\
+         alarm.data.recv: 7 in 1\n alarm.data: 8 in 1\n\
+         internal.alarm.disconnect: 2/50 in 60\n alarm.disconnect: 3/4 in 10\n}\n\
+         monitor { from: 0/0 to: 10.0.0.0/8 port = 80\n external.alarm.data.recv: 1 in 1 }\n",
+    );
+    let m = &l.config.monitors;
+    assert_eq!(m.len(), 2);
+    assert_eq!((m[0].number, m[0].line, m[1].number), (1, 3, 2));
+    let names: Vec<_> = m[0]
+        .data
+        .iter()
+        .map(|d| (d.name(), d.bytes, d.seconds))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("internal.recv".to_string(), 0, 5),
+            ("external.send".to_string(), 1024, 2),
+            ("recv".to_string(), 7, 1),
+            (String::new(), 8, 1)
+        ]
+    );
+    let d = &m[0].disconnect;
+    assert_eq!(
+        (d[0].sides.name(), d[0].min, d[0].sessions, d[0].seconds),
+        ("internal", 2, 50, 60)
+    );
+    assert_eq!(d[1].sides.name(), "");
+    assert_eq!(m[0].command, [rsockd_config::Command::Connect]);
+    // Printed and read back the same.
+    let again = ok_all(&l.config.to_string());
+    let no_lines = |m: &[rsockd_config::Monitor]| {
+        m.iter()
+            .cloned()
+            .map(|mut m| {
+                m.line = 0;
+                m
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        no_lines(&again.config.monitors),
+        no_lines(&l.config.monitors)
+    );
+}

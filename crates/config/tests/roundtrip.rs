@@ -317,6 +317,7 @@ fn config() -> impl Strategy<Value = Config> {
                     users_file: users_file.map(std::path::PathBuf::from),
                     client_rules: numbered(cr),
                     socks_rules: numbered(sr),
+                    monitors: Vec::new(),
                 }
             },
         )

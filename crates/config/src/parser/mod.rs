@@ -9,6 +9,7 @@
 
 mod address;
 mod methods;
+mod monitor;
 mod rule;
 mod settings;
 
@@ -165,7 +166,11 @@ impl<'a> Parser<'a> {
                 self.mark_object(kw);
                 self.bare_verdict_rule(kw);
             }
-            "route" | "monitor" => {
+            "monitor" => {
+                self.mark_object(kw);
+                self.monitor(kw);
+            }
+            "route" => {
                 self.mark_object(kw);
                 self.not_yet(kw, kw.text, "");
                 self.sc.skip_block();

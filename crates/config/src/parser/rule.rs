@@ -245,34 +245,8 @@ impl<'a> Parser<'a> {
                     None => self.skip_to_keyword(),
                 }
             }
-            "command" => {
-                for t in self.list_items(kw) {
-                    match Command::from_name(t.text) {
-                        Some(c) if rule.command.contains(&c) => {}
-                        Some(c) => rule.command.push(c),
-                        None => self.error(
-                            t,
-                            "unknown command; expected bind, bindreply, connect, udpassociate or \
-                             udpreply",
-                        ),
-                    }
-                }
-            }
-            "protocol" => {
-                for t in self.list_items(kw) {
-                    let p = match t.text {
-                        "tcp" => Protocol::Tcp,
-                        "udp" => Protocol::Udp,
-                        _ => {
-                            self.error(t, "unknown protocol; expected tcp or udp");
-                            continue;
-                        }
-                    };
-                    if !rule.protocol.contains(&p) {
-                        rule.protocol.push(p);
-                    }
-                }
-            }
+            "command" => self.commands(kw, &mut rule.command),
+            "protocol" => self.protocols(kw, &mut rule.protocol),
             "proxyprotocol" => self.proxyprotocols(kw, rule),
             "socksmethod" => self.rule_methods(kw, List::Socks, &mut rule.socksmethod),
             "clientmethod" => self.rule_methods(kw, List::Client, &mut rule.clientmethod),
@@ -314,6 +288,38 @@ impl<'a> Parser<'a> {
                 self.end_of_value(kw);
             }
             _ => self.sc.skip_value(),
+        }
+    }
+
+    /// `command: ...`: each command once.
+    pub(super) fn commands(&mut self, kw: Tok<'a>, list: &mut Vec<Command>) {
+        for t in self.list_items(kw) {
+            match Command::from_name(t.text) {
+                Some(c) if list.contains(&c) => {}
+                Some(c) => list.push(c),
+                None => self.error(
+                    t,
+                    "unknown command; expected bind, bindreply, connect, udpassociate or \
+                     udpreply",
+                ),
+            }
+        }
+    }
+
+    /// `protocol: tcp udp`: each once.
+    pub(super) fn protocols(&mut self, kw: Tok<'a>, list: &mut Vec<Protocol>) {
+        for t in self.list_items(kw) {
+            let p = match t.text {
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                _ => {
+                    self.error(t, "unknown protocol; expected tcp or udp");
+                    continue;
+                }
+            };
+            if !list.contains(&p) {
+                list.push(p);
+            }
         }
     }
 

@@ -8,7 +8,7 @@ pub use rsockd_config::LogFlags;
 use crate::codec::{DecodeError, Reader, Writer};
 
 /// Layout version; bump on any change to a message's fields.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// Largest encoded message; receivers size their buffer with it. Hand-offs carry at most
 /// 16 KiB of client bytes read past the request, plus a few hundred bytes of fields.
@@ -111,6 +111,8 @@ pub struct Handoff {
     /// The rule's `bandwidth:`: the scoreboard word the session is paced by and the rate in
     /// bytes per second.
     pub pace: Option<(u32, u64)>,
+    /// The `monitor { }` watching the session (its number; 0 = none), in the same scoreboard.
+    pub monitor: u32,
     /// Descriptors that must come with this message.
     pub nfds: u8,
 }
@@ -227,11 +229,12 @@ fn write_session(w: &mut Writer, h: &Handoff) {
     w.bytes(&h.reply);
     w.bytes(&h.prefetched);
     // A session holds at most a client-rule, a socks-rule and a per-key slot; most hold none
-    // and have no pace, and then the scoreboard's generation is left out. One byte says
-    // which: the slot count, and the top bit for a pace.
-    let n = h.slots.len().min(127);
-    w.u8(n as u8 | if h.pace.is_some() { 0x80 } else { 0 });
-    if n > 0 || h.pace.is_some() {
+    // and have no pace or monitor, and then the scoreboard's generation is left out. One
+    // byte says which: the slot count, the top bit for a pace, the next for a monitor.
+    let n = h.slots.len().min(63);
+    let watched = h.monitor != 0;
+    w.u8(n as u8 | if h.pace.is_some() { 0x80 } else { 0 } | if watched { 0x40 } else { 0 });
+    if n > 0 || h.pace.is_some() || watched {
         w.u64(h.board);
     }
     for s in &h.slots[..n] {
@@ -240,6 +243,9 @@ fn write_session(w: &mut Writer, h: &Handoff) {
     if let Some((word, rate)) = h.pace {
         w.u32(word);
         w.u64(rate);
+    }
+    if watched {
+        w.u32(h.monitor);
     }
     w.u8(h.nfds);
 }
@@ -274,8 +280,12 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
     let reply = r.bytes()?;
     let prefetched = r.bytes()?;
     let flags = r.u8()?;
-    let (nslots, paced) = (flags & 0x7f, flags & 0x80 != 0);
-    let board = if nslots > 0 || paced { r.u64()? } else { 0 };
+    let (nslots, paced, watched) = (flags & 0x3f, flags & 0x80 != 0, flags & 0x40 != 0);
+    let board = if nslots > 0 || paced || watched {
+        r.u64()?
+    } else {
+        0
+    };
     let mut slots = Vec::with_capacity(nslots.into());
     for _ in 0..nslots {
         slots.push(r.u32()?);
@@ -285,6 +295,7 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
     } else {
         None
     };
+    let monitor = if watched { r.u32()? } else { 0 };
     let nfds = r.u8()?;
     Ok(Handoff {
         id,
@@ -308,6 +319,7 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
         board,
         slots,
         pace,
+        monitor,
         nfds,
     })
 }
@@ -528,6 +540,7 @@ mod tests {
             board: 2,
             slots: vec![7, 1_000_001],
             pace: Some((9, 1 << 20)),
+            monitor: 3,
             nfds: 2,
         }
     }
@@ -586,6 +599,7 @@ mod tests {
             &many(130, &|h| {
                 h.prefetched.clear();
                 h.pace = None;
+                h.monitor = 0;
             }),
             &[0..120, 120..130],
         );
@@ -601,6 +615,7 @@ mod tests {
                 h.slots.clear();
                 h.board = 0;
                 h.pace = None;
+                h.monitor = 0;
                 h.nfds = 0;
             }),
             &[0..255, 255..300],

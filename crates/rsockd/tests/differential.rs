@@ -271,6 +271,8 @@ fn client_rule_session_limit_matches_danted() {
     };
     let echo = echo_server();
     let srv = Server::start(&base_config(rules));
+    // The start-up probe's connection holds danted's only slot until danted has seen it close.
+    wait_for_line(&d.log, "tcp/accept ]");
     let mut outcomes = Vec::new();
     for proxy in [d.addr, srv.addr] {
         let (_held, first) = socks5_connect(proxy, echo.addr);
@@ -298,4 +300,81 @@ fn client_rule_session_limit_matches_danted() {
     assert_eq!(outcomes[1], outcomes[0]);
     let theirs = wait_limit_lines(&d.log, 1);
     assert_eq!(wait_limit_lines(&srv.log, 1), theirs);
+}
+
+const MONITOR: &str = "client pass { from: 0/0 to: 0/0 }\n\
+socks pass { from: 0/0 to: 0/0 }\n\
+monitor {\n from: 0/0 to: 0/0\n internal.alarm.data.recv: 100 in 2\n\
+ external.alarm.disconnect: 2/50 in 2\n}\n";
+
+/// Waits until the log at `path` has a line containing `what`; returns the log.
+fn wait_for_line(path: &std::path::Path, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let t = std::fs::read_to_string(path).unwrap_or_default();
+        if t.contains(what) {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no {what:?} in {}:\n{t}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The same traffic through `proxy`: quiet (alarm raised), 1000 bytes from a client (cleared),
+/// then four sessions the target ends (a disconnect alarm); returns the monitor lines' shapes.
+fn monitor_story(proxy: SocketAddr, log: &std::path::Path) -> Vec<String> {
+    let echo = echo_server();
+    let closer = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                drop(s);
+            }
+        });
+        a
+    };
+    wait_for_line(log, "alarm/data [");
+    let (mut s, rep) = socks5_connect(proxy, echo.addr);
+    assert_eq!(rep, 0);
+    s.write_all(&[1u8; 1000]).unwrap();
+    let mut back = [0u8; 1000];
+    s.read_exact(&mut back).unwrap();
+    wait_for_line(log, "alarm/data ]");
+    drop(s);
+    for _ in 0..4 {
+        let (mut c, rep) = socks5_connect(proxy, closer);
+        assert_eq!(rep, 0);
+        assert!(closed_within(&mut c, 10));
+    }
+    let t = wait_for_line(log, "alarm/disconnect ]");
+    t.lines()
+        .filter(|l| l.contains("monitor("))
+        .map(shape)
+        .collect()
+}
+
+#[test]
+fn monitor_alarm_lines_match_danted() {
+    let Some(d) = start_danted_with(MONITOR) else {
+        panic!("danted is required for differential tests (apt-get install dante-server)");
+    };
+    let srv = Server::start(&base_config(MONITOR));
+    let (dlog, daddr) = (d.log.clone(), d.addr);
+    let theirs = std::thread::spawn(move || monitor_story(daddr, &dlog));
+    let ours = monitor_story(srv.addr, &srv.log);
+    let theirs = theirs.join().unwrap();
+    for must in [
+        "warning: monitor(N): alarm/data [: N/N -> N/N internal.recv: N/N in Ns.  Session count: N",
+        // (`shape` folds the `.` after the count into the N, as it does in addresses.)
+        "warning: monitor(N): alarm/data ]: N/N -> N/N internal.recv: N/N in Ns.  Session count: N  Alarm duration: Ns",
+        "warning: monitor(N): alarm/disconnect ]: N/N -> N/N external: N/N disconnects during last Ns.  Session count: N",
+    ] {
+        assert!(theirs.iter().any(|l| l == must), "danted lacks {must:?}: {theirs:#?}");
+        assert!(ours.iter().any(|l| l == must), "rsockd lacks {must:?}: {ours:#?}");
+    }
 }

@@ -15,7 +15,7 @@ pub use rsockd_config::{Command, Method, ProxyProtocol, Rule, Verdict};
 
 use addr::canonical;
 use compile::{command_bit, compile_rule, version_bit, Compiled};
-use rsockd_config::Config;
+use rsockd_config::{Config, RuleKind};
 use std::net::{IpAddr, SocketAddr};
 
 /// The compiled rules of one config.
@@ -23,6 +23,8 @@ use std::net::{IpAddr, SocketAddr};
 pub struct RuleSet {
     client: Vec<Compiled>,
     socks: Vec<Compiled>,
+    /// `monitor { }` objects, compiled as socks rules of their from/to/command/protocol.
+    monitors: Vec<Compiled>,
     global_socksmethod: Vec<Method>,
     needs_client_names: bool,
     needs_target_names: bool,
@@ -107,6 +109,18 @@ impl RuleSet {
             .iter()
             .map(|r| compile_rule(cfg, r, iface))
             .collect::<Result<Vec<_>, _>>()?;
+        let monitors = cfg
+            .monitors
+            .iter()
+            .map(|m| {
+                let mut r = Rule::new(RuleKind::Socks, Verdict::Pass, m.number, m.line);
+                r.from = m.from.clone();
+                r.to = m.to.clone();
+                r.command = m.command.clone();
+                r.protocol = m.protocol.clone();
+                compile_rule(cfg, &r, iface)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let needs_client_names = client
             .iter()
             .chain(&socks)
@@ -116,6 +130,7 @@ impl RuleSet {
         Ok(RuleSet {
             client,
             socks,
+            monitors,
             global_socksmethod: cfg.socksmethod.clone(),
             needs_client_names,
             needs_target_names,
@@ -152,6 +167,20 @@ impl RuleSet {
             }
         }
         Match::DEFAULT_BLOCK
+    }
+
+    /// The number of the first monitor watching a session of `command` from `client` to
+    /// `target`. Monitors match addresses only: a host or domain name in one matches nothing.
+    pub fn monitor(&self, client: SocketAddr, command: Command, target: SocketAddr) -> Option<u32> {
+        let bit = command_bit(command);
+        self.monitors
+            .iter()
+            .find(|c| {
+                c.commands & bit != 0
+                    && c.from.matches(Some(client.ip()), client.port(), None, &[])
+                    && c.to.matches(Some(target.ip()), target.port(), None, &[])
+            })
+            .map(|c| c.rule.number)
     }
 
     /// Some rule's `from:` is a host or domain name: the server must reverse-resolve (and

@@ -453,3 +453,34 @@ fn user_and_group_conditions() {
     }
     assert!(!set(&format!("{NONE}socks pass {{ from: 0/0 to: 0/0 }}\n")).needs_groups());
 }
+
+#[test]
+fn the_first_matching_monitor_watches_a_session() {
+    let rs = set("socksmethod: none\nsocks pass { from: 0/0 to: 0/0 }\n\
+         monitor { from: 10.0.0.0/8 to: 0/0 command: bind\n internal.alarm.data.recv: 1 in 1 }\n\
+         monitor { from: 10.0.0.0/8 to: 192.0.2.0/24 port = 80\n internal.alarm.data.recv: 1 in 1 }\n\
+         monitor { from: 0/0 to: 0/0\n internal.alarm.data.recv: 1 in 1 }\n");
+    let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert_eq!(
+        rs.monitor(a("10.1.1.1:5000"), Command::Bind, a("192.0.2.1:80")),
+        Some(1)
+    );
+    assert_eq!(
+        rs.monitor(a("10.1.1.1:5000"), Command::Connect, a("192.0.2.1:80")),
+        Some(2)
+    );
+    assert_eq!(
+        rs.monitor(a("10.1.1.1:5000"), Command::Connect, a("192.0.2.1:81")),
+        Some(3)
+    );
+    assert_eq!(
+        rs.monitor(a("[::1]:5000"), Command::Connect, a("[::1]:80")),
+        Some(3)
+    );
+    let none = set("socksmethod: none\nsocks pass { from: 0/0 to: 0/0 }\n\
+         monitor { from: 10.0.0.0/8 to: 0/0\n internal.alarm.data.recv: 1 in 1 }\n");
+    assert_eq!(
+        none.monitor(a("127.0.0.1:5000"), Command::Connect, a("127.0.0.1:80")),
+        None
+    );
+}

@@ -765,6 +765,79 @@ impl Udp<'_> {
     }
 }
 
+// ---- Monitors' alarms (mother 1) ------------------------------------------------------------
+
+/// `monitor(N): alarm/data [: FROM -> TO internal.recv: B/LIMIT in Ss.  Session count: C`,
+/// and on clearing `]` with `.  Alarm duration: Ds`, as Dante writes them.
+pub struct AlarmData<'a> {
+    pub monitor: &'a rsockd_config::Monitor,
+    /// `internal.recv`, `recv`, `internal`, or empty when every counter is summed.
+    pub what: String,
+    pub raised: bool,
+    pub bytes: u64,
+    pub limit: u64,
+    pub secs: u64,
+    pub sessions: u64,
+    pub duration: Option<u64>,
+}
+
+impl AlarmData<'_> {
+    pub fn log(&self) {
+        let what = if self.what.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.what)
+        };
+        crate::log::warning(&format!(
+            "monitor({}): alarm/data {}: {} -> {}{what}: {}/{} in {}s.  Session count: {}{}",
+            self.monitor.number,
+            if self.raised { '[' } else { ']' },
+            self.monitor.from,
+            self.monitor.to,
+            self.bytes,
+            self.limit,
+            self.secs,
+            self.sessions,
+            self.duration
+                .map(|d| format!(".  Alarm duration: {d}s"))
+                .unwrap_or_default()
+        ));
+    }
+}
+
+/// `monitor(N): alarm/disconnect ]: FROM -> TO external: D/S disconnects during last Ss.
+/// Session count: C`, as Dante writes it.
+pub struct AlarmDisconnect<'a> {
+    pub monitor: &'a rsockd_config::Monitor,
+    /// `internal`, `external`, or empty for both summed.
+    pub side: &'static str,
+    pub disconnects: u64,
+    pub sessions: u64,
+    pub secs: u64,
+    pub current: u64,
+}
+
+impl AlarmDisconnect<'_> {
+    pub fn log(&self) {
+        let side = if self.side.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.side)
+        };
+        crate::log::warning(&format!(
+            "monitor({}): alarm/disconnect ]: {} -> {}{side}: {}/{} disconnects during last {}s.  \
+             Session count: {}",
+            self.monitor.number,
+            self.monitor.from,
+            self.monitor.to,
+            self.disconnects,
+            self.sessions,
+            self.secs,
+            self.current
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

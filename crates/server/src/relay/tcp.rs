@@ -68,6 +68,18 @@ pub enum End {
     FinWaitTimeout,
 }
 
+impl End {
+    /// Which end closed first, as monitors' disconnect alarms count it.
+    pub fn closed_by(&self) -> crate::scoreboard::monitor::ClosedBy {
+        use crate::scoreboard::monitor::ClosedBy;
+        match self {
+            End::ClientClosed | End::ClientError(_) => ClosedBy::Client,
+            End::TargetClosed | End::TargetError(_) => ClosedBy::Target,
+            End::IoTimeout | End::FinWaitTimeout => ClosedBy::Us,
+        }
+    }
+}
+
 fn errno_text(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),

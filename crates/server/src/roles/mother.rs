@@ -4,6 +4,7 @@
 //! their configuration and listening sockets from mother 1 over their control channel.
 
 mod accept;
+mod alarms;
 mod auth;
 mod bind;
 mod connect;
@@ -145,6 +146,7 @@ async fn serve(mut args: MotherArgs) -> i32 {
     let code = match &upstream {
         Some(chan) => serve_lead_by(&m, chan, &mut signals).await,
         None => {
+            tokio::task::spawn_local(alarms::watch_forever());
             crate::notify::notify("READY=1");
             let code = obey_signals(&m, &mut signals, None).await;
             crate::notify::notify("STOPPING=1");

@@ -7,6 +7,7 @@
 mod bind;
 mod connect;
 mod udp;
+mod watch;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -45,6 +46,8 @@ pub(super) struct Relay {
     closed_pending: tokio::sync::Notify,
     /// The session count changed since the title last showed it.
     title_stale: tokio::sync::Notify,
+    /// Sessions a monitor watches.
+    watched: watch::Watched,
 }
 
 impl Relay {
@@ -86,12 +89,23 @@ fn register(r: &Relay, h: Handoff) -> Live {
 
 /// Runs a registered session by its command, and reports its end.
 async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
-    match h.command {
+    let watch = watch::Watch::start(&h, &stats).map(Rc::new);
+    if let Some(w) = &watch {
+        r.watched.add(h.id, w.clone());
+    }
+    let by = match h.command {
         Command::Connect => connect::run(&h, fds, &stats).await,
         // Boxed: their state machines are two to three times a CONNECT's, and every session's
         // task is as large as its largest variant; CONNECT sessions are the many idle ones.
         Command::Bind => Box::pin(bind::run(&h, fds, &stats)).await,
-        Command::UdpAssociate => Box::pin(udp::run(&h, fds, &stats)).await,
+        Command::UdpAssociate => {
+            Box::pin(udp::run(&h, fds, &stats)).await;
+            None
+        }
+    };
+    if let Some(w) = watch {
+        r.watched.remove(h.id);
+        w.end(by);
     }
     crate::scoreboard::held::session_ended(h.board, &h.slots);
     r.reg.sessions.borrow_mut().remove(&h.id);
@@ -231,10 +245,15 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             closed: RefCell::new(Vec::new()),
             closed_pending: tokio::sync::Notify::new(),
             title_stale: tokio::sync::Notify::new(),
+            watched: watch::Watched::default(),
         });
         tokio::task::spawn_local(control_loop(r.clone()));
         tokio::task::spawn_local(report_closed(r.clone()));
         tokio::task::spawn_local(refresh_title(r.clone()));
+        {
+            let r = r.clone();
+            tokio::task::spawn_local(async move { r.watched.flush_forever().await });
+        }
         let Some(mut signals) = Signals::install(false) else {
             log::error("relay: cannot install signal handlers");
             return 1;
@@ -302,6 +321,7 @@ mod tests {
             board: 0,
             slots: Vec::new(),
             pace: None,
+            monitor: 0,
             nfds: 2,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -320,6 +340,7 @@ mod tests {
             closed: std::cell::RefCell::new(Vec::new()),
             closed_pending: tokio::sync::Notify::new(),
             title_stale: tokio::sync::Notify::new(),
+            watched: super::watch::Watched::default(),
         });
         let live = super::register(&r, h);
         let task = super::run_session(r.clone(), live, Vec::new());

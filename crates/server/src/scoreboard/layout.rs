@@ -9,12 +9,15 @@
 //!   session.throttle  1 word (see throttle.rs)
 //!   session.state.*   `entries` key entries of [key, key, state, throttle?, slots...]
 //!   bandwidth         1 word (see pace.rs)
+//! then, for each monitor { }, in file order (see monitor.rs):
+//!   MONITOR_ROWS rows of [pid, sessions]; 4 byte counters, 4 last-i/o times, 4 disconnect
+//!   counters
 //! ```
 
 use rsockd_config::{Config, Rule, RuleKind, SessionLimits, StateKey};
 
 /// "rsockdSB", then the layout version in the last byte: bump it on any change here.
-pub const MAGIC: u64 = 0x7273_6f63_6b64_5301;
+pub const MAGIC: u64 = 0x7273_6f63_6b64_5302;
 const HEADER: usize = 2;
 /// A `session.max` above this is refused at start: each session takes one word.
 pub const MAX_SESSIONS: u32 = 1_000_000;
@@ -74,9 +77,21 @@ pub struct Table {
     pub pace: Option<usize>,
 }
 
+/// Processes that can hold sessions of one monitor at once, each counting its own in a row.
+pub const MONITOR_ROWS: usize = 512;
+
+/// One monitor's place: its rows, then its counters (see monitor.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorWords {
+    pub number: u32,
+    pub rows: Run,
+    pub counters: Run,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Layout {
     pub tables: Vec<Table>,
+    pub monitors: Vec<MonitorWords>,
     pub words: usize,
 }
 
@@ -85,6 +100,7 @@ impl Layout {
     pub fn of(file: &str, cfg: &Config) -> Result<Layout, String> {
         let mut l = Layout {
             tables: Vec::new(),
+            monitors: Vec::new(),
             words: HEADER,
         };
         for r in cfg.client_rules.iter().chain(&cfg.socks_rules) {
@@ -92,12 +108,26 @@ impl Layout {
                 l.add(file, r)?;
             }
         }
+        for m in &cfg.monitors {
+            let rows = l.take(2 * MONITOR_ROWS);
+            let counters = l.take(super::monitor::COUNTERS);
+            l.monitors.push(MonitorWords {
+                number: m.number,
+                rows,
+                counters,
+            });
+        }
         Ok(l)
     }
 
-    /// True when no rule limits sessions: no scoreboard is needed.
+    /// True when no rule limits sessions and no monitor watches any: no scoreboard is needed.
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        self.tables.is_empty() && self.monitors.is_empty()
+    }
+
+    /// The words of monitor `number`.
+    pub fn monitor(&self, number: u32) -> Option<&MonitorWords> {
+        self.monitors.iter().find(|m| m.number == number)
     }
 
     fn add(&mut self, file: &str, r: &Rule) -> Result<(), String> {

@@ -12,6 +12,7 @@
 pub mod held;
 pub mod keys;
 pub mod layout;
+pub mod monitor;
 pub mod pace;
 pub mod slots;
 pub mod throttle;
@@ -342,10 +343,12 @@ impl Scoreboard {
 
     /// Frees every slot a dead process held; how many.
     pub fn clear(&self, pid: u32) -> usize {
-        self.layout
+        let slots: usize = self
+            .layout
             .slot_runs()
             .map(|r| slots::clear(self.run(r), pid))
-            .sum()
+            .sum();
+        slots + self.clear_monitor_rows(pid)
     }
 
     /// Slots in use across every rule (0 when the server is idle).
@@ -356,10 +359,19 @@ impl Scoreboard {
             .sum()
     }
 
-    /// One line per limited rule, for the SIGUSR1 dump.
+    /// One line per limited rule and per monitor, for the SIGUSR1 dump.
     pub fn dump(&self) -> Vec<String> {
         let now = now_ms();
-        self.layout
+        let monitors = self.monitors().filter_map(|n| {
+            let t = self.monitor_totals(n)?;
+            Some(format!(
+                "monitor #{n}: sessions {}, bytes {}/{}/{}/{} (internal recv/send, external \
+                 recv/send)",
+                t.sessions, t.bytes[0], t.bytes[1], t.bytes[2], t.bytes[3]
+            ))
+        });
+        let rules: Vec<String> = self
+            .layout
             .tables
             .iter()
             .map(|t| {
@@ -392,6 +404,7 @@ impl Scoreboard {
                 }
                 s
             })
-            .collect()
+            .collect();
+        rules.into_iter().chain(monitors).collect()
     }
 }

@@ -115,6 +115,10 @@ pub(super) async fn run(
         board,
         slots,
         pace,
+        monitor: s
+            .rules
+            .monitor(client.peer, rsockd_config::Command::Bind, expected)
+            .unwrap_or(0),
         id: m.next_session_id(),
         command: Command::Bind,
         version: req.version,

@@ -59,6 +59,10 @@ pub(super) async fn run(
         board,
         slots,
         pace,
+        monitor: s
+            .rules
+            .monitor(client.peer, rsockd_config::Command::Connect, won.target)
+            .unwrap_or(0),
         id: m.next_session_id(),
         command: Command::Connect,
         version: req.version,

@@ -117,6 +117,8 @@ pub(super) async fn run(
         board,
         slots,
         pace,
+        // Monitors watch TCP sessions (the config refuses `protocol: udp` in one).
+        monitor: 0,
         id: seed,
         command: Command::UdpAssociate,
         version: req.version,

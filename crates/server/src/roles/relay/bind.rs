@@ -17,6 +17,7 @@ use crate::log;
 use crate::log::lines::{self, View};
 use crate::negotiate;
 use crate::relay::tcp::{self, End, Stats};
+use crate::scoreboard::monitor::ClosedBy;
 use crate::scoreboard::pace::Pace;
 
 /// Client bytes kept while waiting for the peer; a client that sends more waits unread.
@@ -87,14 +88,15 @@ async fn wait_for_peer(
     }
 }
 
-pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
+/// How the session ended, for monitors: None when it ended before the peer's session began.
+pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) -> Option<ClosedBy> {
     let mut it = fds.into_iter();
     let (Some(cfd), Some(lfd)) = (it.next(), it.next()) else {
         log::error(&format!(
             "relay: BIND session {} arrived without its descriptors",
             h.id
         ));
-        return;
+        return None;
     };
     let listener = {
         let l = std::net::TcpListener::from(lfd);
@@ -105,7 +107,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         (Ok(c), Ok(l)) => (c, l),
         (Err(e), _) | (_, Err(e)) => {
             log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
-            return;
+            return None;
         }
     };
     let bv = View::bind(h);
@@ -114,7 +116,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     let _ = client.set_nodelay(true);
     if let Err(e) = tcp::send_all(&client, &h.reply).await {
         lines::bind_ended(h, &bv, &End::ClientError(e));
-        return;
+        return None;
     }
     bv.opened();
     let mut early = h.prefetched.clone();
@@ -124,7 +126,7 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         Waited::Peer(s, p) => (s, canonical(p)),
         Waited::End(end) => {
             lines::bind_ended(h, &bv, &end);
-            return;
+            return None;
         }
     };
     // One peer per BIND: later ones are refused by the closed socket.
@@ -133,11 +135,9 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     if !expected.ip().is_unspecified() && expected.ip() != peer.ip() {
         lines::bind_reply_unexpected(h, &bv, &expected, peer);
         refuse(h, &bv, &client, &peer_stream, peer, 0).await;
-        return;
+        return None;
     }
-    let Some(settings) = crate::settings::Settings::current() else {
-        return;
-    };
+    let settings = crate::settings::Settings::current()?;
     let q = SocksQuery {
         src: peer,
         version: version_of(h),
@@ -161,12 +161,12 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
     if m.verdict != Verdict::Pass {
         lines::bind_reply_blocked(&rv, &peer);
         refuse(h, &bv, &client, &peer_stream, peer, m.number).await;
-        return;
+        return None;
     }
     let reply = negotiate::success_reply(h.version, peer);
     if let Err(e) = tcp::send_all(&client, &reply).await {
         lines::bind_ended(h, &bv, &End::ClientError(e));
-        return;
+        return None;
     }
     rv.opened();
     let end = async {
@@ -197,7 +197,9 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         tcp::relay(&client, &peer_stream, stats, opts, &on_data).await
     }
     .await;
+    let by = end.closed_by();
     lines::bind_closed(h, &bv, &rv, stats, end);
+    Some(by)
 }
 
 /// Second reply `02` (`91` for SOCKS v4) naming the refused peer, Dante's closing lines for the

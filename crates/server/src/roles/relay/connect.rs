@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use crate::log;
 use crate::log::lines;
 use crate::relay::tcp::{self, Stats};
+use crate::scoreboard::monitor::ClosedBy;
 use crate::scoreboard::pace::Pace;
 
 /// A received descriptor as a tokio TCP stream.
@@ -26,20 +27,21 @@ fn to_nonblocking_stream(fd: OwnedFd) -> std::io::Result<TcpStream> {
     TcpStream::from_std(std::net::TcpStream::from(fd))
 }
 
-pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
+/// How the session ended, for monitors (None: it never began).
+pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) -> Option<ClosedBy> {
     let mut it = fds.into_iter();
     let (Some(cfd), Some(tfd)) = (it.next(), it.next()) else {
         log::error(&format!(
             "relay: session {} arrived without its descriptors",
             h.id
         ));
-        return;
+        return None;
     };
     let (client, target) = match (to_nonblocking_stream(cfd), to_nonblocking_stream(tfd)) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(e), _) | (_, Err(e)) => {
             log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
-            return;
+            return None;
         }
     };
     let end = async {
@@ -78,4 +80,5 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         .tcpinfo
         .then(|| lines::tcp_info(client.as_fd(), target.as_fd()));
     lines::closed(h, stats, &end, tcpinfo.as_deref());
+    Some(end.closed_by())
 }

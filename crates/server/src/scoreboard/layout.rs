@@ -79,6 +79,8 @@ pub struct Table {
 
 /// Processes that can hold sessions of one monitor at once, each counting its own in a row.
 pub const MONITOR_ROWS: usize = 512;
+/// Words of counters after a monitor's rows (their order: monitor.rs).
+pub const MONITOR_COUNTERS: usize = 12;
 
 /// One monitor's place: its rows, then its counters (see monitor.rs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +112,7 @@ impl Layout {
         }
         for m in &cfg.monitors {
             let rows = l.take(2 * MONITOR_ROWS);
-            let counters = l.take(super::monitor::COUNTERS);
+            let counters = l.take(MONITOR_COUNTERS);
             l.monitors.push(MonitorWords {
                 number: m.number,
                 rows,

@@ -17,9 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::layout::{MonitorWords, MONITOR_ROWS};
 use super::{alive, now_ms, Scoreboard};
 
-/// Words of counters after a monitor's rows.
-pub const COUNTERS: usize = 12;
-
 /// Which end closed a session first, for disconnect alarms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClosedBy {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -21,30 +20,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// SOCKS5 CONNECT; returns the stream, REP and BND (IPv4 replies only).
+/// SOCKS5 CONNECT; returns the stream, REP and BND.
 fn connect5(proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u8, SocketAddr) {
-    let mut s = TcpStream::connect(proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = vec![5, 1, 0, 5, 1, 0];
-    match target {
-        SocketAddr::V4(a) => {
-            req.push(1);
-            req.extend_from_slice(&a.ip().octets());
-        }
-        SocketAddr::V6(a) => {
-            req.push(4);
-            req.extend_from_slice(&a.ip().octets());
-        }
-    }
-    req.extend_from_slice(&target.port().to_be_bytes());
-    s.write_all(&req).unwrap();
-    let mut r = [0u8; 12];
-    s.read_exact(&mut r).unwrap();
-    assert_eq!((r[0], r[1]), (5, 0), "method selection");
-    assert_eq!((r[2], r[4], r[5]), (5, 0, 1), "reply {r:?}");
-    let ip = Ipv4Addr::new(r[6], r[7], r[8], r[9]);
-    let bnd = SocketAddr::from((ip, u16::from_be_bytes([r[10], r[11]])));
-    (s, r[3], bnd)
+    let (s, rep, bnd) = socks5_connect_bound(proxy, target);
+    (s, rep, bnd.expect("an address in the reply"))
 }
 
 #[test]
@@ -139,18 +118,7 @@ fn redirect_from_of_the_other_family_is_refused_with_08() {
         "client pass { from: 0/0 to: 0/0 }\n\
          socks pass { from: 0/0 to: 0/0 redirect from: 127.0.0.80 log: connect error }\n",
     ));
-    let (mut s, rep, _) = {
-        // An IPv6 target: the reply may carry an IPv6 or IPv4 BND, read it generously.
-        let mut s = TcpStream::connect(srv.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut req = vec![5, 1, 0, 5, 1, 0, 4];
-        req.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
-        req.extend_from_slice(&80u16.to_be_bytes());
-        s.write_all(&req).unwrap();
-        let mut head = [0u8; 6];
-        s.read_exact(&mut head).unwrap();
-        (s, head[3], ())
-    };
+    let (mut s, rep, _) = socks5_connect_bound(srv.addr, "[::1]:80".parse().unwrap());
     assert_eq!(rep, 8, "address type not supported");
     assert!(closed_within(&mut s, 10));
     srv.wait_log("the refusal naming the redirect", 10, |t| {

@@ -85,33 +85,12 @@ impl<'a> Parser<'a> {
         };
         let errors_before = self.errors.len();
         let (mut from, mut to) = (false, false);
-        loop {
-            self.sc.skip_space();
-            if self.sc.at_eof() {
-                self.error(
-                    start,
-                    format!(
-                        "missing '}}' at the end of the monitor that starts on line {}",
-                        start.line
-                    ),
-                );
-                break;
-            }
-            if self.sc.eat('}') {
-                break;
-            }
-            let kw = self.sc.ident();
-            if kw.text.is_empty() {
-                let t = self.sc.next_token();
-                self.error(
-                    t,
-                    "expected a monitor keyword (such as 'from:' or 'internal.alarm.data.recv:') or '}'",
-                );
-                self.sc.skip_value();
-                continue;
-            }
-            self.monitor_option(&mut m, kw, &mut from, &mut to);
-        }
+        self.object_body(
+            start,
+            "monitor",
+            "expected a monitor keyword (such as 'from:' or 'internal.alarm.data.recv:') or '}'",
+            &mut |p, kw| p.monitor_option(&mut m, kw, &mut from, &mut to),
+        );
         if !(from && to) && self.errors.len() == errors_before {
             self.error(start, "a monitor needs both 'from:' and 'to:'");
         }

@@ -123,45 +123,12 @@ impl<'a> Parser<'a> {
         let mut rule = Rule::new(kind, verdict, number, start.line);
         let errors_before = self.errors.len();
         let (mut from, mut to) = (false, false);
-        loop {
-            self.sc.skip_space();
-            if self.sc.at_eof() {
-                self.error(
-                    start,
-                    format!(
-                        "missing '}}' at the end of the rule that starts on line {}",
-                        start.line
-                    ),
-                );
-                break;
-            }
-            if self.sc.eat('}') {
-                break;
-            }
-            let before = self.sc.clone();
-            let kw = self.sc.ident();
-            if kw.text.is_empty() {
-                let t = self.sc.next_token();
-                self.error(
-                    t,
-                    "expected a rule keyword (such as 'from:' or 'log:') or '}'",
-                );
-                self.sc.skip_value();
-                continue;
-            }
-            if OBJECT_STARTERS.contains(&kw.text) && !self.keyword_follows() {
-                self.error(
-                    start,
-                    format!(
-                        "missing '}}' at the end of the rule that starts on line {}",
-                        start.line
-                    ),
-                );
-                self.sc = before;
-                break;
-            }
-            self.rule_option(&mut rule, kw, &mut from, &mut to);
-        }
+        self.object_body(
+            start,
+            "rule",
+            "expected a rule keyword (such as 'from:' or 'log:') or '}'",
+            &mut |p, kw| p.rule_option(&mut rule, kw, &mut from, &mut to),
+        );
         // A missing from/to after other errors in the rule is usually their fallout.
         if !(from && to) && self.errors.len() == errors_before {
             self.error(start, "a rule needs both 'from:' and 'to:'");
@@ -196,6 +163,45 @@ impl<'a> Parser<'a> {
         match kind {
             RuleKind::Client => self.cfg.client_rules.push(rule),
             RuleKind::Socks => self.cfg.socks_rules.push(rule),
+        }
+    }
+
+    /// The keywords of an object's body (a rule, a monitor) up to its `}`, each handed to
+    /// `option`; `what` names the object in the error for a missing `}`.
+    pub(super) fn object_body(
+        &mut self,
+        start: Tok<'a>,
+        what: &str,
+        expected: &str,
+        option: &mut dyn FnMut(&mut Parser<'a>, Tok<'a>),
+    ) {
+        let missing = format!(
+            "missing '}}' at the end of the {what} that starts on line {}",
+            start.line
+        );
+        loop {
+            self.sc.skip_space();
+            if self.sc.at_eof() {
+                self.error(start, missing);
+                break;
+            }
+            if self.sc.eat('}') {
+                break;
+            }
+            let before = self.sc.clone();
+            let kw = self.sc.ident();
+            if kw.text.is_empty() {
+                let t = self.sc.next_token();
+                self.error(t, expected);
+                self.sc.skip_value();
+                continue;
+            }
+            if OBJECT_STARTERS.contains(&kw.text) && !self.keyword_follows() {
+                self.error(start, missing);
+                self.sc = before;
+                break;
+            }
+            option(self, kw);
         }
     }
 

@@ -317,6 +317,15 @@ pub fn http_server(body: &'static str) -> SocketAddr {
 
 /// SOCKS5 greeting (method none) + CONNECT to `target`; returns the stream and the reply code.
 pub fn socks5_connect(proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u8) {
+    let (s, rep, _) = socks5_connect_bound(proxy, target);
+    (s, rep)
+}
+
+/// [`socks5_connect`], also returning the reply's BND address (None for a host name).
+pub fn socks5_connect_bound(
+    proxy: SocketAddr,
+    target: SocketAddr,
+) -> (TcpStream, u8, Option<SocketAddr>) {
     let mut s = TcpStream::connect(proxy).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = vec![5, 1, 0, 5, 1, 0];
@@ -335,12 +344,17 @@ pub fn socks5_connect(proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u8) 
     let mut sel = [0u8; 2];
     s.read_exact(&mut sel).unwrap();
     assert_eq!(sel, [5, 0]);
-    let rep = read_socks5_reply(&mut s);
-    (s, rep)
+    let (rep, bnd) = read_socks5_reply_bound(&mut s);
+    (s, rep, bnd)
 }
 
 /// Reads a whole SOCKS5 reply and returns REP.
 pub fn read_socks5_reply(s: &mut TcpStream) -> u8 {
+    read_socks5_reply_bound(s).0
+}
+
+/// Reads a whole SOCKS5 reply: REP and BND (None for a host name).
+pub fn read_socks5_reply_bound(s: &mut TcpStream) -> (u8, Option<SocketAddr>) {
     let mut head = [0u8; 4];
     s.read_exact(&mut head).unwrap();
     assert_eq!(head[0], 5, "reply version");
@@ -356,7 +370,13 @@ pub fn read_socks5_reply(s: &mut TcpStream) -> u8 {
     };
     let mut rest = vec![0u8; len + 2];
     s.read_exact(&mut rest).unwrap();
-    head[1]
+    let port = u16::from_be_bytes([rest[len], rest[len + 1]]);
+    let ip: Option<std::net::IpAddr> = match head[3] {
+        1 => <[u8; 4]>::try_from(&rest[..4]).ok().map(Into::into),
+        4 => <[u8; 16]>::try_from(&rest[..16]).ok().map(Into::into),
+        _ => None,
+    };
+    (head[1], ip.map(|ip| SocketAddr::new(ip, port)))
 }
 
 /// Writes `msg` on a relayed stream and reads it back from the echo target, byte for byte.

@@ -58,6 +58,10 @@ pub struct Config {
     pub socks_rules: Vec<Rule>,
     /// `monitor { }` objects in file order.
     pub monitors: Vec<Monitor>,
+    /// `child.maxrequests`: a relay takes at most this many sessions, then is replaced.
+    pub child_maxrequests: Option<u64>,
+    /// `child.maxlifetime`: a relay takes new sessions for at most this many seconds.
+    pub child_maxlifetime: Option<u64>,
 }
 
 impl Default for Config {
@@ -86,6 +90,8 @@ impl Default for Config {
             client_rules: Vec::new(),
             socks_rules: Vec::new(),
             monitors: Vec::new(),
+            child_maxrequests: None,
+            child_maxlifetime: None,
         }
     }
 }

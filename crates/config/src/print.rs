@@ -245,6 +245,12 @@ impl Display for Config {
         if let Some(n) = &self.pam_servicename {
             writeln!(s, "pam.servicename: {n}")?;
         }
+        if let Some(n) = self.child_maxrequests {
+            writeln!(s, "child.maxrequests: {n}")?;
+        }
+        if let Some(n) = self.child_maxlifetime {
+            writeln!(s, "child.maxlifetime: {n}")?;
+        }
         if let Some(p) = &self.users_file {
             writeln!(s, "rsockd.users.file: {}", p.display())?;
         }

@@ -204,8 +204,8 @@ pub static KEYWORDS: &[Entry] = &[
     e("extension", G.or(R), Status::ByValue),
     e("srchost", G, NOT_YET),
     family("cpu.", G, NOT_YET),
-    e("child.maxrequests", G, NOT_YET),
-    e("child.maxlifetime", G, NOT_YET),
+    e("child.maxrequests", G, IMPL),
+    e("child.maxlifetime", G, IMPL),
     e("route.maxfail", G, NOT_YET),
     e("route.badexpire", G, NOT_YET),
     family(

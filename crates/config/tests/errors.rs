@@ -236,16 +236,6 @@ fn not_supported_yet_settings() {
             "external.log.info.tcp.disabled",
             "'external.log.info.tcp.disabled'",
         ),
-        (
-            "child.maxrequests: 100\n",
-            "child.maxrequests",
-            "'child.maxrequests'",
-        ),
-        (
-            "child.maxlifetime: 100\n",
-            "child.maxlifetime",
-            "'child.maxlifetime'",
-        ),
     ] {
         let d = err_near(text, word, "is not supported yet");
         assert!(d.message.starts_with(what), "{text}: {}", d.message);

@@ -641,3 +641,17 @@ fn monitors_parse_with_every_alarm_form() {
         no_lines(&l.config.monitors)
     );
 }
+
+#[test]
+fn child_limits_parse_and_zero_means_none() {
+    let l = ok_all(
+        "child.maxrequests: 100\nchild.maxlifetime: 3600\nsocksmethod: none\n\
+         socks pass { from: 0/0 to: 0/0 }\n",
+    );
+    assert_eq!(l.config.child_maxrequests, Some(100));
+    assert_eq!(l.config.child_maxlifetime, Some(3600));
+    let again = ok_all(&l.config.to_string());
+    assert_eq!(again.config.child_maxrequests, Some(100));
+    let z = ok_all("child.maxrequests: 0\nsocksmethod: none\nsocks pass { from: 0/0 to: 0/0 }\n");
+    assert_eq!(z.config.child_maxrequests, None);
+}

@@ -318,6 +318,8 @@ fn config() -> impl Strategy<Value = Config> {
                     client_rules: numbered(cr),
                     socks_rules: numbered(sr),
                     monitors: Vec::new(),
+                    child_maxrequests: None,
+                    child_maxlifetime: None,
                 }
             },
         )

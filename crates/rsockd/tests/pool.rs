@@ -245,3 +245,107 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
     });
     echo_round(&mut before, 0, 4);
 }
+
+/// The pid in a log line's `rsockd[PID]:` prefix.
+fn line_pid(line: &str) -> Option<i32> {
+    line.split("rsockd[")
+        .nth(1)?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Pids of the relays that opened sessions, in the order of their `tcp/connect [` lines.
+fn session_relays(srv: &Server) -> Vec<i32> {
+    srv.log_text()
+        .lines()
+        .filter(|l| l.contains("tcp/connect [: "))
+        .filter_map(line_pid)
+        .collect()
+}
+
+/// `child.maxrequests: 3`: a relay takes three sessions, then a new relay takes its place;
+/// the old one finishes what it has and exits.
+#[test]
+fn a_relay_takes_at_most_child_maxrequests_sessions_and_is_replaced() {
+    let echo = echo_server();
+    let srv = Server::start(&base_config(&format!("child.maxrequests: 3\n{OPEN_RULES}")));
+    let mut held = Vec::new();
+    for i in 0..7 {
+        let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
+        assert_eq!(rep, 0, "session {i}");
+        echo_once(&mut s, b"counted");
+        held.push(s);
+    }
+    srv.wait_log("seven session lines", 10, |t| {
+        t.matches("tcp/connect [: ").count() >= 7
+    });
+    let pids = session_relays(&srv);
+    let mut distinct: Vec<i32> = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    for p in &distinct {
+        let n = pids.iter().filter(|x| *x == p).count();
+        assert!(n <= 3, "relay {p} took {n} sessions: {pids:?}");
+    }
+    assert!(
+        distinct.len() >= 3,
+        "seven sessions need three relays: {pids:?}"
+    );
+    srv.wait_log("the recycling line", 10, |t| {
+        t.contains("took 3 sessions (child.maxrequests): it finishes its")
+    });
+    // The full relays keep their sessions until they end...
+    for s in &mut held {
+        echo_once(s, b"still relayed");
+    }
+    assert!(alive(pids[0]));
+    // ...and then exit.
+    drop(held);
+    assert!(
+        wait_gone(pids[0], 10),
+        "relay {} exits once its sessions end",
+        pids[0]
+    );
+    assert_serving(&srv, &echo);
+}
+
+/// `child.maxlifetime: 1`: after a second a relay takes no new sessions; a new relay does, and
+/// the old one's session runs on.
+#[test]
+fn a_relay_takes_new_sessions_for_child_maxlifetime_seconds() {
+    let echo = echo_server();
+    let srv = Server::start(&base_config(&format!("child.maxlifetime: 1\n{OPEN_RULES}")));
+    let (mut first, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut first, b"young relay");
+    let old = srv.wait_log("the first session line", 10, |t| {
+        t.contains("tcp/connect [: ")
+    });
+    let old = old
+        .lines()
+        .find(|l| l.contains("tcp/connect [: "))
+        .and_then(line_pid)
+        .unwrap();
+    srv.wait_log("the lifetime line", 10, |t| {
+        t.contains(&format!(
+            "(pid {old}) took sessions for 1s (child.maxlifetime)"
+        ))
+    });
+    let (mut second, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut second, b"new relay");
+    srv.wait_log("the second session line", 10, |t| {
+        t.matches("tcp/connect [: ").count() >= 2
+    });
+    let pids = session_relays(&srv);
+    assert_ne!(pids[1], old, "the second session went to a new relay");
+    echo_once(&mut first, b"old relay finishes its own");
+    drop(first);
+    assert!(
+        wait_gone(old, 10),
+        "the old relay exits once its session ended"
+    );
+    drop(second);
+}

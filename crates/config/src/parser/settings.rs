@@ -21,6 +21,8 @@ const HANDLED: &[&str] = &[
     "logoutput",
     "errorlog",
     "debug",
+    "child.maxrequests",
+    "child.maxlifetime",
     "timeout.negotiate",
     "timeout.connect",
     "timeout.io",
@@ -153,6 +155,17 @@ impl<'a> Parser<'a> {
                 } else {
                     self.cfg.errorlog.extend(dests);
                 }
+            }
+            "child.maxrequests" | "child.maxlifetime" => {
+                // 0 is Dante's default: no limit.
+                let n = self.number(&format!("{}:", kw.text), u64::from(u32::MAX));
+                let n = n.filter(|&n| n > 0);
+                if kw.text == "child.maxrequests" {
+                    self.cfg.child_maxrequests = n;
+                } else {
+                    self.cfg.child_maxlifetime = n;
+                }
+                self.end_of_value(kw);
             }
             "debug" => {
                 if let Some(n) = self.number(&format!("{}:", kw.text), u64::from(u32::MAX)) {

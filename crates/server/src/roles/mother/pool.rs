@@ -61,6 +61,18 @@ pub struct Slot {
     retiring: Cell<bool>,
     /// Consecutive idleness checks that found this (extra) relay empty.
     idle_checks: Cell<u32>,
+    /// Sessions assigned to this relay since it started, for `child.maxrequests`.
+    assigned: Cell<u64>,
+    /// Due to be replaced (`child.maxrequests`/`child.maxlifetime`): already `retiring`, so it
+    /// gets no more sessions; the deliver loop sends it Drain after what it was given.
+    recycle: Cell<Option<Recycle>>,
+}
+
+/// Why a relay is replaced while it works.
+#[derive(Debug, Clone, Copy)]
+enum Recycle {
+    Requests(u64),
+    Lifetime(u64),
 }
 
 pub struct Pool {
@@ -181,7 +193,21 @@ impl Pool {
             fds: Cell::new(0),
             retiring: Cell::new(false),
             idle_checks: Cell::new(0),
+            assigned: Cell::new(0),
+            recycle: Cell::new(None),
         });
+        if let Some(secs) = settings.config.child_maxlifetime {
+            let (pool, slot) = (self.clone(), slot.clone());
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                if slot.alive.get() && !slot.retiring.get() {
+                    slot.retiring.set(true);
+                    slot.recycle.set(Some(Recycle::Lifetime(secs)));
+                    // The deliver loop sends the Drain, after any sessions it has for it.
+                    pool.outbox_filled.notify_one();
+                }
+            });
+        }
         {
             let mut slots = self.slots.borrow_mut();
             slots.retain(|s| s.k != k);
@@ -377,6 +403,7 @@ impl Pool {
                 };
                 // Counted at once, so the next pick sees this relay's new load.
                 slot.fds.set(slot.fds.get() + need);
+                pool.count_assigned(&slot);
                 match groups.iter_mut().find(|(s, _)| Rc::ptr_eq(s, &slot)) {
                     Some((_, qs)) => qs.push(q),
                     None => groups.push((slot, vec![q])),
@@ -384,6 +411,57 @@ impl Pool {
             }
             for (slot, qs) in groups {
                 pool.send_batches(&slot, qs).await;
+            }
+            pool.recycle_due().await;
+        }
+    }
+
+    /// One more session for `slot`; at `child.maxrequests` it takes no more and is replaced.
+    fn count_assigned(&self, slot: &Slot) {
+        slot.assigned.set(slot.assigned.get() + 1);
+        let max = Settings::current().and_then(|s| s.config.child_maxrequests);
+        if max.is_some_and(|n| slot.assigned.get() >= n) && !slot.retiring.get() {
+            slot.retiring.set(true);
+            slot.recycle
+                .set(Some(Recycle::Requests(slot.assigned.get())));
+        }
+    }
+
+    /// Relays due to be replaced: a new relay of the same number takes their place, and they
+    /// finish their sessions and exit. Sent here, after the sessions handed in this turn, so
+    /// the Drain never overtakes sessions already on their way.
+    async fn recycle_due(self: &Rc<Self>) {
+        let due: Vec<Rc<Slot>> = self
+            .slots
+            .borrow()
+            .iter()
+            .filter(|s| s.recycle.get().is_some())
+            .cloned()
+            .collect();
+        for slot in due {
+            let Some(why) = slot.recycle.take() else {
+                continue;
+            };
+            if !slot.alive.get() || child::stopping() {
+                continue;
+            }
+            let why = match why {
+                Recycle::Requests(n) => format!("took {n} sessions (child.maxrequests)"),
+                Recycle::Lifetime(s) => format!("took sessions for {s}s (child.maxlifetime)"),
+            };
+            log::info(&format!(
+                "relay {} (pid {}) {why}: it finishes its {} session(s) and a new relay takes its place",
+                slot.id,
+                slot.pid.get(),
+                slot.sessions.get()
+            ));
+            if let Some(settings) = Settings::current() {
+                if let Err(e) = self.start(slot.k, &settings).await {
+                    log::error(&format!("cannot start relay {}: {e}", slot.id));
+                }
+            }
+            if let Err(e) = slot.chan.send(&Control::Drain.encode(), &[]).await {
+                log::warning(&format!("relay {}: {e}", slot.id));
             }
         }
     }
@@ -470,6 +548,8 @@ impl Pool {
                     slot.fds.set(slot.fds.get() + need);
                     slot.handed.borrow_mut().insert(q.h.id, q.info());
                     q.slots.sent();
+                    self.count_assigned(&slot);
+                    self.recycle_due().await;
                     return;
                 }
                 Err(e) => {

@@ -246,16 +246,6 @@ fn out_of_descriptors_pauses_accepting_without_spinning() {
     echo_round(&mut before, 0, 4);
 }
 
-/// The pid in a log line's `rsockd[PID]:` prefix.
-fn line_pid(line: &str) -> Option<i32> {
-    line.split("rsockd[")
-        .nth(1)?
-        .split(']')
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Pids of the relays that opened sessions, in the order of their `tcp/connect [` lines.
 fn session_relays(srv: &Server) -> Vec<i32> {
     srv.log_text()

@@ -633,3 +633,13 @@ pub fn proc_net_tcp() -> Vec<(SocketAddr, SocketAddr, u8, u8)> {
         })
         .collect()
 }
+
+/// The pid in a log line's `rsockd[PID]:` prefix: which process wrote it.
+pub fn line_pid(line: &str) -> Option<i32> {
+    line.split("rsockd[")
+        .nth(1)?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()
+}

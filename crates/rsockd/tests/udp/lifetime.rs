@@ -48,14 +48,6 @@ fn association_ends_with_the_control_connection() {
 }
 
 /// The pid in a log line's `rsockd[PID]` prefix.
-fn line_pid(line: &str) -> Option<i32> {
-    line.split("rsockd[")
-        .nth(1)?
-        .split(']')
-        .next()?
-        .parse()
-        .ok()
-}
 
 #[test]
 fn association_survives_the_death_of_its_mother() {

@@ -18,10 +18,10 @@ mod validate;
 
 pub use diag::{ConfigError, Diagnostic};
 pub use model::{
-    AddrMatch, AlarmSides, Command, Config, DataAlarm, DisconnectAlarm, ExternalAddr, Families,
-    HostSpec, ListenAddr, LogDest, LogFlags, Method, Monitor, PortMatch, Protocol, ProxyProtocol,
-    Redirect, Rotation, Rule, RuleAddr, RuleKind, SessionLimits, StateKey, Throttle, Timeouts,
-    Verdict,
+    AddrMatch, AlarmSides, Command, Config, Cpu, CpuRole, CpuSettings, DataAlarm, DisconnectAlarm,
+    ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, Method, Monitor, PortMatch,
+    Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr, RuleKind, SchedPolicy,
+    SessionLimits, StateKey, Throttle, Timeouts, Verdict,
 };
 pub use services::Services;
 pub use validate::check_startable;

@@ -62,6 +62,8 @@ pub struct Config {
     pub child_maxrequests: Option<u64>,
     /// `child.maxlifetime`: a relay takes new sessions for at most this many seconds.
     pub child_maxlifetime: Option<u64>,
+    /// `cpu.schedule.<process>` and `cpu.mask.<process>`, per process role.
+    pub cpu: Cpu,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             monitors: Vec::new(),
             child_maxrequests: None,
             child_maxlifetime: None,
+            cpu: Cpu::default(),
         }
     }
 }
@@ -691,6 +694,96 @@ impl DataAlarm {
             ("", op) => op.to_string(),
             (side, "") => side.to_string(),
             (side, op) => format!("{side}.{op}"),
+        }
+    }
+}
+
+/// Our process roles as `cpu.*` names them. Dante's names map onto them: `negotiate`,
+/// `request` and `monitor` are done by our mothers, `io` by our relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CpuRole {
+    Mother,
+    Relay,
+}
+
+impl CpuRole {
+    /// The role a `cpu.schedule.<name>` / `cpu.mask.<name>` suffix means.
+    pub fn from_name(name: &str) -> Option<CpuRole> {
+        match name {
+            "mother" | "negotiate" | "request" | "monitor" => Some(CpuRole::Mother),
+            "relay" | "io" => Some(CpuRole::Relay),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuRole::Mother => "mother",
+            CpuRole::Relay => "relay",
+        }
+    }
+}
+
+/// A scheduling policy of `cpu.schedule.*` (sched(7)), in Dante's lower-case names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchedPolicy {
+    Other,
+    Fifo,
+    Rr,
+    Batch,
+    Idle,
+}
+
+impl SchedPolicy {
+    pub fn from_name(name: &str) -> Option<SchedPolicy> {
+        match name {
+            "other" => Some(SchedPolicy::Other),
+            "fifo" => Some(SchedPolicy::Fifo),
+            "rr" => Some(SchedPolicy::Rr),
+            "batch" => Some(SchedPolicy::Batch),
+            "idle" => Some(SchedPolicy::Idle),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedPolicy::Other => "other",
+            SchedPolicy::Fifo => "fifo",
+            SchedPolicy::Rr => "rr",
+            SchedPolicy::Batch => "batch",
+            SchedPolicy::Idle => "idle",
+        }
+    }
+}
+
+/// What `cpu.*` sets for one role: a policy and priority, and the CPUs it may run on
+/// (None: any).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CpuSettings {
+    pub schedule: Option<(SchedPolicy, u32)>,
+    pub mask: Option<Vec<u32>>,
+}
+
+/// `cpu.*` for every role.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cpu {
+    pub mother: CpuSettings,
+    pub relay: CpuSettings,
+}
+
+impl Cpu {
+    pub fn of(&self, role: CpuRole) -> &CpuSettings {
+        match role {
+            CpuRole::Mother => &self.mother,
+            CpuRole::Relay => &self.relay,
+        }
+    }
+
+    pub fn of_mut(&mut self, role: CpuRole) -> &mut CpuSettings {
+        match role {
+            CpuRole::Mother => &mut self.mother,
+            CpuRole::Relay => &mut self.relay,
         }
     }
 }

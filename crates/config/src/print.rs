@@ -245,6 +245,16 @@ impl Display for Config {
         if let Some(n) = &self.pam_servicename {
             writeln!(s, "pam.servicename: {n}")?;
         }
+        for role in [crate::model::CpuRole::Mother, crate::model::CpuRole::Relay] {
+            let c = self.cpu.of(role);
+            if let Some((p, prio)) = c.schedule {
+                writeln!(s, "cpu.schedule.{}: {}/{prio}", role.name(), p.name())?;
+            }
+            if let Some(m) = &c.mask {
+                let m: Vec<String> = m.iter().map(u32::to_string).collect();
+                writeln!(s, "cpu.mask.{}: {}", role.name(), m.join(" "))?;
+            }
+        }
         if let Some(n) = self.child_maxrequests {
             writeln!(s, "child.maxrequests: {n}")?;
         }

@@ -203,7 +203,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("compatibility", G, Status::ByValue),
     e("extension", G.or(R), Status::ByValue),
     e("srchost", G, NOT_YET),
-    family("cpu.", G, NOT_YET),
+    family("cpu.", G, IMPL),
     e("child.maxrequests", G, IMPL),
     e("child.maxlifetime", G, IMPL),
     e("route.maxfail", G, NOT_YET),

@@ -201,12 +201,6 @@ fn not_supported_yet_settings() {
             "'srchost'",
         ),
         (
-            "cpu.schedule.mother: fifo/20\n",
-            "cpu.schedule.mother",
-            "'cpu.schedule.mother'",
-        ),
-        ("cpu.mask.io: 0 1\n", "cpu.mask.io", "'cpu.mask.io'"),
-        (
             "internal.tcp.so_rcvbuf: 1000\n",
             "internal.tcp.so_rcvbuf",
             "'internal.tcp.so_rcvbuf'",
@@ -846,5 +840,34 @@ fn monitor_errors_name_line_and_column_in_dantes_words() {
         w.iter()
             .any(|w| w.contains("monitor has no alarms configured.  Is this intended?")),
         "{w:?}"
+    );
+}
+
+#[test]
+fn cpu_errors_name_line_and_column() {
+    err_near(
+        "cpu.schedule.mother: SCHED_FIFO/20\n",
+        "SCHED_FIFO",
+        "unknown scheduling policy; expected other, fifo, rr, batch or idle",
+    );
+    err_near(
+        "cpu.schedule.nosuch: fifo/1\n",
+        "cpu.schedule.nosuch",
+        "unknown process 'nosuch'",
+    );
+    err_near(
+        "cpu.mask.relay: x\n",
+        "x",
+        "expected a CPU number (0 to 1023) or 'any'",
+    );
+    err_near(
+        "cpu.other.relay: 1\n",
+        "cpu.other.relay",
+        "expected 'cpu.schedule.<process>'",
+    );
+    err_near(
+        "cpu.schedule.relay: fifo 1\n",
+        "1",
+        "expected '/PRIORITY' after the policy",
     );
 }

@@ -655,3 +655,22 @@ fn child_limits_parse_and_zero_means_none() {
     let z = ok_all("child.maxrequests: 0\nsocksmethod: none\nsocks pass { from: 0/0 to: 0/0 }\n");
     assert_eq!(z.config.child_maxrequests, None);
 }
+
+#[test]
+fn cpu_schedule_and_mask_map_dantes_process_names_to_ours() {
+    use rsockd_config::{CpuRole, SchedPolicy};
+    let l = ok_all(
+        "cpu.schedule.negotiate: batch/0\ncpu.mask.io: 0 1\ncpu.schedule.relay: idle/0\n\
+         cpu.mask.mother: any\nsocksmethod: none\nsocks pass { from: 0/0 to: 0/0 }\n",
+    );
+    let c = &l.config.cpu;
+    assert_eq!(
+        c.of(CpuRole::Mother).schedule,
+        Some((SchedPolicy::Batch, 0))
+    );
+    assert_eq!(c.of(CpuRole::Mother).mask, None);
+    assert_eq!(c.of(CpuRole::Relay).mask, Some(vec![0, 1]));
+    assert_eq!(c.of(CpuRole::Relay).schedule, Some((SchedPolicy::Idle, 0)));
+    let again = ok_all(&l.config.to_string());
+    assert_eq!(&again.config.cpu, c);
+}

@@ -320,6 +320,7 @@ fn config() -> impl Strategy<Value = Config> {
                     monitors: Vec::new(),
                     child_maxrequests: None,
                     child_maxlifetime: None,
+                    cpu: Default::default(),
                 }
             },
         )

@@ -746,3 +746,55 @@ fn rotation_same_same_uses_the_internal_address_the_client_connected_to() {
     let other = SocketAddr::from((second, port));
     assert_eq!(source_seen(other, reporter), second.to_string());
 }
+
+/// Every thread of `pid`: the value of `key` in its /proc status (e.g. `Cpus_allowed_list`).
+fn thread_status(pid: i32, key: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        if let Some(l) = status.lines().find(|l| l.starts_with(&format!("{key}:"))) {
+            v.push(l.split_once(':').unwrap().1.trim().to_string());
+        }
+    }
+    v
+}
+
+/// `cpu.schedule.negotiate` (Dante's name for what our mothers do) and `cpu.mask.io` (our
+/// relays), read back from /proc.
+#[test]
+fn cpu_schedule_and_mask_are_applied_to_their_processes() {
+    let echo = echo_server();
+    let srv = Server::start(&base_config(&format!(
+        "cpu.schedule.negotiate: batch/0\ncpu.mask.io: 0\n{OPEN_RULES}"
+    )));
+    assert_serving(&srv, &echo);
+    let sched = std::fs::read_to_string(format!("/proc/{}/sched", srv.pid)).unwrap();
+    let policy = sched
+        .lines()
+        .find(|l| l.starts_with("policy"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|v| v.trim().to_string());
+    assert_eq!(policy.as_deref(), Some("3"), "SCHED_BATCH is 3:\n{sched}");
+    let relays = common::procs::relays_of(srv.pid);
+    assert!(!relays.is_empty());
+    for (pid, _) in relays {
+        let masks = thread_status(pid, "Cpus_allowed_list");
+        assert!(
+            !masks.is_empty() && masks.iter().all(|m| m == "0"),
+            "relay {pid}: {masks:?}"
+        );
+    }
+    // The mother keeps every CPU.
+    let mine = thread_status(srv.pid, "Cpus_allowed_list");
+    assert!(
+        mine.iter().all(|m| m != "0") || rsockd_cpus() == 1,
+        "{mine:?}"
+    );
+}
+
+fn rsockd_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -18,6 +18,7 @@ pub mod passwd;
 pub mod privs;
 pub mod process;
 pub mod proctitle;
+pub mod sched;
 pub mod shm;
 pub mod sockopt;
 pub mod spawn;

@@ -22,6 +22,7 @@ const HANDLED: &[&str] = &[
     "errorlog",
     "debug",
     "child.maxrequests",
+    "cpu.",
     "child.maxlifetime",
     "timeout.negotiate",
     "timeout.connect",
@@ -156,6 +157,7 @@ impl<'a> Parser<'a> {
                     self.cfg.errorlog.extend(dests);
                 }
             }
+            "cpu." => self.cpu(kw),
             "child.maxrequests" | "child.maxlifetime" => {
                 // 0 is Dante's default: no limit.
                 let n = self.number(&format!("{}:", kw.text), u64::from(u32::MAX));
@@ -342,5 +344,81 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+    }
+
+    /// `cpu.schedule.<process>: POLICY/PRIORITY` or `cpu.mask.<process>: CPU... | any`.
+    fn cpu(&mut self, kw: Tok<'a>) {
+        let (what, proc_name) = match kw.text.strip_prefix("cpu.").and_then(|r| r.split_once('.')) {
+            Some((w @ ("schedule" | "mask"), p)) => (w, p),
+            _ => {
+                self.error(
+                    kw,
+                    "expected 'cpu.schedule.<process>' or 'cpu.mask.<process>'",
+                );
+                self.sc.skip_value();
+                return;
+            }
+        };
+        if proc_name == "auth-helper" {
+            self.not_yet(
+                kw,
+                kw.text,
+                "the auth helper does not read the configuration",
+            );
+            self.sc.skip_value();
+            return;
+        }
+        let Some(role) = crate::model::CpuRole::from_name(proc_name) else {
+            self.error(
+                kw,
+                format!(
+                    "unknown process '{proc_name}'; expected mother or relay (or Dante's \
+                     negotiate, request, monitor, io)"
+                ),
+            );
+            self.sc.skip_value();
+            return;
+        };
+        if what == "schedule" {
+            let t = self.sc.word(&['/']);
+            let Some(policy) = crate::model::SchedPolicy::from_name(t.text) else {
+                self.error(
+                    t,
+                    "unknown scheduling policy; expected other, fifo, rr, batch or idle",
+                );
+                self.sc.skip_value();
+                return;
+            };
+            if !self.sc.eat('/') {
+                let t = self.sc.next_token();
+                self.error(
+                    t,
+                    format!("expected '/PRIORITY' after the policy of '{}:'", kw.text),
+                );
+                self.sc.skip_value();
+                return;
+            }
+            let Some(prio) = self.number(&format!("{}:", kw.text), 99) else {
+                self.sc.skip_value();
+                return;
+            };
+            self.cfg.cpu.of_mut(role).schedule = Some((policy, prio as u32));
+        } else {
+            let mut cpus = Vec::new();
+            let mut any = false;
+            for t in self.list_items(kw) {
+                if t.text == "any" {
+                    any = true;
+                    continue;
+                }
+                match t.text.parse::<u32>() {
+                    Ok(n) if n < 1024 => cpus.push(n),
+                    _ => self.error(t, "expected a CPU number (0 to 1023) or 'any'"),
+                }
+            }
+            self.cfg.cpu.of_mut(role).mask = (!any && !cpus.is_empty()).then_some(cpus);
+            return;
+        }
+        self.end_of_value(kw);
     }
 }

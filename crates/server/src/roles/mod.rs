@@ -3,6 +3,7 @@
 
 pub mod auth_helper;
 pub mod child;
+pub mod cpu;
 pub mod mother;
 pub mod relay;
 pub mod signals;

@@ -174,6 +174,7 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
         ..
     } = args;
     settings.make_current();
+    crate::roles::cpu::apply(rsockd_config::CpuRole::Mother, &settings.config);
     let listen_copies: Listeners = Rc::new(RefCell::new(Vec::new()));
     let family = (lead && of > 1).then(|| Family::new(of, flags, relays, listen_copies.clone()));
     let auth = crate::auth::link::AuthLink::new();

@@ -166,7 +166,8 @@ async fn control_loop(r: Rc<Relay>) {
                 };
                 let board = if board { fds.next() } else { None };
                 match Settings::adopt(&file, generation, r.flags, memfd, board) {
-                    Ok(_) if first => {
+                    Ok(s) if first => {
+                        crate::roles::cpu::apply(rsockd_config::CpuRole::Relay, &s.config);
                         let ready = Report::Ready {
                             pid: std::process::id(),
                         };

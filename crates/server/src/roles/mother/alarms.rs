@@ -16,6 +16,8 @@ use crate::settings::Settings;
 
 /// How often the alarms are looked at; a period ends at most this late.
 const TICK: Duration = Duration::from_millis(100);
+/// How often a server without monitors looks whether a new configuration has some.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -215,22 +217,19 @@ fn check_disconnect(m: &Monitor, d: &mut DisconnectState, t: &Totals, now: u64) 
 pub(super) async fn watch_forever() {
     let mut alarms: Option<Alarms> = None;
     loop {
-        tokio::time::sleep(TICK).await;
-        let Some(s) = Settings::current() else {
+        let current = Settings::current().filter(|s| !s.config.monitors.is_empty());
+        let Some(s) = current else {
+            // Without monitors, a look a second is enough to notice a reload that adds some.
+            alarms = None;
+            tokio::time::sleep(IDLE_TICK).await;
             continue;
         };
-        if s.config.monitors.is_empty() {
-            alarms = None;
-            continue;
-        }
         let now = now_ms();
-        if alarms.as_ref().is_none_or(|a| a.generation != s.generation) {
+        match &mut alarms {
+            Some(a) if a.generation == s.generation => a.check(now),
             // A new configuration: its alarms start cleared, and the old ones end silently.
-            alarms = Alarms::new(&s, now);
-            continue;
+            _ => alarms = Alarms::new(&s, now),
         }
-        if let Some(a) = &mut alarms {
-            a.check(now);
-        }
+        tokio::time::sleep(TICK).await;
     }
 }

@@ -389,15 +389,8 @@ fn an_unprivileged_port_is_kept_only_for_0_0_0_0() {
 /// `redirect from: ADDR port = P` picks the address and port the BIND listens on.
 #[test]
 fn redirect_from_sets_the_bind_address_and_port() {
-    let port = TcpListener::bind("127.0.0.82:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let srv = Server::start(&base_config(&format!(
-        "client pass {{ from: 0/0 to: 0/0 }}\n\
-         socks pass {{ from: 0/0 to: 0/0 redirect from: 127.0.0.82 port = {port} log: connect }}\n"
-    )));
+    let port = free_tcp_port("127.0.0.82");
+    let srv = Server::start(&redirect_from_config("127.0.0.82", port));
     let (mut ctl, rep, bound) = bind5(srv.addr, any_v4(0));
     assert_eq!(rep, 0);
     assert_eq!(bound, SocketAddr::from(([127, 0, 0, 82], port)));

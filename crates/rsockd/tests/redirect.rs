@@ -6,19 +6,10 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::*;
-
-/// A port nobody listens on at any loopback address right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// SOCKS5 CONNECT; returns the stream, REP and BND.
 fn connect5(proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u8, SocketAddr) {
@@ -29,7 +20,7 @@ fn connect5(proxy: SocketAddr, target: SocketAddr) -> (TcpStream, u8, SocketAddr
 #[test]
 fn redirect_to_replaces_the_target_and_rules_judge_the_requested_one() {
     let echo = echo_server();
-    let asked: SocketAddr = (Ipv4Addr::new(127, 0, 0, 77), free_port()).into();
+    let asked: SocketAddr = (Ipv4Addr::new(127, 0, 0, 77), free_tcp_port("127.0.0.1")).into();
     let srv = Server::start(&base_config(&format!(
         "client pass {{ from: 0/0 to: 0/0 }}\n\
          socks pass {{ from: 0/0 to: {}/32 command: connect\n\
@@ -83,12 +74,9 @@ fn redirect_to_without_a_port_keeps_the_requested_port() {
 fn redirect_from_sets_the_source_address_and_port() {
     let (holder, accepted) = holding_server();
     let reporter = peer_reporter(Ipv4Addr::LOCALHOST);
-    let port = free_port();
+    let port = free_tcp_port("127.0.0.1");
     let from = SocketAddr::from(([127, 0, 0, 79], port));
-    let srv = Server::start(&base_config(&format!(
-        "client pass {{ from: 0/0 to: 0/0 }}\n\
-         socks pass {{ from: 0/0 to: 0/0 redirect from: 127.0.0.79 port = {port} log: connect }}\n"
-    )));
+    let srv = Server::start(&redirect_from_config("127.0.0.79", port));
     // The target sees the session come from the redirected address and port.
     let (_held, rep, bnd) = connect5(srv.addr, holder);
     assert_eq!(rep, 0);

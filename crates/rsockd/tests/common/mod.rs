@@ -643,3 +643,29 @@ pub fn line_pid(line: &str) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// A TCP port nobody listens on at `ip` right now.
+pub fn free_tcp_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A UDP port nobody is bound to at `ip` right now.
+pub fn free_udp_port(ip: &str) -> u16 {
+    std::net::UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A configuration whose one socks rule redirects sessions from `ip` and `port`.
+pub fn redirect_from_config(ip: &str, port: u16) -> String {
+    base_config(&format!(
+        "client pass {{ from: 0/0 to: 0/0 }}\n\
+         socks pass {{ from: 0/0 to: 0/0 redirect from: {ip} port = {port} log: connect }}\n"
+    ))
+}

@@ -290,15 +290,8 @@ fn python_socks_udp_client() {
 #[test]
 fn redirect_from_sets_the_external_address_and_port() {
     let echo = udp_echo("127.0.0.1:0");
-    let port = UdpSocket::bind("127.0.0.83:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let srv = Server::start(&base_config(&format!(
-        "client pass {{ from: 0/0 to: 0/0 }}\n\
-         socks pass {{ from: 0/0 to: 0/0 redirect from: 127.0.0.83 port = {port} log: connect }}\n"
-    )));
+    let port = free_udp_port("127.0.0.83");
+    let srv = Server::start(&redirect_from_config("127.0.0.83", port));
     let a = Assoc::open(&srv);
     a.echo(echo.addr, b"from the redirected address");
     let ext = echo.wait_seen(b"from the redirected address");

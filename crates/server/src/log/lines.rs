@@ -767,6 +767,16 @@ impl Udp<'_> {
 
 // ---- Monitors' alarms (mother 1) ------------------------------------------------------------
 
+/// What an alarm watches as its line names it after the addresses: ` internal.recv`, or
+/// nothing when every side is summed.
+fn alarm_side(what: &str) -> String {
+    if what.is_empty() {
+        String::new()
+    } else {
+        format!(" {what}")
+    }
+}
+
 /// `monitor(N): alarm/data [: FROM -> TO internal.recv: B/LIMIT in Ss.  Session count: C`,
 /// and on clearing `]` with `.  Alarm duration: Ds`, as Dante writes them.
 pub struct AlarmData<'a> {
@@ -783,11 +793,7 @@ pub struct AlarmData<'a> {
 
 impl AlarmData<'_> {
     pub fn log(&self) {
-        let what = if self.what.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", self.what)
-        };
+        let what = alarm_side(&self.what);
         crate::log::warning(&format!(
             "monitor({}): alarm/data {}: {} -> {}{what}: {}/{} in {}s.  Session count: {}{}",
             self.monitor.number,
@@ -819,11 +825,7 @@ pub struct AlarmDisconnect<'a> {
 
 impl AlarmDisconnect<'_> {
     pub fn log(&self) {
-        let side = if self.side.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", self.side)
-        };
+        let side = alarm_side(self.side);
         crate::log::warning(&format!(
             "monitor({}): alarm/disconnect ]: {} -> {}{side}: {}/{} disconnects during last {}s.  \
              Session count: {}",

@@ -47,6 +47,11 @@ pub struct Config {
     pub announce_udp: Option<IpAddr>,
     /// `rsockd.announce.bind:` (our extension): likewise for the first BIND reply.
     pub announce_bind: Option<IpAddr>,
+    /// `rsockd.proxyprotocol.from:` (our extension): TCP peers in these networks are load
+    /// balancers that start every connection with a PROXY protocol v1/v2 header.
+    pub proxyprotocol_from: Vec<ipnet::IpNet>,
+    /// `rsockd.agent:` (our extension): HAProxy agent-check listeners.
+    pub agent: Vec<ListenAddr>,
     /// Global `pam.servicename:` (Dante's default `sockd` applies when unset).
     pub pam_servicename: Option<String>,
     /// `rsockd.users.file:` (our extension): method `username` checks this file of
@@ -87,6 +92,8 @@ impl Default for Config {
             compat_sameport: false,
             announce_udp: None,
             announce_bind: None,
+            proxyprotocol_from: Vec::new(),
+            agent: Vec::new(),
             pam_servicename: None,
             users_file: None,
             client_rules: Vec::new(),
@@ -115,6 +122,7 @@ impl Config {
     pub fn without_lines(&self) -> Config {
         let mut c = self.clone();
         c.internal.iter_mut().for_each(|a| a.line = 0);
+        c.agent.iter_mut().for_each(|a| a.line = 0);
         c.external.iter_mut().for_each(|a| a.line = 0);
         c.client_rules.iter_mut().for_each(|r| r.line = 0);
         c.socks_rules.iter_mut().for_each(|r| r.line = 0);

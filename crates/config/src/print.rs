@@ -242,6 +242,17 @@ impl Display for Config {
         if let Some(a) = self.announce_bind {
             writeln!(s, "rsockd.announce.bind: {a}")?;
         }
+        if !self.proxyprotocol_from.is_empty() {
+            let nets: Vec<String> = self
+                .proxyprotocol_from
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            writeln!(s, "rsockd.proxyprotocol.from: {}", nets.join(" "))?;
+        }
+        for a in &self.agent {
+            writeln!(s, "rsockd.agent: {} port = {}", a.host, a.port)?;
+        }
         if let Some(n) = &self.pam_servicename {
             writeln!(s, "pam.servicename: {n}")?;
         }

@@ -181,6 +181,8 @@ pub static KEYWORDS: &[Entry] = &[
     // Our own keywords, namespaced so that no Dante file collides with them.
     e("rsockd.announce.udp", G, IMPL),
     e("rsockd.announce.bind", G, IMPL),
+    e("rsockd.proxyprotocol.from", G, IMPL),
+    e("rsockd.agent", G, IMPL),
     e("rsockd.users.file", G, IMPL),
     e(
         "child.maxidle",

@@ -675,6 +675,57 @@ fn announce_address_errors() {
 }
 
 #[test]
+fn balancer_and_agent_settings() {
+    let c = ok(
+        "rsockd.proxyprotocol.from: 10.0.0.0/8 fd00::/64 127.0.0.7/32\n\
+                rsockd.proxyprotocol.from: 10.1.2.3/8\n\
+                rsockd.agent: 127.0.0.1 port = 5555\nrsockd.agent: ::1 port = 5556\n",
+    );
+    let nets: Vec<String> = c
+        .config
+        .proxyprotocol_from
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    // Host bits are cleared and a repeated network is kept once.
+    assert_eq!(nets, ["10.0.0.0/8", "fd00::/64", "127.0.0.7/32"]);
+    assert_eq!(c.config.agent.len(), 2);
+    assert_eq!(c.config.agent[1].port, 5556);
+    for (text, near, msg) in [
+        (
+            "rsockd.proxyprotocol.from: 10.0.0.1\n",
+            "10.0.0.1",
+            "expected a netmask after the address, e.g. '10.0.0.1/32'",
+        ),
+        (
+            "rsockd.proxyprotocol.from: lb.example.com/32\n",
+            "lb.example.com",
+            "'rsockd.proxyprotocol.from:' takes IP networks (ADDRESS/BITS)",
+        ),
+        (
+            "rsockd.proxyprotocol.from: 10.0.0.0/33\n",
+            "33",
+            "bad netmask; the legal range is 0 - 32",
+        ),
+    ] {
+        err_near(text, near, msg);
+    }
+    // Nothing after the colon, or no port: the error points at the end of the line.
+    err_at(
+        "rsockd.proxyprotocol.from:\n",
+        1,
+        27,
+        "expected a network after 'rsockd.proxyprotocol.from:'",
+    );
+    err_at(
+        "rsockd.agent: 127.0.0.1\n",
+        1,
+        24,
+        "'rsockd.agent:' needs a port: 'ADDRESS port = P'",
+    );
+}
+
+#[test]
 fn session_limit_errors_name_line_and_column() {
     for (opt, near, msg) in [
         (

@@ -271,6 +271,8 @@ fn config() -> impl Strategy<Value = Config> {
             proptest::option::of(ip().prop_filter("not a wildcard", |i| !i.is_unspecified())),
             proptest::option::of("[a-z][a-z0-9_.-]{0,8}"),
             proptest::option::of("/[a-z0-9_./-]{1,12}"),
+            vec((ip(), 0u8..=128), 0..3),
+            vec((host(), any::<u16>()), 0..2),
         );
         let rules = (
             any::<bool>(),
@@ -281,7 +283,7 @@ fn config() -> impl Strategy<Value = Config> {
             |(
                 (sm, cm),
                 (int, ip_, ext, ep, rot, up, uu, ul, lo, el, dbg, t),
-                (sameport, announce_udp, announce_bind, pam_servicename, users_file),
+                (sameport, announce_udp, announce_bind, pam_servicename, users_file, nets, agents),
                 (ucd, cr, sr),
             )| {
                 Config {
@@ -313,6 +315,22 @@ fn config() -> impl Strategy<Value = Config> {
                     compat_sameport: sameport,
                     announce_udp,
                     announce_bind,
+                    proxyprotocol_from: nets.into_iter().fold(Vec::new(), |mut v, (ip, bits)| {
+                        let max = if ip.is_ipv4() { 32 } else { 128 };
+                        let n = ipnet::IpNet::new(ip, bits.min(max)).unwrap().trunc();
+                        if !v.contains(&n) {
+                            v.push(n);
+                        }
+                        v
+                    }),
+                    agent: agents
+                        .into_iter()
+                        .map(|(host, port)| ListenAddr {
+                            host,
+                            port,
+                            line: 0,
+                        })
+                        .collect(),
                     pam_servicename,
                     users_file: users_file.map(std::path::PathBuf::from),
                     client_rules: numbered(cr),

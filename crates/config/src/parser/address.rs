@@ -104,12 +104,34 @@ impl<'a> Parser<'a> {
         if self.first_internal_line.is_none() {
             self.first_internal_line = Some(kw.line);
         }
+        if let Some(l) = self.listen_addr(kw, Some(1080)) {
+            self.cfg.internal.push(l);
+        }
+    }
+
+    /// `ADDRESS [port = N]` of a listening socket; without `default_port` the port is
+    /// required. Consumes the whole value.
+    pub(super) fn listen_addr(
+        &mut self,
+        kw: Tok<'a>,
+        default_port: Option<u16>,
+    ) -> Option<ListenAddr> {
         let Some(host) = self.server_host(kw) else {
             self.sc.skip_value();
-            return;
+            return None;
         };
-        let mut port = 1080;
-        if self.port_keyword() {
+        let mut port = default_port.unwrap_or(0);
+        if !self.port_keyword() {
+            if default_port.is_none() {
+                let at = self.sc.clone().next_token();
+                self.error(
+                    at,
+                    format!("'{}:' needs a port: 'ADDRESS port = P'", kw.text),
+                );
+                self.sc.skip_value();
+                return None;
+            }
+        } else {
             let at = self.sc.clone().word(&['}']);
             match self.port_spec() {
                 Some(PortMatch::Eq(p)) => port = p,
@@ -127,11 +149,63 @@ impl<'a> Parser<'a> {
                 Some(PortMatch::Any) | None => {}
             }
         }
-        self.cfg.internal.push(ListenAddr {
+        self.end_of_value(kw);
+        Some(ListenAddr {
             host,
             port,
             line: kw.line,
-        });
+        })
+    }
+
+    /// `rsockd.proxyprotocol.from: NET/BITS ...`: the networks of trusted load balancers.
+    /// Masks are required, as in rules, so that a bare address is never a surprise /0.
+    pub(super) fn balancers(&mut self, kw: Tok<'a>) {
+        let mut any = false;
+        // at_known_keyword: `fd00:` would look like a keyword to at_keyword.
+        while !self.sc.at_value_end() && !self.at_known_keyword() {
+            let Some((t, a)) = self.addr_token(kw) else {
+                self.sc.skip_value();
+                return;
+            };
+            let (ip, max) = match a {
+                Addr::V4(ip) => (IpAddr::V4(ip), 32),
+                Addr::V6(ip, None) => (IpAddr::V6(ip), 128),
+                _ => {
+                    self.error(
+                        t,
+                        format!("'{}:' takes IP networks (ADDRESS/BITS)", kw.text),
+                    );
+                    self.sc.skip_value();
+                    return;
+                }
+            };
+            if !self.sc.eat('/') {
+                self.error(
+                    t,
+                    format!("expected a netmask after the address, e.g. '{ip}/{max}'"),
+                );
+                self.sc.skip_value();
+                return;
+            }
+            let Some(bits) = self.mask(t, max) else {
+                self.sc.skip_value();
+                return;
+            };
+            match ipnet::IpNet::new(ip, bits) {
+                Ok(n) => {
+                    let n = n.trunc();
+                    if !self.cfg.proxyprotocol_from.contains(&n) {
+                        self.cfg.proxyprotocol_from.push(n);
+                    }
+                    any = true;
+                }
+                Err(_) => self.error(t, "bad netmask"),
+            }
+        }
+        if !any {
+            let t = self.sc.next_token();
+            self.error(t, format!("expected a network after '{}:'", kw.text));
+        }
         self.end_of_value(kw);
     }
 

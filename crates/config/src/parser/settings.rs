@@ -36,6 +36,8 @@ const HANDLED: &[&str] = &[
     "extension",
     "rsockd.announce.udp",
     "rsockd.announce.bind",
+    "rsockd.proxyprotocol.from",
+    "rsockd.agent",
     "pam.servicename",
     "rsockd.users.file",
 ];
@@ -191,6 +193,12 @@ impl<'a> Parser<'a> {
                     }
                 }
                 self.end_of_value(kw);
+            }
+            "rsockd.proxyprotocol.from" => self.balancers(kw),
+            "rsockd.agent" => {
+                if let Some(l) = self.listen_addr(kw, None) {
+                    self.cfg.agent.push(l);
+                }
             }
             _ if name.starts_with("timeout.") => {
                 let mut t = self.cfg.timeout;

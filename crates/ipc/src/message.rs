@@ -8,7 +8,7 @@ pub use rsockd_config::LogFlags;
 use crate::codec::{DecodeError, Reader, Writer};
 
 /// Layout version; bump on any change to a message's fields.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 
 /// Largest encoded message; receivers size their buffer with it. Hand-offs carry at most
 /// 16 KiB of client bytes read past the request, plus a few hundred bytes of fields.
@@ -141,6 +141,9 @@ pub enum Control {
     Drain,
     /// A channel to the auth helper (started or re-spawned): one descriptor comes with it.
     Auth,
+    /// To a mother: `rsockd --drain` (true) or `--resume` (false); its agent-check answers
+    /// follow. Sent to every mother started while draining, too.
+    Draining(bool),
 }
 
 /// Child to its mother.
@@ -329,6 +332,7 @@ const K_SESSION: u8 = 2;
 const K_DUMP: u8 = 3;
 const K_DRAIN: u8 = 4;
 const K_AUTH: u8 = 5;
+const K_DRAINING: u8 = 6;
 const K_READY: u8 = 10;
 const K_CLOSED: u8 = 11;
 const K_NEGOTIATING: u8 = 12;
@@ -354,7 +358,7 @@ impl Control {
         match self {
             Control::Config { listen, board, .. } => 1 + usize::from(*board) + listen.len(),
             Control::Sessions(hs) => hs.iter().map(|h| usize::from(h.nfds)).sum(),
-            Control::DumpState | Control::Drain => 0,
+            Control::DumpState | Control::Drain | Control::Draining(_) => 0,
             Control::Auth => 1,
         }
     }
@@ -391,6 +395,10 @@ impl Control {
             Control::DumpState => header(&mut w, K_DUMP),
             Control::Drain => header(&mut w, K_DRAIN),
             Control::Auth => header(&mut w, K_AUTH),
+            Control::Draining(on) => {
+                header(&mut w, K_DRAINING);
+                w.u8(u8::from(*on));
+            }
         }
         w.buf
     }
@@ -431,6 +439,11 @@ impl Control {
             K_DUMP => Control::DumpState,
             K_DRAIN => Control::Drain,
             K_AUTH => Control::Auth,
+            K_DRAINING => match r.u8()? {
+                0 => Control::Draining(false),
+                1 => Control::Draining(true),
+                _ => return Err(DecodeError::Field("draining")),
+            },
             k => return Err(DecodeError::Kind(k)),
         };
         r.finish()?;
@@ -628,6 +641,8 @@ mod tests {
             Control::DumpState,
             Control::Drain,
             Control::Auth,
+            Control::Draining(true),
+            Control::Draining(false),
             Control::Config {
                 generation: 3,
                 file: "/etc/rsockd.conf".into(),
@@ -667,6 +682,10 @@ mod tests {
             Err(DecodeError::Trailing(1))
         );
         assert_eq!(Control::decode(&[]), Err(DecodeError::Truncated));
+        assert_eq!(
+            Control::decode(&[VERSION, K_DRAINING, 2]),
+            Err(DecodeError::Field("draining"))
+        );
     }
 
     proptest! {

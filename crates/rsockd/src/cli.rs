@@ -21,6 +21,16 @@ pub struct Cli {
     pub version: u32,
     /// Our extension `--supervisor`: a non-accepting process on top re-spawns every mother.
     pub supervisor: bool,
+    /// Our extension `--drain` / `--resume`: tell the running server (its pidfile) what its
+    /// agent-check should answer, then exit.
+    pub order: Option<Order>,
+}
+
+/// An order to a running server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Drain,
+    Resume,
 }
 
 pub fn usage() -> String {
@@ -36,7 +46,9 @@ pub fn usage() -> String {
          \t-n           : disable TCP keep-alive\n\
          \t-p <file>    : write pid to <file> [{DEFAULT_PIDFILE} when run as root]\n\
          \t-v           : print version info (-vv: also build features)\n\
-         \t--supervisor : (rsockd) a supervisor process re-spawns every mother, mother 1 too\n"
+         \t--supervisor : (rsockd) a supervisor process re-spawns every mother, mother 1 too\n\
+         \t--drain      : (rsockd) the server of the pidfile (-p) says \"drain\" to agent checks\n\
+         \t--resume     : (rsockd) ... and \"up\" again\n"
     )
 }
 
@@ -52,6 +64,18 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         i += 1;
         if a == "--supervisor" {
             cli.supervisor = true;
+            continue;
+        }
+        if a == "--drain" || a == "--resume" {
+            let o = if a == "--drain" {
+                Order::Drain
+            } else {
+                Order::Resume
+            };
+            if cli.order.is_some_and(|x| x != o) {
+                return Err("--drain and --resume exclude each other".into());
+            }
+            cli.order = Some(o);
             continue;
         }
         if a == "--" {
@@ -131,6 +155,9 @@ mod tests {
         let c = p("-N 2 --supervisor -f /a").unwrap();
         assert!(c.supervisor && c.mothers == 2);
         assert!(!p("-N 2").unwrap().supervisor);
+        assert_eq!(p("--drain -p /x.pid").unwrap().order, Some(Order::Drain));
+        assert_eq!(p("-p/x.pid --resume").unwrap().order, Some(Order::Resume));
+        assert_eq!(p("-N 2").unwrap().order, None);
     }
 
     #[test]
@@ -142,5 +169,6 @@ mod tests {
         assert!(p("-d x").is_err());
         assert!(p("stray").is_err());
         assert!(p("--supervise").is_err());
+        assert!(p("--drain --resume").is_err());
     }
 }

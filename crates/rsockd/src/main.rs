@@ -7,6 +7,7 @@
 
 mod cli;
 mod hash_password;
+mod order;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -94,6 +95,10 @@ fn run_main(args: &[String]) -> i32 {
     if cli.licence {
         print!("{LICENCE}");
         return 0;
+    }
+    if let Some(o) = cli.order {
+        let pidfile = cli.pidfile.as_deref().unwrap_or(cli::DEFAULT_PIDFILE);
+        return order::run(o, pidfile);
     }
     let file = cli
         .config

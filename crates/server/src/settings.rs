@@ -60,6 +60,9 @@ pub struct Settings {
     pub flags: Flags,
     /// The session limits' shared counters, when a rule limits sessions (see scoreboard/).
     pub board: Option<Rc<Scoreboard>>,
+    /// `rsockd.agent:` expanded to addresses: listened on like `internal:`, answered by the
+    /// agent-check responder instead of SOCKS.
+    pub agents: Vec<SocketAddr>,
 }
 
 thread_local! {
@@ -139,6 +142,16 @@ impl Settings {
                 }
             }
         }
+        let mut agents = Vec::new();
+        for l in &config.agent {
+            let addrs = expand(&l.host, l.port, &ifaces, true, true)
+                .map_err(|m| SettingsError(format!("{file}:{}: rsockd.agent: {m}", l.line)))?;
+            for a in addrs {
+                if !agents.contains(&a) {
+                    agents.push(a);
+                }
+            }
+        }
         Ok((
             Settings {
                 generation,
@@ -150,6 +163,7 @@ impl Settings {
                 externals,
                 flags,
                 board: None,
+                agents,
             },
             warnings,
         ))
@@ -224,8 +238,42 @@ impl Settings {
         Ok(new)
     }
 
-    /// The `internal:` addresses to listen on.
+    /// Whether `peer` is a trusted load balancer that sends a PROXY protocol header.
+    pub fn from_balancer(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        self.config
+            .proxyprotocol_from
+            .iter()
+            .any(|n| n.contains(&peer))
+    }
+
+    /// Whether a listening socket is an `rsockd.agent:` one.
+    pub fn is_agent(&self, addr: &SocketAddr) -> bool {
+        self.agents.contains(addr)
+    }
+
+    /// Every address to listen on: the `internal:` ones, then the `rsockd.agent:` ones.
     pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, SettingsError> {
+        let mut out = self.internal_addrs()?;
+        for a in &self.agents {
+            if out.contains(a) {
+                return Err(SettingsError(format!(
+                    "{}: rsockd.agent: {} is also an internal: address; the agent needs a port \
+                     of its own",
+                    self.file,
+                    log::addr(a)
+                )));
+            }
+        }
+        out.extend(self.agents.iter().copied());
+        Ok(out)
+    }
+
+    /// The `internal:` addresses to listen on.
+    fn internal_addrs(&self) -> Result<Vec<SocketAddr>, SettingsError> {
         let mut out = Vec::new();
         for l in &self.config.internal {
             let addrs = expand(

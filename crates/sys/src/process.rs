@@ -8,6 +8,17 @@ use nix::unistd::Pid;
 /// The signals `kill` and `die_with_parent` send, so that callers need not depend on nix.
 pub use nix::sys::signal::Signal;
 
+/// Sends signal number `signo` to `pid`: real-time signals too, which [`Signal`] cannot name.
+pub fn kill_raw(pid: i32, signo: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    let r = unsafe { libc::kill(pid, signo) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Makes this process the reaper of its orphaned descendants (relays of a dead mother).
 pub fn set_subreaper() -> io::Result<()> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;

@@ -84,37 +84,68 @@ fn refusal(rule: &RuleRef, line: String) {
     }
 }
 
+/// A client as the accept lines name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted<'a> {
+    pub peer: &'a SocketAddr,
+    /// The load balancer whose PROXY header named `peer`, shown once: `client via balancer`.
+    pub via: Option<&'a SocketAddr>,
+    pub local: &'a SocketAddr,
+    /// A balancer's health check (a PROXY header without addresses): debug lines only.
+    pub probe: bool,
+}
+
+impl Accepted<'_> {
+    fn text(&self) -> String {
+        match self.via {
+            Some(v) => format!("{} via {} {}", addr(self.peer), addr(v), addr(self.local)),
+            None => format!("{} {}", addr(self.peer), addr(self.local)),
+        }
+    }
+}
+
 /// `pass(N): tcp/accept [: client internal`, a client its client rule lets in.
-pub fn accept_opened(crule: &RuleRef, peer: &SocketAddr, local: &SocketAddr) {
+pub fn accept_opened(crule: &RuleRef, c: &Accepted<'_>) {
     if crule.log.connect {
-        info(&format!(
-            "{}{} {}",
+        let line = format!(
+            "{}{}",
             verdict(true, crule.number, Subject::Accept, '['),
-            addr(peer),
-            addr(local)
-        ));
+            c.text()
+        );
+        if c.probe {
+            debug(&line);
+        } else {
+            info(&line);
+        }
     }
 }
 
 /// `block(N): tcp/accept ]: client internal: reason`, a client that leaves the mother without a
 /// session (blocked, failed negotiation, a refused request). `pass` when its client rule had
 /// let it in.
-pub fn accept_refused(
-    crule: &RuleRef,
-    pass: bool,
-    peer: &SocketAddr,
-    local: &SocketAddr,
-    reason: &str,
-) {
-    refusal(
-        crule,
-        format!(
-            "{}{} {}: {reason}",
-            verdict(pass, crule.number, Subject::Accept, ']'),
-            addr(peer),
-            addr(local)
-        ),
+pub fn accept_refused(crule: &RuleRef, pass: bool, c: &Accepted<'_>, reason: &str) {
+    let line = format!(
+        "{}{}: {reason}",
+        verdict(pass, crule.number, Subject::Accept, ']'),
+        c.text()
     );
+    if c.probe {
+        debug(&line);
+    } else {
+        refusal(crule, line);
+    }
+}
+
+/// `block(0): tcp/accept ]: balancer internal: ...`: a trusted load balancer's connection
+/// that did not start with a usable PROXY header. Always logged: it means a balancer is
+/// misconfigured (or something else sits in its network).
+pub fn balancer_refused(balancer: &SocketAddr, local: &SocketAddr, reason: &str) {
+    info(&format!(
+        "{}{} {}: load balancer's PROXY protocol header refused: {reason}",
+        verdict(false, 0, Subject::Accept, ']'),
+        addr(balancer),
+        addr(local)
+    ));
 }
 
 /// A request as the mother's refusal lines name it: its subject, the client (`who`, with

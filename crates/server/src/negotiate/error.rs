@@ -1,5 +1,6 @@
 //! Why a negotiation failed, in Dante's words.
 
+use rsockd_proto::proxy::ProxyError;
 use rsockd_proto::rfc1929::AuthError;
 use rsockd_proto::socks4::Socks4Error;
 use rsockd_proto::socks5::Socks5Error;
@@ -29,4 +30,7 @@ pub enum NegError {
     Socks4(#[from] Socks4Error),
     #[error("{0}")]
     Socks5(#[from] Socks5Error),
+    /// A trusted balancer's connection without a valid PROXY header.
+    #[error("{0}")]
+    Proxy(#[from] ProxyError),
 }

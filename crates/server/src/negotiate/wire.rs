@@ -42,6 +42,13 @@ impl<S: AsyncRead + Unpin> Wire<S> {
         self.started.elapsed().as_secs()
     }
 
+    /// Starts counting afresh: what Dante's lines report is the SOCKS negotiation, not the
+    /// PROXY header a balancer put before it.
+    pub fn restart_count(&mut self) {
+        self.read_total = self.buf.len();
+        self.started = Instant::now();
+    }
+
     /// Gives back the connection and the bytes read past the last message.
     pub fn into_parts(self) -> (S, Vec<u8>) {
         (self.io, self.buf)

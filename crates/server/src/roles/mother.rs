@@ -4,6 +4,7 @@
 //! their configuration and listening sockets from mother 1 over their control channel.
 
 mod accept;
+mod agent;
 mod alarms;
 mod auth;
 mod bind;
@@ -197,6 +198,7 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
         negotiating_changed: tokio::sync::Notify::new(),
         auth,
         keeper,
+        draining: Cell::new(false),
     });
     rsockd_sys::proctitle::set(&m.title());
     if let Some(k) = &m.keeper {
@@ -273,6 +275,12 @@ async fn obey_signals(
                     }
                 }
                 Signal::ChildExited => reap(m),
+                Signal::Drain(on) => {
+                    control::set_draining(m, on);
+                    if let Some(f) = &m.family {
+                        f.set_draining(on).await;
+                    }
+                }
                 Signal::Stop(code) => return code,
             },
             up = from_upstream => {

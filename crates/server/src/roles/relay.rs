@@ -191,7 +191,7 @@ async fn control_loop(r: Rc<Relay>) {
                 }
             }
             Control::DumpState => r.dump_state(),
-            Control::Auth => {}
+            Control::Auth | Control::Draining(_) => {}
             Control::Drain => {
                 r.reg.draining.set(true);
                 if r.finished() {
@@ -276,7 +276,8 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
                         r.reg.draining.set(true);
                         if r.finished() { return 0; }
                     }
-                    Signal::ChildExited => {}
+                    // Draining is the mothers' matter (their agent answers); nothing to do here.
+                    Signal::ChildExited | Signal::Drain(_) => {}
                 },
             }
         }

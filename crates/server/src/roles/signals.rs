@@ -16,6 +16,20 @@ pub enum Signal {
     Stop(i32),
     /// SIGCHLD: reap, and replace what should not have died.
     ChildExited,
+    /// Our extension, `rsockd --drain` / `--resume`: [`drain_signal`] (true) and [`resume_signal`] (false)
+    /// set what the agent-check answers. Real-time signals, because every classic signal
+    /// already means something (SIGWINCH arrives with each terminal resize).
+    Drain(bool),
+}
+
+/// `rsockd --drain` sends SIGRTMIN+1.
+pub fn drain_signal() -> i32 {
+    libc::SIGRTMIN() + 1
+}
+
+/// `rsockd --resume` sends SIGRTMIN+2.
+pub fn resume_signal() -> i32 {
+    libc::SIGRTMIN() + 2
 }
 
 /// The signal streams of one process.
@@ -24,6 +38,8 @@ pub struct Signals {
     usr1: Stream,
     term: Stream,
     int: Stream,
+    drain: Stream,
+    resume: Stream,
     /// None in processes that start no children (relays).
     chld: Option<Stream>,
 }
@@ -36,6 +52,8 @@ impl Signals {
             usr1: signal(SignalKind::user_defined1()).ok()?,
             term: signal(SignalKind::terminate()).ok()?,
             int: signal(SignalKind::interrupt()).ok()?,
+            drain: signal(SignalKind::from_raw(drain_signal())).ok()?,
+            resume: signal(SignalKind::from_raw(resume_signal())).ok()?,
             chld: match children {
                 true => Some(signal(SignalKind::child()).ok()?),
                 false => None,
@@ -57,6 +75,8 @@ impl Signals {
             _ = self.term.recv() => Signal::Stop(libc::SIGTERM),
             _ = self.int.recv() => Signal::Stop(libc::SIGINT),
             _ = chld => Signal::ChildExited,
+            _ = self.drain.recv() => Signal::Drain(true),
+            _ = self.resume.recv() => Signal::Drain(false),
         }
     }
 

@@ -131,6 +131,13 @@ pub fn run(args: SupervisorArgs) -> i32 {
                         }
                     }
                 }
+                Signal::Drain(on) => {
+                    log::info(&format!(
+                        "supervisor: {} the mothers",
+                        if on { "draining" } else { "resuming" }
+                    ));
+                    fam.set_draining(on).await;
+                }
                 Signal::Stop(code) => break code,
             }
         };

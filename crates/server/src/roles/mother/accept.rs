@@ -64,6 +64,13 @@ pub(super) fn start_accepting(
     m.listeners.borrow_mut().push((addr, fd.try_clone()?));
     let std_l = std::net::TcpListener::from(fd);
     std_l.set_nonblocking(true)?;
+    if m.settings().is_agent(&addr) {
+        let bound = std_l.local_addr().unwrap_or(addr);
+        let l = ExclusiveAccept::new(OwnedFd::from(std_l))?;
+        let h = super::agent::start(m, l, bound);
+        m.accepting.borrow_mut().insert(addr, h);
+        return Ok(());
+    }
     // Accepted sockets inherit SO_KEEPALIVE from the listener (Linux copies the socket flags
     // and arms the timer in the child), which saves a setsockopt(2) per client. Every mother
     // sets the same value on the shared socket.
@@ -82,5 +89,12 @@ pub(super) fn stop_accepting(m: &Mother, a: &SocketAddr) {
         h.abort();
     }
     m.listeners.borrow_mut().retain(|(x, _)| x != a);
-    log::info(&format!("no longer accepting clients on {}", log::addr(a)));
+    if m.settings().is_agent(a) {
+        log::info(&format!(
+            "no longer answering agent checks on {}",
+            log::addr(a)
+        ));
+    } else {
+        log::info(&format!("no longer accepting clients on {}", log::addr(a)));
+    }
 }

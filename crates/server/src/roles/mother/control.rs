@@ -123,6 +123,7 @@ pub(super) async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream 
                 m.pool.broadcast(&Control::DumpState, None).await;
             }
             Control::Drain => return Upstream::Drain,
+            Control::Draining(on) => set_draining(&m, on),
             Control::Auth => {
                 if let Some(fd) = fds.into_iter().next() {
                     m.auth.install(fd);
@@ -162,6 +163,23 @@ pub(super) async fn report_negotiating(m: Rc<Mother>, chan: Rc<Channel>) {
             m.negotiating_changed.notify_one();
         }
     }
+}
+
+/// `rsockd --drain` / `--resume`: what this mother's agent answers from now on. Sessions,
+/// new ones included, are served as before: draining is the balancer's cue, not a refusal.
+pub(super) fn set_draining(m: &Mother, on: bool) {
+    if m.draining.replace(on) == on {
+        return;
+    }
+    let (what, answer) = if on {
+        ("draining", "drain")
+    } else {
+        ("resuming", "up")
+    };
+    log::info(&format!(
+        "mother[{}/{}]: {what}: agent checks answer \"{answer}\" from now on",
+        m.index, m.of
+    ));
 }
 
 pub(super) fn dump_state(m: &Rc<Mother>) {

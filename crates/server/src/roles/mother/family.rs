@@ -49,6 +49,8 @@ pub struct Family {
     pub ready_changed: tokio::sync::Notify,
     /// Called with each started mother's channel, after its configuration was sent.
     on_start: RefCell<Option<StartHook>>,
+    /// `rsockd --drain` in force: told to every mother, re-spawned ones included.
+    draining: Cell<bool>,
 }
 
 /// See [`Family::on_start`].
@@ -75,6 +77,7 @@ impl Family {
             backoffs: RefCell::new(BTreeMap::new()),
             ready_changed: tokio::sync::Notify::new(),
             on_start: RefCell::new(None),
+            draining: Cell::new(false),
         })
     }
 
@@ -111,6 +114,12 @@ impl Family {
         });
         self.members.borrow_mut().insert(index, member.clone());
         child::send_config(&child.chan, settings, copies(&self.listeners)?).await?;
+        if self.draining.get() {
+            child
+                .chan
+                .send(&Control::Draining(true).encode(), &[])
+                .await?;
+        }
         let hook = self.on_start.borrow().clone();
         if let Some(hook) = hook {
             hook(child.chan.clone());
@@ -230,6 +239,12 @@ impl Family {
             .await;
         });
         true
+    }
+
+    /// `rsockd --drain` (true) or `--resume` (false), for every mother now and later.
+    pub async fn set_draining(&self, on: bool) {
+        self.draining.set(on);
+        self.broadcast(&Control::Draining(on), None).await;
     }
 
     /// Sends a message to every mother; a configuration goes with the current listening

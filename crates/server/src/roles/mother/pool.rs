@@ -372,6 +372,14 @@ impl Pool {
         }
     }
 
+    /// Whether at least one relay takes sessions now.
+    pub fn any_ready(&self) -> bool {
+        self.slots
+            .borrow()
+            .iter()
+            .any(|s| s.ready.get() && s.alive.get() && !s.retiring.get())
+    }
+
     pub fn all_ready(&self) -> bool {
         self.slots.borrow().iter().all(|s| s.ready.get())
     }

@@ -37,7 +37,12 @@ pub(super) fn log_flags(rule: Option<&Rule>) -> LogFlags {
 
 /// Context of one client for its log lines.
 pub(super) struct Client {
+    /// The client: the TCP peer, or the source a trusted balancer's PROXY header named.
     pub peer: SocketAddr,
+    /// The balancer the client came through (`rsockd.proxyprotocol.from`).
+    pub via: Option<SocketAddr>,
+    /// A balancer's health check (PROXY LOCAL/UNKNOWN): accept lines are debug lines.
+    pub probe: bool,
     pub local: SocketAddr,
     pub crule: RuleRef,
     /// The client's reverse-resolved, forward-confirmed names (only when rules need them).
@@ -61,9 +66,19 @@ impl Client {
         }
     }
 
+    /// The client as accept lines name it.
+    pub fn accepted(&self) -> lines::Accepted<'_> {
+        lines::Accepted {
+            peer: &self.peer,
+            via: self.via.as_ref(),
+            local: &self.local,
+            probe: self.probe,
+        }
+    }
+
     /// The `tcp/accept ]` line of a client that leaves the mother without a session.
     pub fn accept_closed(&self, pass: bool, reason: &str) {
-        lines::accept_refused(&self.crule, pass, &self.peer, &self.local, reason);
+        lines::accept_refused(&self.crule, pass, &self.accepted(), reason);
     }
 
     /// This client's request as refusal lines name it.

@@ -7,7 +7,9 @@ use std::rc::Rc;
 
 use rsockd_config::Method;
 use rsockd_ipc::RuleRef;
+use rsockd_proto::proxy;
 use rsockd_rules::ClientQuery;
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 
 use super::request::{log_flags, now_us, Client};
@@ -16,10 +18,11 @@ use crate::log::lines;
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::{Resolver, SystemResolver};
 use crate::scoreboard::held::SessionSlots;
+use crate::settings::Settings;
 
 /// Negotiates with one accepted client. `listening` is the listener's own address: when it is
 /// a specific address, it is the client's destination too, and getsockname(2) is saved.
-pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listening: SocketAddr) {
+pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, listening: SocketAddr) {
     let accepted_us = now_us();
     let s = m.settings();
     let local = if listening.ip().is_unspecified() {
@@ -29,6 +32,20 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
         }
     } else {
         listening
+    };
+    let mut wire = Wire::new(stream);
+    let (peer, via, probe) = if s.from_balancer(tcp_peer.ip()) {
+        match balancer_header(&mut wire, &s).await {
+            Ok(Some(client)) => (client, Some(tcp_peer), false),
+            // LOCAL / UNKNOWN: the balancer speaks for itself (a health check).
+            Ok(None) => (tcp_peer, None, true),
+            Err(why) => {
+                lines::balancer_refused(&tcp_peer, &local, &why);
+                return;
+            }
+        }
+    } else {
+        (tcp_peer, None, false)
     };
     let names = if s.rules.needs_client_names() {
         SystemResolver.reverse_confirmed(peer.ip()).await
@@ -42,18 +59,24 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
     });
     let crule_cfg = cm.rule.cloned();
     let pass = cm.verdict == rsockd_config::Verdict::Pass;
+    let crule = RuleRef {
+        number: cm.number,
+        log: log_flags(cm.rule),
+    };
     // A client rule's session limits are checked at accept, as Dante does: over the limit,
     // the connection is reset with no reply.
     let slots = if pass {
         match SessionSlots::for_client(s.board.as_ref(), cm.number, peer.ip()) {
             Ok(slots) => slots,
             Err(limit) => {
-                let crule = RuleRef {
-                    number: cm.number,
-                    log: log_flags(cm.rule),
+                let who = lines::Accepted {
+                    peer: &peer,
+                    via: via.as_ref(),
+                    local: &local,
+                    probe,
                 };
-                lines::accept_refused(&crule, false, &peer, &local, &limit.to_string());
-                reset(stream);
+                lines::accept_refused(&crule, false, &who, &limit.to_string());
+                reset(wire.into_parts().0);
                 return;
             }
         }
@@ -62,11 +85,10 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
     };
     let mut client = Client {
         peer,
+        via,
+        probe,
         local,
-        crule: RuleRef {
-            number: cm.number,
-            log: log_flags(cm.rule),
-        },
+        crule,
         names,
         who: None,
         pending_pam: None,
@@ -82,12 +104,11 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
         client.accept_closed(false, &why);
         return;
     }
-    lines::accept_opened(&client.crule, &peer, &local);
+    lines::accept_opened(&client.crule, &client.accepted());
     let methods: &[Method] = match &crule_cfg {
         Some(r) if !r.socksmethod.is_empty() => &r.socksmethod,
         _ => &s.config.socksmethod,
     };
-    let mut wire = Wire::new(stream);
     let auth = super::auth::MotherAuth::new(&m, &s, crule_cfg.as_ref(), peer, local);
     let neg = negotiate::negotiate(&mut wire, methods, &auth);
     let res = match s.negotiate_timeout(crule_cfg.as_ref()) {
@@ -141,6 +162,42 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, peer: SocketAddr, listenin
         Cmd::Bind => super::bind::run(m, &s, wire, client, req, accepted_us).await,
         Cmd::UdpAssociate => super::udp::run(m, &s, wire, client, req, accepted_us).await,
     }
+}
+
+/// Reads a trusted balancer's PROXY header, within the global `timeout.negotiate` (no client
+/// rule applies before we know the client). `Ok(None)`: a header without addresses. Bytes the
+/// client sent after the header stay in `wire` for the SOCKS negotiation.
+async fn balancer_header<S: AsyncRead + Unpin>(
+    wire: &mut Wire<S>,
+    s: &Settings,
+) -> Result<Option<SocketAddr>, String> {
+    let read = wire.next(proxy::decode_header);
+    let res = match s.negotiate_timeout(None) {
+        Some(t) => match tokio::time::timeout(t, read).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(format!(
+                    "no complete header after reading {} byte{} in {} seconds: negotiate timeout",
+                    wire.read_total(),
+                    if wire.read_total() == 1 { "" } else { "s" },
+                    wire.elapsed_secs()
+                ))
+            }
+        },
+        None => read.await,
+    };
+    let header = res.map_err(|e| {
+        format!(
+            "error after reading {} byte{}: {e}",
+            wire.read_total(),
+            if wire.read_total() == 1 { "" } else { "s" }
+        )
+    })?;
+    wire.restart_count();
+    // HAProxy sends IPv4 clients as IPv4-mapped IPv6 on IPv6 frontends: rules name them as IPv4.
+    Ok(header
+        .source
+        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())))
 }
 
 /// Closes with a reset (SO_LINGER 0), as Dante turns away a client over a client rule's limit.

@@ -32,6 +32,8 @@ pub struct Mother {
     pub auth: Rc<AuthLink>,
     /// The lead mother starts, re-spawns and reloads the auth helper.
     pub(super) keeper: Option<Rc<Keeper>>,
+    /// `rsockd --drain`: the agent answers `drain` (sessions go on being served).
+    pub(super) draining: Cell<bool>,
 }
 
 impl Mother {

@@ -217,6 +217,7 @@ fn run_main(args: &[String]) -> i32 {
         relays,
         upstream: None,
         lead: true,
+        draining: false,
     })
 }
 

@@ -57,6 +57,8 @@ pub struct MotherArgs {
     pub upstream: Option<Rc<Channel>>,
     /// Start and re-spawn mothers 2..=of (mother 1, unless a supervisor does it).
     pub lead: bool,
+    /// Started while the server drains (`rsockd --drain`).
+    pub draining: bool,
 }
 
 /// Entry point of mother 1 (from `main`). Returns the exit code.
@@ -78,22 +80,28 @@ pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize)
                 return 1;
             }
         };
-        let (generation, file, board, listen, fds) = match chan.recv::<Control>().await {
-            Some((
-                Control::Config {
-                    generation,
-                    file,
-                    board,
-                    listen,
-                },
-                fds,
-            )) => (generation, file, board, listen, fds),
-            None => return 1,
-            Some(_) => {
-                log::error(&format!(
-                    "mother[{id}]: the first control message must be a configuration"
-                ));
-                return 2;
+        // A drain order may come first, so that we never answer an agent check with "up"
+        // while the others say "drain".
+        let mut draining = false;
+        let (generation, file, board, listen, fds) = loop {
+            match chan.recv::<Control>().await {
+                Some((
+                    Control::Config {
+                        generation,
+                        file,
+                        board,
+                        listen,
+                    },
+                    fds,
+                )) => break (generation, file, board, listen, fds),
+                Some((Control::Draining(on), _)) => draining = on,
+                None => return 1,
+                Some(_) => {
+                    log::error(&format!(
+                        "mother[{id}]: the first control message must be a configuration"
+                    ));
+                    return 2;
+                }
             }
         };
         let mut fds = fds.into_iter();
@@ -118,6 +126,7 @@ pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize)
             relays,
             upstream: Some(chan),
             lead: false,
+            draining,
         })
         .await
     })
@@ -172,6 +181,7 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
         listeners,
         relays,
         lead,
+        draining,
         ..
     } = args;
     settings.make_current();
@@ -198,7 +208,7 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
         negotiating_changed: tokio::sync::Notify::new(),
         auth,
         keeper,
-        draining: Cell::new(false),
+        draining: Cell::new(draining),
     });
     rsockd_sys::proctitle::set(&m.title());
     if let Some(k) = &m.keeper {

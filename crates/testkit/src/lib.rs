@@ -7,6 +7,8 @@
 //! tag) and removed on drop, failed test or not. Making them needs root; [`require_root!`]
 //! skips a test without it.
 
+pub mod netns;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

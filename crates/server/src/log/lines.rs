@@ -91,7 +91,8 @@ pub struct Accepted<'a> {
     /// The load balancer whose PROXY header named `peer`, shown once: `client via balancer`.
     pub via: Option<&'a SocketAddr>,
     pub local: &'a SocketAddr,
-    /// A balancer's health check (a PROXY header without addresses): debug lines only.
+    /// A balancer's health check (a PROXY header without addresses): debug lines only, unless
+    /// its client rule blocks it.
     pub probe: bool,
 }
 
@@ -129,11 +130,21 @@ pub fn accept_refused(crule: &RuleRef, pass: bool, c: &Accepted<'_>, reason: &st
         verdict(pass, crule.number, Subject::Accept, ']'),
         c.text()
     );
-    if c.probe {
+    // A blocked health check is a misconfiguration worth seeing; a passed one is noise.
+    if c.probe && pass {
         debug(&line);
     } else {
         refusal(crule, line);
     }
+}
+
+/// The end of a balancer's health check that hung up after its method reply: a debug line.
+pub fn probe_ended(crule: &RuleRef, c: &Accepted<'_>, reason: &str) {
+    debug(&format!(
+        "{}{}: health check: {reason}",
+        verdict(true, crule.number, Subject::Accept, ']'),
+        c.text()
+    ));
 }
 
 /// `block(0): tcp/accept ]: balancer internal: ...`: a trusted load balancer's connection

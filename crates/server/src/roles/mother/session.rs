@@ -138,14 +138,18 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
             } else {
                 wire.read_total()
             };
-            client.accept_closed(
-                false,
-                &format!(
-                    "error after reading {n} byte{} in {} seconds: {e}",
-                    if n == 1 { "" } else { "s" },
-                    wire.elapsed_secs()
-                ),
+            let why = format!(
+                "error after reading {n} byte{} in {} seconds: {e}",
+                if n == 1 { "" } else { "s" },
+                wire.elapsed_secs()
             );
+            // A health check hangs up (HAProxy with a reset) once it has its method reply.
+            let probe_done = matches!(e, negotiate::NegError::Eof | negotiate::NegError::Io(_));
+            if client.probe && probe_done {
+                lines::probe_ended(&client.crule, &client.accepted(), &why);
+            } else {
+                client.accept_closed(false, &why);
+            }
             return;
         }
     };

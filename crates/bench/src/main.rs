@@ -173,7 +173,7 @@ fn supports(proxy: &str, scenario: &str) -> bool {
     if proxy == "floor" {
         return scenario == "rate" || scenario == "latency";
     }
-    if proxy == "rsockd-max" {
+    if proxy == "rsockd-max" || proxy == "rsockd-pp2" {
         return scenario == "rate";
     }
     if scenario.starts_with("bw") {
@@ -206,11 +206,14 @@ fn run_order<'a>(scenario: &str, names: &'a [String]) -> Vec<&'a String> {
 /// the least any SOCKS5 server can do per session (floor.rs), in `rate` and `latency` only.
 /// `rsockd-max` has `session.max` and `session.throttle` in its socks rule, in `rate` only:
 /// what a limited rule costs per session. `rsockd-bw` has `bandwidth:` (paced.rs), in the
-/// `bw1`, `bw10` and `bw100` scenarios only, which no other proxy runs.
-const PROXIES: [&str; 9] = [
+/// `bw1`, `bw10` and `bw100` scenarios only, which no other proxy runs. `rsockd-pp2` trusts
+/// the load generator as a balancer (`rsockd.proxyprotocol.from`), which sends a PROXY v2
+/// header first, in `rate` only: what the header costs per session.
+const PROXIES: [&str; 10] = [
     "rsockd",
     "rsockd-N2",
     "rsockd-max",
+    "rsockd-pp2",
     "rsockd-bw",
     "danted",
     "microsocks",
@@ -230,6 +233,7 @@ fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, Str
         "rsockd" => procs::rsockd(rsockd, 1),
         "rsockd-N2" => procs::rsockd(rsockd, 2),
         "rsockd-max" => procs::rsockd_limited(rsockd),
+        "rsockd-pp2" => procs::rsockd_behind_balancer(rsockd),
         "rsockd-bw" => procs::rsockd_paced(rsockd, paced::LIMIT),
         "rsockd-pipe64k" => procs::rsockd_engine(rsockd, "rsockd-pipe64k", "64k"),
         "rsockd-copy" => procs::rsockd_engine(rsockd, "rsockd-copy", "copy"),
@@ -406,8 +410,11 @@ fn main() {
                 }
                 for p in auth {
                     let cpu = || p.cpu();
-                    let r =
-                        scenarios::rate(Some(p.addr), tcp_echo, 50, rate_secs, &cpu, &user.creds());
+                    let client = socks::Client {
+                        creds: user.creds(),
+                        proxy_header: false,
+                    };
+                    let r = scenarios::rate(Some(p.addr), tcp_echo, 50, rate_secs, &cpu, &client);
                     record(&mut results, &mut failures, sc, p.name, r);
                 }
                 continue;
@@ -458,7 +465,13 @@ fn main() {
                 let r = match sc.as_str() {
                     "bulk1" => scenarios::bulk(addr, bulk_target, 1, bulk_bytes, &cpu),
                     "bulk8" => scenarios::bulk(addr, bulk_target, 8, bulk_bytes / 8, &cpu),
-                    "rate" => scenarios::rate(addr, tcp_echo, 50, rate_secs, &cpu, &None),
+                    "rate" => {
+                        let client = socks::Client {
+                            creds: None,
+                            proxy_header: name == "rsockd-pp2",
+                        };
+                        scenarios::rate(addr, tcp_echo, 50, rate_secs, &cpu, &client)
+                    }
                     "udp" => scenarios::udp(
                         addr,
                         echo.addr,

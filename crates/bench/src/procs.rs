@@ -259,6 +259,24 @@ pub fn rsockd_limited(bin: &Path) -> Result<Proxy, String> {
     )
 }
 
+/// rsockd that takes the load generator (127.0.0.1) for a load balancer sending PROXY v2
+/// headers, for `rate`.
+pub fn rsockd_behind_balancer(bin: &Path) -> Result<Proxy, String> {
+    let dir = scratch("rsockd-pp2").map_err(|e| e.to_string())?;
+    let port = free_port();
+    // The same rules as plain rsockd: only the header differs.
+    let conf = config(&dir, port, "rsockd.proxyprotocol.from: 127.0.0.1/32\n")
+        .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f").arg(&conf).arg("-N").arg("1");
+    spawn(
+        "rsockd-pp2",
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    )
+}
+
 /// rsockd whose socks rule has `bandwidth: limit` (bytes per second), for the bw scenarios.
 pub fn rsockd_paced(bin: &Path, limit: u64) -> Result<Proxy, String> {
     let dir = scratch("rsockd-bw").map_err(|e| e.to_string())?;

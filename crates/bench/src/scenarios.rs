@@ -250,16 +250,16 @@ pub fn tcp_echo() -> std::io::Result<SocketAddr> {
 }
 
 pub(crate) fn open(proxy: Option<SocketAddr>, target: SocketAddr) -> Result<TcpStream, String> {
-    open_as(proxy, target, &None)
+    open_with(proxy, target, &socks::Client::default())
 }
 
-fn open_as(
+fn open_with(
     proxy: Option<SocketAddr>,
     target: SocketAddr,
-    creds: &socks::Creds,
+    client: &socks::Client,
 ) -> Result<TcpStream, String> {
     match proxy {
-        Some(p) => socks::connect_as(p, target, creds).map_err(|e| format!("CONNECT: {e}")),
+        Some(p) => socks::connect_with(p, target, client).map_err(|e| format!("CONNECT: {e}")),
         None => {
             let s = TcpStream::connect(target).map_err(|e| e.to_string())?;
             let _ = s.set_nodelay(true);
@@ -386,21 +386,21 @@ pub fn rate(
     workers: usize,
     secs: f64,
     cpu: &dyn Fn() -> f64,
-    creds: &socks::Creds,
+    client: &socks::Client,
 ) -> Result<Sample, String> {
     let cpu0 = cpu();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     let handles: Vec<_> = (0..workers)
         .map(|_| {
-            let creds = creds.clone();
+            let client = client.clone();
             std::thread::spawn(move || -> (Vec<f64>, u64) {
                 let mut lat = Vec::new();
                 let mut errors = 0;
                 let msg = [0x42u8; 64];
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
-                    let ok = open_as(proxy, echo, &creds).and_then(|mut s| {
+                    let ok = open_with(proxy, echo, &client).and_then(|mut s| {
                         std::io::Write::write_all(&mut s, &msg).map_err(|e| e.to_string())?;
                         let mut back = [0u8; 64];
                         s.read_exact(&mut back).map_err(|e| e.to_string())?;

@@ -45,6 +45,16 @@ pub fn read_reply(s: &mut TcpStream) -> io::Result<(u8, SocketAddr)> {
 /// A user name and password for RFC 1929.
 pub type Creds = Option<(String, String)>;
 
+/// How a load generator's client opens its sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub creds: Creds,
+    /// Send a PROXY v2 header first, as HAProxy's `send-proxy-v2` does: in one segment with
+    /// the client's first bytes (HAProxy writes the header with MSG_MORE when client data is
+    /// waiting, as a SOCKS greeting is by the time the connection to the node is up).
+    pub proxy_header: bool,
+}
+
 /// Connects to `proxy`, negotiates method none and sends `cmd` for `dst`; returns the stream
 /// and the first reply.
 pub fn request(proxy: SocketAddr, cmd: u8, dst: SocketAddr) -> io::Result<(TcpStream, SocketAddr)> {
@@ -73,8 +83,21 @@ pub fn handshake(
     dst: SocketAddr,
     creds: &Creds,
 ) -> io::Result<SocketAddr> {
+    handshake_after(s, &[], cmd, dst, creds)
+}
+
+/// [`handshake`], with `prefix` (a PROXY header) in the greeting's write.
+fn handshake_after(
+    s: &mut TcpStream,
+    prefix: &[u8],
+    cmd: u8,
+    dst: SocketAddr,
+    creds: &Creds,
+) -> io::Result<SocketAddr> {
     let method = if creds.is_some() { 2 } else { 0 };
-    s.write_all(&[5, 1, method])?;
+    let mut first = prefix.to_vec();
+    first.extend_from_slice(&[5, 1, method]);
+    s.write_all(&first)?;
     let mut m = [0u8; 2];
     s.read_exact(&mut m)?;
     if m != [5, method] {
@@ -112,4 +135,21 @@ pub fn udp_header(dst: SocketAddr) -> Vec<u8> {
 /// them in one write), with username/password when `creds` is set.
 pub fn connect_as(proxy: SocketAddr, target: SocketAddr, creds: &Creds) -> io::Result<TcpStream> {
     Ok(request_as(proxy, 1, target, creds)?.0)
+}
+
+/// CONNECT as `client` says: with its credentials, after a PROXY v2 header if it sends one.
+pub fn connect_with(
+    proxy: SocketAddr,
+    target: SocketAddr,
+    client: &Client,
+) -> io::Result<TcpStream> {
+    if !client.proxy_header {
+        return connect_as(proxy, target, &client.creds);
+    }
+    let mut s = TcpStream::connect(proxy)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let header = rsockd_proto::proxy::encode_v2(Some(s.local_addr()?), Some(proxy), &[]);
+    handshake_after(&mut s, &header, 1, target, &client.creds)?;
+    Ok(s)
 }

@@ -77,6 +77,8 @@ fn a(s: &str) -> SocketAddr {
 fn client() -> Client {
     Client {
         peer: a("127.0.0.1:40000"),
+        via: None,
+        probe: false,
         local: a("127.0.0.1:1080"),
         crule: RuleRef::default(),
         names: Vec::new(),

@@ -82,6 +82,11 @@ fn drain_and_resume_reach_every_mother_and_sessions_go_on() {
     for _ in 0..10 {
         assert_eq!(check(agent), "drain\n");
     }
+    // The state dump says so too.
+    srv.signal(10);
+    srv.wait_log("the dump's agent state", 10, |t| {
+        t.contains("agent says: drain, listening on: ")
+    });
     // Draining is the balancer's cue, not a refusal: old and new sessions are served.
     echo_once(&mut long, b"during the drain");
     assert_serving(&srv, &echo);

@@ -185,7 +185,7 @@ pub(super) fn set_draining(m: &Mother, on: bool) {
 pub(super) fn dump_state(m: &Rc<Mother>) {
     let slots = m.pool.slots.borrow();
     log::info(&format!(
-        "mother[{}/{}]: relay processes: {}, clients negotiating: {}, sessions handed and open: {}, handed off so far: {} in {} message(s), listening on: {}",
+        "mother[{}/{}]: relay processes: {}, clients negotiating: {}, sessions handed and open: {}, handed off so far: {} in {} message(s), agent says: {}, listening on: {}",
         m.index,
         m.of,
         slots.iter().filter(|s| s.alive.get()).count(),
@@ -193,6 +193,7 @@ pub(super) fn dump_state(m: &Rc<Mother>) {
         m.pool.total_sessions(),
         m.pool.handed_total.get(),
         m.pool.handoff_messages.get(),
+        String::from_utf8_lossy(super::agent::health(m).line()).trim_end(),
         m.accepting
             .borrow()
             .keys()

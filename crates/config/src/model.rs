@@ -52,6 +52,9 @@ pub struct Config {
     pub proxyprotocol_from: Vec<ipnet::IpNet>,
     /// `rsockd.agent:` (our extension): HAProxy agent-check listeners.
     pub agent: Vec<ListenAddr>,
+    /// `rsockd.drain.timeout:` (our extension): seconds established sessions may run on after
+    /// SIGTERM; None = the default (30), 0 = end them at once (Dante's behaviour).
+    pub drain_timeout: Option<u32>,
     /// Global `pam.servicename:` (Dante's default `sockd` applies when unset).
     pub pam_servicename: Option<String>,
     /// `rsockd.users.file:` (our extension): method `username` checks this file of
@@ -94,6 +97,7 @@ impl Default for Config {
             announce_bind: None,
             proxyprotocol_from: Vec::new(),
             agent: Vec::new(),
+            drain_timeout: None,
             pam_servicename: None,
             users_file: None,
             client_rules: Vec::new(),

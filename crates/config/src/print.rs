@@ -253,6 +253,9 @@ impl Display for Config {
         for a in &self.agent {
             writeln!(s, "rsockd.agent: {} port = {}", a.host, a.port)?;
         }
+        if let Some(t) = self.drain_timeout {
+            writeln!(s, "rsockd.drain.timeout: {t}")?;
+        }
         if let Some(n) = &self.pam_servicename {
             writeln!(s, "pam.servicename: {n}")?;
         }

@@ -691,6 +691,16 @@ fn balancer_and_agent_settings() {
     assert_eq!(nets, ["10.0.0.0/8", "fd00::/64", "127.0.0.7/32"]);
     assert_eq!(c.config.agent.len(), 2);
     assert_eq!(c.config.agent[1].port, 5556);
+    assert_eq!(
+        ok("rsockd.drain.timeout: 0\n").config.drain_timeout,
+        Some(0)
+    );
+    assert_eq!(ok("").config.drain_timeout, None);
+    err_near(
+        "rsockd.drain.timeout: soon\n",
+        "soon",
+        "expected a number after 'rsockd.drain.timeout:'",
+    );
     for (text, near, msg) in [
         (
             "rsockd.proxyprotocol.from: 10.0.0.1\n",

@@ -273,6 +273,7 @@ fn config() -> impl Strategy<Value = Config> {
             proptest::option::of("/[a-z0-9_./-]{1,12}"),
             vec((ip(), 0u8..=128), 0..3),
             vec((host(), any::<u16>()), 0..2),
+            opt_u32(),
         );
         let rules = (
             any::<bool>(),
@@ -283,7 +284,16 @@ fn config() -> impl Strategy<Value = Config> {
             |(
                 (sm, cm),
                 (int, ip_, ext, ep, rot, up, uu, ul, lo, el, dbg, t),
-                (sameport, announce_udp, announce_bind, pam_servicename, users_file, nets, agents),
+                (
+                    sameport,
+                    announce_udp,
+                    announce_bind,
+                    pam_servicename,
+                    users_file,
+                    nets,
+                    agents,
+                    drain_timeout,
+                ),
                 (ucd, cr, sr),
             )| {
                 Config {
@@ -331,6 +341,7 @@ fn config() -> impl Strategy<Value = Config> {
                             line: 0,
                         })
                         .collect(),
+                    drain_timeout,
                     pam_servicename,
                     users_file: users_file.map(std::path::PathBuf::from),
                     client_rules: numbered(cr),

@@ -144,6 +144,9 @@ pub enum Control {
     /// To a mother: `rsockd --drain` (true) or `--resume` (false); its agent-check answers
     /// follow. Sent to every mother started while draining, too.
     Draining(bool),
+    /// The drain after SIGTERM is over (`rsockd.drain.timeout`, or a second SIGTERM): end
+    /// every session now, with its line, and exit. Mothers pass it to their relays.
+    EndNow,
 }
 
 /// Child to its mother.
@@ -333,6 +336,7 @@ const K_DUMP: u8 = 3;
 const K_DRAIN: u8 = 4;
 const K_AUTH: u8 = 5;
 const K_DRAINING: u8 = 6;
+const K_END_NOW: u8 = 7;
 const K_READY: u8 = 10;
 const K_CLOSED: u8 = 11;
 const K_NEGOTIATING: u8 = 12;
@@ -358,7 +362,7 @@ impl Control {
         match self {
             Control::Config { listen, board, .. } => 1 + usize::from(*board) + listen.len(),
             Control::Sessions(hs) => hs.iter().map(|h| usize::from(h.nfds)).sum(),
-            Control::DumpState | Control::Drain | Control::Draining(_) => 0,
+            Control::DumpState | Control::Drain | Control::Draining(_) | Control::EndNow => 0,
             Control::Auth => 1,
         }
     }
@@ -399,6 +403,7 @@ impl Control {
                 header(&mut w, K_DRAINING);
                 w.u8(u8::from(*on));
             }
+            Control::EndNow => header(&mut w, K_END_NOW),
         }
         w.buf
     }
@@ -439,6 +444,7 @@ impl Control {
             K_DUMP => Control::DumpState,
             K_DRAIN => Control::Drain,
             K_AUTH => Control::Auth,
+            K_END_NOW => Control::EndNow,
             K_DRAINING => match r.u8()? {
                 0 => Control::Draining(false),
                 1 => Control::Draining(true),
@@ -643,6 +649,7 @@ mod tests {
             Control::Auth,
             Control::Draining(true),
             Control::Draining(false),
+            Control::EndNow,
             Control::Config {
                 generation: 3,
                 file: "/etc/rsockd.conf".into(),

@@ -347,20 +347,27 @@ fn signals_to_mother_1_reach_every_mother() {
         let (_s, rep) = socks5_connect(srv.addr, echo.addr);
         assert_eq!(rep, 2, "every mother blocks now");
     }
-    // SIGTERM: all mothers stop accepting and exit; the established session drains.
+    // SIGTERM: all mothers stop accepting; the established session drains, then every
+    // mother exits.
     let mut srv = srv;
     srv.signal(15);
+    srv.wait_log("every mother stopping", 10, |t| {
+        t.matches("sigterm(): exiting on signal 15").count() >= 3
+    });
+    wait_until("nobody accepts", 10, || {
+        TcpStream::connect(srv.addr).is_err()
+    });
+    old.write_all(b"draining").unwrap();
+    let mut back = [0u8; 8];
+    old.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"draining");
+    drop(old);
     assert_eq!(srv.wait_exit(10), Some(0));
     for (_, p) in &ms {
         wait_until("every mother to exit", 10, || {
             !cmdline(*p).starts_with("rsockd: mother")
         });
     }
-    assert!(TcpStream::connect(srv.addr).is_err(), "nobody accepts");
-    old.write_all(b"draining").unwrap();
-    let mut back = [0u8; 8];
-    old.read_exact(&mut back).unwrap();
-    assert_eq!(&back, b"draining");
 }
 
 #[test]

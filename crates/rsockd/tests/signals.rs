@@ -118,18 +118,29 @@ fn sigterm_stops_accepting_and_drains_sessions() {
     let (mut s, _) = socks5_connect(srv.addr, echo.addr);
     echo_once(&mut s, b"before term");
     srv.signal(15);
+    srv.wait_log("the stop line", 10, |t| {
+        t.contains("sigterm(): exiting on signal 15")
+    });
+    // Accepting stops at once; the established session drains, and the server waits for it.
+    assert!(TcpStream::connect_timeout(&srv.addr, Duration::from_secs(2)).is_err());
+    echo_once(&mut s, b"draining session still relays");
+    assert!(
+        srv.wait_exit(1).is_none(),
+        "the mother waits for its sessions"
+    );
+    drop(s);
     assert_eq!(srv.wait_exit(10), Some(0));
     let log = srv.log_text();
-    assert!(log.contains("sigterm(): exiting on signal 15"), "{log}");
+    assert!(
+        log.contains("sigterm(): sessions drained: 1, ended: 0"),
+        "{log}"
+    );
     assert!(log.contains("alert: mother[1/1]: shutting down"), "{log}");
     assert_eq!(
         std::fs::metadata(&pidfile).unwrap().len(),
         0,
         "pidfile truncated, not removed"
     );
-    assert!(TcpStream::connect_timeout(&srv.addr, Duration::from_secs(2)).is_err());
-    echo_once(&mut s, b"draining session still relays");
-    drop(s);
     // The relays exit once their sessions are gone.
     let start = std::time::Instant::now();
     while relays.iter().any(|p| {

@@ -21,6 +21,8 @@ pub const DEFAULT_CONNECT: u32 = 30;
 pub const DEFAULT_IO_TCP: u32 = 0;
 pub const DEFAULT_IO_UDP: u32 = 86400;
 pub const DEFAULT_FIN_WAIT: u32 = 0;
+/// `rsockd.drain.timeout`'s default, in seconds.
+pub const DEFAULT_DRAIN: u32 = 30;
 
 /// What the command line says that the config file cannot override.
 #[derive(Debug, Clone, Copy, Default)]
@@ -298,6 +300,13 @@ impl Settings {
             )));
         }
         Ok(out)
+    }
+
+    /// How long established sessions may run on after SIGTERM.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(
+            self.config.drain_timeout.unwrap_or(DEFAULT_DRAIN),
+        ))
     }
 
     pub fn debug(&self) -> u32 {

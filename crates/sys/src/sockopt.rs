@@ -135,3 +135,22 @@ mod tests {
         assert!(tcp_info(l.as_fd()).map(|t| t.state).unwrap() == 10); // TCP_LISTEN
     }
 }
+
+/// shutdown(2) both directions of the socket numbered `fd`, by number: a process that must end
+/// sessions whose descriptors other tasks own (the relay at the end of a drain) wakes each of
+/// them with EOF and lets it close its own. The caller guarantees `fd` is still open (the
+/// owner has not closed it yet); an already-shut socket is no error.
+pub fn shutdown_both(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: shutdown(2) takes two integers and touches no memory of ours; on a number that
+    // is not a socket it fails with ENOTSOCK/EBADF.
+    let r = unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    if r == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOTCONN) => Ok(()),
+            _ => Err(e),
+        }
+    }
+}

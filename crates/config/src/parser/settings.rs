@@ -38,6 +38,7 @@ const HANDLED: &[&str] = &[
     "rsockd.announce.bind",
     "rsockd.proxyprotocol.from",
     "rsockd.agent",
+    "rsockd.drain.timeout",
     "pam.servicename",
     "rsockd.users.file",
 ];
@@ -195,6 +196,11 @@ impl<'a> Parser<'a> {
                 self.end_of_value(kw);
             }
             "rsockd.proxyprotocol.from" => self.balancers(kw),
+            "rsockd.drain.timeout" => {
+                let n = self.number(&format!("{}:", kw.text), u64::from(u32::MAX));
+                self.cfg.drain_timeout = n.and_then(|n| u32::try_from(n).ok());
+                self.end_of_value(kw);
+            }
             "rsockd.agent" => {
                 if let Some(l) = self.listen_addr(kw, None) {
                     self.cfg.agent.push(l);

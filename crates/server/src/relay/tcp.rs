@@ -87,8 +87,20 @@ fn errno_text(e: &io::Error) -> String {
     }
 }
 
+/// Set once this relay process has ended its sessions at the end of a drain: they then close
+/// because we shut their sockets, and their lines say so instead of what that looked like.
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// See [`STOPPED`].
+pub fn mark_stopped() {
+    STOPPED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if STOPPED.load(std::sync::atomic::Ordering::Relaxed) {
+            return f.write_str("server stopped: drain over");
+        }
         match self {
             End::ClientClosed => f.write_str("local client closed"),
             End::TargetClosed => f.write_str("remote peer closed"),

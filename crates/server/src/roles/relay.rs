@@ -11,7 +11,7 @@ mod watch;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use rsockd_ipc::{Command, Control, Handoff, Report};
@@ -31,7 +31,12 @@ type Live = (Rc<Handoff>, Rc<Stats>);
 #[derive(Default)]
 struct Registry {
     sessions: RefCell<HashMap<u64, Live>>,
+    /// The first two descriptors of each session (client, target or UDP socket), by number,
+    /// so that the end of a drain can shut them; open as long as the session is registered.
+    sockets: RefCell<HashMap<u64, [RawFd; 2]>>,
     draining: Cell<bool>,
+    /// The drain is over: sessions are being ended.
+    ending: Cell<bool>,
 }
 
 pub(super) struct Relay {
@@ -80,8 +85,13 @@ impl Relay {
 
 /// Registers a handed-off session at once, before its task first runs, so a drain order read
 /// right after it cannot find the relay empty and exit under it.
-fn register(r: &Relay, h: Handoff) -> Live {
+fn register(r: &Relay, h: Handoff, fds: &[OwnedFd]) -> Live {
     let live = (Rc::new(h), Rc::new(Stats::default()));
+    let raw = |i: usize| fds.get(i).map_or(-1, |f| f.as_raw_fd());
+    r.reg
+        .sockets
+        .borrow_mut()
+        .insert(live.0.id, [raw(0), raw(1)]);
     r.reg.sessions.borrow_mut().insert(live.0.id, live.clone());
     r.title_stale.notify_one();
     live
@@ -108,6 +118,7 @@ async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
         w.end(by);
     }
     crate::scoreboard::held::session_ended(h.board, &h.slots);
+    r.reg.sockets.borrow_mut().remove(&h.id);
     r.reg.sessions.borrow_mut().remove(&h.id);
     r.title_stale.notify_one();
     if !r.mother_gone.get() {
@@ -117,6 +128,38 @@ async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
     if r.finished() {
         r.done.notify_one();
     }
+}
+
+/// The drain is over: every session is woken by shutting its sockets, ends the way it always
+/// does (its lines say "server stopped"), and the relay exits when the last is gone, or after
+/// a few seconds whatever happens.
+fn end_now(r: &Rc<Relay>) {
+    r.reg.draining.set(true);
+    if r.reg.ending.replace(true) {
+        return;
+    }
+    crate::relay::tcp::mark_stopped();
+    let sockets: Vec<[RawFd; 2]> = r.reg.sockets.borrow().values().copied().collect();
+    if !sockets.is_empty() {
+        log::info(&format!(
+            "relay {}: drain over: ending {} session{}",
+            r.id,
+            sockets.len(),
+            if sockets.len() == 1 { "" } else { "s" }
+        ));
+    }
+    // Synchronous, so no session task runs (and closes its descriptors) in between.
+    for fd in sockets.into_iter().flatten().filter(|fd| *fd >= 0) {
+        let _ = rsockd_sys::sockopt::shutdown_both(fd);
+    }
+    if r.finished() {
+        r.done.notify_one();
+    }
+    tokio::task::spawn_local(async {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        log::warning("relay: sessions still open 5 s after the end of the drain; exiting");
+        std::process::exit(0);
+    });
 }
 
 /// Keeps the title's session count current, once per turn of the event loop however many
@@ -186,12 +229,13 @@ async fn control_loop(r: Rc<Relay>) {
                 let mut fds = fds.into_iter();
                 for h in hs {
                     let mine: Vec<OwnedFd> = fds.by_ref().take(usize::from(h.nfds)).collect();
-                    let live = register(&r, h);
+                    let live = register(&r, h, &mine);
                     tokio::task::spawn_local(run_session(r.clone(), live, mine));
                 }
             }
             Control::DumpState => r.dump_state(),
             Control::Auth | Control::Draining(_) => {}
+            Control::EndNow => end_now(&r),
             Control::Drain => {
                 r.reg.draining.set(true);
                 if r.finished() {
@@ -272,6 +316,9 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
                         }
                     }
                     Signal::Dump => r.dump_state(),
+                    // A second SIGTERM/SIGINT (a terminal's ^C reaches every process of
+                    // the group) ends the sessions, as it does for the mother.
+                    Signal::Stop(_) if r.reg.draining.get() => end_now(&r),
                     Signal::Stop(_) => {
                         r.reg.draining.set(true);
                         if r.finished() { return 0; }

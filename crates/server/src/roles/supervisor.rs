@@ -144,8 +144,28 @@ pub fn run(args: SupervisorArgs) -> i32 {
         crate::notify::notify("STOPPING=1");
         log::info(&format!("sigterm(): exiting on signal {code}"));
         child::stop_replacing();
+        // Our copies of the SOCKS sockets go at once, as the mothers' do (the agent's stay).
+        if let Some(s) = Settings::current() {
+            listeners.borrow_mut().retain(|(a, _)| s.is_agent(a));
+        }
         fam.broadcast(&Control::Drain, None).await;
-        fam.wait_gone(&mut signals).await;
+        // Each mother drains its relays on its own clock; a second signal ends it sooner.
+        let timeout = Settings::current().map_or(Duration::ZERO, |s| s.drain_timeout());
+        let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(15);
+        while !fam.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                sig = signals.next() => match sig {
+                    Signal::Stop(_) => fam.broadcast(&Control::EndNow, None).await,
+                    Signal::ChildExited => {}
+                    _ => {}
+                },
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            for (pid, how) in rsockd_sys::process::reap() {
+                crate::scoreboard::held::clear_dead(pid);
+                fam.reaped(pid, &how);
+            }
+        }
         log::alert("supervisor: shutting down");
         if let Some(f) = pidfile {
             let _ = f.set_len(0);

@@ -124,6 +124,8 @@ pub(super) async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream 
             }
             Control::Drain => return Upstream::Drain,
             Control::Draining(on) => set_draining(&m, on),
+            // Only meaningful while stopping, where `stop` reads the channel itself.
+            Control::EndNow => {}
             Control::Auth => {
                 if let Some(fd) = fds.into_iter().next() {
                     m.auth.install(fd);

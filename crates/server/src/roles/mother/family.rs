@@ -143,19 +143,9 @@ impl Family {
         }
     }
 
-    /// After Drain: waits (bounded) until every mother has exited and been reaped, so that a
-    /// stopped server leaves no mother behind.
-    pub async fn wait_gone(self: &Rc<Self>, signals: &mut crate::roles::signals::Signals) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !self.members.borrow().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                _ = signals.child_exited() => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-            for (pid, how) in rsockd_sys::process::reap() {
-                self.reaped(pid, &how);
-            }
-        }
+    /// No mother is left (all reaped).
+    pub fn is_empty(&self) -> bool {
+        self.members.borrow().is_empty()
     }
 
     pub fn all_ready(&self) -> bool {

@@ -372,6 +372,11 @@ impl Pool {
         }
     }
 
+    /// Relay processes still running (their control channel open).
+    pub fn live(&self) -> usize {
+        self.slots.borrow().iter().filter(|s| s.alive.get()).count()
+    }
+
     /// Whether at least one relay takes sessions now.
     pub fn any_ready(&self) -> bool {
         self.slots

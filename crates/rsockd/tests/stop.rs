@@ -270,9 +270,14 @@ fn the_supervisor_drains_its_mothers_and_passes_on_a_second_sigterm() {
     srv.wait_log("both mothers stopping", 10, |t| {
         t.matches("sigterm(): exiting on signal 15").count() >= 3
     });
-    wait_until("nobody accepts", 10, || TcpStream::connect(srv.addr).is_err());
+    wait_until("nobody accepts", 10, || {
+        TcpStream::connect(srv.addr).is_err()
+    });
     echo_once(&mut s, b"draining under the supervisor");
-    assert!(srv.wait_exit(1).is_none(), "the supervisor waits for the drain");
+    assert!(
+        srv.wait_exit(1).is_none(),
+        "the supervisor waits for the drain"
+    );
     srv.signal(15);
     assert!(closed_within(&mut s, 10));
     assert_eq!(srv.wait_exit(15), Some(0));

@@ -118,24 +118,6 @@ pub fn udp_disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsFd;
-
-    #[test]
-    fn tcp_info_of_a_connected_socket() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let ti = tcp_info(c.as_fd()).unwrap();
-        // TCP_ESTABLISHED is 1 and loopback has a large MTU.
-        assert_eq!(ti.state, 1);
-        assert!(ti.pmtu >= 1500, "{ti:?}");
-        assert!(tcp_info(l.as_fd()).map(|t| t.state).unwrap() == 10); // TCP_LISTEN
-    }
-}
-
 /// shutdown(2) both directions of the socket numbered `fd`, by number: a process that must end
 /// sessions whose descriptors other tasks own (the relay at the end of a drain) wakes each of
 /// them with EOF and lets it close its own. The caller guarantees `fd` is still open (the
@@ -152,5 +134,23 @@ pub fn shutdown_both(fd: std::os::fd::RawFd) -> io::Result<()> {
             Some(libc::ENOTCONN) => Ok(()),
             _ => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn tcp_info_of_a_connected_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let ti = tcp_info(c.as_fd()).unwrap();
+        // TCP_ESTABLISHED is 1 and loopback has a large MTU.
+        assert_eq!(ti.state, 1);
+        assert!(ti.pmtu >= 1500, "{ti:?}");
+        assert!(tcp_info(l.as_fd()).map(|t| t.state).unwrap() == 10); // TCP_LISTEN
     }
 }

@@ -391,7 +391,7 @@ mod tests {
             title_stale: tokio::sync::Notify::new(),
             watched: super::watch::Watched::default(),
         });
-        let live = super::register(&r, h);
+        let live = super::register(&r, h, &[]);
         let task = super::run_session(r.clone(), live, Vec::new());
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "a CONNECT session's task is {size} bytes");

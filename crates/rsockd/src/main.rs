@@ -100,6 +100,14 @@ fn run_main(args: &[String]) -> i32 {
         let pidfile = cli.pidfile.as_deref().unwrap_or(cli::DEFAULT_PIDFILE);
         return order::run(o, pidfile);
     }
+    // First, before anything else holds descriptors: what a service manager passed.
+    let passed = match rsockd_server::net::activation::take() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error(&e);
+            return 1;
+        }
+    };
     let file = cli
         .config
         .clone()
@@ -150,8 +158,24 @@ fn run_main(args: &[String]) -> i32 {
         log::error(&e.to_string());
         return 1;
     }
+    let assigned = match rsockd_server::net::activation::assign(&addrs, passed) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error(&e);
+            log::alert(&format!("mother[1/{of}]: shutting down"));
+            return 1;
+        }
+    };
     let mut listeners = Vec::new();
-    for a in addrs {
+    for (a, passed) in assigned {
+        if let Some(fd) = passed {
+            log::info(&format!(
+                "socket activation: the service manager's socket serves {}",
+                log::addr(&a)
+            ));
+            listeners.push((a, fd));
+            continue;
+        }
         match rsockd_server::net::listen::bind(a) {
             Ok(s) => listeners.push((a, s.into())),
             Err(e) => {

@@ -1,6 +1,7 @@
 //! Network plumbing of the mothers: interfaces, listening sockets, name resolution and the
 //! outgoing connect, and the ident (RFC 1413) lookup of the `rfc931` method.
 
+pub mod activation;
 pub mod connect;
 pub mod ident;
 pub mod ifaces;

@@ -157,6 +157,10 @@ async fn serve(mut args: MotherArgs) -> i32 {
         Some(chan) => serve_lead_by(&m, chan, &mut signals).await,
         None => {
             tokio::task::spawn_local(alarms::watch_forever());
+            tokio::task::spawn_local(crate::notify::watchdog());
+            if std::env::var_os("NOTIFY_SOCKET").is_some() {
+                tokio::task::spawn_local(report_status(m.clone()));
+            }
             crate::notify::notify("READY=1");
             let code = obey_signals(&m, &mut signals, None).await;
             crate::notify::notify("STOPPING=1");
@@ -168,6 +172,32 @@ async fn serve(mut args: MotherArgs) -> i32 {
         let _ = f.set_len(0);
     }
     0
+}
+
+/// `STATUS=` for the service manager, now and every 10 s: what mother 1 sees.
+async fn report_status(m: Rc<Mother>) {
+    loop {
+        let s = m.settings();
+        let socks = m
+            .accepting
+            .borrow()
+            .keys()
+            .filter(|a| !s.is_agent(a))
+            .count();
+        crate::notify::status(&format!(
+            "{}: {} session(s) in {} relay(s) of mother 1; {} mother(s); accepting on {socks} \
+             address(es)",
+            if m.draining.get() {
+                "draining"
+            } else {
+                "serving"
+            },
+            m.pool.total_sessions(),
+            m.pool.live(),
+            m.of
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
 }
 
 /// Builds the mother and starts everything it keeps: the auth helper (lead only), its relays,
@@ -273,7 +303,7 @@ async fn obey_signals(
         tokio::select! {
             sig = signals.next() => match sig {
                 Signal::Reload => {
-                    if notify { crate::notify::notify("RELOADING=1"); }
+                    if notify { crate::notify::reloading(); }
                     control::reload(m).await;
                     if notify { crate::notify::notify("READY=1"); }
                 }

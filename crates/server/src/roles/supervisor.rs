@@ -104,11 +104,13 @@ pub fn run(args: SupervisorArgs) -> i32 {
             "rsockd/supervisor v{} running, {of} mother(s)",
             env!("CARGO_PKG_VERSION")
         ));
+        tokio::task::spawn_local(crate::notify::watchdog());
         crate::notify::notify("READY=1");
+        crate::notify::status(&format!("supervising {of} mother(s)"));
         let code = loop {
             match signals.next().await {
                 Signal::Reload => {
-                    crate::notify::notify("RELOADING=1");
+                    crate::notify::reloading();
                     reload(&fam, &listeners).await;
                     if let Some(s) = Settings::current() {
                         keeper.apply(&s).await;

@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Order {
     Drain,
     Resume,
+    /// SIGUSR2, then wait for the outcome.
+    Upgrade,
 }
 
 pub fn usage() -> String {
@@ -48,7 +50,9 @@ pub fn usage() -> String {
          \t-v           : print version info (-vv: also build features)\n\
          \t--supervisor : (rsockd) a supervisor process re-spawns every mother, mother 1 too\n\
          \t--drain      : (rsockd) the server of the pidfile (-p) says \"drain\" to agent checks\n\
-         \t--resume     : (rsockd) ... and \"up\" again\n"
+         \t--resume     : (rsockd) ... and \"up\" again\n\
+         \t--upgrade    : (rsockd) the server of the pidfile (-p) starts its binary anew and\n\
+         \t               hands over without dropping a session; exits 0 or 1 with the outcome\n"
     )
 }
 
@@ -66,14 +70,14 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             cli.supervisor = true;
             continue;
         }
-        if a == "--drain" || a == "--resume" {
-            let o = if a == "--drain" {
-                Order::Drain
-            } else {
-                Order::Resume
+        if a == "--drain" || a == "--resume" || a == "--upgrade" {
+            let o = match a.as_str() {
+                "--drain" => Order::Drain,
+                "--resume" => Order::Resume,
+                _ => Order::Upgrade,
             };
             if cli.order.is_some_and(|x| x != o) {
-                return Err("--drain and --resume exclude each other".into());
+                return Err("--drain, --resume and --upgrade exclude each other".into());
             }
             cli.order = Some(o);
             continue;
@@ -158,6 +162,10 @@ mod tests {
         assert_eq!(p("--drain -p /x.pid").unwrap().order, Some(Order::Drain));
         assert_eq!(p("-p/x.pid --resume").unwrap().order, Some(Order::Resume));
         assert_eq!(p("-N 2").unwrap().order, None);
+        assert_eq!(
+            p("--upgrade -p /x.pid").unwrap().order,
+            Some(Order::Upgrade)
+        );
     }
 
     #[test]

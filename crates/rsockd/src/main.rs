@@ -36,10 +36,13 @@ It reads configuration files written for Dante, which is Copyright (c) Inferno N
 rsockd contains no Dante code.\n";
 
 fn main() -> ExitCode {
+    let argv0 = std::env::args().next().unwrap_or_else(|| "rsockd".into());
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = if args.first().map(String::as_str) == Some("--role") {
         run_role(&args)
     } else {
+        // An upgrade starts the program at this path with these arguments.
+        roles::upgrade::remember_origin(&argv0, &args);
         run_main(&args)
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
@@ -100,7 +103,15 @@ fn run_main(args: &[String]) -> i32 {
         let pidfile = cli.pidfile.as_deref().unwrap_or(cli::DEFAULT_PIDFILE);
         return order::run(o, pidfile);
     }
-    // First, before anything else holds descriptors: what a service manager passed.
+    // First, before anything else holds descriptors: what an old rsockd handed over (we are
+    // its upgrade), or what a service manager passed.
+    let mut inherited = match roles::upgrade::take_inherited() {
+        Ok(i) => i,
+        Err(e) => {
+            log::error(&e);
+            return 1;
+        }
+    };
     let passed = match rsockd_server::net::activation::take() {
         Ok(p) => p,
         Err(e) => {
@@ -117,7 +128,11 @@ fn run_main(args: &[String]) -> i32 {
         no_keepalive: cli.no_keepalive,
     };
     let of = cli.mothers;
-    let (settings, warnings) = match Settings::load(&file, 1, flags) {
+    let loaded = match inherited.as_mut() {
+        Some(i) => Settings::load_inheriting(&file, i.generation, flags, i.board.take()),
+        None => Settings::load(&file, 1, flags),
+    };
+    let (settings, warnings) = match loaded {
         Ok(ok) => ok,
         Err(e) => {
             log::error(&e.to_string());
@@ -166,8 +181,17 @@ fn run_main(args: &[String]) -> i32 {
             return 1;
         }
     };
+    let mut handed = inherited
+        .as_mut()
+        .map(|i| std::mem::take(&mut i.listeners))
+        .unwrap_or_default();
     let mut listeners = Vec::new();
     for (a, passed) in assigned {
+        // The old family's socket for this address: its backlog carries over.
+        if let Some(i) = handed.iter().position(|(h, _)| *h == a) {
+            listeners.push(handed.swap_remove(i));
+            continue;
+        }
         if let Some(fd) = passed {
             log::info(&format!(
                 "socket activation: the service manager's socket serves {}",
@@ -185,7 +209,14 @@ fn run_main(args: &[String]) -> i32 {
             }
         }
     }
-    if cli.detach {
+    for (a, _) in handed {
+        log::info(&format!(
+            "upgrade: {} is no longer in the configuration; not listening there",
+            log::addr(&a)
+        ));
+    }
+    // An upgrade is already detached, and must keep the old one's session and process group.
+    if cli.detach && inherited.is_none() {
         if let Err(e) = rsockd_sys::daemon::daemonize() {
             log::error(&format!("cannot detach: {e}"));
             return 1;
@@ -195,8 +226,10 @@ fn run_main(args: &[String]) -> i32 {
         .pidfile
         .clone()
         .or_else(|| rsockd_sys::privs::is_root().then(|| cli::DEFAULT_PIDFILE.to_string()));
-    let pidfile = match pidpath {
-        Some(p) => match write_pidfile(&p) {
+    let pidfile = match &pidpath {
+        // The old process writes our pid there once we are ready; we keep it to truncate it.
+        Some(p) if inherited.is_some() => std::fs::OpenOptions::new().write(true).open(p).ok(),
+        Some(p) => match write_pidfile(p) {
             Ok(f) => Some(f),
             Err(e) => {
                 log::error(&format!("cannot write pidfile {p}: {e}"));
@@ -228,7 +261,9 @@ fn run_main(args: &[String]) -> i32 {
             settings,
             listeners,
             pidfile,
+            pidfile_path: pidpath.map(std::path::PathBuf::from),
             relays,
+            predecessor: inherited.map(|i| i.chan),
         });
     }
     roles::mother::run(MotherArgs {
@@ -242,6 +277,8 @@ fn run_main(args: &[String]) -> i32 {
         upstream: None,
         lead: true,
         draining: false,
+        pidfile_path: pidpath.map(std::path::PathBuf::from),
+        predecessor: inherited.map(|i| i.chan),
     })
 }
 

@@ -1,5 +1,6 @@
-//! `rsockd --drain` / `--resume`: signals the server named by a pidfile, so deploy scripts
-//! and operators need not know which signal means what.
+//! `rsockd --drain` / `--resume` / `--upgrade`: signals the server named by a pidfile, so
+//! deploy scripts and operators need not know which signal means what; `--upgrade` waits for
+//! the outcome, so they need no `sleep` either.
 
 use rsockd_server::roles::signals::{drain_signal, resume_signal};
 
@@ -33,6 +34,7 @@ pub fn run(order: Order, pidfile: &str) -> i32 {
     let (sig, what) = match order {
         Order::Drain => (drain_signal(), "drain"),
         Order::Resume => (resume_signal(), "up"),
+        Order::Upgrade => return upgrade(pid, pidfile),
     };
     match rsockd_sys::process::kill_raw(pid, sig) {
         Ok(()) => {
@@ -44,4 +46,34 @@ pub fn run(order: Order, pidfile: &str) -> i32 {
             1
         }
     }
+}
+
+/// SIGUSR2, then the outcome the server writes next to its pidfile.
+fn upgrade(pid: i32, pidfile: &str) -> i32 {
+    let status = rsockd_server::roles::upgrade::status_path(std::path::Path::new(pidfile));
+    let _ = std::fs::remove_file(&status);
+    if let Err(e) =
+        rsockd_sys::process::kill_raw(pid, rsockd_server::roles::signals::upgrade_signal())
+    {
+        eprintln!("rsockd: cannot signal pid {pid}: {e}");
+        return 1;
+    }
+    // The new binary has 10 s to be ready; starting it and the hand-over take a little more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            let text = text.trim();
+            if let Some(new) = text.strip_prefix("ok ") {
+                println!("rsockd: upgraded: pid {new} serves now (pid {pid} drains and exits)");
+                return 0;
+            }
+            if let Some(why) = text.strip_prefix("failed: ") {
+                eprintln!("rsockd: upgrade failed, pid {pid} goes on serving: {why}");
+                return 1;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    eprintln!("rsockd: no outcome from pid {pid} within 30 s (see its log)");
+    1
 }

@@ -190,6 +190,38 @@ impl Settings {
         Ok((s, warnings))
     }
 
+    /// An upgrade's first configuration: read from the file like [`Settings::load`], keeping
+    /// the old family's scoreboard (its sessions still hold slots) when it fits this
+    /// configuration; otherwise limits start afresh, with a warning.
+    pub fn load_inheriting(
+        file: &str,
+        generation: u64,
+        flags: Flags,
+        board: Option<OwnedFd>,
+    ) -> Result<(Settings, Vec<String>), SettingsError> {
+        let Some(fd) = board else {
+            return Self::load(file, generation, flags);
+        };
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SettingsError(format!("{file}: cannot read configuration: {e}")))?;
+        let (mut s, mut warnings) = Self::build(file, text, generation, flags)?;
+        match Scoreboard::adopt(fd, file, &s.config, generation) {
+            Ok(b) => s.board = Some(Rc::new(b)),
+            Err(e) => {
+                warnings.push(format!(
+                    "upgrade: the old scoreboard is not used ({e}); session limits start afresh"
+                ));
+                s.board = Scoreboard::create(file, &s.config, generation)
+                    .map_err(SettingsError)?
+                    .map(Rc::new);
+            }
+        }
+        if let Some(b) = &s.board {
+            held::register(b);
+        }
+        Ok((s, warnings))
+    }
+
     /// The configuration in force in this process: the newest one installed with
     /// [`Settings::make_current`].
     pub fn current() -> Option<Rc<Settings>> {

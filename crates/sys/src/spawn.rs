@@ -29,6 +29,31 @@ pub fn spawn_self(arg0: &str, args: &[String], fds: Vec<(OwnedFd, RawFd)>) -> io
     cmd.spawn()
 }
 
+/// Spawns another program (our successor in an upgrade: the binary at the path we were
+/// started from), with each `(fd, child_fd)` mapped and `env` added.
+pub fn spawn_program(
+    path: &std::path::Path,
+    args: &[String],
+    fds: Vec<(OwnedFd, RawFd)>,
+    env: &[(&str, String)],
+) -> io::Result<Child> {
+    let mut cmd = Command::new(path);
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mappings = fds
+        .into_iter()
+        .map(|(parent_fd, child_fd)| FdMapping {
+            parent_fd,
+            child_fd,
+        })
+        .collect();
+    cmd.fd_mappings(mappings)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    cmd.spawn()
+}
+
 /// Claims descriptor `fd`, which our parent mapped into this process at exec (see
 /// `spawn_self`). Returns None if it is not open. Each number can be claimed once.
 pub fn inherited_fd(fd: RawFd) -> Option<OwnedFd> {

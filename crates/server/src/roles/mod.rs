@@ -8,6 +8,7 @@ pub mod mother;
 pub mod relay;
 pub mod signals;
 pub mod supervisor;
+pub mod upgrade;
 
 pub use child::{Role, CTL_FD};
 

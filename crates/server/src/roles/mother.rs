@@ -35,6 +35,7 @@ use crate::log;
 use crate::roles::auth_helper::keeper::{self, Keeper};
 use crate::roles::child;
 use crate::roles::signals::{Signal, Signals};
+use crate::roles::upgrade;
 use crate::settings::{Flags, Settings};
 use family::{Family, Listeners};
 pub use pool::Pool;
@@ -59,6 +60,19 @@ pub struct MotherArgs {
     pub lead: bool,
     /// Started while the server drains (`rsockd --drain`).
     pub draining: bool,
+    /// The pidfile's path (for the upgrade's outcome file next to it).
+    pub pidfile_path: Option<std::path::PathBuf>,
+    /// Started by an upgrade: the channel to the old mother 1 (or supervisor), told once we
+    /// are ready.
+    pub predecessor: Option<OwnedFd>,
+}
+
+/// Why the signal loop ended.
+enum Ended {
+    /// SIGTERM/SIGINT (the number), or the lead's drain order.
+    Signal(i32),
+    /// Handed over to the new process (its pid) after SIGUSR2.
+    Upgraded(u32),
 }
 
 /// Entry point of mother 1 (from `main`). Returns the exit code.
@@ -127,6 +141,8 @@ pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize)
             upstream: Some(chan),
             lead: false,
             draining,
+            pidfile_path: None,
+            predecessor: None,
         })
         .await
     })
@@ -139,7 +155,9 @@ async fn serve(mut args: MotherArgs) -> i32 {
         return 1;
     };
     let upstream = args.upstream.clone();
-    let pidfile = args.pidfile.take();
+    let mut pidfile = args.pidfile.take();
+    let pidfile_path = args.pidfile_path.take();
+    let predecessor = args.predecessor.take();
     let m = match start(args, &mut signals).await {
         Ok(m) => m,
         Err(e) => {
@@ -153,25 +171,83 @@ async fn serve(mut args: MotherArgs) -> i32 {
         m.of,
         env!("CARGO_PKG_VERSION")
     ));
-    let code = match &upstream {
-        Some(chan) => serve_lead_by(&m, chan, &mut signals).await,
+    let ended = match &upstream {
+        Some(chan) => Ended::Signal(serve_lead_by(&m, chan, &mut signals).await),
         None => {
             tokio::task::spawn_local(alarms::watch_forever());
             tokio::task::spawn_local(crate::notify::watchdog());
             if std::env::var_os("NOTIFY_SOCKET").is_some() {
                 tokio::task::spawn_local(report_status(m.clone()));
             }
+            if let Some(old) = &predecessor {
+                upgrade::report_ready(old);
+            }
             crate::notify::notify("READY=1");
-            let code = obey_signals(&m, &mut signals, None).await;
-            crate::notify::notify("STOPPING=1");
-            code
+            obey_lead_signals(&m, &mut signals, pidfile_path.as_deref()).await
         }
     };
-    stop(&m, code, &mut signals, upstream.as_deref()).await;
-    if let Some(f) = pidfile {
-        let _ = f.set_len(0);
+    match ended {
+        Ended::Signal(code) => {
+            if upstream.is_none() {
+                crate::notify::notify("STOPPING=1");
+            }
+            let why = format!("sigterm(): exiting on signal {code}");
+            stop(&m, &why, &mut signals, upstream.as_deref()).await;
+            if let Some(f) = pidfile {
+                let _ = f.set_len(0);
+            }
+        }
+        Ended::Upgraded(pid) => {
+            // The new process is the server now: the pidfile and the service manager's main
+            // pid move to it, and we drain as on SIGTERM.
+            if let Some(f) = pidfile.as_mut() {
+                upgrade::hand_pidfile(f, pid);
+            }
+            crate::notify::notify(&format!("MAINPID={pid}"));
+            upgrade::write_status(pidfile_path.as_deref(), &format!("ok {pid}"));
+            let why = format!("upgrade: pid {pid} took over; this family drains and exits");
+            stop(&m, &why, &mut signals, None).await;
+        }
     }
     0
+}
+
+/// Mother 1's signal loop: [`obey_signals`], plus SIGUSR2's upgrade, which either hands over
+/// (we are done) or fails (we go on serving).
+async fn obey_lead_signals(
+    m: &Rc<Mother>,
+    signals: &mut Signals,
+    pidfile: Option<&std::path::Path>,
+) -> Ended {
+    loop {
+        match obey_signals(m, signals, None).await {
+            Some(code) => return Ended::Signal(code),
+            None => {
+                let copies: std::io::Result<Vec<(SocketAddr, OwnedFd)>> = m
+                    .listeners
+                    .borrow()
+                    .iter()
+                    .map(|(a, fd)| Ok((*a, fd.try_clone()?)))
+                    .collect();
+                let res = match copies {
+                    Ok(l) => match upgrade::Successor::start(&m.settings(), l).await {
+                        Ok(next) => next.ready().await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(format!("upgrade: cannot copy the listening sockets: {e}")),
+                };
+                match res {
+                    Ok(pid) => return Ended::Upgraded(pid),
+                    Err(why) => {
+                        log::error(&format!(
+                            "upgrade failed, this server goes on serving: {why}"
+                        ));
+                        upgrade::write_status(pidfile, &format!("failed: {why}"));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `STATUS=` for the service manager, now and every 10 s: what mother 1 sees.
@@ -282,16 +358,26 @@ async fn serve_lead_by(m: &Rc<Mother>, chan: &Rc<Channel>, signals: &mut Signals
         ));
     }
     tokio::task::spawn_local(control::report_negotiating(m.clone(), chan.clone()));
-    let upstream = tokio::task::spawn_local(control::upstream_loop(m.clone(), chan.clone()));
-    obey_signals(m, signals, Some(upstream)).await
+    let mut upstream = Some(tokio::task::spawn_local(control::upstream_loop(
+        m.clone(),
+        chan.clone(),
+    )));
+    loop {
+        // SIGUSR2 is mother 1's (or the supervisor's) to act on.
+        if let Some(code) = obey_signals(m, signals, upstream.take()).await {
+            return code;
+        }
+        log::info("SIGUSR2: an upgrade is started by mother 1 or the supervisor, not here");
+    }
 }
 
-/// The signal loop; returns the signal number to exit with. `upstream`: the lead's orders.
+/// The signal loop; returns the signal number to exit with, or None on SIGUSR2 (the caller
+/// decides what an upgrade order means). `upstream`: the lead's orders.
 async fn obey_signals(
     m: &Rc<Mother>,
     signals: &mut Signals,
     mut upstream: Option<JoinHandle<control::Upstream>>,
-) -> i32 {
+) -> Option<i32> {
     let notify = upstream.is_none();
     loop {
         let from_upstream = async {
@@ -326,13 +412,21 @@ async fn obey_signals(
                     if let Some(h) = upstream.take() {
                         h.abort();
                     }
-                    return code;
+                    return Some(code);
+                }
+                Signal::Upgrade => {
+                    // Back to the caller; the upstream task goes on for mothers 2..N.
+                    if upstream.is_some() {
+                        log::info("SIGUSR2: an upgrade is started by mother 1 or the supervisor, not here");
+                        continue;
+                    }
+                    return None;
                 }
             },
             up = from_upstream => {
                 upstream = None;
                 if let control::Upstream::Drain = up {
-                    return libc::SIGTERM;
+                    return Some(libc::SIGTERM);
                 }
             }
         }
@@ -355,7 +449,7 @@ fn reap(m: &Rc<Mother>) {
 /// `drain`), established sessions run on for up to `rsockd.drain.timeout` seconds, then they
 /// are ended (at once on a second SIGTERM, or when the lead says so), each with its line. We
 /// return when our relays and (lead) the other mothers are gone, with a summary line.
-async fn stop(m: &Rc<Mother>, code: i32, signals: &mut Signals, upstream: Option<&Channel>) {
+async fn stop(m: &Rc<Mother>, why: &str, signals: &mut Signals, upstream: Option<&Channel>) {
     child::stop_replacing();
     m.draining.set(true);
     let s = m.settings();
@@ -375,7 +469,7 @@ async fn stop(m: &Rc<Mother>, code: i32, signals: &mut Signals, upstream: Option
     m.listeners.borrow_mut().retain(|(a, _)| s.is_agent(a));
     // The aborted accept tasks drop (and close) their sockets when next scheduled: now.
     tokio::task::yield_now().await;
-    log::info(&format!("sigterm(): exiting on signal {code}"));
+    log::info(why);
     let timeout = s.drain_timeout();
     let open = m.pool.total_sessions();
     if open > 0 && !timeout.is_zero() {
@@ -384,6 +478,19 @@ async fn stop(m: &Rc<Mother>, code: i32, signals: &mut Signals, upstream: Option
             timeout.as_secs()
         ));
     }
+    // Clients still negotiating with us are handed to our relays as usual; a relay told to
+    // drain before that could exit empty under them.
+    let negotiating_until =
+        tokio::time::Instant::now() + s.negotiate_timeout(None).unwrap_or(Duration::from_secs(30));
+    while m.negotiating.get() > 0 && tokio::time::Instant::now() < negotiating_until {
+        tokio::select! {
+            _ = m.negotiating_changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    // The last hand-offs leave in the pool's next turn; the drain order must follow them.
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
     m.pool.broadcast(&Control::Drain, None).await;
     if let Some(f) = &m.family {
         f.broadcast(&Control::Drain, None).await;

@@ -324,7 +324,7 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
                         if r.finished() { return 0; }
                     }
                     // Draining is the mothers' matter (their agent answers); nothing to do here.
-                    Signal::ChildExited | Signal::Drain(_) => {}
+                    Signal::ChildExited | Signal::Drain(_) | Signal::Upgrade => {}
                 },
             }
         }

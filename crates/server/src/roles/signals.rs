@@ -20,11 +20,18 @@ pub enum Signal {
     /// set what the agent-check answers. Real-time signals, because every classic signal
     /// already means something (SIGWINCH arrives with each terminal resize).
     Drain(bool),
+    /// SIGUSR2 (ours): start the binary we were started from and hand over to it.
+    Upgrade,
 }
 
 /// `rsockd --drain` sends SIGRTMIN+1.
 pub fn drain_signal() -> i32 {
     libc::SIGRTMIN() + 1
+}
+
+/// `rsockd --upgrade` sends SIGUSR2.
+pub fn upgrade_signal() -> i32 {
+    libc::SIGUSR2
 }
 
 /// `rsockd --resume` sends SIGRTMIN+2.
@@ -40,6 +47,7 @@ pub struct Signals {
     int: Stream,
     drain: Stream,
     resume: Stream,
+    usr2: Stream,
     /// None in processes that start no children (relays).
     chld: Option<Stream>,
 }
@@ -54,6 +62,7 @@ impl Signals {
             int: signal(SignalKind::interrupt()).ok()?,
             drain: signal(SignalKind::from_raw(drain_signal())).ok()?,
             resume: signal(SignalKind::from_raw(resume_signal())).ok()?,
+            usr2: signal(SignalKind::user_defined2()).ok()?,
             chld: match children {
                 true => Some(signal(SignalKind::child()).ok()?),
                 false => None,
@@ -77,6 +86,7 @@ impl Signals {
             _ = chld => Signal::ChildExited,
             _ = self.drain.recv() => Signal::Drain(true),
             _ = self.resume.recv() => Signal::Drain(false),
+            _ = self.usr2.recv() => Signal::Upgrade,
         }
     }
 

@@ -17,6 +17,7 @@ use crate::roles::auth_helper::keeper::{self, Keeper};
 use crate::roles::child;
 use crate::roles::mother::family::{Family, Listeners};
 use crate::roles::signals::{Signal, Signals};
+use crate::roles::upgrade;
 use crate::settings::{Flags, Settings};
 
 pub struct SupervisorArgs {
@@ -25,7 +26,16 @@ pub struct SupervisorArgs {
     pub settings: Settings,
     pub listeners: Vec<(SocketAddr, OwnedFd)>,
     pub pidfile: Option<File>,
+    pub pidfile_path: Option<std::path::PathBuf>,
     pub relays: usize,
+    /// Started by an upgrade: the channel to the old supervisor.
+    pub predecessor: Option<OwnedFd>,
+}
+
+/// Why the supervisor's loop ended.
+enum Ended {
+    Signal(i32),
+    Upgraded(u32),
 }
 
 /// SIGHUP: validate the file here, bind new `internal:` addresses, then hand the result to the
@@ -66,8 +76,10 @@ pub fn run(args: SupervisorArgs) -> i32 {
         flags,
         settings,
         listeners,
-        pidfile,
+        mut pidfile,
+        pidfile_path,
         relays,
+        predecessor,
     } = args;
     rsockd_sys::proctitle::set("rsockd: supervisor");
     child::block_on_local("supervisor", async move {
@@ -105,9 +117,12 @@ pub fn run(args: SupervisorArgs) -> i32 {
             env!("CARGO_PKG_VERSION")
         ));
         tokio::task::spawn_local(crate::notify::watchdog());
+        if let Some(old) = &predecessor {
+            crate::roles::upgrade::report_ready(old);
+        }
         crate::notify::notify("READY=1");
         crate::notify::status(&format!("supervising {of} mother(s)"));
-        let code = loop {
+        let ended = loop {
             match signals.next().await {
                 Signal::Reload => {
                     crate::notify::reloading();
@@ -140,11 +155,54 @@ pub fn run(args: SupervisorArgs) -> i32 {
                     ));
                     fam.set_draining(on).await;
                 }
-                Signal::Stop(code) => break code,
+                Signal::Upgrade => {
+                    let copies: std::io::Result<Vec<(SocketAddr, OwnedFd)>> = listeners
+                        .borrow()
+                        .iter()
+                        .map(|(a, fd)| Ok((*a, fd.try_clone()?)))
+                        .collect();
+                    let res = match (copies, Settings::current()) {
+                        (Ok(l), Some(s)) => match upgrade::Successor::start(&s, l).await {
+                            Ok(next) => next.ready().await,
+                            Err(e) => Err(e),
+                        },
+                        (Err(e), _) => Err(format!("cannot copy the listening sockets: {e}")),
+                        (_, None) => Err("no configuration".into()),
+                    };
+                    match res {
+                        Ok(pid) => break Ended::Upgraded(pid),
+                        Err(why) => {
+                            log::error(&format!(
+                                "upgrade failed, this server goes on serving: {why}"
+                            ));
+                            upgrade::write_status(
+                                pidfile_path.as_deref(),
+                                &format!("failed: {why}"),
+                            );
+                        }
+                    }
+                }
+                Signal::Stop(code) => break Ended::Signal(code),
             }
         };
-        crate::notify::notify("STOPPING=1");
-        log::info(&format!("sigterm(): exiting on signal {code}"));
+        match ended {
+            Ended::Signal(code) => {
+                crate::notify::notify("STOPPING=1");
+                log::info(&format!("sigterm(): exiting on signal {code}"));
+            }
+            Ended::Upgraded(pid) => {
+                if let Some(f) = pidfile.as_mut() {
+                    upgrade::hand_pidfile(f, pid);
+                }
+                crate::notify::notify(&format!("MAINPID={pid}"));
+                upgrade::write_status(pidfile_path.as_deref(), &format!("ok {pid}"));
+                log::info(&format!(
+                    "upgrade: pid {pid} took over; these mothers drain and exit"
+                ));
+                // The pidfile is the new supervisor's now.
+                pidfile = None;
+            }
+        }
         child::stop_replacing();
         // Our copies of the SOCKS sockets go at once, as the mothers' do (the agent's stay).
         if let Some(s) = Settings::current() {

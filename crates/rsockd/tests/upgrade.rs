@@ -1,0 +1,249 @@
+//! Zero-downtime upgrade: `rsockd --upgrade -p PIDFILE` (SIGUSR2) starts the binary at the
+//! path the server was started from (replaced on disk meanwhile) and hands it the listening
+//! sockets. 50 sessions stream checksummed data and a prober opens a new session every 10 ms
+//! across the swap: none refused, none reset, every byte checked; the old family exits after
+//! its sessions; the pidfile names the new mother 1; at `-N 1`, `-N 2` and `--supervisor`. A
+//! broken new binary, or a configuration the new one refuses, leaves the old one serving.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::procs::{serve_one, wait_until, Streamers};
+use common::*;
+
+/// A copy of the binary at a path of the test's, replaceable like an installed one.
+fn install(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let p = bin.join("rsockd");
+    replace(&p, Path::new(BIN));
+    p
+}
+
+/// Puts `src` at `bin` as a package manager does: a new file renamed over the old one.
+fn replace(bin: &Path, src: &Path) {
+    let tmp = bin.with_extension("new");
+    std::fs::copy(src, &tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, bin).unwrap();
+}
+
+/// Ends whatever the pidfile names at the end (the new family after an upgrade), by PID.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(t) = std::fs::read_to_string(&self.0) else {
+            return;
+        };
+        if let Ok(pid) = t.trim().parse::<i32>() {
+            let kids = descendants(pid);
+            unsafe_free_kill(pid, 9);
+            for k in kids {
+                unsafe_free_kill(k, 9);
+            }
+        }
+    }
+}
+
+fn start(dir: tempfile::TempDir, bin: &Path, extra: &[&str]) -> Server {
+    let ip = next_loopback();
+    let log = dir.path().join("rsockd.log");
+    let conf = dir.path().join("rsockd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "logoutput: {}\ninternal: {ip} port = {}\nexternal: 127.0.0.1\nsocksmethod: none\n\
+             rsockd.drain.timeout: 60\n{OPEN_RULES}",
+            log.display(),
+            free_tcp_port("127.0.0.1")
+        ),
+    )
+    .unwrap();
+    let pidfile = dir.path().join("rsockd.pid");
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f").arg(&conf).arg("-p").arg(&pidfile).args(extra);
+    launch(cmd, dir, ip, conf, log).unwrap()
+}
+
+fn pidfile(srv: &Server) -> PathBuf {
+    srv.dir.path().join("rsockd.pid")
+}
+
+fn order_upgrade(pidfile: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--upgrade")
+        .arg("-p")
+        .arg(pidfile)
+        .output()
+        .unwrap()
+}
+
+/// A new session every 10 ms until stopped: (opened, failures).
+fn prober(
+    proxy: SocketAddr,
+    echo: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<(usize, Vec<String>)> {
+    thread::spawn(move || {
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let n = Arc::new(AtomicUsize::new(0));
+        while !stop.load(Ordering::SeqCst) {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            let f = failures.clone();
+            // One thread each, so a slow session never delays the next probe.
+            let h = thread::spawn(move || serve_one(proxy, echo, i));
+            thread::spawn(move || {
+                if h.join().is_err() {
+                    f.lock().unwrap().push(format!("probe {i} failed"));
+                }
+            });
+            thread::sleep(Duration::from_millis(10));
+        }
+        // Let the last probes finish.
+        thread::sleep(Duration::from_secs(2));
+        let failed = failures.lock().unwrap().clone();
+        (n.load(Ordering::SeqCst), failed)
+    })
+}
+
+fn upgrade_under_load(extra: &[&str], mothers: usize) {
+    let echo = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = install(dir.path());
+    let srv = start(dir, &bin, extra);
+    let pf = pidfile(&srv);
+    let _reaper = Reaper(pf.clone());
+    let old = srv.pid;
+    let old_tree: Vec<i32> = std::iter::once(old).chain(descendants(old)).collect();
+    let streams = Streamers::start(srv.addr, echo.addr, 50);
+    streams.wait_established(50);
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes = prober(srv.addr, echo.addr, stop.clone());
+    thread::sleep(Duration::from_millis(300));
+
+    // The package manager puts a new file at the path; the old one is gone from disk.
+    replace(&bin, Path::new(BIN));
+    let out = order_upgrade(&pf);
+    assert!(
+        out.status.success(),
+        "upgrade: {}\n{}\nlog:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        srv.log_text()
+    );
+    let new: i32 = std::fs::read_to_string(&pf)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(new, old, "the pidfile names the new process");
+    // It runs the file now at the path, not the old one.
+    let exe = std::fs::read_link(format!("/proc/{new}/exe")).unwrap();
+    assert!(!exe.to_string_lossy().contains("(deleted)"), "{exe:?}");
+    assert_eq!(exe, bin);
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (opened, failed) = probes.join().unwrap();
+    let results = streams.finish();
+    let bytes: u64 = results.iter().map(|r| *r.as_ref().unwrap_or(&0)).sum();
+    let bad: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(bad.is_empty(), "streams broken across the upgrade: {bad:?}");
+    assert!(failed.is_empty(), "new sessions failed: {failed:?}");
+    assert!(opened >= 50, "probes: {opened}");
+    eprintln!(
+        "upgrade {extra:?}: 50 sessions streamed {bytes} bytes byte-exact, {opened} new \
+         sessions during the swap, refused or reset: 0"
+    );
+    // The old family leaves once its sessions are done; the new one serves.
+    for p in old_tree {
+        assert!(wait_gone(p, 20), "old process {p} left behind");
+    }
+    let t = srv.log_text();
+    assert!(t.contains(&format!("pid {new} took over")), "{t}");
+    assert!(
+        !t.contains("mother unexpectedly closed"),
+        "a hand-over is not a death:\n{t}"
+    );
+    let new_mothers = common::procs::mothers(new).len();
+    assert_eq!(new_mothers, mothers, "{t}");
+    serve_one(srv.addr, echo.addr, 999);
+}
+
+#[test]
+fn upgrade_with_one_mother_drops_nothing() {
+    upgrade_under_load(&[], 1);
+}
+
+#[test]
+fn upgrade_with_two_mothers_drops_nothing() {
+    upgrade_under_load(&["-N", "2"], 2);
+}
+
+#[test]
+fn upgrade_under_the_supervisor_drops_nothing() {
+    upgrade_under_load(&["-N", "2", "--supervisor"], 2);
+}
+
+#[test]
+fn a_broken_binary_or_a_refused_configuration_leaves_the_old_server_serving() {
+    let echo = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = install(dir.path());
+    let srv = start(dir, &bin, &[]);
+    let pf = pidfile(&srv);
+    let _reaper = Reaper(pf.clone());
+    let (mut held, _) = socks5_connect(srv.addr, echo.addr);
+    echo_once(&mut held, b"before");
+
+    // A binary that cannot start.
+    let broken = srv.dir.path().join("broken.sh");
+    std::fs::write(&broken, "#!/bin/sh\necho 'not a server' >&2\nexit 3\n").unwrap();
+    replace(&bin, &broken);
+    let out = order_upgrade(&pf);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("upgrade failed") && err.contains("exit"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pf).unwrap().trim(),
+        srv.pid.to_string()
+    );
+    srv.wait_log("the failure line", 10, |t| {
+        t.contains("upgrade failed, this server goes on serving: the new binary exited")
+    });
+    echo_once(&mut held, b"still relaying");
+    serve_one(srv.addr, echo.addr, 1);
+
+    // A good binary, but a configuration it refuses.
+    replace(&bin, Path::new(BIN));
+    let good = std::fs::read_to_string(&srv.conf).unwrap();
+    std::fs::write(&srv.conf, format!("{good}\nthis is no keyword\n")).unwrap();
+    let out = order_upgrade(&pf);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    echo_once(&mut held, b"still relaying after the second try");
+    serve_one(srv.addr, echo.addr, 2);
+    assert_eq!(
+        std::fs::read_to_string(&pf).unwrap().trim(),
+        srv.pid.to_string()
+    );
+    // Fixed, it goes through.
+    std::fs::write(&srv.conf, good).unwrap();
+    let out = order_upgrade(&pf);
+    assert!(out.status.success(), "{out:?}");
+    echo_once(&mut held, b"the old relay keeps its session");
+    wait_until("the new pid in the pidfile", 10, || {
+        std::fs::read_to_string(&pf).unwrap().trim() != srv.pid.to_string()
+    });
+    serve_one(srv.addr, echo.addr, 3);
+}

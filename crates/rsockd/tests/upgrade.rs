@@ -247,3 +247,37 @@ fn a_broken_binary_or_a_refused_configuration_leaves_the_old_server_serving() {
     });
     serve_one(srv.addr, echo.addr, 3);
 }
+
+#[test]
+fn session_limits_hold_across_the_upgrade() {
+    let echo = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = install(dir.path());
+    let srv = start(dir, &bin, &[]);
+    let pf = pidfile(&srv);
+    let _reaper = Reaper(pf.clone());
+    // Two sessions at most, by the scoreboard that every process shares.
+    let text = std::fs::read_to_string(&srv.conf).unwrap().replace(
+        "socks pass { from: 0/0 to: 0/0 log: connect disconnect error }",
+        "socks pass { from: 0/0 to: 0/0 session.max: 2 log: connect disconnect error }",
+    );
+    std::fs::write(&srv.conf, text).unwrap();
+    srv.signal(1);
+    srv.wait_log("the reload", 10, |t| t.contains("config reloaded"));
+    let (mut a, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    let (mut b, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    assert_ne!(socks5_connect(srv.addr, echo.addr).1, 0, "the limit holds before");
+    let out = order_upgrade(&pf);
+    assert!(out.status.success(), "{out:?}");
+    // The old relays still hold two slots in the scoreboard the new family took over.
+    let (_, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_ne!(rep, 0, "the limit holds across the upgrade");
+    echo_once(&mut a, b"old session a");
+    echo_once(&mut b, b"old session b");
+    drop(a);
+    wait_until("a slot freed by the old relay", 10, || {
+        socks5_connect(srv.addr, echo.addr).1 == 0
+    });
+}

@@ -8,6 +8,7 @@
 
 mod diag;
 mod lexer;
+pub mod manual;
 mod model;
 mod number;
 mod parser;

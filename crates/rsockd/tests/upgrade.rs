@@ -268,7 +268,11 @@ fn session_limits_hold_across_the_upgrade() {
     assert_eq!(rep, 0);
     let (mut b, rep) = socks5_connect(srv.addr, echo.addr);
     assert_eq!(rep, 0);
-    assert_ne!(socks5_connect(srv.addr, echo.addr).1, 0, "the limit holds before");
+    assert_ne!(
+        socks5_connect(srv.addr, echo.addr).1,
+        0,
+        "the limit holds before"
+    );
     let out = order_upgrade(&pf);
     assert!(out.status.success(), "{out:?}");
     // The old relays still hold two slots in the scoreboard the new family took over.

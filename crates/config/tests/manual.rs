@@ -37,5 +37,8 @@ fn the_config_readme_names_every_keyword() {
         .map(|e| e.key)
         .filter(|k| !readme.contains(&format!("`{k}")))
         .collect();
-    assert!(missing.is_empty(), "not in crates/config/README.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in crates/config/README.md: {missing:?}"
+    );
 }

@@ -308,3 +308,50 @@ fn a_passed_socket_that_matches_nothing_is_an_error_naming_it() {
         "{t}"
     );
 }
+
+#[test]
+fn an_upgrade_moves_mainpid_to_the_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Notify::new(dir.path());
+    let ip = next_loopback();
+    let (conf, _log) = write_conf(dir.path(), &format!("internal: {ip} port = 0"));
+    let pidfile = dir.path().join("rsockd.pid");
+    let child = Command::new(BIN)
+        .arg("-f")
+        .arg(&conf)
+        .arg("-p")
+        .arg(&pidfile)
+        .env("NOTIFY_SOCKET", &n.path)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _p = Proc(child);
+    n.until("READY=1", 30, |m| m == "READY=1");
+    let out = Command::new(BIN)
+        .arg("--upgrade")
+        .arg("-p")
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let new = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    // The new process's own READY=1 comes first, then the old one names it the main pid.
+    let seen = n.until("MAINPID", 10, |m| m.starts_with("MAINPID="));
+    assert_eq!(seen.last().unwrap(), &format!("MAINPID={new}"), "{seen:?}");
+    assert!(seen.iter().any(|m| m == "READY=1"), "{seen:?}");
+    assert!(
+        !seen.iter().any(|m| m == "STOPPING=1"),
+        "the service is not stopping: {seen:?}"
+    );
+    if let Ok(pid) = new.parse::<i32>() {
+        let kids = descendants(pid);
+        unsafe_free_kill(pid, 9);
+        for k in kids {
+            unsafe_free_kill(k, 9);
+        }
+    }
+}

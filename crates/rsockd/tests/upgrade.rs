@@ -285,3 +285,32 @@ fn session_limits_hold_across_the_upgrade() {
         socks5_connect(srv.addr, echo.addr).1 == 0
     });
 }
+
+#[test]
+fn a_new_binary_that_never_gets_ready_is_stopped_after_10_s() {
+    let echo = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = install(dir.path());
+    let srv = start(dir, &bin, &[]);
+    let pf = pidfile(&srv);
+    let _reaper = Reaper(pf.clone());
+    let hang = srv.dir.path().join("hang.sh");
+    let marker = srv.dir.path().join("hang.pid");
+    std::fs::write(
+        &hang,
+        format!("#!/bin/sh\necho $$ > {}\nexec sleep 60\n", marker.display()),
+    )
+    .unwrap();
+    replace(&bin, &hang);
+    let out = order_upgrade(&pf);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was not ready within 10 s"), "{err}");
+    let hung: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(wait_gone(hung, 5), "the hung successor was stopped");
+    serve_one(srv.addr, echo.addr, 1);
+}

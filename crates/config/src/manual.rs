@@ -45,9 +45,7 @@ fn status(s: Status) -> String {
         }
         Status::Ignored { reason } => format!("accepted with a warning and no effect: {reason}"),
         Status::Rejected { reason } => format!("an error, as in Dante: {reason}"),
-        Status::NotYet { detail } if detail.is_empty() => {
-            "not supported yet (an error naming it)".into()
-        }
+        Status::NotYet { detail: "" } => "not supported yet (an error naming it)".into(),
         Status::NotYet { detail } => format!("not supported yet: {detail}"),
         Status::ByValue => "depends on the value (see below)".into(),
     }

@@ -34,6 +34,23 @@ fn replace(bin: &Path, src: &Path) {
     std::fs::copy(src, &tmp).unwrap();
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::rename(&tmp, bin).unwrap();
+    // A fork in another test thread while the copy was open for writing leaves the file
+    // "busy" until that child execs; wait it out, so exec (ours or the server's) works.
+    for _ in 0..100 {
+        match Command::new(bin)
+            .arg("-v")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(mut c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+                return;
+            }
+            Err(e) if e.raw_os_error() == Some(26) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("{}: {e}", bin.display()),
+        }
+    }
 }
 
 /// Ends whatever the pidfile names at the end (the new family after an upgrade), by PID.

@@ -179,10 +179,12 @@ async fn serve(mut args: MotherArgs) -> i32 {
             if std::env::var_os("NOTIFY_SOCKET").is_some() {
                 tokio::task::spawn_local(report_status(m.clone()));
             }
+            // READY=1 before the old process hands MAINPID= to us, so the manager sees both
+            // in that order.
+            crate::notify::notify("READY=1");
             if let Some(old) = &predecessor {
                 upgrade::report_ready(old);
             }
-            crate::notify::notify("READY=1");
             obey_lead_signals(&m, &mut signals, pidfile_path.as_deref()).await
         }
     };

@@ -117,10 +117,10 @@ pub fn run(args: SupervisorArgs) -> i32 {
             env!("CARGO_PKG_VERSION")
         ));
         tokio::task::spawn_local(crate::notify::watchdog());
+        crate::notify::notify("READY=1");
         if let Some(old) = &predecessor {
             crate::roles::upgrade::report_ready(old);
         }
-        crate::notify::notify("READY=1");
         crate::notify::status(&format!("supervising {of} mother(s)"));
         let ended = loop {
             match signals.next().await {

@@ -117,15 +117,37 @@ impl Successor {
         })
         .map_err(|e| format!("cannot start {}: {e}", origin.exe.display()))?;
         let chan = Channel::new(ours, "upgrade").map_err(|e| format!("upgrade: channel: {e}"))?;
-        child::send_config(&chan, s, listeners)
-            .await
-            .map_err(|e| format!("upgrade: cannot hand over the sockets: {e}"))?;
         log::info(&format!(
             "upgrade: started {} as pid {}",
             origin.exe.display(),
             child.id()
         ));
-        Ok(Successor { child, chan })
+        let mut next = Successor { child, chan };
+        if let Err(e) = child::send_config(&next.chan, s, listeners).await {
+            // Most likely it is gone already (a program that is no rsockd).
+            let why = match next.exit_status().await {
+                Some(st) => format!("the new binary exited ({st}) before it was ready"),
+                None => format!("cannot hand over the sockets: {e}"),
+            };
+            next.stop().await;
+            return Err(why);
+        }
+        Ok(next)
+    }
+
+    /// Its exit status, if it ends within 2 s.
+    async fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => return Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                // Reaped by our SIGCHLD handler, or still running.
+                _ => return None,
+            }
+        }
     }
 
     /// Waits until the new process says it is ready. On failure it is stopped (if it still
@@ -138,18 +160,7 @@ impl Successor {
             Ok(Some(_)) => "it sent something other than its readiness".to_string(),
             Ok(None) => {
                 // Its end of the channel closed: it exited (or closed it, which is as bad).
-                let deadline = Instant::now() + Duration::from_secs(2);
-                let code = loop {
-                    match self.child.try_wait() {
-                        Ok(Some(st)) => break Some(st),
-                        Ok(None) if Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(20)).await
-                        }
-                        // Reaped by our SIGCHLD handler, or still running.
-                        _ => break None,
-                    }
-                };
-                match code {
+                match self.exit_status().await {
                     Some(st) => format!("the new binary exited ({st}) before it was ready"),
                     None => "the new binary exited before it was ready".to_string(),
                 }

@@ -70,7 +70,7 @@ fn killing_a_mother_keeps_its_sessions_and_mother_1_respawns_it() {
     let m2 = mother_pid(srv.pid, 2).unwrap();
     let held_by_m2 = sessions_of_mother(m2);
     let old_relays: Vec<i32> = relays_of(m2).into_iter().map(|(p, _)| p).collect();
-    let _orphans = Orphans(old_relays.clone());
+    let _orphans = Orphans::of(old_relays.clone());
     unsafe_free_kill(m2, SIGKILL);
     let killed_at = Instant::now();
     // New clients during and right after the kill are all served.
@@ -119,7 +119,7 @@ fn killing_mother_1_leaves_the_others_serving_and_reloadable() {
     let m2 = mother_pid(m1, 2).unwrap();
     let mut tree = descendants(m1);
     tree.push(m2);
-    let _orphans = Orphans(tree.clone());
+    let _orphans = Orphans::of(tree.clone());
     unsafe_free_kill(m1, SIGKILL);
     for i in 0..30 {
         serve_one(srv.addr, echo.addr, i);
@@ -213,7 +213,7 @@ fn clients_queued_in_the_backlog_survive_the_death_of_a_mother() {
     let srv = Server::start_with(&base_config(OPEN_RULES), &["-N", "2"]);
     let m1 = srv.pid;
     let m2 = mother_pid(m1, 2).unwrap();
-    let _orphans = Orphans(relays_of(m2).into_iter().map(|(p, _)| p).collect());
+    let _orphans = Orphans::of(relays_of(m2).into_iter().map(|(p, _)| p).collect());
     // Nobody accepts while the clients queue up in the kernel's backlog.
     stop(m1);
     stop(m2);
@@ -267,7 +267,7 @@ fn a_client_negotiating_with_a_dying_mother_is_closed_promptly_and_counted() {
     let srv = Server::start_with(&base_config(OPEN_RULES), &["-N", "2"]);
     let m1 = srv.pid;
     let m2 = mother_pid(m1, 2).unwrap();
-    let _orphans = Orphans(relays_of(m2).into_iter().map(|(p, _)| p).collect());
+    let _orphans = Orphans::of(relays_of(m2).into_iter().map(|(p, _)| p).collect());
     let mut clients: Vec<TcpStream> = Vec::new();
     let mut counts = (0, 0);
     // Greeting only: each client waits in negotiation (timeout.negotiate is 30 s).
@@ -383,7 +383,7 @@ fn supervisor_mode_replaces_mother_1_and_its_loss_is_survivable() {
     );
     let st = spread(&srv, echo.addr, 30);
     let m1 = mother_pid(srv.pid, 1).unwrap();
-    let _orphans = Orphans(relays_of(m1).into_iter().map(|(p, _)| p).collect());
+    let _orphans = Orphans::of(relays_of(m1).into_iter().map(|(p, _)| p).collect());
     unsafe_free_kill(m1, SIGKILL);
     for i in 0..20 {
         serve_one(srv.addr, echo.addr, i);
@@ -400,7 +400,7 @@ fn supervisor_mode_replaces_mother_1_and_its_loss_is_survivable() {
     let survivors = mothers(srv.pid);
     let mut all = descendants(srv.pid);
     all.extend(survivors.iter().map(|(_, p)| *p));
-    let _orphans2 = Orphans(all);
+    let _orphans2 = Orphans::of(all);
     unsafe_free_kill(srv.pid, SIGKILL);
     for (_, p) in &survivors {
         srv.wait_log("each mother's alert", 10, |t| {

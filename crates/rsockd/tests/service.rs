@@ -57,6 +57,10 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Reaped already: its pid may be another process's by now.
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
         let pid = self.0.id() as i32;
         let kids = descendants(pid);
         let _ = self.0.kill();

@@ -61,7 +61,11 @@ impl Drop for Reaper {
         let Ok(t) = std::fs::read_to_string(&self.0) else {
             return;
         };
+        // Only a live rsockd: a pid can be reused once its process is gone.
         if let Ok(pid) = t.trim().parse::<i32>() {
+            if !cmdline(pid).starts_with("rsockd:") {
+                return;
+            }
             let kids = descendants(pid);
             unsafe_free_kill(pid, 9);
             for k in kids {
@@ -163,6 +167,13 @@ fn upgrade_under_load(extra: &[&str], mothers: usize) {
         .parse()
         .unwrap();
     assert_ne!(new, old, "the pidfile names the new process");
+    // Same session and process group as the old family (service managers track those).
+    let ids = |pid: i32| proc_stat(pid).map(|f| (f[2].clone(), f[3].clone()));
+    assert_eq!(
+        ids(new),
+        ids(old),
+        "process group and session of the new mother 1"
+    );
     // It runs the file now at the path, not the old one.
     let exe = std::fs::read_link(format!("/proc/{new}/exe")).unwrap();
     assert!(!exe.to_string_lossy().contains("(deleted)"), "{exe:?}");

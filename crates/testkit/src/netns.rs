@@ -19,7 +19,8 @@ use nix::sched::{setns, CloneFlags};
 pub struct Lab {
     prefix: String,
     hosts: Vec<String>,
-    pids: Mutex<Vec<i32>>,
+    /// Tracked pids with their start times (pids are reused once a process is gone).
+    pids: Mutex<Vec<(i32, Option<String>)>>,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -100,7 +101,7 @@ impl Lab {
     /// Ends `pid` and every process below it (SIGKILL) when the lab is dropped.
     pub fn track(&self, pid: i32) {
         if let Ok(mut p) = self.pids.lock() {
-            p.push(pid);
+            p.push((pid, started(pid)));
         }
     }
 
@@ -133,8 +134,14 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let roots = self.pids.lock().map(|p| p.clone()).unwrap_or_default();
-        // The whole tree first (relays outlive a killed mother), then the kills.
+        let tracked = self.pids.lock().map(|p| p.clone()).unwrap_or_default();
+        // Still the process we started (not a reused pid), then its whole tree (relays outlive
+        // a killed mother), then the kills.
+        let roots: Vec<i32> = tracked
+            .into_iter()
+            .filter(|(p, t)| t.is_some() && started(*p) == *t)
+            .map(|(p, _)| p)
+            .collect();
         let mut pids = roots.clone();
         for r in roots {
             pids.extend(descendants(r));
@@ -153,6 +160,13 @@ impl Drop for Lab {
             }
         }
     }
+}
+
+/// When `pid` started (field 22 of /proc/PID/stat), to tell it from a later user of its pid.
+fn started(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19).map(str::to_string)
 }
 
 /// Every live process below `root` (by the parent field of /proc/PID/stat).

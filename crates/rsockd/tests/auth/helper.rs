@@ -265,7 +265,7 @@ fn second_mother_killed_logins_go_on_and_its_successor_authenticates() {
     let m2 = mother_pid(srv.pid, 2).unwrap();
     let helper = the_helper(&srv);
     assert_eq!(uids(m2).unwrap()[1], NOBODY);
-    let _orphans = Orphans(relays_of(m2).into_iter().map(|(p, _)| p).collect());
+    let _orphans = Orphans::of(relays_of(m2).into_iter().map(|(p, _)| p).collect());
     assert_eq!(unsafe_free_kill(m2, SIGKILL), 0);
     // Whichever mother accepts, every login works.
     for _ in 0..10 {

@@ -56,7 +56,7 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
 
     let echo = echo_server();
     // Dropped after the server (which kills its tree): whatever we saw and escaped the tree.
-    let mut orphans = Orphans(Vec::new());
+    let mut orphans = Orphans::of(Vec::new());
     // A limit far above the load, so the scoreboard counts every session and the end state
     // can be checked: no slot may stay taken by a killed process.
     let rules = "client pass { from: 0/0 to: 0/0 log: connect disconnect error }\n\
@@ -128,6 +128,7 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
             .collect::<Vec<_>>()
     );
     let mut seen_pids: Vec<i32> = tree(root).iter().map(|p| p.pid).collect();
+    orphans.add(&seen_pids);
 
     // Load and chaos.
     let records: Arc<Mutex<Vec<Session>>> = Arc::new(Mutex::new(Vec::new()));
@@ -155,7 +156,9 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
     let chaos_start = Instant::now();
     while chaos_start.elapsed() < Duration::from_secs(secs) {
         thread::sleep(Duration::from_millis(100));
-        seen_pids.extend(tree(root).iter().map(|p| p.pid));
+        let now: Vec<i32> = tree(root).iter().map(|p| p.pid).collect();
+        orphans.add(&now);
+        seen_pids.extend(now);
     }
     stop.store(true, Ordering::SeqCst);
     killer_thread.join().unwrap();
@@ -166,7 +169,6 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
     seen_pids.sort();
     seen_pids.dedup();
     seen_pids.retain(|p| *p != root);
-    orphans.0 = seen_pids;
     let kills = kills.lock().unwrap().clone();
     let records = std::mem::take(&mut *records.lock().unwrap());
 

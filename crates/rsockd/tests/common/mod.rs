@@ -244,11 +244,16 @@ pub fn descendants(pid: i32) -> Vec<i32> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let kids = descendants(self.pid);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // Once reaped, its pid may be anyone's (pids wrap at 32768 here): no tree to look for.
+        if !matches!(c.try_wait(), Ok(None)) {
+            return;
         }
+        let kids = descendants(self.pid);
+        let _ = c.kill();
+        let _ = c.wait();
         for k in kids {
             unsafe_free_kill(k, 9);
         }

@@ -88,13 +88,38 @@ pub fn is_zombie(pid: i32) -> bool {
 }
 
 /// Kills, at the end of a test, processes that outlived the one the harness knows (the mothers
-/// and relays left when mother 1 or the supervisor is killed). Only rsockd processes we saw.
-pub struct Orphans(pub Vec<i32>);
+/// and relays left when mother 1 or the supervisor is killed). Only the processes we saw: each
+/// pid's start time is taken when the list is made and checked before the kill, because this
+/// machine's pids wrap at 32768 and a pid freed during the test may be another test's server
+/// by the end of it.
+pub struct Orphans(Vec<(i32, Option<String>)>);
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+fn started(pid: i32) -> Option<String> {
+    proc_stat(pid).and_then(|f| f.get(19).cloned())
+}
+
+impl Orphans {
+    pub fn of(pids: Vec<i32>) -> Orphans {
+        let mut o = Orphans(Vec::new());
+        o.add(&pids);
+        o
+    }
+
+    /// Adds pids as they are now (each once).
+    pub fn add(&mut self, pids: &[i32]) {
+        for p in pids {
+            if !self.0.iter().any(|(q, _)| q == p) {
+                self.0.push((*p, started(*p)));
+            }
+        }
+    }
+}
 
 impl Drop for Orphans {
     fn drop(&mut self) {
-        for p in &self.0 {
-            if cmdline(*p).starts_with("rsockd:") {
+        for (p, t) in &self.0 {
+            if t.is_some() && started(*p) == *t && cmdline(*p).starts_with("rsockd:") {
                 unsafe_free_kill(*p, SIGKILL);
             }
         }

@@ -69,7 +69,7 @@ fn association_survives_the_death_of_its_mother() {
         held.push(a);
     }
     let (a, relay_pid) = on_m2.expect("no association landed on mother 2 in 60 tries");
-    let _orphans = Orphans(relays_of(m2).into_iter().map(|(p, _)| p).collect());
+    let _orphans = Orphans::of(relays_of(m2).into_iter().map(|(p, _)| p).collect());
     unsafe_free_kill(m2, SIGKILL);
     assert!(wait_gone(m2, 10), "mother 2 did not die");
     for i in 0..50 {

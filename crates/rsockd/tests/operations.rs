@@ -52,6 +52,10 @@ struct Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Not our child: once it has gone, its pid may be another process's.
+        if !cmdline(self.pid).starts_with("rsockd") {
+            return;
+        }
         let kids = children_of(self.pid);
         if alive(self.pid) {
             unsafe_free_kill(self.pid, 9);

@@ -17,6 +17,7 @@ mod request;
 mod request_tests;
 mod session;
 mod state;
+mod stop;
 mod udp;
 
 use std::cell::{Cell, RefCell};
@@ -194,7 +195,7 @@ async fn serve(mut args: MotherArgs) -> i32 {
                 crate::notify::notify("STOPPING=1");
             }
             let why = format!("sigterm(): exiting on signal {code}");
-            stop(&m, &why, &mut signals, upstream.as_deref()).await;
+            stop::stop(&m, &why, &mut signals, upstream.as_deref()).await;
             if let Some(f) = pidfile {
                 let _ = f.set_len(0);
             }
@@ -208,7 +209,7 @@ async fn serve(mut args: MotherArgs) -> i32 {
             crate::notify::notify(&format!("MAINPID={pid}"));
             upgrade::write_status(pidfile_path.as_deref(), &format!("ok {pid}"));
             let why = format!("upgrade: pid {pid} took over; this family drains and exits");
-            stop(&m, &why, &mut signals, None).await;
+            stop::stop(&m, &why, &mut signals, None).await;
         }
     }
     0
@@ -436,7 +437,7 @@ async fn obey_signals(
 }
 
 /// Reaps exited children; a mother of ours is re-spawned, anything else only noted.
-fn reap(m: &Rc<Mother>) {
+pub(super) fn reap(m: &Rc<Mother>) {
     for (pid, how) in rsockd_sys::process::reap() {
         // Whatever it was (a relay, a mother, an orphan), its scoreboard slots are free now.
         crate::scoreboard::held::clear_dead(pid);
@@ -445,133 +446,4 @@ fn reap(m: &Rc<Mother>) {
         }
         log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
     }
-}
-
-/// Graceful stop: the SOCKS listeners close at once (a balancer's check fails; the agent says
-/// `drain`), established sessions run on for up to `rsockd.drain.timeout` seconds, then they
-/// are ended (at once on a second SIGTERM, or when the lead says so), each with its line. We
-/// return when our relays and (lead) the other mothers are gone, with a summary line.
-async fn stop(m: &Rc<Mother>, why: &str, signals: &mut Signals, upstream: Option<&Channel>) {
-    child::stop_replacing();
-    m.draining.set(true);
-    let s = m.settings();
-    let socks: Vec<SocketAddr> = m
-        .accepting
-        .borrow()
-        .keys()
-        .copied()
-        .filter(|a| !s.is_agent(a))
-        .collect();
-    for a in &socks {
-        if let Some(h) = m.accepting.borrow_mut().remove(a) {
-            h.abort();
-        }
-    }
-    // Our copies too, or the kernel would keep queueing clients nobody accepts.
-    m.listeners.borrow_mut().retain(|(a, _)| s.is_agent(a));
-    // The aborted accept tasks drop (and close) their sockets when next scheduled: now.
-    tokio::task::yield_now().await;
-    log::info(why);
-    let timeout = s.drain_timeout();
-    let open = m.pool.total_sessions();
-    if open > 0 && !timeout.is_zero() {
-        log::info(&format!(
-            "sigterm(): {open} session(s) may run on for up to {}s (rsockd.drain.timeout)",
-            timeout.as_secs()
-        ));
-    }
-    // Clients still negotiating with us are handed to our relays as usual; a relay told to
-    // drain before that could exit empty under them.
-    let negotiating_until =
-        tokio::time::Instant::now() + s.negotiate_timeout(None).unwrap_or(Duration::from_secs(30));
-    while m.negotiating.get() > 0 && tokio::time::Instant::now() < negotiating_until {
-        tokio::select! {
-            _ = m.negotiating_changed.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-    // The last hand-offs leave in the pool's next turn; the drain order must follow them.
-    tokio::task::yield_now().await;
-    tokio::task::yield_now().await;
-    m.pool.broadcast(&Control::Drain, None).await;
-    if let Some(f) = &m.family {
-        f.broadcast(&Control::Drain, None).await;
-    }
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut ended: Option<u32> = None;
-    if timeout.is_zero() {
-        ended = Some(end_now(m).await);
-    }
-    let mut end_order = false;
-    loop {
-        let gone = m.pool.live() == 0 && m.family.as_ref().is_none_or(|f| f.is_empty());
-        if gone {
-            break;
-        }
-        let from_lead = async {
-            match upstream {
-                Some(chan) => loop {
-                    match chan.recv::<Control>().await {
-                        Some((Control::EndNow, _)) => return true,
-                        Some(_) => continue,
-                        None => return false,
-                    }
-                },
-                None => std::future::pending().await,
-            }
-        };
-        let hard_stop = async {
-            // Relays exit within 5 s of the end order; do not wait for one that cannot.
-            match ended {
-                Some(_) => tokio::time::sleep(Duration::from_secs(10)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline), if ended.is_none() => {
-                end_order = true;
-            }
-            sig = signals.next() => match sig {
-                Signal::Stop(_) => end_order = true,
-                Signal::ChildExited => reap(m),
-                _ => {}
-            },
-            told = from_lead, if ended.is_none() => end_order = told,
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = hard_stop => {
-                log::warning("sigterm(): relays still running 10 s after the end order; leaving them");
-                break;
-            }
-        }
-        reap(m);
-        if end_order && ended.is_none() {
-            ended = Some(end_now(m).await);
-        }
-        end_order = false;
-    }
-    let ended = ended.unwrap_or(0);
-    if open > 0 || ended > 0 {
-        log::info(&format!(
-            "sigterm(): sessions drained: {}, ended: {ended}",
-            open.saturating_sub(ended)
-        ));
-    }
-    for (_, h) in m.accepting.borrow_mut().drain() {
-        h.abort();
-    }
-    log::alert(&format!("mother[{}/{}]: shutting down", m.index, m.of));
-}
-
-/// The end of the drain: relays (and the other mothers, who tell theirs) end every session.
-/// Returns how many of ours were still open.
-async fn end_now(m: &Rc<Mother>) -> u32 {
-    let n = m.pool.total_sessions();
-    if n > 0 {
-        log::info(&format!("sigterm(): drain over: ending {n} session(s)"));
-    }
-    m.pool.broadcast(&Control::EndNow, None).await;
-    if let Some(f) = &m.family {
-        f.broadcast(&Control::EndNow, None).await;
-    }
-    n
 }

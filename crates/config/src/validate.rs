@@ -2,7 +2,9 @@
 //! "can this config start a server" check that `-V` and start run.
 
 use crate::diag::{ConfigError, Diagnostic};
-use crate::model::{Config, Rotation};
+use std::net::IpAddr;
+
+use crate::model::{Config, HostSpec, Rotation};
 
 /// Warnings Dante's checkconfig() gives for a config that parsed.
 pub(crate) fn warnings(file: &str, cfg: &Config) -> Vec<Diagnostic> {
@@ -14,14 +16,29 @@ pub(crate) fn warnings(file: &str, cfg: &Config) -> Vec<Diagnostic> {
              requests will be blocked after negotiation",
         ));
     }
-    if cfg.external.len() > 1 && cfg.external_rotation == Rotation::None {
+    if cfg.external.len() > 1 && cfg.external_rotation == Rotation::None && !one_per_family(cfg) {
         w.push(Diagnostic::whole_file(
             file,
             "more than one external address given, but with 'external.rotation: none' only \
-             the first one is used",
+             the first one of each address family is used",
         ));
     }
     w
+}
+
+/// Whether the external addresses are literal IPs, at most one per family: then rotation
+/// `none` uses every one of them (the first of the target's family), and there is nothing to
+/// warn about (the built-in default's `0.0.0.0` and `::`).
+fn one_per_family(cfg: &Config) -> bool {
+    let (mut v4, mut v6) = (0, 0);
+    for e in &cfg.external {
+        match e.host {
+            HostSpec::Ip(IpAddr::V4(_)) => v4 += 1,
+            HostSpec::Ip(IpAddr::V6(_)) => v6 += 1,
+            HostSpec::Name(_) => return false,
+        }
+    }
+    v4 <= 1 && v6 <= 1
 }
 
 /// Checks what a server needs to start (Dante's checkconfig errors): at least one internal

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{err_at, err_near, errs, ok, ok_all, socks_rule};
+use common::{err_at, err_near, errs, ok, ok_all, socks_rule, warnings};
 use rsockd_config::{check_startable, parse_str, parse_str_with, ParseOptions};
 
 const M: &str = "socksmethod: none\n";
@@ -931,4 +931,23 @@ fn cpu_errors_name_line_and_column() {
         "1",
         "expected '/PRIORITY' after the policy",
     );
+}
+
+#[test]
+fn rotation_none_warns_only_when_a_family_has_two_external_addresses() {
+    let base = "internal: 127.0.0.1\nsocksmethod: none\n";
+    let warned = |ext: &str| {
+        warnings(&format!("{base}{ext}"))
+            .iter()
+            .any(|w| w.contains("more than one external address given"))
+    };
+    // One of each family (the built-in default): both are used.
+    assert!(!warned("external: 0.0.0.0\nexternal: ::\n"));
+    assert!(!warned("external: 192.0.2.1\nexternal: 2001:db8::1\n"));
+    assert!(warned("external: 192.0.2.1\nexternal: 192.0.2.2\n"));
+    // An interface or a name may have several addresses of a family.
+    assert!(warned("external: eth0\nexternal: ::\n"));
+    assert!(!warned(
+        "external.rotation: route\nexternal: 192.0.2.1\nexternal: 192.0.2.2\n"
+    ));
 }

@@ -76,7 +76,9 @@ fn external_forms() {
 #[test]
 fn two_externals_without_rotation_warn() {
     let w = warnings("socksmethod: none\nexternal: 192.0.2.1\nexternal: 192.0.2.2\n");
-    assert!(w.iter().any(|m| m.contains("only the first one is used")));
+    assert!(w
+        .iter()
+        .any(|m| m.contains("only the first one of each address family is used")));
     let w = warnings("socksmethod: none\nexternal: a\nexternal: b\nexternal.rotation: route\n");
     assert!(w.is_empty(), "{w:?}");
 }

@@ -103,3 +103,48 @@ pub fn assign(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn passed(addr: &str, name: &str) -> Passed {
+        let l = std::net::TcpListener::bind(addr).unwrap();
+        Passed {
+            addr: l.local_addr().unwrap(),
+            fd: OwnedFd::from(l),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn sockets_serve_the_addresses_they_match_and_the_rest_are_bound() {
+        let a = passed("127.0.0.1:0", "a");
+        let b = passed("127.0.0.2:0", "b");
+        let (aa, ba) = (a.addr, b.addr);
+        let own: SocketAddr = "127.0.0.3:1080".parse().unwrap();
+        // `b` by its exact address, `a` by its IP under a configured port 0.
+        let wanted = [SocketAddr::new(aa.ip(), 0), ba, own];
+        let got = assign(&wanted, vec![a, b]).unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got[0].1.is_some() && got[1].1.is_some());
+        assert!(got[2].1.is_none(), "nobody passed {own}: it is bound");
+    }
+
+    #[test]
+    fn a_socket_matching_nothing_is_an_error_naming_it() {
+        let a = passed("127.0.0.1:0", "rsockd.socket");
+        let addr = a.addr;
+        let wanted = ["127.0.0.9:1080".parse().unwrap()];
+        let Err(e) = assign(&wanted, vec![a]) else {
+            panic!("accepted a stray socket")
+        };
+        assert!(e.contains(&crate::log::addr(&addr)), "{e}");
+        assert!(e.contains("name \"rsockd.socket\""), "{e}");
+        assert!(
+            e.contains("matches no internal: or rsockd.agent: address"),
+            "{e}"
+        );
+    }
+}

@@ -147,6 +147,9 @@ pub enum Control {
     /// The drain after SIGTERM is over (`rsockd.drain.timeout`, or a second SIGTERM): end
     /// every session now, with its line, and exit. Mothers pass it to their relays.
     EndNow,
+    /// To a mother: drain as for [`Control::Drain`], and close the agent socket too: a new
+    /// family (an upgrade) answers the balancer now.
+    HandOver,
 }
 
 /// Child to its mother.
@@ -337,6 +340,7 @@ const K_DRAIN: u8 = 4;
 const K_AUTH: u8 = 5;
 const K_DRAINING: u8 = 6;
 const K_END_NOW: u8 = 7;
+const K_HAND_OVER: u8 = 8;
 const K_READY: u8 = 10;
 const K_CLOSED: u8 = 11;
 const K_NEGOTIATING: u8 = 12;
@@ -362,7 +366,11 @@ impl Control {
         match self {
             Control::Config { listen, board, .. } => 1 + usize::from(*board) + listen.len(),
             Control::Sessions(hs) => hs.iter().map(|h| usize::from(h.nfds)).sum(),
-            Control::DumpState | Control::Drain | Control::Draining(_) | Control::EndNow => 0,
+            Control::DumpState
+            | Control::Drain
+            | Control::Draining(_)
+            | Control::EndNow
+            | Control::HandOver => 0,
             Control::Auth => 1,
         }
     }
@@ -404,6 +412,7 @@ impl Control {
                 w.u8(u8::from(*on));
             }
             Control::EndNow => header(&mut w, K_END_NOW),
+            Control::HandOver => header(&mut w, K_HAND_OVER),
         }
         w.buf
     }
@@ -445,6 +454,7 @@ impl Control {
             K_DRAIN => Control::Drain,
             K_AUTH => Control::Auth,
             K_END_NOW => Control::EndNow,
+            K_HAND_OVER => Control::HandOver,
             K_DRAINING => match r.u8()? {
                 0 => Control::Draining(false),
                 1 => Control::Draining(true),
@@ -650,6 +660,7 @@ mod tests {
             Control::Draining(true),
             Control::Draining(false),
             Control::EndNow,
+            Control::HandOver,
             Control::Config {
                 generation: 3,
                 file: "/etc/rsockd.conf".into(),

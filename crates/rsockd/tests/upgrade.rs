@@ -76,6 +76,10 @@ impl Drop for Reaper {
 }
 
 fn start(dir: tempfile::TempDir, bin: &Path, extra: &[&str]) -> Server {
+    start_with_body(dir, bin, extra, "")
+}
+
+fn start_with_body(dir: tempfile::TempDir, bin: &Path, extra: &[&str], body: &str) -> Server {
     let ip = next_loopback();
     let log = dir.path().join("rsockd.log");
     let conf = dir.path().join("rsockd.conf");
@@ -83,9 +87,10 @@ fn start(dir: tempfile::TempDir, bin: &Path, extra: &[&str]) -> Server {
         &conf,
         format!(
             "logoutput: {}\ninternal: {ip} port = {}\nexternal: 127.0.0.1\nsocksmethod: none\n\
-             rsockd.drain.timeout: 60\n{OPEN_RULES}",
+             rsockd.drain.timeout: 60\n{}{OPEN_RULES}",
             log.display(),
-            free_tcp_port("127.0.0.1")
+            free_tcp_port("127.0.0.1"),
+            body.replace("{IP}", &ip.to_string())
         ),
     )
     .unwrap();
@@ -341,4 +346,38 @@ fn a_new_binary_that_never_gets_ready_is_stopped_after_10_s() {
         .unwrap();
     assert!(wait_gone(hung, 5), "the hung successor was stopped");
     serve_one(srv.addr, echo.addr, 1);
+}
+
+#[test]
+fn after_an_upgrade_only_the_new_family_answers_the_agent() {
+    let echo = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = install(dir.path());
+    let port = free_tcp_port("127.0.0.1");
+    let srv = start_with_body(
+        dir,
+        &bin,
+        &["-N", "2"],
+        &format!("rsockd.agent: {{IP}} port = {port}\n"),
+    );
+    let pf = pidfile(&srv);
+    let _reaper = Reaper(pf.clone());
+    let agent = SocketAddr::from((srv.ip, port));
+    let check = || {
+        let mut s = std::net::TcpStream::connect(agent).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        read_all(&mut s)
+    };
+    assert_eq!(check(), b"up\n");
+    // The old family keeps a session, so it drains for a while after the hand-over.
+    let (mut held, _) = socks5_connect(srv.addr, echo.addr);
+    echo_once(&mut held, b"old family");
+    let out = order_upgrade(&pf);
+    assert!(out.status.success(), "{out:?}");
+    srv.wait_log("the old family draining", 10, |t| t.contains("took over"));
+    // Every check lands on a new mother: the old ones closed their agent sockets.
+    for _ in 0..30 {
+        assert_eq!(check(), b"up\n", "an old mother answered while draining");
+    }
+    echo_once(&mut held, b"still served by the old family");
 }

@@ -209,6 +209,7 @@ async fn serve(mut args: MotherArgs) -> i32 {
             crate::notify::notify(&format!("MAINPID={pid}"));
             upgrade::write_status(pidfile_path.as_deref(), &format!("ok {pid}"));
             let why = format!("upgrade: pid {pid} took over; this family drains and exits");
+            m.handing_over.set(true);
             stop::stop(&m, &why, &mut signals, None).await;
         }
     }
@@ -318,6 +319,7 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
         auth,
         keeper,
         draining: Cell::new(draining),
+        handing_over: Cell::new(false),
     });
     rsockd_sys::proctitle::set(&m.title());
     if let Some(k) = &m.keeper {

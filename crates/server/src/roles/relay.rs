@@ -236,7 +236,7 @@ async fn control_loop(r: Rc<Relay>) {
             Control::DumpState => r.dump_state(),
             Control::Auth | Control::Draining(_) => {}
             Control::EndNow => end_now(&r),
-            Control::Drain => {
+            Control::Drain | Control::HandOver => {
                 r.reg.draining.set(true);
                 if r.finished() {
                     r.done.notify_one();

@@ -204,11 +204,20 @@ pub fn run(args: SupervisorArgs) -> i32 {
             }
         }
         child::stop_replacing();
-        // Our copies of the SOCKS sockets go at once, as the mothers' do (the agent's stay).
+        // Our copies of the SOCKS sockets go at once, as the mothers' do (the agent's stay,
+        // unless a new family answers the balancer now).
+        let handover = matches!(ended, Ended::Upgraded(_));
         if let Some(s) = Settings::current() {
-            listeners.borrow_mut().retain(|(a, _)| s.is_agent(a));
+            listeners
+                .borrow_mut()
+                .retain(|(a, _)| !handover && s.is_agent(a));
         }
-        fam.broadcast(&Control::Drain, None).await;
+        let order = if handover {
+            Control::HandOver
+        } else {
+            Control::Drain
+        };
+        fam.broadcast(&order, None).await;
         // Each mother drains its relays on its own clock; a second signal ends it sooner.
         let timeout = Settings::current().map_or(Duration::ZERO, |s| s.drain_timeout());
         let deadline = tokio::time::Instant::now() + timeout + Duration::from_secs(15);

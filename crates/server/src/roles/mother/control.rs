@@ -123,6 +123,10 @@ pub(super) async fn upstream_loop(m: Rc<Mother>, chan: Rc<Channel>) -> Upstream 
                 m.pool.broadcast(&Control::DumpState, None).await;
             }
             Control::Drain => return Upstream::Drain,
+            Control::HandOver => {
+                m.handing_over.set(true);
+                return Upstream::Drain;
+            }
             Control::Draining(on) => set_draining(&m, on),
             // Only meaningful while stopping, where `stop` reads the channel itself.
             Control::EndNow => {}

@@ -34,6 +34,8 @@ pub struct Mother {
     pub(super) keeper: Option<Rc<Keeper>>,
     /// `rsockd --drain`: the agent answers `drain` (sessions go on being served).
     pub(super) draining: Cell<bool>,
+    /// Stopping because a new family took over (an upgrade): the agent socket is theirs too.
+    pub(super) handing_over: Cell<bool>,
 }
 
 impl Mother {

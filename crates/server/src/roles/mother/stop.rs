@@ -27,12 +27,15 @@ pub(super) async fn stop(
     child::stop_replacing();
     m.draining.set(true);
     let s = m.settings();
+    // The agent goes on answering "drain" to the balancer, unless a new family answers now.
+    let handover = m.handing_over.get();
+    let keep = |a: &SocketAddr| !handover && s.is_agent(a);
     let socks: Vec<SocketAddr> = m
         .accepting
         .borrow()
         .keys()
         .copied()
-        .filter(|a| !s.is_agent(a))
+        .filter(|a| !keep(a))
         .collect();
     for a in &socks {
         if let Some(h) = m.accepting.borrow_mut().remove(a) {
@@ -40,7 +43,7 @@ pub(super) async fn stop(
         }
     }
     // Our copies too, or the kernel would keep queueing clients nobody accepts.
-    m.listeners.borrow_mut().retain(|(a, _)| s.is_agent(a));
+    m.listeners.borrow_mut().retain(|(a, _)| keep(a));
     // The aborted accept tasks drop (and close) their sockets when next scheduled: now.
     tokio::task::yield_now().await;
     log::info(why);
@@ -67,7 +70,12 @@ pub(super) async fn stop(
     tokio::task::yield_now().await;
     m.pool.broadcast(&Control::Drain, None).await;
     if let Some(f) = &m.family {
-        f.broadcast(&Control::Drain, None).await;
+        let order = if handover {
+            Control::HandOver
+        } else {
+            Control::Drain
+        };
+        f.broadcast(&order, None).await;
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let mut ended: Option<u32> = None;

@@ -263,6 +263,7 @@ fn run_main(args: &[String]) -> i32 {
             pidfile,
             pidfile_path: pidpath.map(std::path::PathBuf::from),
             relays,
+            draining: inherited.as_ref().is_some_and(|i| i.draining),
             predecessor: inherited.map(|i| i.chan),
         });
     }
@@ -276,7 +277,7 @@ fn run_main(args: &[String]) -> i32 {
         relays,
         upstream: None,
         lead: true,
-        draining: false,
+        draining: inherited.as_ref().is_some_and(|i| i.draining),
         pidfile_path: pidpath.map(std::path::PathBuf::from),
         predecessor: inherited.map(|i| i.chan),
     })

@@ -380,4 +380,19 @@ fn after_an_upgrade_only_the_new_family_answers_the_agent() {
         assert_eq!(check(), b"up\n", "an old mother answered while draining");
     }
     echo_once(&mut held, b"still served by the old family");
+
+    // A drained server stays drained across the next upgrade, every new mother with it.
+    let out = Command::new(BIN)
+        .arg("--drain")
+        .arg("-p")
+        .arg(&pf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the drain", 10, || check() == b"drain\n");
+    let out = order_upgrade(&pf);
+    assert!(out.status.success(), "{out:?}");
+    for _ in 0..30 {
+        assert_eq!(check(), b"drain\n", "the new family forgot the drain");
+    }
 }

@@ -234,10 +234,12 @@ async fn obey_lead_signals(
                     .map(|(a, fd)| Ok((*a, fd.try_clone()?)))
                     .collect();
                 let res = match copies {
-                    Ok(l) => match upgrade::Successor::start(&m.settings(), l).await {
-                        Ok(next) => next.ready().await,
-                        Err(e) => Err(e),
-                    },
+                    Ok(l) => {
+                        match upgrade::Successor::start(&m.settings(), l, m.draining.get()).await {
+                            Ok(next) => next.ready().await,
+                            Err(e) => Err(e),
+                        }
+                    }
                     Err(e) => Err(format!("upgrade: cannot copy the listening sockets: {e}")),
                 };
                 match res {
@@ -331,6 +333,10 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
             .map_err(|e| format!("cannot accept on {}: {e}", log::addr(&addr)))?;
     }
     if let Some(f) = &m.family {
+        // An upgrade of a draining server: its new mothers drain too.
+        if draining {
+            f.set_draining(true).await;
+        }
         for i in 2..=of {
             f.start(i, &settings)
                 .await

@@ -30,6 +30,8 @@ pub struct SupervisorArgs {
     pub relays: usize,
     /// Started by an upgrade: the channel to the old supervisor.
     pub predecessor: Option<OwnedFd>,
+    /// The old family was draining.
+    pub draining: bool,
 }
 
 /// Why the supervisor's loop ended.
@@ -80,6 +82,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         pidfile_path,
         relays,
         predecessor,
+        draining,
     } = args;
     rsockd_sys::proctitle::set("rsockd: supervisor");
     child::block_on_local("supervisor", async move {
@@ -91,6 +94,9 @@ pub fn run(args: SupervisorArgs) -> i32 {
             log::error("cannot install signal handlers");
             return 1;
         };
+        if draining {
+            fam.set_draining(true).await;
+        }
         let keeper = Keeper::new(settings.config.user_privileged.clone(), None);
         keeper::serve_mothers(&keeper, &fam);
         keeper.apply(&settings).await;
@@ -162,10 +168,12 @@ pub fn run(args: SupervisorArgs) -> i32 {
                         .map(|(a, fd)| Ok((*a, fd.try_clone()?)))
                         .collect();
                     let res = match (copies, Settings::current()) {
-                        (Ok(l), Some(s)) => match upgrade::Successor::start(&s, l).await {
-                            Ok(next) => next.ready().await,
-                            Err(e) => Err(e),
-                        },
+                        (Ok(l), Some(s)) => {
+                            match upgrade::Successor::start(&s, l, fam.draining()).await {
+                                Ok(next) => next.ready().await,
+                                Err(e) => Err(e),
+                            }
+                        }
                         (Err(e), _) => Err(format!("cannot copy the listening sockets: {e}")),
                         (_, None) => Err("no configuration".into()),
                     };

@@ -101,6 +101,7 @@ impl Successor {
     pub async fn start(
         s: &Settings,
         listeners: Vec<(SocketAddr, OwnedFd)>,
+        draining: bool,
     ) -> Result<Successor, String> {
         let origin = ORIGIN
             .get()
@@ -123,7 +124,15 @@ impl Successor {
             child.id()
         ));
         let mut next = Successor { child, chan };
-        if let Err(e) = child::send_config(&next.chan, s, listeners).await {
+        let sent = async {
+            if draining {
+                next.chan
+                    .send(&Control::Draining(true).encode(), &[])
+                    .await?;
+            }
+            child::send_config(&next.chan, s, listeners).await
+        };
+        if let Err(e) = sent.await {
             // Most likely it is gone already (a program that is no rsockd).
             let why = match next.exit_status().await {
                 Some(st) => format!("the new binary exited ({st}) before it was ready"),
@@ -197,6 +206,8 @@ impl Successor {
 pub struct Inherited {
     /// The old family's configuration generation (its scoreboard carries it).
     pub generation: u64,
+    /// The old family was draining (`rsockd --drain`): so are we.
+    pub draining: bool,
     pub listeners: Vec<(SocketAddr, OwnedFd)>,
     pub board: Option<OwnedFd>,
     /// To say we are ready.
@@ -218,20 +229,31 @@ pub fn take_inherited() -> Result<Option<Inherited>, String> {
         .ok_or_else(|| format!("{ENV}={fd}: no such descriptor"))?;
     let mut buf = vec![0u8; rsockd_ipc::MAX_MESSAGE];
     let deadline = Instant::now() + READY_WITHIN;
-    let got = loop {
-        match rsockd_sys::fdpass::recv(chan.as_fd(), &mut buf) {
-            Ok(r) if r.len == 0 => return Err("upgrade: the old process closed the channel".into()),
-            Ok(r) => break r,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5))
+    // A drain order (`rsockd --drain` in force) may come before the configuration.
+    let mut draining = false;
+    let (msg, got) = loop {
+        let got = loop {
+            match rsockd_sys::fdpass::recv(chan.as_fd(), &mut buf) {
+                Ok(r) if r.len == 0 => {
+                    return Err("upgrade: the old process closed the channel".into())
+                }
+                Ok(r) => break r,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => return Err(format!("upgrade: cannot receive the sockets: {e}")),
             }
-            Err(e) => return Err(format!("upgrade: cannot receive the sockets: {e}")),
+        };
+        if got.truncated {
+            return Err("upgrade: the hand-over message was truncated".into());
+        }
+        match Control::decode(&buf[..got.len]).map_err(|e| format!("upgrade: {e}"))? {
+            Control::Draining(on) => draining = on,
+            msg => break (msg, got),
         }
     };
-    if got.truncated {
-        return Err("upgrade: the hand-over message was truncated".into());
-    }
-    let msg = Control::decode(&buf[..got.len]).map_err(|e| format!("upgrade: {e}"))?;
     let Control::Config {
         generation,
         board,
@@ -248,6 +270,7 @@ pub fn take_inherited() -> Result<Option<Inherited>, String> {
     let listeners: Vec<(SocketAddr, OwnedFd)> = listen.into_iter().zip(fds).collect();
     Ok(Some(Inherited {
         generation,
+        draining,
         listeners,
         board,
         chan,

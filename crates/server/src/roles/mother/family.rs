@@ -231,6 +231,11 @@ impl Family {
         true
     }
 
+    /// Whether `rsockd --drain` is in force.
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
     /// `rsockd --drain` (true) or `--resume` (false), for every mother now and later.
     pub async fn set_draining(&self, on: bool) {
         self.draining.set(on);

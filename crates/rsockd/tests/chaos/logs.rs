@@ -17,14 +17,24 @@ pub(crate) fn log_lines(log: &str, needles: &[&str], since: f64) -> Vec<(f64, i3
         .collect()
 }
 
-/// The relay that a session's client was handed to, by the relay's own `tcp/connect [` line.
-pub(crate) fn relay_from_log(log: &str, client: SocketAddr, since: f64) -> Option<i32> {
+/// The relay that a session's client was handed to, by the relay's own `tcp/connect [` line
+/// written between `since` and `until`.
+pub(crate) fn relay_from_log(log: &str, client: SocketAddr, since: f64, until: f64) -> Option<i32> {
     let c = format!("tcp/connect [: {} ", dante_addr(client));
-    log_lines(log, &[&c], since).first().map(|x| x.1)
+    log_lines(log, &[&c], since)
+        .into_iter()
+        .find(|(t, _)| *t <= until)
+        .map(|x| x.1)
 }
 
-/// The relay pid of the mother's `session error (relay process P died)` line for `client`.
-pub(crate) fn died_with_from_log(log: &str, client: SocketAddr, since: f64) -> Option<i32> {
+/// The relay pid of the mother's `session error (relay process P died)` line for `client`,
+/// written between `since` and `until`.
+pub(crate) fn died_with_from_log(
+    log: &str,
+    client: SocketAddr,
+    since: f64,
+    until: f64,
+) -> Option<i32> {
     let c = format!("tcp/connect ]: {} ", dante_addr(client));
     log.lines()
         .filter(|l| l.contains(&c))
@@ -32,7 +42,7 @@ pub(crate) fn died_with_from_log(log: &str, client: SocketAddr, since: f64) -> O
             l.split_once(" (")
                 .and_then(|x| x.1.split_once(')'))
                 .and_then(|x| x.0.parse::<f64>().ok())
-                .is_some_and(|t| t >= since)
+                .is_some_and(|t| t >= since && t <= until)
         })
         .find_map(|l| {
             l.split_once("session error (relay process ")?

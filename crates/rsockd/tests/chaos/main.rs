@@ -255,6 +255,9 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
             }
         }
         let since = s.wall - 1.0;
+        // A relay logs a session's start before the client can see its end; the mother logs
+        // a relay's death a little after the client saw it.
+        let (started_by, died_by) = (s.wall_end, s.wall_end + 1.0);
         match &s.outcome {
             Outcome::Exact => {
                 exact += 1;
@@ -268,7 +271,8 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
                 bytes += s.bytes;
                 let relay = s.relay.or_else(|| {
                     let c = s.client?;
-                    relay_from_log(&log, c, since).or_else(|| died_with_from_log(&log, c, since))
+                    relay_from_log(&log, c, since, started_by)
+                        .or_else(|| died_with_from_log(&log, c, since, died_by))
                 });
                 match relay.map(|r| (r, killed_at(r))) {
                     Some((r, Some(k))) if k <= s.ended => {
@@ -283,7 +287,9 @@ fn chaos_kills_under_load_lose_only_what_the_dead_held() {
                 }
             }
             Outcome::PreReply(m) => {
-                let handed_to = s.client.and_then(|c| died_with_from_log(&log, c, since));
+                let handed_to = s
+                    .client
+                    .and_then(|c| died_with_from_log(&log, c, since, died_by));
                 if handed_to.and_then(killed_at).is_some_and(|k| k <= s.ended) {
                     lost_handoff += 1;
                 } else if mother_killed_before(s.ended) {

@@ -33,6 +33,9 @@ pub(crate) struct Session {
     pub(crate) relay: Option<i32>,
     /// Wall-clock start, to match log lines.
     pub(crate) wall: f64,
+    /// When it ended, on the log's clock: lines after it are another session's, even with the
+    /// same client address (ephemeral ports are reused within seconds under this load).
+    pub(crate) wall_end: f64,
     pub(crate) ended: Instant,
     pub(crate) bytes: u64,
     pub(crate) outcome: Outcome,
@@ -170,6 +173,7 @@ pub(crate) fn session(
         client: None,
         relay: None,
         wall: epoch(),
+        wall_end: 0.0,
         ended: Instant::now(),
         bytes: 0,
         outcome: Outcome::Exact,
@@ -190,5 +194,6 @@ pub(crate) fn session(
         }
     };
     rec.ended = Instant::now();
+    rec.wall_end = epoch();
     rec
 }

@@ -55,6 +55,16 @@ pub(super) async fn stop(
             timeout.as_secs()
         ));
     }
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The other mothers stop accepting at once too.
+    if let Some(f) = &m.family {
+        let order = if handover {
+            Control::HandOver
+        } else {
+            Control::Drain
+        };
+        f.broadcast(&order, None).await;
+    }
     // Clients still negotiating with us are handed to our relays as usual; a relay told to
     // drain before that could exit empty under them.
     let negotiating_until =
@@ -69,15 +79,6 @@ pub(super) async fn stop(
     tokio::task::yield_now().await;
     tokio::task::yield_now().await;
     m.pool.broadcast(&Control::Drain, None).await;
-    if let Some(f) = &m.family {
-        let order = if handover {
-            Control::HandOver
-        } else {
-            Control::Drain
-        };
-        f.broadcast(&order, None).await;
-    }
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut ended: Option<u32> = None;
     if timeout.is_zero() {
         ended = Some(end_now(m).await);

@@ -20,8 +20,8 @@ mod validate;
 pub use diag::{ConfigError, Diagnostic};
 pub use model::{
     AddrMatch, AlarmSides, Command, Config, Cpu, CpuRole, CpuSettings, DataAlarm, DisconnectAlarm,
-    ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, Method, Monitor, PortMatch,
-    Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr, RuleKind, SchedPolicy,
+    ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, Method, Monitor,
+    PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr, RuleKind, SchedPolicy,
     SessionLimits, StateKey, Throttle, Timeouts, Verdict,
 };
 pub use services::Services;

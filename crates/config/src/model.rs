@@ -52,6 +52,13 @@ pub struct Config {
     pub proxyprotocol_from: Vec<ipnet::IpNet>,
     /// `rsockd.agent:` (our extension): HAProxy agent-check listeners.
     pub agent: Vec<ListenAddr>,
+    /// `rsockd.metrics:` (our extension): admin HTTP listeners for `/metrics` and `/healthz`.
+    pub metrics: Vec<ListenAddr>,
+    /// `rsockd.metrics.users:` (our extension): users with byte counters of their own; None =
+    /// the default (1000).
+    pub metrics_users: Option<u32>,
+    /// `rsockd.log.format:` (our extension): Dante's lines or one JSON object per line.
+    pub log_format: LogFormat,
     /// `rsockd.drain.timeout:` (our extension): seconds established sessions may run on after
     /// SIGTERM; None = the default (30), 0 = end them at once (Dante's behaviour).
     pub drain_timeout: Option<u32>,
@@ -97,6 +104,9 @@ impl Default for Config {
             announce_bind: None,
             proxyprotocol_from: Vec::new(),
             agent: Vec::new(),
+            metrics: Vec::new(),
+            metrics_users: None,
+            log_format: LogFormat::Dante,
             drain_timeout: None,
             pam_servicename: None,
             users_file: None,
@@ -127,6 +137,7 @@ impl Config {
         let mut c = self.clone();
         c.internal.iter_mut().for_each(|a| a.line = 0);
         c.agent.iter_mut().for_each(|a| a.line = 0);
+        c.metrics.iter_mut().for_each(|a| a.line = 0);
         c.external.iter_mut().for_each(|a| a.line = 0);
         c.client_rules.iter_mut().for_each(|r| r.line = 0);
         c.socks_rules.iter_mut().for_each(|r| r.line = 0);
@@ -263,6 +274,25 @@ impl SessionLimits {
     /// Whether a client rule's limits carry over to the socks rule (Dante's default: yes).
     pub fn inherits(&self) -> bool {
         self.inheritable.unwrap_or(true)
+    }
+}
+
+/// `rsockd.log.format:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Dante's text lines (the default).
+    #[default]
+    Dante,
+    /// One JSON object per line, the Dante text in `msg`.
+    Json,
+}
+
+impl LogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Dante => "dante",
+            LogFormat::Json => "json",
+        }
     }
 }
 

@@ -253,6 +253,15 @@ impl Display for Config {
         for a in &self.agent {
             writeln!(s, "rsockd.agent: {} port = {}", a.host, a.port)?;
         }
+        for a in &self.metrics {
+            writeln!(s, "rsockd.metrics: {} port = {}", a.host, a.port)?;
+        }
+        if let Some(n) = self.metrics_users {
+            writeln!(s, "rsockd.metrics.users: {n}")?;
+        }
+        if self.log_format != crate::model::LogFormat::Dante {
+            writeln!(s, "rsockd.log.format: {}", self.log_format.name())?;
+        }
         if let Some(t) = self.drain_timeout {
             writeln!(s, "rsockd.drain.timeout: {t}")?;
         }

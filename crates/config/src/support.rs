@@ -183,6 +183,9 @@ pub static KEYWORDS: &[Entry] = &[
     e("rsockd.announce.bind", G, IMPL),
     e("rsockd.proxyprotocol.from", G, IMPL),
     e("rsockd.agent", G, IMPL),
+    e("rsockd.metrics", G, IMPL),
+    e("rsockd.metrics.users", G, IMPL),
+    e("rsockd.log.format", G, IMPL),
     e("rsockd.drain.timeout", G, IMPL),
     e("rsockd.users.file", G, IMPL),
     e(

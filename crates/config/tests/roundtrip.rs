@@ -274,6 +274,9 @@ fn config() -> impl Strategy<Value = Config> {
             vec((ip(), 0u8..=128), 0..3),
             vec((host(), any::<u16>()), 0..2),
             opt_u32(),
+            vec((host(), any::<u16>()), 0..2),
+            proptest::option::of(0u32..=1_000_000),
+            any::<bool>(),
         );
         let rules = (
             any::<bool>(),
@@ -293,6 +296,9 @@ fn config() -> impl Strategy<Value = Config> {
                     nets,
                     agents,
                     drain_timeout,
+                    metrics,
+                    metrics_users,
+                    json,
                 ),
                 (ucd, cr, sr),
             )| {
@@ -341,6 +347,20 @@ fn config() -> impl Strategy<Value = Config> {
                             line: 0,
                         })
                         .collect(),
+                    metrics: metrics
+                        .into_iter()
+                        .map(|(host, port)| ListenAddr {
+                            host,
+                            port,
+                            line: 0,
+                        })
+                        .collect(),
+                    metrics_users,
+                    log_format: if json {
+                        rsockd_config::LogFormat::Json
+                    } else {
+                        rsockd_config::LogFormat::Dante
+                    },
                     drain_timeout,
                     pam_servicename,
                     users_file: users_file.map(std::path::PathBuf::from),

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use rsockd_server::log;
 use rsockd_server::roles::{self, mother::MotherArgs};
+use rsockd_server::scoreboard::counters;
 use rsockd_server::settings::{Flags, Settings};
 
 /// The safe default `scripts/run.sh` uses: loopback only, so never an open proxy.
@@ -254,6 +255,22 @@ fn run_main(args: &[String]) -> i32 {
         log::warning("setting the unprivileged uid to 0 is not recommended for security reasons");
     }
     let relays = (rsockd_sys::process::cpus() / of as usize).max(1);
+    // The server's running totals, for /metrics and SIGUSR1: made once, before any child, so
+    // every process maps the same region and no reload starts them again.
+    let users = settings
+        .config
+        .metrics_users
+        .map_or(counters::DEFAULT_USERS, |n| n as usize);
+    let top = if cli.supervisor {
+        counters::ProcRole::Supervisor
+    } else {
+        counters::ProcRole::Mother
+    };
+    if let Err(e) = counters::create(users, top) {
+        log::warning(&format!(
+            "cannot make the counters region: {e}; metrics are off"
+        ));
+    }
     if cli.supervisor {
         return roles::supervisor::run(roles::supervisor::SupervisorArgs {
             of,

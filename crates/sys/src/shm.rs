@@ -87,6 +87,14 @@ impl SharedWords {
     }
 }
 
+// SAFETY: the mapping is plain memory shared with other processes, reached only through
+// `words()` as `AtomicU64`s, which any thread may use at once; the pointer is never handed out
+// mutably and the memfd is an ordinary descriptor. So the region may move between threads and
+// be shared by them, as it is shared by processes.
+unsafe impl Send for SharedWords {}
+// SAFETY: see `Send` above: every access is atomic.
+unsafe impl Sync for SharedWords {}
+
 impl Drop for SharedWords {
     fn drop(&mut self) {
         // SAFETY: the mapping is ours, of this size, and no reference from `words()` can

@@ -38,6 +38,9 @@ const HANDLED: &[&str] = &[
     "rsockd.announce.bind",
     "rsockd.proxyprotocol.from",
     "rsockd.agent",
+    "rsockd.metrics",
+    "rsockd.metrics.users",
+    "rsockd.log.format",
     "rsockd.drain.timeout",
     "pam.servicename",
     "rsockd.users.file",
@@ -205,6 +208,31 @@ impl<'a> Parser<'a> {
                 if let Some(l) = self.listen_addr(kw, None) {
                     self.cfg.agent.push(l);
                 }
+            }
+            "rsockd.metrics" => {
+                if let Some(l) = self.listen_addr(kw, None) {
+                    self.cfg.metrics.push(l);
+                }
+            }
+            "rsockd.metrics.users" => {
+                let n = self.number(&format!("{}:", kw.text), 1_000_000);
+                self.cfg.metrics_users = n.and_then(|n| u32::try_from(n).ok());
+                self.end_of_value(kw);
+            }
+            "rsockd.log.format" => {
+                let t = self.sc.word(&[':', '}']);
+                match t.text {
+                    "dante" => self.cfg.log_format = crate::model::LogFormat::Dante,
+                    "json" => self.cfg.log_format = crate::model::LogFormat::Json,
+                    _ => self.error(
+                        t,
+                        format!(
+                            "rsockd.log.format: unknown format \"{}\"; expected dante or json",
+                            t.text
+                        ),
+                    ),
+                }
+                self.end_of_value(kw);
             }
             _ if name.starts_with("timeout.") => {
                 let mut t = self.cfg.timeout;

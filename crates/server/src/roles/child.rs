@@ -20,6 +20,7 @@ use rsockd_ipc::Control;
 
 use crate::channel::Channel;
 use crate::log;
+use crate::scoreboard::counters;
 use crate::settings::{Flags, Settings};
 
 /// The descriptor number a child finds its control channel on.
@@ -120,15 +121,14 @@ pub struct Child {
 
 impl Child {
     /// Starts `role`: our own binary re-executed, with the other end of a new SEQPACKET pair
-    /// as its [`CTL_FD`] and nothing else but the standard descriptors (DESIGN §1).
+    /// as its [`CTL_FD`], the server's counters as its [`counters::COUNTERS_FD`], and nothing
+    /// else but the standard descriptors (DESIGN §1).
     /// `label` names the channel in our log lines.
     pub fn spawn(role: &Role, flags: Flags, label: String) -> io::Result<Child> {
         let (ours, theirs) = rsockd_sys::fdpass::seqpacket_pair()?;
-        let child = rsockd_sys::spawn::spawn_self(
-            &role.title(),
-            &role.to_args(flags),
-            vec![(theirs, CTL_FD)],
-        )?;
+        let mut fds = vec![(theirs, CTL_FD)];
+        fds.extend(counters::dup_fd().map(|fd| (fd, counters::COUNTERS_FD)));
+        let child = rsockd_sys::spawn::spawn_self(&role.title(), &role.to_args(flags), fds)?;
         Ok(Child {
             pid: child.id(),
             chan: Rc::new(Channel::new(ours, label)?),
@@ -222,8 +222,13 @@ fn delay_after(deaths: u32, max: Duration) -> Duration {
 
 /// Waits `delay`, then starts a replacement with `start`, waiting longer after each failed
 /// start, until one succeeds or this process stops. `what` names the child in the error line.
-pub async fn respawn<F, Fut>(backoff: &Backoff, mut delay: Duration, what: &str, mut start: F)
-where
+pub async fn respawn<F, Fut>(
+    backoff: &Backoff,
+    mut delay: Duration,
+    what: &str,
+    role: counters::ProcRole,
+    mut start: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = io::Result<()>>,
 {
@@ -233,7 +238,10 @@ where
             return;
         }
         match start().await {
-            Ok(()) => return,
+            Ok(()) => {
+                counters::restarted(role);
+                return;
+            }
             Err(e) => {
                 log::error(&format!("cannot start {what}: {e}"));
                 delay = backoff.after_failed_start(delay);

@@ -448,7 +448,7 @@ async fn obey_signals(
 pub(super) fn reap(m: &Rc<Mother>) {
     for (pid, how) in rsockd_sys::process::reap() {
         // Whatever it was (a relay, a mother, an orphan), its scoreboard slots are free now.
-        crate::scoreboard::held::clear_dead(pid);
+        crate::scoreboard::reaped(pid);
         if m.family.as_ref().is_some_and(|f| f.reaped(pid, &how)) {
             continue;
         }

@@ -6,6 +6,7 @@
 
 mod bind;
 mod connect;
+mod meter;
 mod udp;
 mod watch;
 
@@ -53,6 +54,8 @@ pub(super) struct Relay {
     title_stale: tokio::sync::Notify,
     /// Sessions a monitor watches.
     watched: watch::Watched,
+    /// Every running session, for the server's byte counters.
+    meters: meter::Meters,
 }
 
 impl Relay {
@@ -99,6 +102,8 @@ fn register(r: &Relay, h: Handoff, fds: &[OwnedFd]) -> Live {
 
 /// Runs a registered session by its command, and reports its end.
 async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
+    let metered = Rc::new(meter::Meter::start(&h, &stats));
+    r.meters.add(h.id, metered.clone());
     let watch = watch::Watch::start(&h, &stats).map(Rc::new);
     if let Some(w) = &watch {
         r.watched.add(h.id, w.clone());
@@ -117,6 +122,8 @@ async fn run_session(r: Rc<Relay>, (h, stats): Live, fds: Vec<OwnedFd>) {
         r.watched.remove(h.id);
         w.end(by);
     }
+    r.meters.remove(h.id);
+    metered.end();
     crate::scoreboard::held::session_ended(h.board, &h.slots);
     r.reg.sockets.borrow_mut().remove(&h.id);
     r.reg.sessions.borrow_mut().remove(&h.id);
@@ -291,6 +298,7 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             closed_pending: tokio::sync::Notify::new(),
             title_stale: tokio::sync::Notify::new(),
             watched: watch::Watched::default(),
+            meters: meter::Meters::default(),
         });
         tokio::task::spawn_local(control_loop(r.clone()));
         tokio::task::spawn_local(report_closed(r.clone()));
@@ -298,6 +306,10 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
         {
             let r = r.clone();
             tokio::task::spawn_local(async move { r.watched.flush_forever().await });
+        }
+        {
+            let r = r.clone();
+            tokio::task::spawn_local(async move { r.meters.flush_forever().await });
         }
         let Some(mut signals) = Signals::install(false) else {
             log::error("relay: cannot install signal handlers");
@@ -390,6 +402,7 @@ mod tests {
             closed_pending: tokio::sync::Notify::new(),
             title_stale: tokio::sync::Notify::new(),
             watched: super::watch::Watched::default(),
+            meters: super::meter::Meters::default(),
         });
         let live = super::register(&r, h, &[]);
         let task = super::run_session(r.clone(), live, Vec::new());

@@ -112,7 +112,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 _ = signals.child_exited() => {
                     for (pid, how) in rsockd_sys::process::reap() {
-                        crate::scoreboard::held::clear_dead(pid);
+                        crate::scoreboard::reaped(pid);
                         fam.reaped(pid, &how);
                     }
                 }
@@ -148,7 +148,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
                 }
                 Signal::ChildExited => {
                     for (pid, how) in rsockd_sys::process::reap() {
-                        crate::scoreboard::held::clear_dead(pid);
+                        crate::scoreboard::reaped(pid);
                         if !fam.reaped(pid, &how) {
                             log::debug(&format!("sigchld(): process {pid} exited ({how:?})"));
                         }
@@ -239,7 +239,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             for (pid, how) in rsockd_sys::process::reap() {
-                crate::scoreboard::held::clear_dead(pid);
+                crate::scoreboard::reaped(pid);
                 fam.reaped(pid, &how);
             }
         }

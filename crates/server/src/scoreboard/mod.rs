@@ -9,6 +9,7 @@
 //! finds a rule full first frees the words of holders that no longer exist, so a SIGKILL
 //! never leaks a slot.
 
+pub mod counters;
 pub mod held;
 pub mod keys;
 pub mod layout;
@@ -27,6 +28,12 @@ use rsockd_config::{Config, RuleKind, Throttle};
 use rsockd_sys::shm::SharedWords;
 
 pub use keys::Key;
+
+/// Process `pid` was reaped: the limit slots it held are free and it leaves the gauges.
+pub fn reaped(pid: i32) {
+    held::clear_dead(pid);
+    counters::process_gone(pid);
+}
 use layout::{Layout, Table, MAGIC};
 
 /// Why a session was refused, in Dante's words.

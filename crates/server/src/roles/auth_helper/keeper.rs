@@ -6,6 +6,7 @@
 //! process, but keeps `user.privileged` as its saved uid (see `rsockd_sys::privs::drop_to`);
 //! it borrows that uid just for the spawn, so the helper starts privileged.
 
+use crate::scoreboard::counters::ProcRole;
 use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -164,15 +165,21 @@ impl Keeper {
             "auth helper (pid {pid}) exited unexpectedly; logins fail until it is re-spawned"
         ));
         let delay = self.backoff.after_death(started.elapsed());
-        child::respawn(&self.backoff, delay, "the auth helper", || {
-            let k = self.clone();
-            async move {
-                match k.is_running() {
-                    true => Ok(()),
-                    false => k.start().await,
+        child::respawn(
+            &self.backoff,
+            delay,
+            "the auth helper",
+            ProcRole::AuthHelper,
+            || {
+                let k = self.clone();
+                async move {
+                    match k.is_running() {
+                        true => Ok(()),
+                        false => k.start().await,
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
     }
 }

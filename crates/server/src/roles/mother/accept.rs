@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use super::session;
 use super::state::Mother;
 use crate::log;
+use crate::scoreboard::counters;
 
 /// Accepts clients on one socket until aborted.
 async fn accept_loop(m: Rc<Mother>, listener: ExclusiveAccept, bound: SocketAddr) {
@@ -26,10 +27,12 @@ async fn accept_loop(m: Rc<Mother>, listener: ExclusiveAccept, bound: SocketAddr
                 };
                 let m = m.clone();
                 m.negotiating.set(m.negotiating.get() + 1);
+                counters::set_negotiating(m.negotiating.get());
                 m.negotiating_changed.notify_one();
                 tokio::task::spawn_local(async move {
                     session::handle(m.clone(), stream, peer, bound).await;
                     m.negotiating.set(m.negotiating.get().saturating_sub(1));
+                    counters::set_negotiating(m.negotiating.get());
                     m.negotiating_changed.notify_one();
                 });
             }

@@ -13,6 +13,7 @@ use rsockd_ipc::{AuthQuery, AuthSource};
 use super::state::Mother;
 use crate::auth::link::AuthLink;
 use crate::negotiate::{Authenticator, Credentials};
+use crate::scoreboard::counters;
 use crate::settings::Settings;
 
 /// How long an ident server may take (Dante gives it the negotiate timeout; a short bound
@@ -29,6 +30,8 @@ pub(super) struct PendingPam {
     /// The service when the matched rule names none.
     pub default_service: String,
     pub client: SocketAddr,
+    /// The method the client chose (for the failure counters).
+    pub method: Method,
 }
 
 impl Drop for PendingPam {
@@ -107,6 +110,17 @@ impl<'a> MotherAuth<'a> {
 
 impl Authenticator for MotherAuth<'_> {
     async fn authenticate(&self, c: Credentials<'_>) -> Result<Option<String>, String> {
+        let method = c.method;
+        let verdict = self.verify(c).await;
+        if verdict.is_err() {
+            counters::auth_failed(method);
+        }
+        verdict
+    }
+}
+
+impl MotherAuth<'_> {
+    async fn verify(&self, c: Credentials<'_>) -> Result<Option<String>, String> {
         match c.method {
             Method::Username => {
                 let source = if self.settings.config.users_file.is_some() {
@@ -133,6 +147,7 @@ impl Authenticator for MotherAuth<'_> {
                         password: password.to_vec(),
                         default_service: self.service.clone(),
                         client: self.peer,
+                        method: c.method,
                     });
                     return Ok(None);
                 }

@@ -212,6 +212,12 @@ pub(super) fn dump_state(m: &Rc<Mother>) {
     }
     // The scoreboard is the whole server's: the lead (mother 1) speaks for it.
     if m.index == 1 {
+        for line in crate::scoreboard::counters::snapshot()
+            .map(|s| s.summary())
+            .unwrap_or_default()
+        {
+            log::info(&format!("counters: {line}"));
+        }
         if let Some(b) = &m.settings().board {
             for line in b.dump() {
                 log::info(&format!("scoreboard: {line}"));

@@ -5,6 +5,7 @@
 //! What a new mother gets besides its configuration (a channel to the auth helper) is up to
 //! whoever keeps the family: it learns of each start through [`Family::on_start`].
 
+use crate::scoreboard::counters::ProcRole;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -207,7 +208,7 @@ impl Family {
         let fam = self.clone();
         tokio::task::spawn_local(async move {
             let what = format!("mother[{index}/{}]", fam.of);
-            child::respawn(&backoff, delay, &what, || {
+            child::respawn(&backoff, delay, &what, ProcRole::Mother, || {
                 let fam = fam.clone();
                 async move {
                     let Some(settings) = Settings::current() else {

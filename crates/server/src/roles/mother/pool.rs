@@ -8,6 +8,7 @@
 //! a while. Sessions go to the least loaded base relay while one has room, then to the
 //! lowest-numbered extra with room, so extras fill only under load and empty first when it falls.
 
+use crate::scoreboard::counters::ProcRole;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -271,7 +272,7 @@ impl Pool {
         }
         let what = format!("relay {}.{k}", pool.mother);
         let delay = pool.backoff.after_death(Duration::ZERO);
-        child::respawn(&pool.backoff, delay, &what, || {
+        child::respawn(&pool.backoff, delay, &what, ProcRole::Relay, || {
             // The newest configuration, not the one this relay started with.
             let current = Settings::current().unwrap_or(settings.clone());
             let pool = pool.clone();

@@ -3,7 +3,7 @@
 //! refusals (logged and answered) and the hand-off to a relay. `connect`, `bind` and `udp`
 //! add only what their command does.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +20,7 @@ use crate::log::lines::{self, Subject};
 use crate::log::{self, addr, escape};
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::Resolver;
+use crate::scoreboard::counters::{self, Outcome, RuleType};
 use crate::scoreboard::held::SessionSlots;
 use crate::scoreboard::Key;
 use crate::settings::Settings;
@@ -55,6 +56,30 @@ pub(super) struct Client {
     pub slots: RefCell<SessionSlots>,
     /// Whether the client rule's session limits carry over to the socks rule.
     pub inherits: bool,
+    /// What the server's counters say of this client when it leaves us: its request's
+    /// command once read, and how it ended (failed until a rule or a hand-off says otherwise).
+    pub tally: Tally,
+}
+
+/// A client's line in the server's counters, counted once when the client leaves its mother.
+pub(super) struct Tally {
+    pub cmd: Cell<counters::Cmd>,
+    pub outcome: Cell<Outcome>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            cmd: Cell::new(counters::Cmd::None),
+            outcome: Cell::new(Outcome::Failed),
+        }
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        counters::request_done(self.cmd.get(), self.outcome.get());
+    }
 }
 
 impl Client {
@@ -285,6 +310,7 @@ pub(super) async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
         refuse_blocked(wire, client, version, rule, subject, target_text, why).await;
         return None;
     }
+    counters::rule_matched(RuleType::Socks, number);
     Some(Admitted {
         addr,
         rule: RuleRef {
@@ -320,6 +346,11 @@ async fn refuse_blocked<S: AsyncRead + AsyncWrite + Unpin>(
         number: num,
         log: log_flags(rule.as_ref()),
     };
+    counters::rule_matched(RuleType::Socks, num);
+    client.tally.outcome.set(Outcome::Blocked);
+    if let (Refused::Check(_), Some(p)) = (refused, &client.pending_pam) {
+        counters::auth_failed(p.method);
+    }
     let reason = match refused {
         Refused::Rules => None,
         Refused::Check(w) | Refused::Limit(w) => Some(w),
@@ -350,6 +381,8 @@ pub(super) fn hand_off(
     fds.push(client_fd);
     fds.extend(more);
     let slots = client.slots.take();
+    client.tally.outcome.set(Outcome::Ok);
+    counters::handshake(now_us().saturating_sub(h.accepted_us));
     m.pool.hand_off(super::pool::Queued { h, fds, slots });
 }
 

@@ -86,6 +86,7 @@ fn client() -> Client {
         pending_pam: None,
         slots: Default::default(),
         inherits: true,
+        tally: Default::default(),
     }
 }
 

@@ -12,11 +12,12 @@ use rsockd_rules::ClientQuery;
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 
-use super::request::{log_flags, now_us, Client};
+use super::request::{log_flags, now_us, Client, Tally};
 use super::state::Mother;
 use crate::log::lines;
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::{Resolver, SystemResolver};
+use crate::scoreboard::counters::{self, Outcome, RuleType};
 use crate::scoreboard::held::SessionSlots;
 use crate::settings::Settings;
 
@@ -41,6 +42,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
             Ok(None) => (tcp_peer, None, true),
             Err(why) => {
                 lines::balancer_refused(&tcp_peer, &local, &why);
+                counters::request_done(counters::Cmd::None, Outcome::Failed);
                 return;
             }
         }
@@ -58,6 +60,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         src_names: &names,
     });
     let crule_cfg = cm.rule.cloned();
+    counters::rule_matched(RuleType::Client, cm.number);
     let pass = cm.verdict == rsockd_config::Verdict::Pass;
     let crule = RuleRef {
         number: cm.number,
@@ -76,6 +79,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
                     probe,
                 };
                 lines::accept_refused(&crule, false, &who, &limit.to_string());
+                counters::request_done(counters::Cmd::None, Outcome::Blocked);
                 reset(wire.into_parts().0);
                 return;
             }
@@ -94,8 +98,10 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         pending_pam: None,
         slots: RefCell::new(slots),
         inherits: crule_cfg.as_ref().is_none_or(|r| r.session.inherits()),
+        tally: Tally::default(),
     };
     if !pass {
+        client.tally.outcome.set(Outcome::Blocked);
         let why = if cm.number == 0 {
             "no rules matched; using default block rule".to_string()
         } else {
@@ -153,6 +159,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
             return;
         }
     };
+    client.tally.cmd.set(counters::Cmd::of(req.command));
     client.who = req.user.clone().map(|u| (req.method, u));
     client.pending_pam = auth.pending.borrow_mut().take();
     drop(auth);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -32,18 +32,39 @@ fn admitted(proxy: SocketAddr, echo: &Echo) -> TcpStream {
     s
 }
 
+/// One CONNECT through `proxy`: its reply code, or None when the connection closed before a
+/// reply (a session handed to a relay in the instant it was SIGKILLed is lost with it).
+fn try_connect(proxy: SocketAddr, target: SocketAddr) -> Option<(TcpStream, u8)> {
+    let mut s = TcpStream::connect(proxy).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let SocketAddr::V4(a) = target else {
+        return None;
+    };
+    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+    req.extend_from_slice(&a.ip().octets());
+    req.extend_from_slice(&a.port().to_be_bytes());
+    s.write_all(&req).ok()?;
+    let mut head = [0u8; 2 + 10];
+    s.read_exact(&mut head).ok()?;
+    Some((s, head[3]))
+}
+
 /// Waits until the server admits a session again (slots freed), within `secs`.
 fn admitted_within(proxy: SocketAddr, echo: &Echo, secs: u64) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
     loop {
-        let (mut s, rep) = socks5_connect(proxy, echo.addr);
-        if rep == 0 {
-            echo_once(&mut s, b"slot back");
-            return s;
+        match try_connect(proxy, echo.addr) {
+            Some((mut s, 0)) => {
+                echo_once(&mut s, b"slot back");
+                return s;
+            }
+            Some((_, rep)) => last = Some(rep),
+            None => {}
         }
         assert!(
             Instant::now() < deadline,
-            "no slot came back within {secs} s (last reply {rep})"
+            "no slot came back within {secs} s (last reply {last:?})"
         );
         thread::sleep(Duration::from_millis(50));
     }

@@ -6,6 +6,7 @@
 
 mod bind;
 mod connect;
+mod flushed;
 mod meter;
 mod udp;
 mod watch;
@@ -53,9 +54,9 @@ pub(super) struct Relay {
     /// The session count changed since the title last showed it.
     title_stale: tokio::sync::Notify,
     /// Sessions a monitor watches.
-    watched: watch::Watched,
+    watched: flushed::Flushed<watch::Watch>,
     /// Every running session, for the server's byte counters.
-    meters: meter::Meters,
+    meters: flushed::Flushed<meter::Meter>,
 }
 
 impl Relay {
@@ -297,8 +298,8 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
             closed: RefCell::new(Vec::new()),
             closed_pending: tokio::sync::Notify::new(),
             title_stale: tokio::sync::Notify::new(),
-            watched: watch::Watched::default(),
-            meters: meter::Meters::default(),
+            watched: flushed::Flushed::new(watch::FLUSH),
+            meters: flushed::Flushed::new(meter::FLUSH),
         });
         tokio::task::spawn_local(control_loop(r.clone()));
         tokio::task::spawn_local(report_closed(r.clone()));
@@ -401,8 +402,8 @@ mod tests {
             closed: std::cell::RefCell::new(Vec::new()),
             closed_pending: tokio::sync::Notify::new(),
             title_stale: tokio::sync::Notify::new(),
-            watched: super::watch::Watched::default(),
-            meters: super::meter::Meters::default(),
+            watched: super::flushed::Flushed::new(super::watch::FLUSH),
+            meters: super::flushed::Flushed::new(super::meter::FLUSH),
         });
         let live = super::register(&r, h, &[]);
         let task = super::run_session(r.clone(), live, Vec::new());

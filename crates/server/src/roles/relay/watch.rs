@@ -4,20 +4,20 @@
 //! its end is counted by which side closed first. Mother 1 reads the counters and raises the
 //! alarms.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use rsockd_ipc::Handoff;
 
+use super::flushed::Flush;
 use crate::relay::tcp::Stats;
 use crate::scoreboard::held;
 use crate::scoreboard::monitor::ClosedBy;
 use crate::scoreboard::Scoreboard;
 
 /// How often running sessions' bytes reach the shared counters.
-const FLUSH: Duration = Duration::from_millis(250);
+pub(super) const FLUSH: Duration = Duration::from_millis(250);
 
 pub(super) struct Watch {
     board: Rc<Scoreboard>,
@@ -41,6 +41,15 @@ impl Watch {
         })
     }
 
+    /// The session ended (`by`: who closed first; None when it never began relaying).
+    pub fn end(&self, by: Option<ClosedBy>) {
+        self.flush();
+        self.board
+            .monitor_ended(self.monitor, by.unwrap_or(ClosedBy::Us));
+    }
+}
+
+impl Flush for Watch {
     fn flush(&self) {
         let s = &self.stats;
         let now = [
@@ -53,45 +62,6 @@ impl Watch {
         let delta = std::array::from_fn(|i| now[i].saturating_sub(before[i]));
         if delta != [0; 4] {
             self.board.monitor_bytes(self.monitor, delta);
-        }
-    }
-
-    /// The session ended (`by`: who closed first; None when it never began relaying).
-    pub fn end(&self, by: Option<ClosedBy>) {
-        self.flush();
-        self.board
-            .monitor_ended(self.monitor, by.unwrap_or(ClosedBy::Us));
-    }
-}
-
-/// The watched sessions of this relay, by session id.
-#[derive(Default)]
-pub(super) struct Watched {
-    sessions: RefCell<HashMap<u64, Rc<Watch>>>,
-    started: tokio::sync::Notify,
-}
-
-impl Watched {
-    pub fn add(&self, id: u64, w: Rc<Watch>) {
-        self.sessions.borrow_mut().insert(id, w);
-        self.started.notify_one();
-    }
-
-    pub fn remove(&self, id: u64) {
-        self.sessions.borrow_mut().remove(&id);
-    }
-
-    /// Adds the running sessions' bytes to their monitors, every [`FLUSH`] while any runs.
-    pub async fn flush_forever(&self) {
-        loop {
-            if self.sessions.borrow().is_empty() {
-                self.started.notified().await;
-            }
-            tokio::time::sleep(FLUSH).await;
-            let all: Vec<Rc<Watch>> = self.sessions.borrow().values().cloned().collect();
-            for w in all {
-                w.flush();
-            }
         }
     }
 }

@@ -227,6 +227,16 @@ fn rule(kind: RuleKind, socks: Vec<Method>, client: Vec<Method>) -> impl Strateg
         )
 }
 
+fn listen_addrs(v: Vec<(HostSpec, u16)>) -> Vec<ListenAddr> {
+    v.into_iter()
+        .map(|(host, port)| ListenAddr {
+            host,
+            port,
+            line: 0,
+        })
+        .collect()
+}
+
 fn numbered(mut rules: Vec<Rule>) -> Vec<Rule> {
     for (i, r) in rules.iter_mut().enumerate() {
         r.number = u32::try_from(i + 1).unwrap();
@@ -303,14 +313,7 @@ fn config() -> impl Strategy<Value = Config> {
                 (ucd, cr, sr),
             )| {
                 Config {
-                    internal: int
-                        .into_iter()
-                        .map(|(host, port)| ListenAddr {
-                            host,
-                            port,
-                            line: 0,
-                        })
-                        .collect(),
+                    internal: listen_addrs(int),
                     internal_protocol: ip_,
                     external: ext
                         .into_iter()
@@ -339,22 +342,8 @@ fn config() -> impl Strategy<Value = Config> {
                         }
                         v
                     }),
-                    agent: agents
-                        .into_iter()
-                        .map(|(host, port)| ListenAddr {
-                            host,
-                            port,
-                            line: 0,
-                        })
-                        .collect(),
-                    metrics: metrics
-                        .into_iter()
-                        .map(|(host, port)| ListenAddr {
-                            host,
-                            port,
-                            line: 0,
-                        })
-                        .collect(),
+                    agent: listen_addrs(agents),
+                    metrics: listen_addrs(metrics),
                     metrics_users,
                     log_format: if json {
                         rsockd_config::LogFormat::Json

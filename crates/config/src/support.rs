@@ -183,20 +183,8 @@ pub static KEYWORDS: &[Entry] = &[
     e("rsockd.announce.bind", G, IMPL),
     e("rsockd.proxyprotocol.from", G, IMPL),
     e("rsockd.agent", G, IMPL),
-    e(
-        "rsockd.metrics",
-        G,
-        Status::NotYet {
-            detail: "the admin HTTP listener is not built yet; SIGUSR1 dumps the counters",
-        },
-    ),
-    e(
-        "rsockd.metrics.users",
-        G,
-        Status::NotYet {
-            detail: "comes with rsockd.metrics",
-        },
-    ),
+    e("rsockd.metrics", G, IMPL),
+    e("rsockd.metrics.users", G, IMPL),
     e(
         "rsockd.log.format",
         G,

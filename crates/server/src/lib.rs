@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod channel;
 pub mod log;
+pub mod metrics;
 pub mod negotiate;
 pub mod net;
 pub mod notify;

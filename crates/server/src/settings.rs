@@ -65,6 +65,20 @@ pub struct Settings {
     /// `rsockd.agent:` expanded to addresses: listened on like `internal:`, answered by the
     /// agent-check responder instead of SOCKS.
     pub agents: Vec<SocketAddr>,
+    /// `rsockd.metrics:` expanded to addresses: listened on like `internal:`, answered by the
+    /// admin HTTP server (`/metrics`, `/healthz`).
+    pub metrics: Vec<SocketAddr>,
+}
+
+/// What a listening socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// `internal:`: SOCKS clients.
+    Socks,
+    /// `rsockd.agent:`: HAProxy's agent-check.
+    Agent,
+    /// `rsockd.metrics:`: `/metrics` and `/healthz`.
+    Metrics,
 }
 
 thread_local! {
@@ -110,6 +124,26 @@ fn expand(
     }
 }
 
+/// `rsockd.agent:` or `rsockd.metrics:` lines expanded to addresses, each once.
+fn admin_addrs(
+    lines: &[rsockd_config::ListenAddr],
+    ifaces: &Interfaces,
+    file: &str,
+    keyword: &str,
+) -> Result<Vec<SocketAddr>, SettingsError> {
+    let mut out = Vec::new();
+    for l in lines {
+        let addrs = expand(&l.host, l.port, ifaces, true, true)
+            .map_err(|m| SettingsError(format!("{file}:{}: {keyword}: {m}", l.line)))?;
+        for a in addrs {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Settings {
     /// Parses and checks `text` as `file`; warnings are returned for the caller to log.
     pub fn build(
@@ -144,16 +178,8 @@ impl Settings {
                 }
             }
         }
-        let mut agents = Vec::new();
-        for l in &config.agent {
-            let addrs = expand(&l.host, l.port, &ifaces, true, true)
-                .map_err(|m| SettingsError(format!("{file}:{}: rsockd.agent: {m}", l.line)))?;
-            for a in addrs {
-                if !agents.contains(&a) {
-                    agents.push(a);
-                }
-            }
-        }
+        let agents = admin_addrs(&config.agent, &ifaces, file, "rsockd.agent")?;
+        let metrics = admin_addrs(&config.metrics, &ifaces, file, "rsockd.metrics")?;
         Ok((
             Settings {
                 generation,
@@ -166,6 +192,7 @@ impl Settings {
                 flags,
                 board: None,
                 agents,
+                metrics,
             },
             warnings,
         ))
@@ -284,25 +311,43 @@ impl Settings {
             .any(|n| n.contains(&peer))
     }
 
-    /// Whether a listening socket is an `rsockd.agent:` one.
-    pub fn is_agent(&self, addr: &SocketAddr) -> bool {
-        self.agents.contains(addr)
+    /// What a listening socket serves.
+    pub fn port(&self, addr: &SocketAddr) -> Port {
+        if self.agents.contains(addr) {
+            Port::Agent
+        } else if self.metrics.contains(addr) {
+            Port::Metrics
+        } else {
+            Port::Socks
+        }
     }
 
-    /// Every address to listen on: the `internal:` ones, then the `rsockd.agent:` ones.
+    /// Whether a listening socket takes SOCKS clients (not an agent or admin port). Those
+    /// others stay open while a stopping server drains, to say so.
+    pub fn is_socks(&self, addr: &SocketAddr) -> bool {
+        self.port(addr) == Port::Socks
+    }
+
+    /// Every address to listen on: the `internal:` ones, then the `rsockd.agent:` and the
+    /// `rsockd.metrics:` ones, each on a port of its own.
     pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, SettingsError> {
         let mut out = self.internal_addrs()?;
-        for a in &self.agents {
-            if out.contains(a) {
-                return Err(SettingsError(format!(
-                    "{}: rsockd.agent: {} is also an internal: address; the agent needs a port \
-                     of its own",
-                    self.file,
-                    log::addr(a)
-                )));
+        for (keyword, addrs) in [
+            ("rsockd.agent", &self.agents),
+            ("rsockd.metrics", &self.metrics),
+        ] {
+            for a in addrs {
+                if out.contains(a) {
+                    return Err(SettingsError(format!(
+                        "{}: {keyword}: {} is also an internal:, rsockd.agent: or rsockd.metrics: \
+                         address; it needs a port of its own",
+                        self.file,
+                        log::addr(a)
+                    )));
+                }
+                out.push(*a);
             }
         }
-        out.extend(self.agents.iter().copied());
         Ok(out)
     }
 

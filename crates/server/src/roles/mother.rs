@@ -4,6 +4,7 @@
 //! their configuration and listening sockets from mother 1 over their control channel.
 
 mod accept;
+mod admin;
 mod agent;
 mod alarms;
 mod auth;
@@ -264,7 +265,7 @@ async fn report_status(m: Rc<Mother>) {
             .accepting
             .borrow()
             .keys()
-            .filter(|a| !s.is_agent(a))
+            .filter(|a| s.is_socks(a))
             .count();
         crate::notify::status(&format!(
             "{}: {} session(s) in {} relay(s) of mother 1; {} mother(s); accepting on {socks} \
@@ -322,6 +323,7 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
         keeper,
         draining: Cell::new(draining),
         handing_over: Cell::new(false),
+        stopping: Cell::new(false),
     });
     rsockd_sys::proctitle::set(&m.title());
     if let Some(k) = &m.keeper {

@@ -212,13 +212,13 @@ pub fn run(args: SupervisorArgs) -> i32 {
             }
         }
         child::stop_replacing();
-        // Our copies of the SOCKS sockets go at once, as the mothers' do (the agent's stay,
-        // unless a new family answers the balancer now).
+        // Our copies of the SOCKS sockets go at once, as the mothers' do (the agent's and the
+        // admin port's stay, unless a new family answers now).
         let handover = matches!(ended, Ended::Upgraded(_));
         if let Some(s) = Settings::current() {
             listeners
                 .borrow_mut()
-                .retain(|(a, _)| !handover && s.is_agent(a));
+                .retain(|(a, _)| !handover && !s.is_socks(a));
         }
         let order = if handover {
             Control::HandOver

@@ -13,6 +13,7 @@ use super::session;
 use super::state::Mother;
 use crate::log;
 use crate::scoreboard::counters;
+use crate::settings::Port;
 
 /// Accepts clients on one socket until aborted.
 async fn accept_loop(m: Rc<Mother>, listener: ExclusiveAccept, bound: SocketAddr) {
@@ -67,10 +68,14 @@ pub(super) fn start_accepting(
     m.listeners.borrow_mut().push((addr, fd.try_clone()?));
     let std_l = std::net::TcpListener::from(fd);
     std_l.set_nonblocking(true)?;
-    if m.settings().is_agent(&addr) {
+    let port = m.settings().port(&addr);
+    if port != Port::Socks {
         let bound = std_l.local_addr().unwrap_or(addr);
         let l = ExclusiveAccept::new(OwnedFd::from(std_l))?;
-        let h = super::agent::start(m, l, bound);
+        let h = match port {
+            Port::Metrics => super::admin::start(m, l, bound),
+            _ => super::agent::start(m, l, bound),
+        };
         m.accepting.borrow_mut().insert(addr, h);
         return Ok(());
     }
@@ -92,12 +97,10 @@ pub(super) fn stop_accepting(m: &Mother, a: &SocketAddr) {
         h.abort();
     }
     m.listeners.borrow_mut().retain(|(x, _)| x != a);
-    if m.settings().is_agent(a) {
-        log::info(&format!(
-            "no longer answering agent checks on {}",
-            log::addr(a)
-        ));
-    } else {
-        log::info(&format!("no longer accepting clients on {}", log::addr(a)));
-    }
+    let what = match m.settings().port(a) {
+        Port::Socks => "accepting clients",
+        Port::Agent => "answering agent checks",
+        Port::Metrics => "serving /metrics and /healthz",
+    };
+    log::info(&format!("no longer {what} on {}", log::addr(a)));
 }

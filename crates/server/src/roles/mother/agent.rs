@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 use super::state::Mother;
 use crate::log;
+use crate::metrics::health::Health;
 
 /// How long a check may take in all (HAProxy's default `timeout check` is 2 s and more).
 const CHECK_TIME: Duration = Duration::from_secs(2);
@@ -23,39 +24,12 @@ const CHECK_TIME: Duration = Duration::from_secs(2);
 /// do not turn our close into a reset that could race the answer.
 const DISCARD_MAX: usize = 1024;
 
-/// What the agent says about this node now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    /// Serving: every SOCKS listener accepts and relays are up.
-    Up,
-    /// Asked to drain: no new sessions please; running ones go on.
-    Drain,
-    /// Not able to serve new sessions (no SOCKS listener, no relay).
-    Down,
-}
-
-impl Health {
-    /// The agent-check line.
-    pub fn line(self) -> &'static [u8] {
-        match self {
-            Health::Up => b"up\n",
-            Health::Drain => b"drain\n",
-            Health::Down => b"down\n",
-        }
-    }
-}
-
-/// This mother's view of the node's health.
-pub(super) fn health(m: &Mother) -> Health {
-    if m.draining.get() {
-        return Health::Drain;
-    }
-    let s = m.settings();
-    let socks = m.accepting.borrow().keys().any(|a| !s.is_agent(a));
-    if socks && m.pool.any_ready() {
-        Health::Up
-    } else {
-        Health::Down
+/// The agent-check line for the node's health.
+pub(super) fn line(h: Health) -> &'static [u8] {
+    match h {
+        Health::Serving => b"up\n",
+        Health::Draining | Health::Stopping => b"drain\n",
+        Health::NoListener | Health::NoRelay => b"down\n",
     }
 }
 
@@ -67,7 +41,7 @@ pub(super) async fn serve(m: Rc<Mother>, listener: ExclusiveAccept) {
                 let Ok(stream) = TcpStream::from_std(std::net::TcpStream::from(fd)) else {
                     continue;
                 };
-                let answer = health(&m).line();
+                let answer = line(m.health());
                 tokio::task::spawn_local(async move {
                     let _ = tokio::time::timeout(CHECK_TIME, answer_one(stream, answer)).await;
                 });

@@ -199,7 +199,7 @@ pub(super) fn dump_state(m: &Rc<Mother>) {
         m.pool.total_sessions(),
         m.pool.handed_total.get(),
         m.pool.handoff_messages.get(),
-        String::from_utf8_lossy(super::agent::health(m).line()).trim_end(),
+        String::from_utf8_lossy(super::agent::line(m.health())).trim_end(),
         m.accepting
             .borrow()
             .keys()

@@ -13,6 +13,7 @@ use super::family::{Family, Listeners};
 use super::pool::Pool;
 use crate::auth::link::AuthLink;
 use crate::log;
+use crate::metrics::health::Health;
 use crate::roles::auth_helper::keeper::Keeper;
 use crate::settings::Settings;
 
@@ -36,6 +37,8 @@ pub struct Mother {
     pub(super) draining: Cell<bool>,
     /// Stopping because a new family took over (an upgrade): the agent socket is theirs too.
     pub(super) handing_over: Cell<bool>,
+    /// Stopping (SIGTERM, the lead's order, an upgrade): the SOCKS listeners are closed.
+    pub(super) stopping: Cell<bool>,
 }
 
 impl Mother {
@@ -47,6 +50,24 @@ impl Mother {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         (u64::from(self.index) << 48) | id
+    }
+
+    /// This mother's view of the node, for the agent-check and `/healthz`.
+    pub(super) fn health(&self) -> Health {
+        if self.stopping.get() {
+            return Health::Stopping;
+        }
+        if self.draining.get() {
+            return Health::Draining;
+        }
+        let s = self.settings();
+        if !self.accepting.borrow().keys().any(|a| s.is_socks(a)) {
+            Health::NoListener
+        } else if !self.pool.any_ready() {
+            Health::NoRelay
+        } else {
+            Health::Serving
+        }
     }
 
     pub(super) fn title(&self) -> String {

@@ -26,10 +26,12 @@ pub(super) async fn stop(
 ) {
     child::stop_replacing();
     m.draining.set(true);
+    m.stopping.set(true);
     let s = m.settings();
-    // The agent goes on answering "drain" to the balancer, unless a new family answers now.
+    // The agent goes on answering "drain" to the balancer and the admin port "503 stopping"
+    // with the metrics of the drain, unless a new family answers now.
     let handover = m.handing_over.get();
-    let keep = |a: &SocketAddr| !handover && s.is_agent(a);
+    let keep = |a: &SocketAddr| !handover && !s.is_socks(a);
     let socks: Vec<SocketAddr> = m
         .accepting
         .borrow()

@@ -45,7 +45,9 @@ impl Meter {
 
 impl Flush for Meter {
     fn flush(&self) {
-        let now = [self.stats.to_target.get(), self.stats.to_client.get()];
+        // Payload only: what reached the target, and what came from it (what goes to a UDP
+        // client carries a SOCKS header as well).
+        let now = [self.stats.to_target.get(), self.stats.from_target.get()];
         let before = self.reported.replace(now);
         counters::bytes(
             [

@@ -266,7 +266,13 @@ fn run_main(args: &[String]) -> i32 {
     } else {
         counters::ProcRole::Mother
     };
-    if let Err(e) = counters::create(users, top) {
+    let carried = inherited.as_mut().and_then(|i| i.counters.take());
+    let made = match carried {
+        // An upgrade: the totals go on from the old family's.
+        Some(fd) => counters::adopt(fd, top),
+        None => counters::create(users, top),
+    };
+    if let Err(e) = made {
         log::warning(&format!(
             "cannot make the counters region: {e}; metrics are off"
         ));

@@ -396,3 +396,52 @@ fn after_an_upgrade_only_the_new_family_answers_the_agent() {
         assert_eq!(check(), b"drain\n", "the new family forgot the drain");
     }
 }
+
+/// The server's totals go on across an upgrade: the new family maps the old one's counters
+/// region, so `/metrics` counters never go back (what the old family still relays counts too).
+#[test]
+fn metrics_go_on_across_an_upgrade() {
+    let echo = echo_server();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = install(dir.path());
+    let port = free_tcp_port("127.0.0.1");
+    let srv = start_with_body(
+        dir,
+        &bin,
+        &["-N", "2"],
+        &format!("rsockd.metrics: {{IP}} port = {port}\n"),
+    );
+    let pf = pidfile(&srv);
+    let _reaper = Reaper(pf.clone());
+    let admin = SocketAddr::from((srv.ip, port));
+    let sample = |name: &str| -> f64 {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("http://{admin}/metrics"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    let ok = "rsockd_sessions_total{command=\"connect\",result=\"ok\"}";
+    for i in 0..3 {
+        serve_one(srv.addr, echo.addr, i);
+    }
+    assert_eq!(sample(ok), 3.0);
+    let out = order_upgrade(&pf);
+    assert!(out.status.success(), "{out:?}");
+    srv.wait_log("the hand-over", 10, |t| t.contains("took over"));
+    assert_eq!(
+        sample(ok),
+        3.0,
+        "the new family counts on from the old one's totals"
+    );
+    serve_one(srv.addr, echo.addr, 3);
+    assert_eq!(sample(ok), 4.0);
+    assert_eq!(
+        sample("rsockd_process_restarts_total{role=\"mother\"}"),
+        0.0
+    );
+}

@@ -20,6 +20,7 @@ use rsockd_ipc::{Control, Report};
 use crate::channel::Channel;
 use crate::log;
 use crate::roles::child;
+use crate::scoreboard::counters;
 use crate::settings::Settings;
 
 /// How long the new binary has to become ready.
@@ -108,11 +109,16 @@ impl Successor {
             .ok_or("upgrade: the program path was not recorded at start")?;
         let (ours, theirs) =
             rsockd_sys::fdpass::seqpacket_pair().map_err(|e| format!("upgrade: channel: {e}"))?;
+        // The server's totals go on in the new family: it maps our counters region.
+        let mut fds = vec![(theirs, FD)];
+        if let Some(c) = counters::dup_fd() {
+            fds.push((c, counters::COUNTERS_FD));
+        }
         let child = rsockd_sys::privs::with_saved_uid(|| {
             rsockd_sys::spawn::spawn_program(
                 &origin.exe,
                 &origin.args,
-                vec![(theirs, FD)],
+                fds,
                 &[(ENV, FD.to_string())],
             )
         })
@@ -210,6 +216,8 @@ pub struct Inherited {
     pub draining: bool,
     pub listeners: Vec<(SocketAddr, OwnedFd)>,
     pub board: Option<OwnedFd>,
+    /// The old family's counters region, to count on in.
+    pub counters: Option<OwnedFd>,
     /// To say we are ready.
     pub chan: OwnedFd,
 }
@@ -227,6 +235,7 @@ pub fn take_inherited() -> Result<Option<Inherited>, String> {
         .map_err(|_| format!("{ENV}: not a descriptor number"))?;
     let chan = rsockd_sys::spawn::inherited_fd(fd)
         .ok_or_else(|| format!("{ENV}={fd}: no such descriptor"))?;
+    let counters = rsockd_sys::spawn::inherited_fd(counters::COUNTERS_FD);
     let mut buf = vec![0u8; rsockd_ipc::MAX_MESSAGE];
     let deadline = Instant::now() + READY_WITHIN;
     // A drain order (`rsockd --drain` in force) may come before the configuration.
@@ -273,6 +282,7 @@ pub fn take_inherited() -> Result<Option<Inherited>, String> {
         draining,
         listeners,
         board,
+        counters,
         chan,
     }))
 }

@@ -516,14 +516,19 @@ pub fn create(users: usize, role: ProcRole) -> io::Result<()> {
 /// (a parent from before this feature), counting is off in this process.
 pub fn attach_inherited(role: ProcRole) {
     if let Some(fd) = rsockd_sys::spawn::inherited_fd(COUNTERS_FD) {
-        match Counters::adopt(fd) {
-            Ok(c) => {
-                let _ = REGION.set(c);
-                claim_row(role);
-            }
-            Err(e) => crate::log::warning(&format!("counters not mapped: {e}")),
+        if let Err(e) = adopt(fd, role) {
+            crate::log::warning(&format!("counters not mapped: {e}"));
         }
     }
+}
+
+/// Maps the region behind `fd` (a parent's, or the family's we take over from in an
+/// upgrade) as this process's, so its totals go on from where they were.
+pub fn adopt(fd: OwnedFd, role: ProcRole) -> io::Result<()> {
+    let c = Counters::adopt(fd)?;
+    let _ = REGION.set(c);
+    claim_row(role);
+    Ok(())
 }
 
 fn claim_row(role: ProcRole) {

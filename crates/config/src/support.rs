@@ -185,13 +185,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("rsockd.agent", G, IMPL),
     e("rsockd.metrics", G, IMPL),
     e("rsockd.metrics.users", G, IMPL),
-    e(
-        "rsockd.log.format",
-        G,
-        Status::NotYet {
-            detail: "only Dante's line format is written yet",
-        },
-    ),
+    e("rsockd.log.format", G, IMPL),
     e("rsockd.drain.timeout", G, IMPL),
     e("rsockd.users.file", G, IMPL),
     e(

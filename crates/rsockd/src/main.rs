@@ -129,6 +129,12 @@ fn run_main(args: &[String]) -> i32 {
         no_keepalive: cli.no_keepalive,
     };
     let of = cli.mothers;
+    // The top process is mother 1 (or the supervisor) from its first line on.
+    if cli.supervisor {
+        log::set_process("supervisor");
+    } else {
+        log::set_process(&format!("mother 1/{of}"));
+    }
     let loaded = match inherited.as_mut() {
         Some(i) => Settings::load_inheriting(&file, i.generation, flags, i.board.take()),
         None => Settings::load(&file, 1, flags),

@@ -423,6 +423,7 @@ impl Settings {
         Ok(Outputs::new(
             open(&self.config.logoutput)?,
             open(&self.config.errorlog)?,
+            self.config.log_format == rsockd_config::LogFormat::Json,
         ))
     }
 

@@ -121,6 +121,8 @@ impl Server {
             .lines()
             .find_map(|l| {
                 let rest = l.split("accepting clients on ").nth(1)?;
+                // The address ends the line, or the JSON string (rsockd.log.format: json).
+                let rest = rest.split('"').next()?;
                 let port = rest.rsplit('.').next()?;
                 port.trim().parse::<u16>().ok()
             })

@@ -5,6 +5,7 @@
 //! only warnings and worse. A line is formatted once, whatever the number of outputs.
 
 mod format;
+pub mod json;
 mod level;
 pub mod lines;
 mod output;
@@ -29,6 +30,11 @@ pub fn install(outputs: Outputs, debug: u32) {
     if let Ok(mut g) = LOGGER.write() {
         *g = Some(Logger { outputs, debug });
     }
+}
+
+/// Names this process in JSON lines (`mother 1/2`, `relay 1.2`, `auth-helper`, ...).
+pub fn set_process(name: &str) {
+    output::set_process(name);
 }
 
 /// Current debug level (`debug:` or `-d`).

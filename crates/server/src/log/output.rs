@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 use super::level::Level;
 
@@ -18,6 +18,16 @@ pub enum Dest {
 pub struct Outputs {
     all: Vec<Dest>,
     errors: Vec<Dest>,
+    /// `rsockd.log.format: json`.
+    json: bool,
+}
+
+static PROCESS: RwLock<String> = RwLock::new(String::new());
+
+pub(super) fn set_process(name: &str) {
+    if let Ok(mut p) = PROCESS.write() {
+        *p = name.to_string();
+    }
 }
 
 /// Program name and pid for the prefix, fixed per process.
@@ -32,11 +42,12 @@ impl Outputs {
         Outputs {
             all: vec![Dest::Stderr],
             errors: Vec::new(),
+            json: false,
         }
     }
 
-    pub fn new(all: Vec<Dest>, errors: Vec<Dest>) -> Self {
-        Outputs { all, errors }
+    pub fn new(all: Vec<Dest>, errors: Vec<Dest>, json: bool) -> Self {
+        Outputs { all, errors, json }
     }
 
     /// Opens a log file for appending; several processes append to it at once.
@@ -51,17 +62,34 @@ impl Outputs {
     pub fn write(&self, level: Level, msg: &str) {
         let now = std::time::SystemTime::now();
         let (stamp, secs, micros) = rsockd_sys::localtime::stamp(now);
-        let line = format!(
-            "{stamp} ({secs}.{micros:06}) {}: {}: {msg}\n",
-            ident(),
-            level.as_str()
-        );
+        let line = if self.json {
+            let process = PROCESS.read().map(|p| p.clone()).unwrap_or_default();
+            let process = if process.is_empty() {
+                "rsockd"
+            } else {
+                &process
+            };
+            super::json::line(level, msg, secs, micros, std::process::id(), process)
+        } else {
+            format!(
+                "{stamp} ({secs}.{micros:06}) {}: {}: {msg}\n",
+                ident(),
+                level.as_str()
+            )
+        };
+        // Syslog adds its own stamp and name: it gets `level: text`, or the JSON object.
+        let bare = if self.json {
+            line.trim_end().to_string()
+        } else {
+            format!("{}: {msg}", level.as_str())
+        };
+        let bare = bare.as_str();
         for d in &self.all {
-            emit(d, level, &line, msg);
+            emit(d, level, &line, bare);
         }
         if level >= Level::Warning {
             for d in &self.errors {
-                emit(d, level, &line, msg);
+                emit(d, level, &line, bare);
             }
         }
     }
@@ -90,7 +118,7 @@ fn emit(d: &Dest, level: Level, line: &str, msg: &str) {
                 Level::Error => libc::LOG_ERR,
                 Level::Alert => libc::LOG_ALERT,
             };
-            rsockd_sys::syslog::send(*facility, prio, &format!("{}: {msg}", level.as_str()));
+            rsockd_sys::syslog::send(*facility, prio, msg);
         }
     }
 }

@@ -32,6 +32,7 @@ const MAX_QUEUED: usize = 1024;
 pub fn run(ctl: OwnedFd, privileged: Option<String>) -> i32 {
     child::remember_parent();
     rsockd_sys::proctitle::set("rsockd: auth-helper");
+    crate::log::set_process("auth-helper");
     if rsockd_sys::privs::is_root() {
         let name = privileged.unwrap_or_else(|| "root".into());
         match rsockd_sys::privs::lookup(&name) {

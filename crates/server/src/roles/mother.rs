@@ -88,6 +88,7 @@ pub fn run_child(index: u32, of: u32, ctl: OwnedFd, flags: Flags, relays: usize)
     child::remember_parent();
     let id = format!("{index}/{of}");
     rsockd_sys::proctitle::set(&format!("rsockd: mother {index}/{of}"));
+    crate::log::set_process(&format!("mother {index}/{of}"));
     child::block_on_local(&format!("mother[{id}]"), async move {
         let chan = match Channel::new(ctl, "mother_ipc()") {
             Ok(c) => Rc::new(c),

@@ -274,6 +274,7 @@ async fn control_loop(r: Rc<Relay>) {
 pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
     child::remember_parent();
     rsockd_sys::proctitle::set(&format!("rsockd: relay {id}: 0 sessions"));
+    crate::log::set_process(&format!("relay {id}"));
     if let Ok(text) = std::env::var("RSOCKD_RELAY_PIPE") {
         match crate::relay::pipes::parse_engine(&text) {
             Ok(e) => crate::relay::pipes::set_engine(e),

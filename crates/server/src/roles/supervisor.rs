@@ -85,6 +85,7 @@ pub fn run(args: SupervisorArgs) -> i32 {
         draining,
     } = args;
     rsockd_sys::proctitle::set("rsockd: supervisor");
+    crate::log::set_process("supervisor");
     child::block_on_local("supervisor", async move {
         let settings = Rc::new(settings);
         settings.make_current();

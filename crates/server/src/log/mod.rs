@@ -14,6 +14,7 @@ pub use format::{addr, escape, session_addr};
 pub use level::Level;
 pub use output::{Dest, Outputs};
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::RwLock;
 
 struct Logger {
@@ -25,11 +26,21 @@ struct Logger {
 /// lock is uncontended; it exists so that a reload can swap outputs.
 static LOGGER: RwLock<Option<Logger>> = RwLock::new(None);
 
+/// The debug level, readable without the lock: call sites test it before formatting a line.
+static DEBUG: AtomicU32 = AtomicU32::new(0);
+
 /// Installs the outputs a configuration asks for (or stderr before any config is read).
 pub fn install(outputs: Outputs, debug: u32) {
     if let Ok(mut g) = LOGGER.write() {
         *g = Some(Logger { outputs, debug });
+        DEBUG.store(debug, Ordering::Relaxed);
     }
+}
+
+/// Whether lines of debug level `n` (1: `-d 1`, 2: `-d 2`) are written; test it before
+/// building a debug line's text.
+pub fn debugging(n: u32) -> bool {
+    DEBUG.load(Ordering::Relaxed) >= n
 }
 
 /// Names this process in JSON lines (`mother 1/2`, `relay 1.2`, `auth-helper`, ...).

@@ -155,7 +155,11 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
     auth: &impl Authenticator,
 ) -> Result<Request, NegError> {
     let greeting = wire.next(socks5::decode_greeting).await?;
-    let Some((method, wire_value)) = choose_method(methods, &greeting.methods) else {
+    let chosen = choose_method(methods, &greeting.methods);
+    if crate::log::debugging(2) {
+        crate::log::debug(&methods_line(&greeting.methods, chosen.map(|c| c.1)));
+    }
+    let Some((method, wire_value)) = chosen else {
         let _ = wire
             .io()
             .write_all(&socks5::encode_method_selection(
@@ -252,6 +256,18 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         .await;
     req.password.fill(0);
     wire.forget_consumed();
+    if crate::log::debugging(2) {
+        // The name and the outcome; never the password.
+        crate::log::debug(&format!(
+            "recv_sockspacket(): username/password authentication of user \"{}\" {}",
+            crate::log::escape(&req.username),
+            if verdict.is_ok() {
+                "succeeded"
+            } else {
+                "failed"
+            }
+        ));
+    }
     let status = if verdict.is_ok() {
         rfc1929::STATUS_SUCCESS
     } else {
@@ -268,6 +284,34 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(None) => Ok(Some(String::from_utf8_lossy(&req.username).into_owned())),
         Err(e) => Err(NegError::AuthFailed(e)),
     }
+}
+
+/// `recv_methods(): client offered 2 authentication methods: 0x0 (none), 0x2 (username);
+/// sending authentication reply: METHOD: 0x0`, as Dante's debug lines say it.
+fn methods_line(offered: &[u8], chosen: Option<u8>) -> String {
+    let names: Vec<String> = offered
+        .iter()
+        .map(|&m| {
+            // RFC 1928's wire values (rsockd's config methods are not one to one with them).
+            let name = match m {
+                0x00 => "none",
+                0x01 => "gssapi",
+                0x02 => "username",
+                0x03..=0x7f => "iana-assigned",
+                0x80..=0xfe => "private",
+                0xff => "no acceptable methods",
+            };
+            format!("{m:#x} ({name})")
+        })
+        .collect();
+    format!(
+        "recv_methods(): client offered {} authentication method{}: {}; sending authentication \
+         reply: METHOD: {:#x}",
+        offered.len(),
+        if offered.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        chosen.unwrap_or(socks5::METHOD_NO_ACCEPTABLE)
+    )
 }
 
 async fn send_socks4_failure<W: AsyncWrite + Unpin>(w: &mut W) -> std::io::Result<()> {

@@ -98,6 +98,16 @@ fn register(r: &Relay, h: Handoff, fds: &[OwnedFd]) -> Live {
         .insert(live.0.id, [raw(0), raw(1)]);
     r.reg.sessions.borrow_mut().insert(live.0.id, live.clone());
     r.title_stale.notify_one();
+    if crate::log::debugging(2) {
+        crate::log::debug(&format!(
+            "relay {}: took session {:#x} of client {} with {} descriptor(s); {} session(s) now",
+            r.id,
+            live.0.id,
+            crate::log::addr(&live.0.client),
+            fds.len(),
+            r.reg.sessions.borrow().len()
+        ));
+    }
     live
 }
 

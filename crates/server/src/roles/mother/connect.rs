@@ -169,6 +169,17 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             .redirected(&sref, &t.text, from, to);
     }
     let keepalive = s.keepalive();
+    if log::debugging(1) {
+        for a in &attempts {
+            log::debug(&format!(
+                "socks_connecthost(): connect to {} from {}, for client {}",
+                log::addr(&a.target),
+                a.source
+                    .map_or_else(|| "any address".to_string(), |ip| ip.to_string()),
+                log::addr(&client.peer)
+            ));
+        }
+    }
     let attempt = connector.connect(&attempts, keepalive);
     let result = match s.connect_timeout(srule.as_ref()) {
         Some(t) => match tokio::time::timeout(t, attempt).await {
@@ -182,7 +193,16 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         None => attempt.await,
     };
     let (target_stream, won) = match result {
-        Ok(ok) => ok,
+        Ok(ok) => {
+            if log::debugging(1) {
+                let local = ok.0.local_addr().map(|a| log::addr(&a)).unwrap_or_default();
+                let peer = ok.0.peer_addr().map(|a| log::addr(&a)).unwrap_or_default();
+                log::debug(&format!(
+                    "connectstatus(): connect to {peer} from {local} completed successfully"
+                ));
+            }
+            ok
+        }
         Err(e) => {
             let ext = SocketAddr::new(e.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0);
             let rep = e

@@ -170,7 +170,17 @@ pub(super) async fn resolve_target(
     let (name, port, candidates) = match target {
         TargetAddr::Ip(a) => (None, a.port(), vec![*a]),
         TargetAddr::Domain(name, port) => match resolver.forward(name, *port).await {
-            Ok(v) => (Some(name.clone()), *port, v),
+            Ok(v) => {
+                if log::debugging(1) {
+                    let all: Vec<String> = v.iter().map(addr).collect();
+                    log::debug(&format!(
+                        "reqhostisok(): hostname {}.{port} in request resolved to address(es) {}",
+                        escape(name.as_bytes()),
+                        all.join(", ")
+                    ));
+                }
+                (Some(name.clone()), *port, v)
+            }
             Err(e) => {
                 return Err(format!(
                     "could not resolve hostname \"{}\": {e}",
@@ -381,6 +391,14 @@ pub(super) fn hand_off(
     fds.push(client_fd);
     fds.extend(more);
     let slots = client.slots.take();
+    if log::debugging(1) {
+        log::debug(&format!(
+            "handing client {} (session {:#x}) to a relay process with {} descriptor(s)",
+            addr(&client.peer),
+            h.id,
+            fds.len()
+        ));
+    }
     client.tally.outcome.set(Outcome::Ok);
     counters::handshake(now_us().saturating_sub(h.accepted_us));
     m.pool.hand_off(super::pool::Queued { h, fds, slots });

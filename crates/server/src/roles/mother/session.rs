@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use super::request::{log_flags, now_us, Client, Tally};
 use super::state::Mother;
-use crate::log::lines;
+use crate::log::{self, lines};
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::{Resolver, SystemResolver};
 use crate::scoreboard::counters::{self, Outcome, RuleType};
@@ -110,6 +110,14 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         client.accept_closed(false, &why);
         return;
     }
+    if log::debugging(1) {
+        log::debug(&format!(
+            "accepted tcp client {} on address {}, matched by client-rule #{}",
+            log::addr(&peer),
+            log::addr(&local),
+            cm.number
+        ));
+    }
     lines::accept_opened(&client.crule, &client.accepted());
     let methods: &[Method] = match &crule_cfg {
         Some(r) if !r.socksmethod.is_empty() => &r.socksmethod,
@@ -159,6 +167,9 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
             return;
         }
     };
+    if log::debugging(1) {
+        log::debug(&negotiated_line(&peer, &req));
+    }
     client.tally.cmd.set(counters::Cmd::of(req.command));
     client.who = req.user.clone().map(|u| (req.method, u));
     client.pending_pam = auth.pending.borrow_mut().take();
@@ -173,6 +184,33 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         Cmd::Bind => super::bind::run(m, &s, wire, client, req, accepted_us).await,
         Cmd::UdpAssociate => super::udp::run(m, &s, wire, client, req, accepted_us).await,
     }
+}
+
+/// `send_negotiate(): client C finished negotiate phase for command connect using
+/// proxyprotocol socks_v5, method username, user alice; target T`, as Dante's debug line (the
+/// method the client and we agreed on; never a password).
+fn negotiated_line(peer: &SocketAddr, req: &negotiate::Request) -> String {
+    let cmd = match req.command {
+        Cmd::Connect => "connect",
+        Cmd::Bind => "bind",
+        Cmd::UdpAssociate => "udpassociate",
+    };
+    let user = req
+        .user
+        .as_ref()
+        .map(|u| format!(", user {}", log::escape(u.as_bytes())))
+        .unwrap_or_default();
+    let target = match &req.target {
+        rsockd_proto::TargetAddr::Ip(a) => log::addr(a),
+        rsockd_proto::TargetAddr::Domain(n, p) => format!("{}.{p}", log::escape(n.as_bytes())),
+    };
+    format!(
+        "send_negotiate(): client {} finished negotiate phase for command {cmd} using \
+         proxyprotocol socks_v{}, method {}{user}; target {target}",
+        log::addr(peer),
+        req.version,
+        req.method.name()
+    )
 }
 
 /// Reads a trusted balancer's PROXY header, within the global `timeout.negotiate` (no client

@@ -641,3 +641,36 @@ fn raise_nofile(n: u64) {
         .expect("prlimit (util-linux) is required");
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn limited_rules_show_their_slots_and_bandwidth() {
+    let echo = echo_server();
+    let srv = Server::start_with(
+        &metrics_config(
+            "client pass { from: 0/0 to: 0/0 bandwidth: 1000000 }\n\
+             socks pass { from: 0/0 to: 0/0 session.max: 3 }\n",
+        ),
+        &["-N", "2"],
+    );
+    let admin = admin_addr(&srv);
+    let (mut a, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut a, b"one");
+    let (mut b, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut b, b"two");
+    let s = Scrape::take(admin, false);
+    assert_eq!(s.v("rsockd_limit_sessions{rule=\"1\",type=\"socks\"}"), 2.0);
+    assert_eq!(
+        s.v("rsockd_limit_sessions_max{rule=\"1\",type=\"socks\"}"),
+        3.0
+    );
+    assert_eq!(
+        s.v("rsockd_bandwidth_limit_bytes_per_second{rule=\"1\",type=\"client\"}"),
+        1_000_000.0
+    );
+    drop(a);
+    wait_until("the slot to be free", 10, || {
+        Scrape::take(admin, false).v("rsockd_limit_sessions{rule=\"1\",type=\"socks\"}") == 1.0
+    });
+}

@@ -16,6 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::scoreboard::counters::{Cmd, Outcome, ProcRole, Snapshot, BUCKETS_US};
+use crate::scoreboard::LimitRow;
 
 /// Which text format the scraper gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +57,13 @@ impl Format {
     }
 }
 
-/// The exposition of `snap` in `format`; `version` goes into `rsockd_build_info`.
-pub fn encode(snap: &Snapshot, version: &str, format: Format) -> String {
+/// The exposition of `snap` and the limited rules' `limits` in `format`; `version` goes into
+/// `rsockd_build_info`.
+pub fn encode(snap: &Snapshot, limits: &[LimitRow], version: &str, format: Format) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Families {
         snap: snap.clone(),
+        limits: limits.to_vec(),
         version: version.to_string(),
         format,
     }));
@@ -129,6 +132,7 @@ fn label_value(s: &str) -> String {
 #[derive(Debug)]
 struct Families {
     snap: Snapshot,
+    limits: Vec<LimitRow>,
     version: String,
     format: Format,
 }
@@ -313,6 +317,39 @@ impl Collector for Families {
             .collect();
         Self::gauge(e, "rsockd_processes", "Processes alive, by role.", &procs)?;
 
+        let rule =
+            |r: &LimitRow| vec![("type", r.kind.to_string()), ("rule", r.number.to_string())];
+        let with_max: Vec<&LimitRow> = self.limits.iter().filter(|r| r.max.is_some()).collect();
+        Self::gauge(
+            e,
+            "rsockd_limit_sessions",
+            "Sessions holding a slot of a rule's session.max, every process counted.",
+            &with_max
+                .iter()
+                .map(|r| (rule(r), r.in_use))
+                .collect::<Vec<_>>(),
+        )?;
+        Self::gauge(
+            e,
+            "rsockd_limit_sessions_max",
+            "A rule's session.max.",
+            &with_max
+                .iter()
+                .map(|r| (rule(r), r.max.unwrap_or(0)))
+                .collect::<Vec<_>>(),
+        )?;
+        let paced: Vec<(Labels, u64)> = self
+            .limits
+            .iter()
+            .filter_map(|r| Some((rule(r), r.bandwidth?)))
+            .collect();
+        Self::gauge(
+            e,
+            "rsockd_bandwidth_limit_bytes_per_second",
+            "A rule's bandwidth: limit, shared by all its sessions.",
+            &paced,
+        )?;
+
         Self::gauge(
             e,
             "rsockd_build_info",
@@ -350,6 +387,39 @@ mod tests {
         s
     }
 
+    fn limits() -> Vec<LimitRow> {
+        vec![
+            LimitRow {
+                kind: "socks",
+                number: 3,
+                max: Some(10),
+                in_use: 4,
+                bandwidth: None,
+            },
+            LimitRow {
+                kind: "client",
+                number: 1,
+                max: None,
+                in_use: 0,
+                bandwidth: Some(5000),
+            },
+        ]
+    }
+
+    #[test]
+    fn limited_rules() {
+        let t = encode(&sample(), &limits(), "1", Format::Classic);
+        assert!(
+            t.contains("rsockd_limit_sessions{type=\"socks\",rule=\"3\"} 4\n"),
+            "{t}"
+        );
+        assert!(t.contains("rsockd_limit_sessions_max{type=\"socks\",rule=\"3\"} 10\n"));
+        assert!(!t.contains("rsockd_limit_sessions{type=\"client\""));
+        assert!(t.contains(
+            "rsockd_bandwidth_limit_bytes_per_second{type=\"client\",rule=\"1\"} 5000\n"
+        ));
+    }
+
     fn sample_line<'a>(text: &'a str, starts: &str) -> &'a str {
         text.lines()
             .find(|l| l.starts_with(starts))
@@ -358,7 +428,7 @@ mod tests {
 
     #[test]
     fn classic_text_names_counters_by_their_samples_and_has_no_eof() {
-        let t = encode(&sample(), "1.2.3", Format::Classic);
+        let t = encode(&sample(), &limits(), "1.2.3", Format::Classic);
         assert!(t.contains("# TYPE rsockd_sessions gauge\n"), "{t}");
         assert!(t.contains("# TYPE rsockd_sessions_total counter\n"), "{t}");
         assert!(t.contains("# HELP rsockd_bytes_total Payload"), "{t}");
@@ -383,7 +453,7 @@ mod tests {
 
     #[test]
     fn openmetrics_ends_with_eof_and_types_the_clashing_family_unknown() {
-        let t = encode(&sample(), "1", Format::OpenMetrics);
+        let t = encode(&sample(), &limits(), "1", Format::OpenMetrics);
         assert!(t.ends_with("# EOF\n"), "{t}");
         assert!(t.contains("# TYPE rsockd_sessions_total unknown\n"), "{t}");
         assert!(t.contains("# TYPE rsockd_bytes counter\n"), "{t}");
@@ -392,7 +462,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_in_seconds() {
-        let t = encode(&sample(), "1", Format::Classic);
+        let t = encode(&sample(), &limits(), "1", Format::Classic);
         assert_eq!(
             sample_line(
                 &t,
@@ -416,7 +486,7 @@ mod tests {
 
     #[test]
     fn user_names_from_clients_are_escaped() {
-        let t = encode(&sample(), "1", Format::Classic);
+        let t = encode(&sample(), &limits(), "1", Format::Classic);
         assert!(
             t.contains(
                 "rsockd_user_bytes_total{user=\"al\\\"i\\\\ce\\n\",direction=\"client_to_target\"} 10\n"

@@ -10,12 +10,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::exposition::{self, Format};
 use super::health::Health;
 use crate::scoreboard::counters::Snapshot;
+use crate::scoreboard::LimitRow;
 
 /// What a response is made from: the mother's view of the node and the server's totals.
 pub trait Source {
     fn health(&self) -> Health;
     /// None when this process has no counters region (counting is off).
     fn snapshot(&self) -> Option<Snapshot>;
+    /// The rules with session limits or bandwidth, and their state.
+    fn limits(&self) -> Vec<LimitRow>;
 }
 
 /// The response to one request.
@@ -33,7 +36,7 @@ pub fn respond<B>(req: &Request<B>, src: &dyn Source) -> Response<Full<Bytes>> {
             let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::from_accept(accept);
             let snap = src.snapshot().unwrap_or_default();
-            let body = exposition::encode(&snap, env!("CARGO_PKG_VERSION"), format);
+            let body = exposition::encode(&snap, &src.limits(), env!("CARGO_PKG_VERSION"), format);
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 CONTENT_TYPE,
@@ -87,6 +90,9 @@ mod tests {
                 negotiating: 4,
                 ..Default::default()
             })
+        }
+        fn limits(&self) -> Vec<LimitRow> {
+            Vec::new()
         }
     }
 

@@ -87,6 +87,20 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// A limited rule as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitRow {
+    /// `client` or `socks`.
+    pub kind: &'static str,
+    pub number: u32,
+    /// `session.max`.
+    pub max: Option<u64>,
+    /// Its slots in use, every process's sessions counted.
+    pub in_use: u64,
+    /// `bandwidth:`, bytes per second.
+    pub bandwidth: Option<u64>,
+}
+
 /// The slot words a session holds, by index in the region; travels with the hand-off.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Held(pub Vec<u32>);
@@ -364,6 +378,21 @@ impl Scoreboard {
             .slot_runs()
             .map(|r| slots::in_use(self.run(r)))
             .sum()
+    }
+
+    /// Each limited rule's state now, for `/metrics`.
+    pub fn limit_rows(&self) -> Vec<LimitRow> {
+        self.layout
+            .tables
+            .iter()
+            .map(|t| LimitRow {
+                kind: t.kind.name(),
+                number: t.number,
+                max: t.limits.max.map(u64::from),
+                in_use: t.slots.map_or(0, |run| slots::in_use(self.run(run)) as u64),
+                bandwidth: t.bandwidth,
+            })
+            .collect()
     }
 
     /// One line per limited rule and per monitor, for the SIGUSR1 dump.

@@ -23,6 +23,7 @@ use crate::log;
 use crate::metrics::health::Health;
 use crate::metrics::http::{self, Source};
 use crate::scoreboard::counters::{self, Snapshot};
+use crate::scoreboard::LimitRow;
 
 /// Connections one mother serves at once (scrapers are few; a flood is closed at accept).
 const MAX_CONNS: usize = 32;
@@ -42,6 +43,14 @@ impl Source for Mother {
 
     fn snapshot(&self) -> Option<Snapshot> {
         counters::snapshot()
+    }
+
+    fn limits(&self) -> Vec<LimitRow> {
+        self.settings()
+            .board
+            .as_ref()
+            .map(|b| b.limit_rows())
+            .unwrap_or_default()
     }
 }
 

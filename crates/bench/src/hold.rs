@@ -180,6 +180,7 @@ pub fn hold(
     sessions: u64,
     cpu: &dyn Fn() -> f64,
     memory: &dyn Fn() -> Option<Memory>,
+    while_held: &dyn Fn() -> Option<()>,
 ) -> Result<Sample, String> {
     if sessions == 0 || sessions > MAX_SESSIONS {
         return Err(format!("sessions must be 1..={MAX_SESSIONS}"));
@@ -229,9 +230,13 @@ pub fn hold(
     std::thread::sleep(Duration::from_secs(1));
     let loaded = memory();
     let (rss, pss) = per_session(base, loaded, held);
+    // Its CPU is taken out of the session's share.
+    let probe_cpu0 = cpu();
+    let probed = while_held().is_some();
+    let probe_cpu = if probed { cpu() - probe_cpu0 } else { 0.0 };
     let echoed = all(&mut gens, &format!("echo {ECHO_SECS}"), ECHO_SECS)?;
     let (rss_echo, _) = per_session(base, memory(), held);
-    let used = cpu() - cpu0;
+    let used = cpu() - cpu0 - probe_cpu;
     let ok = sum(&echoed, "echoed")?;
     let corrupt = sum(&echoed, "corrupt")?;
     // Targets first: see close_group in workers.rs for why.

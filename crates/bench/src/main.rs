@@ -176,6 +176,12 @@ fn supports(proxy: &str, scenario: &str) -> bool {
     if proxy == "rsockd-max" || proxy == "rsockd-pp2" {
         return scenario == "rate";
     }
+    if proxy == "rsockd-nocount" {
+        return scenario == "rate" || scenario == "bulk8";
+    }
+    if proxy == "rsockd-metrics" {
+        return scenario == "rate" || scenario == "bulk8" || scenario == "scale";
+    }
     if scenario.starts_with("bw") {
         return proxy == "rsockd-bw";
     }
@@ -208,9 +214,14 @@ fn run_order<'a>(scenario: &str, names: &'a [String]) -> Vec<&'a String> {
 /// what a limited rule costs per session. `rsockd-bw` has `bandwidth:` (paced.rs), in the
 /// `bw1`, `bw10` and `bw100` scenarios only, which no other proxy runs. `rsockd-pp2` trusts
 /// the load generator as a balancer (`rsockd.proxyprotocol.from`), which sends a PROXY v2
-/// header first, in `rate` only: what the header costs per session.
-const PROXIES: [&str; 10] = [
+/// header first, in `rate` only: what the header costs per session. `rsockd-nocount` keeps no
+/// server totals (`RSOCKD_COUNTERS=off`) and `rsockd-metrics` has an admin port scraped once a
+/// second, in `rate` and `bulk8`: what counting and serving `/metrics` cost beside `rsockd`;
+/// `rsockd-metrics` also holds the `scale` sessions and times scrapes of them.
+const PROXIES: [&str; 12] = [
     "rsockd",
+    "rsockd-nocount",
+    "rsockd-metrics",
     "rsockd-N2",
     "rsockd-max",
     "rsockd-pp2",
@@ -234,6 +245,8 @@ fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, Str
         "rsockd-N2" => procs::rsockd(rsockd, 2),
         "rsockd-max" => procs::rsockd_limited(rsockd),
         "rsockd-pp2" => procs::rsockd_behind_balancer(rsockd),
+        "rsockd-nocount" => procs::rsockd_uncounted(rsockd),
+        "rsockd-metrics" => procs::rsockd_scraped(rsockd),
         "rsockd-bw" => procs::rsockd_paced(rsockd, paced::LIMIT),
         "rsockd-pipe64k" => procs::rsockd_engine(rsockd, "rsockd-pipe64k", "64k"),
         "rsockd-copy" => procs::rsockd_engine(rsockd, "rsockd-copy", "copy"),
@@ -487,7 +500,11 @@ fn main() {
                     "bw100" => paced::paced(addr, &sink, 100, rate_secs, &cpu),
                     "idle" | "scale" => {
                         let n = if sc == "idle" { idle_n } else { scale_n };
-                        hold::hold(&format!("{sc}/{name}"), addr, n, &cpu, &memory)
+                        // rsockd-metrics is scraped while it holds them: the cost of a scrape
+                        // of a full server.
+                        let admin = p.and_then(|p| p.admin);
+                        let probe = || admin.map(|a| scrape_cost(a, n, &cpu));
+                        hold::hold(&format!("{sc}/{name}"), addr, n, &cpu, &memory, &probe)
                     }
                     other => Err(format!("unknown scenario {other}")),
                 };
@@ -512,6 +529,33 @@ fn main() {
         eprintln!("{failures} failure(s)");
         std::process::exit(1);
     }
+}
+
+/// The server's CPU-ms per `/metrics` scrape, over 20 scrapes in a row (its CPU clock ticks
+/// in 10 ms, too coarse for one), and the body's size, printed as a note. Whatever else the
+/// process tree does meanwhile counts too: an upper bound.
+fn scrape_cost(admin: std::net::SocketAddr, held: u64, cpu: &dyn Fn() -> f64) {
+    const SCRAPES: u32 = 20;
+    let mut size = 0;
+    let t0 = std::time::Instant::now();
+    let before = cpu();
+    for _ in 0..SCRAPES {
+        match procs::scrape(admin) {
+            Ok(n) => size = n,
+            Err(e) => {
+                eprintln!("scrape while holding sessions: {e}");
+                return;
+            }
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64() * 1000.0 / f64::from(SCRAPES);
+    // The clock is read from /proc: let the last tick land.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let ms = (cpu() - before) * 1000.0 / f64::from(SCRAPES);
+    println!(
+        "note: a /metrics scrape of rsockd-metrics holding {held} sessions: {ms:.2} ms CPU and \
+         {wall:.2} ms wall each (over {SCRAPES}), {size} bytes"
+    );
 }
 
 type Results = BTreeMap<(String, String), Vec<Sample>>;

@@ -111,8 +111,50 @@ pub fn free_port() -> u16 {
 pub struct Proxy {
     pub name: &'static str,
     pub addr: SocketAddr,
+    /// `rsockd-metrics`' admin port, scraped once a second while it runs.
+    pub admin: Option<SocketAddr>,
     child: Child,
     _dir: PathBuf,
+    scraper: Option<Scraper>,
+}
+
+/// Scrapes `/metrics` once a second, as Prometheus would, until dropped.
+struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One `GET /metrics` over HTTP/1.0: the body's size, or why not.
+pub fn scrape(admin: SocketAddr) -> Result<usize, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin).map_err(|e| format!("scrape: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .map_err(|e| format!("scrape: {e}"))?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .map_err(|e| format!("scrape: {e}"))?;
+    if !out.starts_with(b"HTTP/1.0 200") && !out.starts_with(b"HTTP/1.1 200") {
+        return Err(format!(
+            "scrape: {}",
+            String::from_utf8_lossy(&out[..out.len().min(80)])
+        ));
+    }
+    let body = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| out.len() - i - 4);
+    Ok(body)
 }
 
 impl Proxy {
@@ -129,6 +171,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // The scraper stops before the server does, or it would report the server gone.
+        drop(self.scraper.take());
         let _ = rsockd_sys::process::kill(self.pid(), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -206,8 +250,10 @@ fn spawn(
     let p = Proxy {
         name,
         addr,
+        admin: None,
         child,
         _dir: dir,
+        scraper: None,
     };
     if !wait_listening(addr) {
         return Err(format!("{name}: not listening on {addr}"));
@@ -239,6 +285,71 @@ pub fn rsockd(bin: &Path, mothers: u32) -> Result<Proxy, String> {
     cmd.arg("-f").arg(&conf).arg("-N").arg(mothers.to_string());
     let name = if mothers == 1 { "rsockd" } else { "rsockd-N2" };
     spawn(name, cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
+/// rsockd started with `RSOCKD_COUNTERS=off`: no server totals are kept at all, the base
+/// line for what counting costs (`rsockd` counts, `rsockd-metrics` also serves scrapes).
+pub fn rsockd_uncounted(bin: &Path) -> Result<Proxy, String> {
+    let dir = scratch("rsockd-nocount").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let conf = config(&dir, port, "").map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f")
+        .arg(&conf)
+        .arg("-N")
+        .arg("1")
+        .env("RSOCKD_COUNTERS", "off");
+    spawn(
+        "rsockd-nocount",
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    )
+}
+
+/// rsockd with `rsockd.metrics:`, scraped once a second for as long as it runs.
+pub fn rsockd_scraped(bin: &Path) -> Result<Proxy, String> {
+    let dir = scratch("rsockd-metrics").map_err(|e| e.to_string())?;
+    let port = free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 2], free_port()));
+    let conf = config(
+        &dir,
+        port,
+        &format!("rsockd.metrics: {} port = {}\n", admin.ip(), admin.port()),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f").arg(&conf).arg("-N").arg("1");
+    let mut p = spawn(
+        "rsockd-metrics",
+        cmd,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        dir,
+    )?;
+    if !wait_listening(admin) {
+        return Err(format!("rsockd-metrics: no admin port on {admin}"));
+    }
+    p.admin = Some(admin);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = scrape(admin) {
+                eprintln!("rsockd-metrics: {e}");
+            }
+            for _ in 0..10 {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    p.scraper = Some(Scraper {
+        stop,
+        thread: Some(thread),
+    });
+    Ok(p)
 }
 
 /// rsockd whose socks rule carries `session.max` far above the load: every session takes and

@@ -273,9 +273,13 @@ fn run_main(args: &[String]) -> i32 {
         counters::ProcRole::Mother
     };
     let carried = inherited.as_mut().and_then(|i| i.counters.take());
+    // RSOCKD_COUNTERS=off keeps no totals at all: for measuring what counting costs (the
+    // benchmark's rsockd-nocount); /metrics then shows zeros and SIGUSR1 no totals.
+    let off = std::env::var_os("RSOCKD_COUNTERS").is_some_and(|v| v == "off");
     let made = match carried {
         // An upgrade: the totals go on from the old family's.
         Some(fd) => counters::adopt(fd, top),
+        None if off => Ok(()),
         None => counters::create(users, top),
     };
     if let Err(e) = made {

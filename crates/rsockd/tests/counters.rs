@@ -128,6 +128,10 @@ fn totals_are_exact_summed_over_processes_and_survive_kills_and_reloads() {
     );
     assert_eq!(num(line(&d, "sessions running: "), "connect"), 1);
     assert_eq!(num(line(&d, "handshakes: "), "handshakes:"), 4);
+    let rules = line(&d, "sessions per rule: ");
+    for want in ["client #1 6", "socks #1 1", "socks #2 4"] {
+        assert!(rules.contains(want), "no {want} in {rules}");
+    }
 
     // A relay holding the open session is killed: its session leaves the gauge, its bytes
     // and the totals stay, and its replacement is counted.

@@ -331,24 +331,34 @@ impl Settings {
     /// Every address to listen on: the `internal:` ones, then the `rsockd.agent:` and the
     /// `rsockd.metrics:` ones, each on a port of its own.
     pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, SettingsError> {
-        let mut out = self.internal_addrs()?;
+        let mut out: Vec<(SocketAddr, &str)> = self
+            .internal_addrs()?
+            .into_iter()
+            .map(|a| (a, "internal:"))
+            .collect();
         for (keyword, addrs) in [
-            ("rsockd.agent", &self.agents),
-            ("rsockd.metrics", &self.metrics),
+            ("rsockd.agent:", &self.agents),
+            ("rsockd.metrics:", &self.metrics),
         ] {
             for a in addrs {
-                if out.contains(a) {
+                if let Some((_, other)) = out.iter().find(|(b, _)| b == a) {
+                    let what = if keyword == "rsockd.agent:" {
+                        "the agent"
+                    } else {
+                        "the admin port"
+                    };
+                    let article = if other.starts_with('i') { "an" } else { "a" };
                     return Err(SettingsError(format!(
-                        "{}: {keyword}: {} is also an internal:, rsockd.agent: or rsockd.metrics: \
-                         address; it needs a port of its own",
+                        "{}: {keyword} {} is also {article} {other} address; {what} needs a port \
+                         of its own",
                         self.file,
                         log::addr(a)
                     )));
                 }
-                out.push(*a);
+                out.push((*a, keyword));
             }
         }
-        Ok(out)
+        Ok(out.into_iter().map(|(a, _)| a).collect())
     }
 
     /// The `internal:` addresses to listen on.

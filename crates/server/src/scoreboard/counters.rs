@@ -487,6 +487,35 @@ impl Snapshot {
                 .collect();
             out.push(format!("authentication failures: {}", parts.join(", ")));
         }
+        if !self.rule_sessions.is_empty() {
+            let parts: Vec<String> = self
+                .rule_sessions
+                .iter()
+                .map(|(ty, n, v)| format!("{} #{n} {v}", ty.name()))
+                .collect();
+            out.push(format!("sessions per rule: {}", parts.join(", ")));
+        }
+        if !self.users.is_empty() || self.users_rest != [0; 2] {
+            // The ten busiest by name; /metrics has them all.
+            let mut users: Vec<&(String, [u64; 2])> = self.users.iter().collect();
+            users.sort_by_key(|(_, b)| std::cmp::Reverse(b[0] + b[1]));
+            let mut parts: Vec<String> = users
+                .iter()
+                .take(10)
+                .map(|(u, b)| format!("\"{}\" {}/{}", crate::log::escape(u.as_bytes()), b[0], b[1]))
+                .collect();
+            if users.len() > 10 {
+                parts.push(format!("{} more", users.len() - 10));
+            }
+            parts.push(format!(
+                "others {}/{}",
+                self.users_rest[0], self.users_rest[1]
+            ));
+            out.push(format!(
+                "user bytes (client to target/target to client): {}",
+                parts.join(", ")
+            ));
+        }
         let procs: Vec<String> = ProcRole::ALL
             .iter()
             .zip(self.processes)

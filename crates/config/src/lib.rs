@@ -22,7 +22,7 @@ pub use model::{
     AddrMatch, AlarmSides, Command, Config, Cpu, CpuRole, CpuSettings, DataAlarm, DisconnectAlarm,
     ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, Method, Monitor,
     PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr, RuleKind, SchedPolicy,
-    SessionLimits, StateKey, Throttle, Timeouts, Verdict,
+    SessionLimits, Srchost, StateKey, Throttle, Timeouts, Verdict,
 };
 pub use services::Services;
 pub use validate::check_startable;

@@ -42,6 +42,8 @@ pub struct Config {
     pub udp_connectdst: bool,
     /// `compatibility: sameport`: BIND may use the privileged port the client asked for.
     pub compat_sameport: bool,
+    /// `srchost:` checks on every client (Dante's semantics).
+    pub srchost: Srchost,
     /// `rsockd.announce.udp:` (our extension): the address put in UDP ASSOCIATE replies instead
     /// of the relay socket's own, for NAT, containers and load balancers.
     pub announce_udp: Option<IpAddr>,
@@ -100,6 +102,7 @@ impl Default for Config {
             timeout: Timeouts::default(),
             udp_connectdst: true,
             compat_sameport: false,
+            srchost: Srchost::default(),
             announce_udp: None,
             announce_bind: None,
             proxyprotocol_from: Vec::new(),
@@ -274,6 +277,24 @@ impl SessionLimits {
     /// Whether a client rule's limits carry over to the socks rule (Dante's default: yes).
     pub fn inherits(&self) -> bool {
         self.inheritable.unwrap_or(true)
+    }
+}
+
+/// `srchost: nodnsmismatch nodnsunknown checkreplyauth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Srchost {
+    /// Refuse clients whose reverse-mapped name does not resolve back to their address.
+    pub nodnsmismatch: bool,
+    /// Refuse clients whose address has no reverse-mapped name.
+    pub nodnsunknown: bool,
+    /// Apply the session's authentication method and user to `bindreply`/`udpreply` rules
+    /// too (without it, reply rules match whatever the method).
+    pub checkreplyauth: bool,
+}
+
+impl Srchost {
+    pub fn any_dns(&self) -> bool {
+        self.nodnsmismatch || self.nodnsunknown
     }
 }
 

@@ -236,6 +236,18 @@ impl Display for Config {
         if self.compat_sameport {
             writeln!(s, "compatibility: sameport")?;
         }
+        let sh = self.srchost;
+        if sh != crate::model::Srchost::default() {
+            let words: Vec<&str> = [
+                (sh.nodnsmismatch, "nodnsmismatch"),
+                (sh.nodnsunknown, "nodnsunknown"),
+                (sh.checkreplyauth, "checkreplyauth"),
+            ]
+            .into_iter()
+            .filter_map(|(on, w)| on.then_some(w))
+            .collect();
+            writeln!(s, "srchost: {}", words.join(" "))?;
+        }
         if let Some(a) = self.announce_udp {
             writeln!(s, "rsockd.announce.udp: {a}")?;
         }

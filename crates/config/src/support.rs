@@ -208,7 +208,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("libwrap.deny", G, NOT_YET),
     e("compatibility", G, Status::ByValue),
     e("extension", G.or(R), Status::ByValue),
-    e("srchost", G, NOT_YET),
+    e("srchost", G, IMPL),
     family("cpu.", G, IMPL),
     e("child.maxrequests", G, IMPL),
     e("child.maxlifetime", G, IMPL),

@@ -196,11 +196,6 @@ fn not_supported_yet_settings() {
         ),
         ("extension: bind\n", "bind", "'extension: bind'"),
         (
-            "srchost: nodnsmismatch nodnsunknown\n",
-            "srchost",
-            "'srchost'",
-        ),
-        (
             "internal.tcp.so_rcvbuf: 1000\n",
             "internal.tcp.so_rcvbuf",
             "'internal.tcp.so_rcvbuf'",
@@ -672,6 +667,8 @@ fn announce_address_errors() {
     assert_eq!(c.config.announce_udp, Some("203.0.113.7".parse().unwrap()));
     assert_eq!(c.config.announce_bind, Some("2001:db8::7".parse().unwrap()));
     assert!(ok("compatibility: sameport\n").config.compat_sameport);
+    let sh = ok("srchost: nodnsunknown checkreplyauth\n").config.srchost;
+    assert!(sh.nodnsunknown && sh.checkreplyauth && !sh.nodnsmismatch);
 }
 
 #[test]
@@ -732,6 +729,12 @@ fn balancer_and_agent_settings() {
         1,
         24,
         "'rsockd.agent:' needs a port: 'ADDRESS port = P'",
+    );
+    err_at(
+        "srchost: nodnsunknown nodns\n",
+        1,
+        23,
+        "expected one of nodnsmismatch, nodnsunknown, checkreplyauth after 'srchost:'",
     );
 }
 

@@ -332,6 +332,11 @@ fn config() -> impl Strategy<Value = Config> {
                     timeout: t,
                     udp_connectdst: ucd,
                     compat_sameport: sameport,
+                    srchost: rsockd_config::Srchost {
+                        nodnsmismatch: sameport && ucd,
+                        nodnsunknown: json,
+                        checkreplyauth: sameport ^ json,
+                    },
                     announce_udp,
                     announce_bind,
                     proxyprotocol_from: nets.into_iter().fold(Vec::new(), |mut v, (ip, bits)| {

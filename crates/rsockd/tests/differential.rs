@@ -378,3 +378,51 @@ fn monitor_alarm_lines_match_danted() {
         assert!(ours.iter().any(|l| l == must), "rsockd lacks {must:?}: {ours:#?}");
     }
 }
+
+/// Connects from `from` (a loopback address of ours) and sends a greeting; returns the
+/// client's address once the server has closed.
+fn refused_from(from: std::net::Ipv4Addr, proxy: SocketAddr) -> SocketAddr {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    sock.connect(&proxy.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let me = s.local_addr().unwrap();
+    let _ = s.write_all(&[5, 1, 0]);
+    assert!(read_all(&mut s).is_empty(), "refused without a reply");
+    me
+}
+
+#[test]
+fn srchost_nodnsunknown_matches_danted() {
+    // 127.0.0.2 has no name here (/etc/hosts names 127.0.0.1 only, and there is no DNS).
+    let rules = "srchost: nodnsunknown\n\
+                 client pass { from: 0/0 to: 0/0 log: connect disconnect error }\n\
+                 socks pass { from: 0/0 to: 0/0 log: connect disconnect error }\n";
+    let Some(d) = start_danted_with(rules) else {
+        panic!("danted is required for differential tests (apt-get install dante-server)");
+    };
+    let srv = Server::start(&base_config(rules));
+    let unnamed = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let theirs_from = refused_from(unnamed, d.addr);
+    let ours_from = refused_from(unnamed, srv.addr);
+    let want = |from: SocketAddr, at: SocketAddr| {
+        format!(
+            "block(1): tcp/accept ]: {} {}: no dns entry found for srchost {}",
+            dante_addr(from),
+            dante_addr(at),
+            dante_addr(from)
+        )
+    };
+    let theirs = wait_for_line(&d.log, "no dns entry found");
+    assert!(theirs.contains(&want(theirs_from, d.addr)), "{theirs}");
+    let ours = wait_for_line(&srv.log, "no dns entry found");
+    assert!(ours.contains(&want(ours_from, srv.addr)), "{ours}");
+    // A client with a name goes on, on both.
+    let echo = echo_server();
+    for proxy in [d.addr, srv.addr] {
+        let (mut s, rep) = socks5_connect(proxy, echo.addr);
+        assert_eq!(rep, 0);
+        echo_once(&mut s, b"named client");
+    }
+}

@@ -29,6 +29,8 @@ pub struct RuleSet {
     needs_client_names: bool,
     needs_target_names: bool,
     needs_groups: bool,
+    /// `srchost: checkreplyauth`.
+    check_reply_auth: bool,
 }
 
 /// A new TCP connection, checked against client rules.
@@ -128,6 +130,7 @@ impl RuleSet {
         let needs_target_names = socks.iter().any(|c| c.to.addr.wants_names());
         let needs_groups = socks.iter().any(|c| !c.rule.group.is_empty());
         Ok(RuleSet {
+            check_reply_auth: cfg.srchost.checkreplyauth,
             client,
             socks,
             monitors,
@@ -161,8 +164,24 @@ impl RuleSet {
     /// [`RuleSet::socks`] with the (forward-confirmed) names of `q.src`, as in
     /// [`ClientQuery::src_names`].
     pub fn socks_with_src_names(&self, q: &SocksQuery<'_>, src_names: &[String]) -> Match<'_> {
+        // Replies are not authenticated by the session's method unless `srchost:
+        // checkreplyauth` says so (Dante: the reply is checked as method none, without a user).
+        let reply = matches!(q.command, Command::BindReply | Command::UdpReply);
+        let plain;
+        let q = if reply && !self.check_reply_auth {
+            plain = SocksQuery {
+                method: Method::None,
+                user: None,
+                groups: &[],
+                ..*q
+            };
+            &plain
+        } else {
+            q
+        };
+        let skip_methods = reply && !self.check_reply_auth;
         for c in &self.socks {
-            if socks_matches(c, q, src_names) {
+            if socks_matches(c, q, src_names, skip_methods) {
                 return found(c);
             }
         }
@@ -226,16 +245,21 @@ fn found(c: &Compiled) -> Match<'_> {
     }
 }
 
-fn socks_matches(c: &Compiled, q: &SocksQuery<'_>, src_names: &[String]) -> bool {
+fn socks_matches(
+    c: &Compiled,
+    q: &SocksQuery<'_>,
+    src_names: &[String],
+    skip_methods: bool,
+) -> bool {
     if c.commands & command_bit(q.command) == 0 || c.versions & version_bit(q.version) == 0 {
         return false;
     }
     // CVE-2024-54662: SOCKS v4 cannot authenticate, so only a rule allowing `none` applies,
     // whatever method the caller passed.
-    if q.version == ProxyProtocol::SocksV4 && !c.methods.contains(&Method::None) {
+    if !skip_methods && q.version == ProxyProtocol::SocksV4 && !c.methods.contains(&Method::None) {
         return false;
     }
-    if !c.methods.contains(&q.method) {
+    if !skip_methods && !c.methods.contains(&q.method) {
         return false;
     }
     if !c.rule.user.is_empty() && !q.user.is_some_and(|u| c.rule.user.iter().any(|x| x == u)) {

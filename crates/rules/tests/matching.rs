@@ -385,6 +385,33 @@ fn bindreply_convention() {
 }
 
 #[test]
+fn reply_rules_ignore_the_sessions_method_unless_checkreplyauth() {
+    // A username session's BIND reply: the reply rule allows only `none`, and names a user.
+    let rules = "socks pass { from: 0/0 to: 0/0 command: bindreply socksmethod: none }\n\
+                 socks pass { from: 0/0 to: 0/0 command: udpreply user: alice }\n";
+    let text = format!("socksmethod: none username\n{rules}");
+    let mut r = q("203.0.113.9:20", "10.0.0.5:40000");
+    r.method = Method::Username;
+    r.user = Some("alice");
+    r.command = Command::BindReply;
+    let off = set(&text);
+    assert_eq!(
+        off.socks(&r).number,
+        1,
+        "Dante checks replies as method none"
+    );
+    r.command = Command::UdpReply;
+    assert_eq!(off.socks(&r).number, 0, "and without the session's user");
+    let on = set(&format!("srchost: checkreplyauth\n{text}"));
+    assert_eq!(on.socks(&r).number, 2, "checkreplyauth: the user counts");
+    r.command = Command::BindReply;
+    assert_eq!(on.socks(&r).number, 0, "checkreplyauth: the method counts");
+    // Requests are checked as before either way.
+    r.command = Command::Connect;
+    assert_eq!(off.socks(&r).number, 0);
+}
+
+#[test]
 fn unsupported_conditions_refuse_to_compile() {
     let c = cfg_all("socksmethod: none\nclient pass { from: 0/0 to: 0/0 group: staff }\n");
     let e = RuleSet::compile(&c, &ifaces).unwrap_err();

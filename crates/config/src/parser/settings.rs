@@ -34,6 +34,7 @@ const HANDLED: &[&str] = &[
     "libwrap.hosts_access",
     "compatibility",
     "extension",
+    "srchost",
     "rsockd.announce.udp",
     "rsockd.announce.bind",
     "rsockd.proxyprotocol.from",
@@ -188,6 +189,21 @@ impl<'a> Parser<'a> {
                 self.end_of_value(kw);
             }
             "libwrap.hosts_access" | "compatibility" | "extension" => self.by_value(kw, name),
+            "srchost" => {
+                for t in self.list_items(kw) {
+                    let sh = &mut self.cfg.srchost;
+                    match t.text {
+                        "nodnsmismatch" => sh.nodnsmismatch = true,
+                        "nodnsunknown" => sh.nodnsunknown = true,
+                        "checkreplyauth" => sh.checkreplyauth = true,
+                        _ => self.error(
+                            t,
+                            "expected one of nodnsmismatch, nodnsunknown, checkreplyauth after \
+                             'srchost:'",
+                        ),
+                    }
+                }
+            }
             "rsockd.announce.udp" | "rsockd.announce.bind" => {
                 if let Some(ip) = self.announce_addr(kw) {
                     if name == "rsockd.announce.udp" {

@@ -8,3 +8,4 @@ pub mod ifaces;
 pub mod listen;
 pub mod resolve;
 pub mod sockets;
+pub mod srchost;

@@ -57,25 +57,33 @@ pub async fn forward(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// Reverse-resolves `ip` and keeps the name only if it resolves back to `ip` (forward
 /// confirmation, so a client cannot pass a name rule with a forged PTR record).
 pub async fn reverse_confirmed(ip: IpAddr) -> Vec<String> {
-    let Ok(_permit) = permits().acquire().await else {
+    let Some(name) = reverse(ip).await else {
         return Vec::new();
     };
-    let job = tokio::task::spawn_blocking(move || rsockd_sys::dns::reverse(ip));
-    let name = match tokio::time::timeout(LOOKUP_TIMEOUT, job).await {
-        Ok(Ok(Some(n))) => n,
-        _ => return Vec::new(),
-    };
-    drop(_permit);
-    match forward(&name, 0).await {
-        Ok(addrs)
-            if addrs
-                .iter()
-                .any(|a| a.ip().to_canonical() == ip.to_canonical()) =>
-        {
-            vec![name]
-        }
-        _ => Vec::new(),
+    if resolves_back(&name, ip).await {
+        vec![name]
+    } else {
+        Vec::new()
     }
+}
+
+/// The name `ip` reverse-maps to (getnameinfo with NI_NAMEREQD), if any.
+pub async fn reverse(ip: IpAddr) -> Option<String> {
+    let _permit = permits().acquire().await.ok()?;
+    let job = tokio::task::spawn_blocking(move || rsockd_sys::dns::reverse(ip));
+    match tokio::time::timeout(LOOKUP_TIMEOUT, job).await {
+        Ok(Ok(n)) => n,
+        _ => None,
+    }
+}
+
+/// Whether `name` resolves to `ip` among its addresses.
+pub async fn resolves_back(name: &str, ip: IpAddr) -> bool {
+    forward(name, 0).await.is_ok_and(|addrs| {
+        addrs
+            .iter()
+            .any(|a| a.ip().to_canonical() == ip.to_canonical())
+    })
 }
 
 /// Where names come from: the seam that lets the request path be tested without a resolver

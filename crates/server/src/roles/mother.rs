@@ -325,6 +325,7 @@ async fn start(args: MotherArgs, signals: &mut Signals) -> Result<Rc<Mother>, St
         draining: Cell::new(draining),
         handing_over: Cell::new(false),
         stopping: Cell::new(false),
+        srchost: Default::default(),
     });
     rsockd_sys::proctitle::set(&m.title());
     if let Some(k) = &m.keeper {

@@ -66,6 +66,20 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         number: cm.number,
         log: log_flags(cm.rule),
     };
+    // Dante checks the client's DNS once a rule has passed it: a refusal is that rule's block.
+    if pass {
+        if let Some(why) = m.srchost.refusal(s.config.srchost, &peer).await {
+            let who = lines::Accepted {
+                peer: &peer,
+                via: via.as_ref(),
+                local: &local,
+                probe,
+            };
+            lines::accept_refused(&crule, false, &who, &why);
+            counters::request_done(counters::Cmd::None, Outcome::Blocked);
+            return;
+        }
+    }
     // A client rule's session limits are checked at accept, as Dante does: over the limit,
     // the connection is reset with no reply.
     let slots = if pass {

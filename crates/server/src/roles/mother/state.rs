@@ -39,6 +39,8 @@ pub struct Mother {
     pub(super) handing_over: Cell<bool>,
     /// Stopping (SIGTERM, the lead's order, an upgrade): the SOCKS listeners are closed.
     pub(super) stopping: Cell<bool>,
+    /// `srchost:` lookups this mother made, kept for a while.
+    pub(super) srchost: crate::net::srchost::Checker,
 }
 
 impl Mother {

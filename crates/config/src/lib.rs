@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod diag;
+pub mod errsyms;
 mod lexer;
 pub mod manual;
 mod model;
@@ -20,9 +21,9 @@ mod validate;
 pub use diag::{ConfigError, Diagnostic};
 pub use model::{
     AddrMatch, AlarmSides, Command, Config, Cpu, CpuRole, CpuSettings, DataAlarm, DisconnectAlarm,
-    ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, Method, Monitor,
-    PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr, RuleKind, SchedPolicy,
-    SessionLimits, Srchost, StateKey, Throttle, Timeouts, Verdict,
+    ErrorLog, ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, Method,
+    Monitor, PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr, RuleKind,
+    SchedPolicy, SessionLimits, Side, Srchost, StateKey, Throttle, Timeouts, Verdict,
 };
 pub use services::Services;
 pub use validate::check_startable;

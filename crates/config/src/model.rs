@@ -44,6 +44,8 @@ pub struct Config {
     pub compat_sameport: bool,
     /// `srchost:` checks on every client (Dante's semantics).
     pub srchost: Srchost,
+    /// Global `internal.log.<level>.error:` / `external.log.<level>.error:`.
+    pub error_logs: Vec<ErrorLog>,
     /// `rsockd.announce.udp:` (our extension): the address put in UDP ASSOCIATE replies instead
     /// of the relay socket's own, for NAT, containers and load balancers.
     pub announce_udp: Option<IpAddr>,
@@ -103,6 +105,7 @@ impl Default for Config {
             udp_connectdst: true,
             compat_sameport: false,
             srchost: Srchost::default(),
+            error_logs: Vec::new(),
             announce_udp: None,
             announce_bind: None,
             proxyprotocol_from: Vec::new(),
@@ -547,6 +550,58 @@ pub struct Rule {
     /// `redirect to: ADDR [port = P]`: the target the session goes to instead; without a
     /// port, the requested one.
     pub redirect_to: Option<Redirect>,
+    /// `internal.log.<level>.error:` / `external.log.<level>.error:` of this rule; when
+    /// empty, the global ones apply.
+    pub error_logs: Vec<ErrorLog>,
+}
+
+/// Which connection of a session an error happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client's (`internal.`).
+    Internal,
+    /// The target's (`external.`): connecting to it, resolving its name.
+    External,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Internal => "internal",
+            Side::External => "external",
+        }
+    }
+}
+
+/// `<side>.log.<level>.error: SYMBOL...`: errors matching the symbols are logged at `level`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorLog {
+    pub side: Side,
+    /// The syslog level name as written (`emerg` .. `debug`).
+    pub level: String,
+    /// The symbols as written (errno names, `EAI_*`, `no-route`, `system-any`, `dns-any`).
+    pub symbols: Vec<String>,
+}
+
+impl ErrorLog {
+    /// The syslog level names Dante takes here.
+    pub const LEVELS: [&'static str; 8] = [
+        "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+    ];
+
+    /// Whether errno `e` is one of ours.
+    pub fn has_errno(&self, e: i32) -> bool {
+        self.symbols
+            .iter()
+            .any(|s| crate::errsyms::expand(s).is_some_and(|(v, _)| v.contains(&e)))
+    }
+
+    /// Whether getaddrinfo error `e` is one of ours.
+    pub fn has_gai(&self, e: i32) -> bool {
+        self.symbols
+            .iter()
+            .any(|s| crate::errsyms::expand(s).is_some_and(|(_, v)| v.contains(&e)))
+    }
 }
 
 /// An address of `redirect from:` or `redirect to:`.
@@ -581,6 +636,7 @@ impl Rule {
             bandwidth: None,
             redirect_from: None,
             redirect_to: None,
+            error_logs: Vec::new(),
         }
     }
 

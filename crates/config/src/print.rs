@@ -173,8 +173,23 @@ impl Display for Rule {
                 }
             }
         }
+        for l in &self.error_logs {
+            writeln!(s, "        {l}")?;
+        }
         s.push_str("}\n");
         f.write_str(&s)
+    }
+}
+
+impl Display for crate::model::ErrorLog {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.log.{}.error: {}",
+            self.side.name(),
+            self.level,
+            self.symbols.join(" ")
+        )
     }
 }
 
@@ -235,6 +250,9 @@ impl Display for Config {
         }
         if self.compat_sameport {
             writeln!(s, "compatibility: sameport")?;
+        }
+        for l in &self.error_logs {
+            writeln!(s, "{l}")?;
         }
         let sh = self.srchost;
         if sh != crate::model::Srchost::default() {

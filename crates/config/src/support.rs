@@ -153,8 +153,8 @@ pub static KEYWORDS: &[Entry] = &[
     e("logoutput", G, IMPL),
     e("errorlog", G, IMPL),
     e("debug", G, IMPL),
-    family("internal.log.", GRULES, NOT_YET),
-    family("external.log.", GRULES, NOT_YET),
+    family("internal.log.", GRULES, IMPL),
+    family("external.log.", GRULES, IMPL),
     // Timeouts.
     e("timeout.negotiate", GRULES, IMPL),
     e("timeout.connect", GRULES, IMPL),

@@ -216,11 +216,6 @@ fn not_supported_yet_settings() {
             "'internal.udp.udp_cork'",
         ),
         (
-            "internal.log.warning.error: ECONNREFUSED\n",
-            "internal.log.warning.error",
-            "'internal.log.warning.error'",
-        ),
-        (
             "external.log.info.tcp.disabled: ecn\n",
             "external.log.info.tcp.disabled",
             "'external.log.info.tcp.disabled'",
@@ -229,6 +224,43 @@ fn not_supported_yet_settings() {
         let d = err_near(text, word, "is not supported yet");
         assert!(d.message.starts_with(what), "{text}: {}", d.message);
     }
+}
+
+#[test]
+fn error_logs_by_errno_globally_and_in_rules() {
+    let c = ok(&format!(
+        "external.log.warning.error: ECONNREFUSED no-route\n\
+         internal.log.err.error: system-any\n{M}\
+         socks pass {{ from: 0/0 to: 0/0\n external.log.notice.error: dns-any EAI_AGAIN\n}}\n"
+    ))
+    .config;
+    assert_eq!(c.error_logs.len(), 2);
+    let e = &c.error_logs[0];
+    assert_eq!(e.side, rsockd_config::Side::External);
+    assert_eq!(e.level, "warning");
+    assert!(e.has_errno(111) && e.has_errno(101) && !e.has_errno(104));
+    assert!(c.error_logs[1].has_errno(104));
+    let r = &c.socks_rules[0].error_logs[0];
+    assert!(r.has_gai(-2) && r.has_gai(-3) && !r.has_errno(111));
+    // Dante's level names are syslog's: `err`, not `error`.
+    err_at(
+        "external.log.error.error: ECONNREFUSED\n",
+        1,
+        1,
+        "unknown loglevel: \"error\"",
+    );
+    err_at(
+        "internal.log.warning.error: ECONNREFUSED EBOGUS\n",
+        1,
+        42,
+        "unknown error symbol \"EBOGUS\"",
+    );
+    err_at(
+        "internal.log.warning.errors: ECONNREFUSED\n",
+        1,
+        1,
+        "expected 'internal.log.warning.error'",
+    );
 }
 
 #[test]
@@ -245,8 +277,8 @@ fn not_supported_yet_rule_options() {
         ("pac.sid: x", "pac.sid"),
         ("internal.tcp.tcp_nodelay: 1", "internal.tcp.tcp_nodelay"),
         (
-            "external.log.error.error: ECONNREFUSED",
-            "external.log.error.error",
+            "external.log.info.tcp.enabled: sack",
+            "external.log.info.tcp.enabled",
         ),
     ] {
         let t = rule(&format!("from: 0/0 to: 0/0\n{opt}\n"));

@@ -332,6 +332,15 @@ fn config() -> impl Strategy<Value = Config> {
                     timeout: t,
                     udp_connectdst: ucd,
                     compat_sameport: sameport,
+                    error_logs: if json {
+                        vec![rsockd_config::ErrorLog {
+                            side: rsockd_config::Side::External,
+                            level: "warning".into(),
+                            symbols: vec!["ECONNREFUSED".into(), "no-route".into()],
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                     srchost: rsockd_config::Srchost {
                         nodnsmismatch: sameport && ucd,
                         nodnsunknown: json,

@@ -426,3 +426,46 @@ fn srchost_nodnsunknown_matches_danted() {
         echo_once(&mut s, b"named client");
     }
 }
+
+#[test]
+fn error_lines_by_errno_match_danted() {
+    let rules = "external.log.warning.error: ECONNREFUSED\n\
+                 external.log.notice.error: dns-any\n\
+                 client pass { from: 0/0 to: 0/0 }\n\
+                 socks pass { from: 0/0 to: 0/0 }\n";
+    let Some(d) = start_danted_with(rules) else {
+        panic!("danted is required for differential tests (apt-get install dante-server)");
+    };
+    let srv = Server::start(&base_config(rules));
+    let closed = SocketAddr::from(([127, 0, 0, 1], free_tcp_port("127.0.0.1")));
+    for (proxy, log) in [(d.addr, &d.log), (srv.addr, &srv.log)] {
+        let (_s, rep) = socks5_connect(proxy, closed);
+        assert_eq!(rep, 5, "connection refused");
+        let want = format!(
+            "warning: connect to host {} failed: Connection refused",
+            dante_addr(closed)
+        );
+        wait_for_line(log, &want);
+        // A name no resolver knows.
+        let mut s = TcpStream::connect(proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&[5, 1, 0]).unwrap();
+        let mut m = [0u8; 2];
+        s.read_exact(&mut m).unwrap();
+        let name = b"nonexist.invalid";
+        let mut req = vec![5, 1, 0, 3, name.len() as u8];
+        req.extend(name);
+        req.extend(80u16.to_be_bytes());
+        s.write_all(&req).unwrap();
+        let _ = read_all(&mut s);
+        wait_for_line(log, "notice: could not DNS-resolve \"nonexist.invalid\": ");
+    }
+    // The same words after the name: the resolver's text and the family.
+    let tail = |path: &std::path::Path| {
+        let t = std::fs::read_to_string(path).unwrap();
+        t.lines()
+            .find_map(|l| l.split("could not DNS-resolve ").nth(1).map(str::to_string))
+            .unwrap()
+    };
+    assert_eq!(tail(&srv.log), tail(&d.log));
+}

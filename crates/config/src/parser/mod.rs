@@ -8,6 +8,7 @@
 //! so one run reports every problem it can.
 
 mod address;
+mod errorlog;
 mod methods;
 mod monitor;
 mod rule;

@@ -39,6 +39,8 @@ const HANDLED: &[&str] = &[
     "session.inheritable",
     "bandwidth",
     "redirect",
+    "internal.log.",
+    "external.log.",
 ];
 
 pub(super) fn has_rule_handler(key: &str) -> bool {
@@ -249,6 +251,11 @@ impl<'a> Parser<'a> {
                     Some(a) if name == "from" => rule.from = a,
                     Some(a) => rule.to = a,
                     None => self.skip_to_keyword(),
+                }
+            }
+            "internal.log." | "external.log." => {
+                if let Some(l) = self.error_log(kw) {
+                    rule.error_logs.push(l);
                 }
             }
             "command" => self.commands(kw, &mut rule.command),

@@ -23,6 +23,8 @@ const HANDLED: &[&str] = &[
     "debug",
     "child.maxrequests",
     "cpu.",
+    "internal.log.",
+    "external.log.",
     "child.maxlifetime",
     "timeout.negotiate",
     "timeout.connect",
@@ -165,6 +167,11 @@ impl<'a> Parser<'a> {
                 }
             }
             "cpu." => self.cpu(kw),
+            "internal.log." | "external.log." => {
+                if let Some(l) = self.error_log(kw) {
+                    self.cfg.error_logs.push(l);
+                }
+            }
             "child.maxrequests" | "child.maxlifetime" => {
                 // 0 is Dante's default: no limit.
                 let n = self.number(&format!("{}:", kw.text), u64::from(u32::MAX));

@@ -4,6 +4,7 @@
 //! single `write(2)`, so lines from many processes never interleave. `errorlog` outputs get
 //! only warnings and worse. A line is formatted once, whatever the number of outputs.
 
+pub mod by_errno;
 mod format;
 pub mod json;
 mod level;

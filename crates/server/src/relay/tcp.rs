@@ -96,6 +96,17 @@ pub fn mark_stopped() {
     STOPPED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
+impl End {
+    /// The side and errno of an error end.
+    pub fn errno(&self) -> Option<(rsockd_config::Side, i32)> {
+        match self {
+            End::ClientError(e) => Some((rsockd_config::Side::Internal, e.raw_os_error()?)),
+            End::TargetError(e) => Some((rsockd_config::Side::External, e.raw_os_error()?)),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if STOPPED.load(std::sync::atomic::Ordering::Relaxed) {

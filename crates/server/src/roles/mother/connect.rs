@@ -20,6 +20,7 @@ use crate::negotiate::{self, Wire};
 use crate::net::connect::{self, Attempt, Connector, HappyEyeballs};
 use crate::net::resolve::{Resolver, SystemResolver};
 use crate::settings::Settings;
+use rsockd_config::Side;
 
 /// A CONNECT that reached its target.
 pub(super) struct Connected {
@@ -169,6 +170,13 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             .redirected(&sref, &t.text, from, to);
     }
     let keepalive = s.keepalive();
+    let errlogs = log::by_errno::lists(srule.as_ref(), &s.config);
+    let in_progress = log::by_errno::errno_level(errlogs, Side::External, libc::EINPROGRESS);
+    for a in &attempts {
+        log::by_errno::write(in_progress, || {
+            log::by_errno::connect_in_progress(&a.target)
+        });
+    }
     if log::debugging(1) {
         for a in &attempts {
             log::debug(&format!(
@@ -204,6 +212,13 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             ok
         }
         Err(e) => {
+            if let Some(code) = e.error.raw_os_error() {
+                let level = log::by_errno::errno_level(errlogs, Side::External, code);
+                log::by_errno::write(level, || {
+                    let text = nix::errno::Errno::from_raw(code).desc();
+                    log::by_errno::connect_failed(&e.target, text)
+                });
+            }
             let ext = SocketAddr::new(e.source.unwrap_or(IpAddr::from([0, 0, 0, 0])), 0);
             let rep = e
                 .error

@@ -182,10 +182,16 @@ pub(super) async fn resolve_target(
                 (Some(name.clone()), *port, v)
             }
             Err(e) => {
+                let text = e.to_string();
+                let lists = log::by_errno::lists(None, &s.config);
+                let level = log::by_errno::by_gai_text(lists, &text);
+                log::by_errno::write(level, || {
+                    log::by_errno::dns_failed(name, &text, &s.externals)
+                });
                 return Err(format!(
                     "could not resolve hostname \"{}\": {e}",
                     escape(name.as_bytes())
-                ))
+                ));
             }
         },
     };

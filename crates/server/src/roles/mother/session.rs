@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use rsockd_config::Method;
+use rsockd_config::{Method, Side};
 use rsockd_ipc::RuleRef;
 use rsockd_proto::proxy;
 use rsockd_rules::ClientQuery;
@@ -160,6 +160,15 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
     let mut req = match res {
         Ok(r) => r,
         Err(e) => {
+            if let negotiate::NegError::Io(io) = &e {
+                if let Some(code) = io.raw_os_error() {
+                    let lists = log::by_errno::lists(crule_cfg.as_ref(), &s.config);
+                    let level = log::by_errno::errno_level(lists, Side::Internal, code);
+                    log::by_errno::write(level, || {
+                        log::by_errno::client_error(&peer, &local, code)
+                    });
+                }
+            }
             // Dante reads the version byte on its own, so it reports 1 byte for a bad version.
             let n = if matches!(e, negotiate::NegError::UnknownVersion(_)) {
                 1

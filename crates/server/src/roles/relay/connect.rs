@@ -80,5 +80,15 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) -> Option
         .tcpinfo
         .then(|| lines::tcp_info(client.as_fd(), target.as_fd()));
     lines::closed(h, stats, &end, tcpinfo.as_deref());
+    if let (Some((side, code)), Some(s)) = (end.errno(), crate::settings::Settings::current()) {
+        crate::log::by_errno::session_error(
+            &s.config,
+            h.socks_rule.number,
+            side,
+            code,
+            [&h.client, &h.internal],
+            [&h.target, &h.external],
+        );
+    }
     Some(end.closed_by())
 }

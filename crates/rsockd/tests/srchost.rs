@@ -44,6 +44,10 @@ fn start_dns() -> Dns {
             "--bind-interfaces",
             "--no-resolv",
             "--no-hosts",
+            // No pid file (two servers at once would fight over /run/dnsmasq.pid) and no
+            // configuration file but these arguments.
+            "--pid-file=",
+            "--conf-file=/dev/null",
             "--ptr-record=3.0.0.127.in-addr.arpa,good.test",
             "--host-record=good.test,127.0.0.3",
             "--ptr-record=4.0.0.127.in-addr.arpa,ghost.test",
@@ -51,10 +55,10 @@ fn start_dns() -> Dns {
         ])
         .arg(format!("--listen-address={addr}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let dns = Dns { child, addr };
+    let mut dns = Dns { child, addr };
     // Ready when it answers: a query for good.test over UDP.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -72,10 +76,14 @@ fn start_dns() -> Dns {
         if matches!(sock.recv_from(&mut buf), Ok((n, _)) if n > 12) {
             return dns;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "dnsmasq did not answer"
-        );
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = dns.child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = dns.child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("dnsmasq did not answer on {}: {err}", dns.addr);
+        }
     }
 }
 

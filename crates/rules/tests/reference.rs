@@ -128,12 +128,17 @@ fn ref_socks(cfg: &Config, q: &SocksQuery<'_>, src_names: &[String]) -> (Verdict
         } else {
             &r.socksmethod
         };
+        // Dante: replies are checked without the session's authentication unless
+        // `srchost: checkreplyauth` (no method check, no user).
+        let reply = matches!(q.command, Command::BindReply | Command::UdpReply);
+        let plain = reply && !cfg.srchost.checkreplyauth;
+        let user = if plain { None } else { q.user };
         let ok = (r.command.is_empty() || r.command.contains(&q.command))
             && (r.protocol.is_empty() || r.protocol.contains(&proto))
             && (r.proxyprotocol.is_empty() || r.proxyprotocol.contains(&q.version))
-            && methods.contains(&q.method)
-            && (q.version != ProxyProtocol::SocksV4 || methods.contains(&Method::None))
-            && (r.user.is_empty() || q.user.is_some_and(|u| r.user.iter().any(|x| x == u)))
+            && (plain || methods.contains(&q.method))
+            && (plain || q.version != ProxyProtocol::SocksV4 || methods.contains(&Method::None))
+            && (r.user.is_empty() || user.is_some_and(|u| r.user.iter().any(|x| x == u)))
             && ref_addr(&r.from, Some(q.src.ip()), q.src.port(), None, src_names)
             && ref_addr(&r.to, q.dst.ip, q.dst.port, q.dst.name, q.dst.names);
         if ok {

@@ -15,21 +15,7 @@ use common::*;
 
 /// The agent's address, from its log line.
 fn agent_addr(srv: &Server) -> SocketAddr {
-    let t = srv.wait_log("the agent line", 10, |t| {
-        t.contains("answering agent checks on ")
-    });
-    let rest = t.split("answering agent checks on ").nth(1).unwrap();
-    let port: u16 = rest
-        .lines()
-        .next()
-        .unwrap()
-        .rsplit('.')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    SocketAddr::from((srv.ip, port))
+    logged_addr(srv, "answering agent checks on ")
 }
 
 /// One agent check, as HAProxy does it (with an `agent-send` line): the answer.

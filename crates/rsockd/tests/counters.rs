@@ -7,12 +7,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
 use common::procs::{mother_pid, relays_of, wait_until, SIGKILL};
 use common::*;
 
-const SIGHUP: i32 = 1;
 const SIGUSR1: i32 = 10;
 
 /// Asks for a dump and returns its `counters:` lines; `seen` counts the dumps asked for.
@@ -165,16 +163,7 @@ fn totals_are_exact_summed_over_processes_and_survive_kills_and_reloads() {
     assert_eq!(bytes(&d), (want, want), "bytes never go back");
 
     // Mother 2 is killed and replaced; a reload follows: nothing goes back.
-    let m2 = mother_pid(srv.pid, 2).unwrap();
-    assert_eq!(unsafe_free_kill(m2, SIGKILL), 0);
-    wait_until("mother 2 to be replaced", 15, || {
-        mother_pid(srv.pid, 2).is_some_and(|p| p != m2)
-    });
-    srv.signal(SIGHUP);
-    srv.wait_log("the reload", 10, |t| {
-        t.contains("SIGHUP [: reloading config")
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    common::procs::replace_mother_2_then_reload(&srv);
     echo_session(&srv, &echo, 5);
     wait_until("the new session's bytes", 15, || {
         d = dump(&srv, &mut seen);

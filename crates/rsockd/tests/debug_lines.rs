@@ -8,8 +8,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -97,25 +95,7 @@ fn without_debug_there_is_no_debug_line() {
 fn level_2_adds_methods_logins_and_relays_but_never_a_password() {
     assert!(rsockd_testkit::is_root(), "the password file is root's");
     let echo = echo_server();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let users = dir.path().join("users");
-    let mut child = Command::new(BIN)
-        .args(["--hash-password", "--kind", "sha512", "dora"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3cret-pw-42\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    std::fs::write(&users, &out.stdout).unwrap();
-    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_dir, users) = password_file(&[("dora", "s3cret-pw-42")]);
     let conf = format!(
         "internal: {{IP}} port = 0\nexternal: 127.0.0.1\nsocksmethod: username\n\
          rsockd.users.file: {}\ndebug: 2\n{RULES}",

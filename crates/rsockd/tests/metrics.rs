@@ -9,14 +9,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::procs::{mother_pid, relays_of, wait_until, SIGCONT, SIGKILL};
 use common::*;
 
-const SIGHUP: i32 = 1;
 const SIGTERM: i32 = 15;
 const PY: &str = "/usr/bin/python3";
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,\
@@ -38,21 +36,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 
 /// The admin port's address, from its log line.
 fn admin_addr(srv: &Server) -> SocketAddr {
-    let t = srv.wait_log("the admin port line", 10, |t| {
-        t.contains("serving /metrics and /healthz on ")
-    });
-    let rest = t.split("serving /metrics and /healthz on ").nth(1).unwrap();
-    let port: u16 = rest
-        .lines()
-        .next()
-        .unwrap()
-        .rsplit('.')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    SocketAddr::from((srv.ip, port))
+    logged_addr(srv, "serving /metrics and /healthz on ")
 }
 
 /// One request with curl: (status, content type, body).
@@ -344,16 +328,7 @@ fn scrapes_are_exact_over_processes_and_survive_kills_and_reloads() {
     assert_eq!(ended(&s, "connect", "ok"), 4.0);
 
     // Mother 2 is killed and replaced, then a reload: nothing goes back.
-    let m2 = mother_pid(srv.pid, 2).unwrap();
-    assert_eq!(unsafe_free_kill(m2, SIGKILL), 0);
-    wait_until("mother 2's replacement", 15, || {
-        mother_pid(srv.pid, 2).is_some_and(|p| p != m2)
-    });
-    srv.signal(SIGHUP);
-    srv.wait_log("the reload", 10, |t| {
-        t.contains("SIGHUP [: reloading config")
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    common::procs::replace_mother_2_then_reload(&srv);
     echo_session(&srv, &echo, 5);
     wait_until("the new session's bytes", 15, || {
         s = Scrape::take(admin, false);
@@ -368,29 +343,7 @@ fn scrapes_are_exact_over_processes_and_survive_kills_and_reloads() {
 fn users_and_auth_failures() {
     require_root();
     let echo = echo_server();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let users = dir.path().join("users");
-    let mut text = String::new();
-    for (user, pw) in [("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")] {
-        let mut child = Command::new(BIN)
-            .args(["--hash-password", "--kind", "sha512", user])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{pw}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        text.push_str(&String::from_utf8_lossy(&out.stdout));
-    }
-    std::fs::write(&users, text).unwrap();
-    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_dir, users) = password_file(&[("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")]);
     let conf = format!(
         "internal: {{IP}} port = 0\nexternal: 127.0.0.1\nsocksmethod: username\n\
          rsockd.users.file: {}\nrsockd.metrics: {{IP}} port = {}\nrsockd.metrics.users: 2\n\

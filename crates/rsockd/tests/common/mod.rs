@@ -676,3 +676,51 @@ pub fn redirect_from_config(ip: &str, port: u16) -> String {
          socks pass {{ from: 0/0 to: 0/0 redirect from: {ip} port = {port} log: connect }}\n"
     ))
 }
+
+/// The address a log line of `srv` names after `marker` (`answering agent checks on `,
+/// `serving /metrics and /healthz on `): `srv`'s IP with the port the line gives.
+pub fn logged_addr(srv: &Server, marker: &str) -> SocketAddr {
+    let t = srv.wait_log(marker, 10, |t| t.contains(marker));
+    let rest = t.split(marker).nth(1).unwrap();
+    let port: u16 = rest
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    SocketAddr::from((srv.ip, port))
+}
+
+/// A root-only (0600) rsockd password file of `users` (name, password), hashed by
+/// `rsockd --hash-password`, in a directory every user may traverse (relays run as nobody).
+pub fn password_file(users: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut text = String::new();
+    for (user, pw) in users {
+        let mut child = Command::new(BIN)
+            .args(["--hash-password", "--kind", "sha512", user])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pw}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "rsockd --hash-password failed");
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let path = dir.path().join("users");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (dir, path)
+}

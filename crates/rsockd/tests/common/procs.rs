@@ -225,3 +225,19 @@ pub fn spread(srv: &Server, echo: SocketAddr, n: usize) -> Streamers {
     st.wait_established(n);
     st
 }
+
+/// SIGKILLs mother 2 of `srv` (at `-N 2`), waits for mother 1 to replace it, then reloads
+/// (SIGHUP) and waits for the reload line: the sequence after which totals must not go back.
+pub fn replace_mother_2_then_reload(srv: &Server) {
+    const SIGHUP: i32 = 1;
+    let m2 = mother_pid(srv.pid, 2).unwrap();
+    assert_eq!(unsafe_free_kill(m2, SIGKILL), 0);
+    wait_until("mother 2's replacement", 15, || {
+        mother_pid(srv.pid, 2).is_some_and(|p| p != m2)
+    });
+    srv.signal(SIGHUP);
+    srv.wait_log("the reload", 10, |t| {
+        t.contains("SIGHUP [: reloading config")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+}

@@ -15,6 +15,7 @@ mod number;
 mod parser;
 mod print;
 mod services;
+pub mod sockopts;
 pub mod support;
 mod validate;
 
@@ -22,8 +23,9 @@ pub use diag::{ConfigError, Diagnostic};
 pub use model::{
     AddrMatch, AlarmSides, Command, Config, Cpu, CpuRole, CpuSettings, DataAlarm, DisconnectAlarm,
     ErrorLog, ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, Method,
-    Monitor, PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr, RuleKind,
-    SchedPolicy, SessionLimits, Side, Srchost, StateKey, Throttle, Timeouts, Verdict,
+    Monitor, OptName, PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr,
+    RuleKind, SchedPolicy, SessionLimits, Side, SockOpt, Srchost, StateKey, Throttle, Timeouts,
+    Verdict,
 };
 pub use services::Services;
 pub use validate::check_startable;

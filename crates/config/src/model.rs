@@ -46,6 +46,9 @@ pub struct Config {
     pub srchost: Srchost,
     /// Global `internal.log.<level>.error:` / `external.log.<level>.error:`.
     pub error_logs: Vec<ErrorLog>,
+    /// Global socket options: `internal.` ones on the listening sockets before bind,
+    /// `external.` ones on every outgoing socket before bind or connect.
+    pub sockopts: Vec<SockOpt>,
     /// `rsockd.announce.udp:` (our extension): the address put in UDP ASSOCIATE replies instead
     /// of the relay socket's own, for NAT, containers and load balancers.
     pub announce_udp: Option<IpAddr>,
@@ -106,6 +109,7 @@ impl Default for Config {
             compat_sameport: false,
             srchost: Srchost::default(),
             error_logs: Vec::new(),
+            sockopts: Vec::new(),
             announce_udp: None,
             announce_bind: None,
             proxyprotocol_from: Vec::new(),
@@ -553,6 +557,8 @@ pub struct Rule {
     /// `internal.log.<level>.error:` / `external.log.<level>.error:` of this rule; when
     /// empty, the global ones apply.
     pub error_logs: Vec<ErrorLog>,
+    /// Socket options of this rule (client side after accept, target side before connect).
+    pub sockopts: Vec<SockOpt>,
 }
 
 /// Which connection of a session an error happened on.
@@ -570,6 +576,55 @@ impl Side {
             Side::Internal => "internal",
             Side::External => "external",
         }
+    }
+}
+
+/// A socket option's name: one of `sockopts::OPTIONS`, or the kernel's number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptName {
+    Named(String),
+    Number(i32),
+}
+
+/// `<side>.<level>.<option>[.<subfield>]: VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SockOpt {
+    pub side: Side,
+    pub level: crate::sockopts::SockLevel,
+    pub option: OptName,
+    /// The value as the kernel gets it (for `ip_tos` subfields, the TOS byte they make).
+    pub value: u32,
+}
+
+impl SockOpt {
+    /// How the value is passed (`Int` for numbered options).
+    pub fn kind(&self) -> crate::sockopts::ValueKind {
+        match &self.option {
+            OptName::Named(n) => {
+                crate::sockopts::find(self.level, n).unwrap_or(crate::sockopts::ValueKind::Int)
+            }
+            OptName::Number(_) => crate::sockopts::ValueKind::Int,
+        }
+    }
+
+    /// The option's name (or number) as written after the level.
+    pub fn option_name(&self) -> String {
+        match &self.option {
+            OptName::Named(n) => n.clone(),
+            OptName::Number(n) => n.to_string(),
+        }
+    }
+
+    /// True for the options Dante sets at any time; the others matter before the connection
+    /// is made, so on a client's socket (set after accept) Dante warns about them.
+    pub fn anytime(&self) -> bool {
+        matches!(&self.option, OptName::Named(n) if n == "so_debug" || n == "ip_tos")
+    }
+
+    /// `internal.tcp.tcp_nodelay`, as written.
+    pub fn key(&self) -> String {
+        let opt = self.option_name();
+        format!("{}.{}.{opt}", self.side.name(), self.level.name())
     }
 }
 
@@ -637,6 +692,7 @@ impl Rule {
             redirect_from: None,
             redirect_to: None,
             error_logs: Vec::new(),
+            sockopts: Vec::new(),
         }
     }
 

@@ -176,6 +176,9 @@ impl Display for Rule {
         for l in &self.error_logs {
             writeln!(s, "        {l}")?;
         }
+        for o in &self.sockopts {
+            writeln!(s, "        {}: {}", o.key(), o.value)?;
+        }
         s.push_str("}\n");
         f.write_str(&s)
     }
@@ -253,6 +256,9 @@ impl Display for Config {
         }
         for l in &self.error_logs {
             writeln!(s, "{l}")?;
+        }
+        for o in &self.sockopts {
+            writeln!(s, "{}: {}", o.key(), o.value)?;
         }
         let sh = self.srchost;
         if sh != crate::model::Srchost::default() {

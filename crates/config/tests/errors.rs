@@ -196,26 +196,6 @@ fn not_supported_yet_settings() {
         ),
         ("extension: bind\n", "bind", "'extension: bind'"),
         (
-            "internal.tcp.so_rcvbuf: 1000\n",
-            "internal.tcp.so_rcvbuf",
-            "'internal.tcp.so_rcvbuf'",
-        ),
-        (
-            "external.ip.ip_tos.dscp: af11\n",
-            "external.ip.ip_tos.dscp",
-            "'external.ip.ip_tos.dscp'",
-        ),
-        (
-            "external.socket.so_sndbuf: 1\n",
-            "external.socket.so_sndbuf",
-            "'external.socket.so_sndbuf'",
-        ),
-        (
-            "internal.udp.udp_cork: 1\n",
-            "internal.udp.udp_cork",
-            "'internal.udp.udp_cork'",
-        ),
-        (
             "external.log.info.tcp.disabled: ecn\n",
             "external.log.info.tcp.disabled",
             "'external.log.info.tcp.disabled'",
@@ -264,6 +244,101 @@ fn error_logs_by_errno_globally_and_in_rules() {
 }
 
 #[test]
+fn socket_options_globally_and_in_rules() {
+    use rsockd_config::sockopts::SockLevel;
+    use rsockd_config::{OptName, Side};
+    let c = ok(&format!(
+        "internal.tcp.tcp_nodelay: 1\n\
+         external.ip.ip_tos.dscp: af11\n\
+         external.ip.ip_tos.prec: flash\n\
+         internal.tcp.1: 1\n\
+         internal.socket.so_linger: 5\n\
+         internal.tcp.so_rcvbuf: 65536\n{M}\
+         client pass {{ from: 0/0 to: 0/0 internal.socket.so_sndbuf: 32768 }}\n\
+         socks pass {{ from: 0/0 to: 0/0\n external.ip.ip_tos.tos: lowdelay\n}}\n"
+    ))
+    .config;
+    let o = &c.sockopts;
+    assert_eq!(o.len(), 6);
+    assert_eq!(
+        (o[0].side, o[0].level, &o[0].option, o[0].value),
+        (
+            Side::Internal,
+            SockLevel::Tcp,
+            &OptName::Named("tcp_nodelay".into()),
+            1
+        )
+    );
+    assert_eq!((o[1].side, o[1].value), (Side::External, 40));
+    assert_eq!(o[2].value, 0x60);
+    assert_eq!(o[3].option, OptName::Number(1));
+    // Socket-level options are accepted under tcp., as Dante does, and kept at their level.
+    assert_eq!(o[5].level, SockLevel::Socket);
+    assert_eq!(o[5].key(), "internal.socket.so_rcvbuf");
+    assert_eq!(c.client_rules[0].sockopts[0].value, 32768);
+    assert_eq!(c.socks_rules[0].sockopts[0].value, 0x10);
+    // A known option at another level: Dante's warning, and it is set where it belongs.
+    let w = warnings(&format!("internal.socket.tcp_nodelay: 1\n{M}"));
+    assert!(
+        w.iter().any(|w| w.contains(
+            "to our knowledge socket option \"tcp_nodelay\" is not valid at the protocol level given (socket)"
+        )),
+        "{w:?}"
+    );
+    // In rules, as Dante: a warning for options that matter before the connection exists
+    // (not for ip_tos), and no external side in a client rule.
+    let w = warnings(&format!(
+        "{M}client pass {{ from: 0/0 to: 0/0\n internal.tcp.tcp_nodelay: 1\n internal.ip.ip_tos: 8\n}}\n"
+    ));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains(
+        "the socket option \"tcp_nodelay\" can only be correctly applied at pre-connection"
+    ));
+    err_at(
+        &format!("{M}client pass {{ from: 0/0 to: 0/0\n external.tcp.tcp_maxseg: 1000\n}}\n"),
+        3,
+        2,
+        "can not set socket options for the external side in a client-rule",
+    );
+    err_at(
+        "internal.tcp.tcp_bogus: 1\n",
+        1,
+        1,
+        "unknown socket option \"tcp_bogus\"",
+    );
+    err_at(
+        "external.ip.ip_tos.ecn: 1\n",
+        1,
+        1,
+        "unknown socket option \"ip_tos.ecn\"",
+    );
+    err_at(
+        "external.ip.ip_tos.dscp: af99\n",
+        1,
+        26,
+        "unknown ip_tos.dscp value \"af99\"",
+    );
+    err_at(
+        "internal.tcp.tcp_nodelay: yes\n",
+        1,
+        27,
+        "expected a number after 'internal.tcp.tcp_nodelay:'",
+    );
+    err_at(
+        "internal.socket.so_rcvbuf: -1\n",
+        1,
+        28,
+        "expected a number",
+    );
+    err_at(
+        "internal.tcp.tcp_nodelay: 1 2\n",
+        1,
+        29,
+        "unexpected text after the value",
+    );
+}
+
+#[test]
 fn not_supported_yet_rule_options() {
     for (opt, word) in [
         ("hostid: 1.2.3.4", "hostid"),
@@ -275,7 +350,6 @@ fn not_supported_yet_rule_options() {
         ("gssapi.enctype: integrity", "gssapi.enctype"),
         ("ldap.url: ldap://x", "ldap.url"),
         ("pac.sid: x", "pac.sid"),
-        ("internal.tcp.tcp_nodelay: 1", "internal.tcp.tcp_nodelay"),
         (
             "external.log.info.tcp.enabled: sack",
             "external.log.info.tcp.enabled",

@@ -341,6 +341,24 @@ fn config() -> impl Strategy<Value = Config> {
                     } else {
                         Vec::new()
                     },
+                    sockopts: if sameport {
+                        vec![
+                            rsockd_config::SockOpt {
+                                side: rsockd_config::Side::Internal,
+                                level: rsockd_config::sockopts::SockLevel::Tcp,
+                                option: rsockd_config::OptName::Named("tcp_nodelay".into()),
+                                value: 1,
+                            },
+                            rsockd_config::SockOpt {
+                                side: rsockd_config::Side::External,
+                                level: rsockd_config::sockopts::SockLevel::Ip,
+                                option: rsockd_config::OptName::Number(1),
+                                value: 40,
+                            },
+                        ]
+                    } else {
+                        Vec::new()
+                    },
                     srchost: rsockd_config::Srchost {
                         nodnsmismatch: sameport && ucd,
                         nodnsunknown: json,

@@ -469,3 +469,43 @@ fn error_lines_by_errno_match_danted() {
     };
     assert_eq!(tail(&srv.log), tail(&d.log));
 }
+
+#[test]
+fn socket_options_are_set_where_danted_sets_them() {
+    let rules = "internal.ip.ip_tos: 16\n\
+                 external.ip.ip_tos.dscp: af11\n\
+                 external.tcp.tcp_maxseg: 1000\n\
+                 client pass { from: 0/0 to: 0/0 }\n\
+                 socks pass { from: 0/0 to: 0/0\n external.socket.so_sndbuf: 200000\n}\n";
+    let Some(d) = start_danted_with(rules) else {
+        panic!("danted is required for differential tests (apt-get install dante-server)");
+    };
+    let srv = Server::start(&base_config(rules));
+    let (target, held) = holding_server();
+    let mut seen = Vec::new();
+    for proxy in [d.addr, srv.addr] {
+        let (c, rep) = socks5_connect(proxy, target);
+        assert_eq!(rep, 0);
+        let t = held.recv_timeout(Duration::from_secs(10)).unwrap();
+        let mut got = (None, None);
+        let start = Instant::now();
+        while got.0.is_none() || got.1.is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "sockets not in ss"
+            );
+            got = (
+                sock_readback(proxy, c.local_addr().unwrap()),
+                sock_readback(t.peer_addr().unwrap(), target),
+            );
+        }
+        let (client, out) = (got.0.unwrap(), got.1.unwrap());
+        seen.push((client.tos, out.tos, out.sndbuf, out.mss));
+    }
+    assert_eq!(
+        seen[0],
+        (0x10, 0x28, 400_000, seen[0].3),
+        "danted: {seen:?}"
+    );
+    assert_eq!(seen[1], seen[0], "rsockd vs danted");
+}

@@ -137,6 +137,59 @@ pub fn shutdown_both(fd: std::os::fd::RawFd) -> io::Result<()> {
     }
 }
 
+fn setsockopt<T>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &T,
+) -> io::Result<()> {
+    // SAFETY: `fd` is open for the call; `v` points to a live value of exactly the size we
+    // pass, which is what the option at (level, name) takes (the callers pick T by option).
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// setsockopt(2) of an int option, by the kernel's numbers (socket options from the
+/// configuration, which may name any option, even one by number).
+pub fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    setsockopt(fd, level, name, &v)
+}
+
+/// `SO_LINGER` on for `secs` seconds.
+pub fn set_linger_secs(fd: BorrowedFd<'_>, secs: libc::c_int) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: secs,
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &l)
+}
+
+/// A `struct timeval` option (`SO_RCVTIMEO`, `SO_SNDTIMEO`) of `secs` seconds.
+pub fn set_timeval(fd: BorrowedFd<'_>, name: libc::c_int, secs: libc::c_int) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: secs.into(),
+        tv_usec: 0,
+    };
+    setsockopt(fd, libc::SOL_SOCKET, name, &tv)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

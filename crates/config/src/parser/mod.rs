@@ -13,6 +13,7 @@ mod methods;
 mod monitor;
 mod rule;
 mod settings;
+mod sockopt;
 
 use crate::diag::Diagnostic;
 use crate::lexer::{Scanner, Tok};

@@ -7,7 +7,8 @@ use super::methods::List;
 use super::{Ctx, Parser};
 use crate::lexer::Tok;
 use crate::model::{
-    Command, Protocol, ProxyProtocol, Rule, RuleKind, SessionLimits, StateKey, Throttle, Verdict,
+    Command, Protocol, ProxyProtocol, Rule, RuleKind, SessionLimits, Side, StateKey, Throttle,
+    Verdict,
 };
 use crate::support::{self, Place};
 
@@ -41,6 +42,14 @@ const HANDLED: &[&str] = &[
     "redirect",
     "internal.log.",
     "external.log.",
+    "internal.socket.",
+    "internal.ip.",
+    "internal.tcp.",
+    "internal.udp.",
+    "external.socket.",
+    "external.ip.",
+    "external.tcp.",
+    "external.udp.",
 ];
 
 pub(super) fn has_rule_handler(key: &str) -> bool {
@@ -256,6 +265,35 @@ impl<'a> Parser<'a> {
             "internal.log." | "external.log." => {
                 if let Some(l) = self.error_log(kw) {
                     rule.error_logs.push(l);
+                }
+            }
+            "internal.socket." | "internal.ip." | "internal.tcp." | "internal.udp."
+            | "external.socket." | "external.ip." | "external.tcp." | "external.udp." => {
+                if let Some(o) = self.sockopt(kw) {
+                    if o.side == Side::External && rule.kind == RuleKind::Client {
+                        self.error(
+                            kw,
+                            "can not set socket options for the external side in a client-rule, \
+                             as there is no external side set up yet at this point.  Needs to be \
+                             set in the corresponding socks-rule if necessary",
+                        );
+                    } else {
+                        if o.side == Side::Internal && !o.anytime() {
+                            // Dante's warning; the option is set all the same, and Linux
+                            // honours most of them on an established connection.
+                            self.warn(
+                                kw,
+                                format!(
+                                    "to our knowledge the socket option \"{}\" can only be \
+                                     correctly applied at pre-connection establishment time, but \
+                                     by the time this rule is matched, the connection will \
+                                     already have been established",
+                                    o.option_name()
+                                ),
+                            );
+                        }
+                        rule.sockopts.push(o);
+                    }
                 }
             }
             "command" => self.commands(kw, &mut rule.command),

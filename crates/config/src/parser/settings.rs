@@ -25,6 +25,14 @@ const HANDLED: &[&str] = &[
     "cpu.",
     "internal.log.",
     "external.log.",
+    "internal.socket.",
+    "internal.ip.",
+    "internal.tcp.",
+    "internal.udp.",
+    "external.socket.",
+    "external.ip.",
+    "external.tcp.",
+    "external.udp.",
     "child.maxlifetime",
     "timeout.negotiate",
     "timeout.connect",
@@ -170,6 +178,12 @@ impl<'a> Parser<'a> {
             "internal.log." | "external.log." => {
                 if let Some(l) = self.error_log(kw) {
                     self.cfg.error_logs.push(l);
+                }
+            }
+            "internal.socket." | "internal.ip." | "internal.tcp." | "internal.udp."
+            | "external.socket." | "external.ip." | "external.tcp." | "external.udp." => {
+                if let Some(o) = self.sockopt(kw) {
+                    self.cfg.sockopts.push(o);
                 }
             }
             "child.maxrequests" | "child.maxlifetime" => {

@@ -724,3 +724,40 @@ pub fn password_file(users: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     (dir, path)
 }
+
+/// What the kernel reports (through `ss`) about the established TCP socket from `local` to
+/// `peer`: the options a test sets through the configuration, read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SockReadback {
+    pub tos: u32,
+    /// SO_RCVBUF / SO_SNDBUF as the kernel keeps them (twice the value set).
+    pub rcvbuf: u64,
+    pub sndbuf: u64,
+    pub mss: u32,
+}
+
+pub fn sock_readback(local: SocketAddr, peer: SocketAddr) -> Option<SockReadback> {
+    let out = std::process::Command::new("ss")
+        .args(["-tnie", "-m", "--tos", "state", "established", "src"])
+        .arg(local.to_string())
+        .arg("dst")
+        .arg(peer.to_string())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut r = SockReadback::default();
+    let mut found = false;
+    for tok in text.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')') {
+        if let Some(v) = tok.strip_prefix("tos:0x") {
+            r.tos = u32::from_str_radix(v, 16).ok()?;
+            found = true;
+        } else if let Some(v) = tok.strip_prefix("rb") {
+            r.rcvbuf = v.parse().unwrap_or(r.rcvbuf);
+        } else if let Some(v) = tok.strip_prefix("tb") {
+            r.sndbuf = v.parse().unwrap_or(r.sndbuf);
+        } else if let Some(v) = tok.strip_prefix("mss:") {
+            r.mss = v.parse().unwrap_or(r.mss);
+        }
+    }
+    found.then_some(r)
+}

@@ -5,7 +5,10 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rsockd_config::{Side, SockOpt};
 
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
@@ -35,6 +38,26 @@ pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     out
 }
 
+/// How outgoing sockets are set up before they connect.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// SO_KEEPALIVE (off with `-n`).
+    pub keepalive: bool,
+    /// The global `external.` socket options, then the socks rule's (which win).
+    pub opts: Vec<SockOpt>,
+}
+
+impl Outgoing {
+    pub fn new(keepalive: bool, global: &[SockOpt], rule: Option<&rsockd_config::Rule>) -> Self {
+        let external = |o: &&SockOpt| o.side == Side::External;
+        let mut opts: Vec<SockOpt> = global.iter().filter(external).cloned().collect();
+        if let Some(r) = rule {
+            opts.extend(r.sockopts.iter().filter(external).cloned());
+        }
+        Outgoing { keepalive, opts }
+    }
+}
+
 /// One address to try and the local address to connect from (None = let the kernel choose).
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt {
@@ -52,7 +75,7 @@ pub struct ConnectError {
     pub error: io::Error,
 }
 
-async fn attempt(a: Attempt, keepalive: bool) -> Result<TcpStream, ConnectError> {
+async fn attempt(a: Attempt, out: &Outgoing) -> Result<TcpStream, ConnectError> {
     let fail = |error| ConnectError {
         target: a.target,
         source: a.source,
@@ -64,8 +87,17 @@ async fn attempt(a: Attempt, keepalive: bool) -> Result<TcpStream, ConnectError>
         TcpSocket::new_v6()
     }
     .map_err(fail)?;
-    if keepalive {
+    if out.keepalive {
         sock.set_keepalive(true).map_err(fail)?;
+    }
+    if !out.opts.is_empty() {
+        super::sockopts::apply(
+            sock.as_fd(),
+            &out.opts,
+            Side::External,
+            super::sockopts::Kind::Tcp,
+            a.target.is_ipv6(),
+        );
     }
     if let Some(src) = a.source {
         if a.source_port != 0 {
@@ -86,17 +118,19 @@ async fn attempt(a: Attempt, keepalive: bool) -> Result<TcpStream, ConnectError>
 /// fails or after `ATTEMPT_DELAY`, so a black-holed address costs 250 ms, not a full timeout.
 pub async fn happy_eyeballs(
     attempts: &[Attempt],
-    keepalive: bool,
+    out: &Outgoing,
 ) -> Result<(TcpStream, Attempt), ConnectError> {
     // Most targets have one address: no task, no timer.
     if let [a] = attempts {
-        return attempt(*a, keepalive).await.map(|s| (s, *a));
+        return attempt(*a, out).await.map(|s| (s, *a));
     }
+    let out = Arc::new(out.clone());
     let mut set: JoinSet<Result<(TcpStream, Attempt), ConnectError>> = JoinSet::new();
     let mut next = 0usize;
     let mut last_err: Option<ConnectError> = None;
     let start = |set: &mut JoinSet<_>, a: Attempt| {
-        set.spawn(async move { attempt(a, keepalive).await.map(|s| (s, a)) });
+        let out = out.clone();
+        set.spawn(async move { attempt(a, &out).await.map(|s| (s, a)) });
     };
     if let Some(a) = attempts.first() {
         start(&mut set, *a);
@@ -157,7 +191,7 @@ pub trait Connector {
     fn connect(
         &self,
         attempts: &[Attempt],
-        keepalive: bool,
+        out: &Outgoing,
     ) -> impl Future<Output = Result<(TcpStream, Attempt), ConnectError>>;
 }
 
@@ -168,9 +202,9 @@ impl Connector for HappyEyeballs {
     fn connect(
         &self,
         attempts: &[Attempt],
-        keepalive: bool,
+        out: &Outgoing,
     ) -> impl Future<Output = Result<(TcpStream, Attempt), ConnectError>> {
-        happy_eyeballs(attempts, keepalive)
+        happy_eyeballs(attempts, out)
     }
 }
 
@@ -214,7 +248,9 @@ mod tests {
                 source_port: 0,
             },
         ];
-        let (s, won) = happy_eyeballs(&attempts, true).await.unwrap();
+        let (s, won) = happy_eyeballs(&attempts, &Outgoing::default())
+            .await
+            .unwrap();
         assert_eq!(won.target, good);
         assert_eq!(s.peer_addr().unwrap(), good);
     }
@@ -231,7 +267,7 @@ mod tests {
                 source: None,
                 source_port: 0,
             }],
-            false,
+            &Outgoing::default(),
         )
         .await
         .unwrap_err();

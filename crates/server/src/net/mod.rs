@@ -8,4 +8,5 @@ pub mod ifaces;
 pub mod listen;
 pub mod resolve;
 pub mod sockets;
+pub mod sockopts;
 pub mod srchost;

@@ -83,6 +83,16 @@ pub(super) fn start_accepting(
     // and arms the timer in the child), which saves a setsockopt(2) per client. Every mother
     // sets the same value on the shared socket.
     socket2::SockRef::from(&std_l).set_keepalive(m.settings().keepalive())?;
+    // The global `internal.` options go on the listening socket too (Dante sets them before
+    // bind; here the socket may come from systemd or an upgrade): accepted sockets inherit
+    // them, and those that matter at the handshake (buffers, MSS, TOS) apply to it.
+    crate::net::sockopts::apply(
+        std::os::fd::AsFd::as_fd(&std_l),
+        &m.settings().config.sockopts,
+        rsockd_config::Side::Internal,
+        crate::net::sockopts::Kind::Tcp,
+        addr.is_ipv6(),
+    );
     // Tests and admins learn the real port from this line when the config says `port = 0`.
     let bound = std_l.local_addr().unwrap_or(addr);
     let l = ExclusiveAccept::new(OwnedFd::from(std_l))?;

@@ -9,11 +9,15 @@ use rsockd_ipc::{Command, Handoff};
 use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
-use super::request::{self, choose_source, detach, hand_off, refuse_failed, Client, Failing};
+use super::request::{
+    self, choose_source, client_options, detach, hand_off, refuse_failed, socket_options, Client,
+    Failing,
+};
 use super::state::Mother;
 use crate::log::{self, lines::Subject};
 use crate::negotiate::{self, Wire};
 use crate::net::sockets;
+use crate::net::sockopts;
 use crate::settings::Settings;
 
 /// The port to listen on, as Dante 1.4.2 picks it (observed): the one asked for when the
@@ -139,6 +143,16 @@ pub(super) async fn run(
         prefetched,
         nfds: 2,
     };
+    client_options(&client_stream, srule.as_ref());
+    // The peer's connection is accepted from this socket and inherits its options.
+    socket_options(
+        s,
+        srule.as_ref(),
+        std::os::fd::AsFd::as_fd(&listener),
+        rsockd_config::Side::External,
+        sockopts::Kind::Tcp,
+        bound.is_ipv6(),
+    );
     match detach(client_stream) {
         Ok(cfd) => hand_off(&m, &client, h, cfd, vec![listener.into()]),
         Err(e) => log::error(&format!(

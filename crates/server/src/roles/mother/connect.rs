@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::request::{
-    self, choose_source, detach, fail, hand_off, refuse_failed, Client, Failing, Resolved,
+    self, choose_source, client_options, detach, fail, hand_off, refuse_failed, Client, Failing,
+    Resolved,
 };
 use super::state::Mother;
 use crate::log::lines::Subject;
@@ -84,6 +85,7 @@ pub(super) async fn run(
         prefetched,
         nfds: 2,
     };
+    client_options(&client_stream, srule.as_ref());
     let (cfd, tfd) = match (detach(client_stream), detach(target_stream)) {
         (Ok(c), Ok(t)) => (c, t),
         _ => {
@@ -169,7 +171,7 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             .request(Subject::Connect)
             .redirected(&sref, &t.text, from, to);
     }
-    let keepalive = s.keepalive();
+    let out = connect::Outgoing::new(s.keepalive(), &s.config.sockopts, srule.as_ref());
     let errlogs = log::by_errno::lists(srule.as_ref(), &s.config);
     let in_progress = log::by_errno::errno_level(errlogs, Side::External, libc::EINPROGRESS);
     for a in &attempts {
@@ -188,7 +190,7 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             ));
         }
     }
-    let attempt = connector.connect(&attempts, keepalive);
+    let attempt = connector.connect(&attempts, &out);
     let result = match s.connect_timeout(srule.as_ref()) {
         Some(t) => match tokio::time::timeout(t, attempt).await {
             Ok(r) => r,

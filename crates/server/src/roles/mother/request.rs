@@ -20,6 +20,7 @@ use crate::log::lines::{self, Subject};
 use crate::log::{self, addr, escape};
 use crate::negotiate::{self, Cmd, Wire};
 use crate::net::resolve::Resolver;
+use crate::net::sockopts;
 use crate::scoreboard::counters::{self, Outcome, RuleType};
 use crate::scoreboard::held::SessionSlots;
 use crate::scoreboard::Key;
@@ -408,6 +409,40 @@ pub(super) fn hand_off(
     client.tally.outcome.set(Outcome::Ok);
     counters::handshake(now_us().saturating_sub(h.accepted_us));
     m.pool.hand_off(super::pool::Queued { h, fds, slots });
+}
+
+/// Sets the socket options of `side` for a socket of a session: the global ones (external
+/// side only: the global internal ones are on the listening sockets, which accepted sockets
+/// inherit), then the rule's, which win.
+pub(super) fn socket_options(
+    s: &Settings,
+    rule: Option<&Rule>,
+    fd: std::os::fd::BorrowedFd<'_>,
+    side: rsockd_config::Side,
+    kind: sockopts::Kind,
+    v6: bool,
+) {
+    if side == rsockd_config::Side::External || kind == sockopts::Kind::Udp {
+        sockopts::apply(fd, &s.config.sockopts, side, kind, v6);
+    }
+    if let Some(r) = rule.filter(|r| !r.sockopts.is_empty()) {
+        sockopts::apply(fd, &r.sockopts, side, kind, v6);
+    }
+}
+
+/// The rule's `internal.` socket options on the client's TCP socket, once the rule matched
+/// (Dante sets them after accept).
+pub(super) fn client_options(t: &TcpStream, rule: Option<&Rule>) {
+    if let Some(r) = rule.filter(|r| !r.sockopts.is_empty()) {
+        let v6 = t.peer_addr().is_ok_and(|a| a.is_ipv6());
+        sockopts::apply(
+            std::os::fd::AsFd::as_fd(t),
+            &r.sockopts,
+            rsockd_config::Side::Internal,
+            sockopts::Kind::Tcp,
+            v6,
+        );
+    }
 }
 
 /// Detaches a tokio TCP stream for the hand-off.

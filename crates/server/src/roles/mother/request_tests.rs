@@ -56,7 +56,7 @@ impl Connector for Recorder {
     async fn connect(
         &self,
         attempts: &[Attempt],
-        _keepalive: bool,
+        _out: &crate::net::connect::Outgoing,
     ) -> Result<(TcpStream, Attempt), ConnectError> {
         self.tried.borrow_mut().push(attempts.to_vec());
         match attempts.iter().find(|a| Some(a.target) == self.up) {

@@ -133,6 +133,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         ));
     }
     lines::accept_opened(&client.crule, &client.accepted());
+    super::request::client_options(wire.io(), crule_cfg.as_ref());
     let methods: &[Method] = match &crule_cfg {
         Some(r) if !r.socksmethod.is_empty() => &r.socksmethod,
         _ => &s.config.socksmethod,

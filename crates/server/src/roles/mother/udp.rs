@@ -10,12 +10,16 @@ use rsockd_ipc::{Command, Handoff};
 use rsockd_proto::Reply;
 use tokio::net::TcpStream;
 
-use super::request::{self, choose_source, detach, hand_off, refuse_failed, Client, Failing};
+use super::request::{
+    self, choose_source, detach, hand_off, refuse_failed, socket_options, Client, Failing,
+};
 use super::state::Mother;
 use crate::log::{self, lines::Subject};
 use crate::negotiate::{self, Wire};
 use crate::net::sockets;
+use crate::net::sockopts;
 use crate::settings::Settings;
+use rsockd_config::Side;
 
 pub(super) async fn run(
     m: Rc<Mother>,
@@ -57,6 +61,14 @@ pub(super) async fn run(
             return;
         }
     };
+    socket_options(
+        s,
+        srule.as_ref(),
+        std::os::fd::AsFd::as_fd(&csock),
+        Side::Internal,
+        sockopts::Kind::Udp,
+        client.local.is_ipv6(),
+    );
     let relay_addr = csock
         .local_addr()
         .ok()
@@ -84,7 +96,19 @@ pub(super) async fn run(
             None => sockets::bind_udp_fixed(ip),
         };
         match bound {
-            Ok(x) => exts.push(x),
+            Ok(x) => {
+                let fd = std::os::fd::AsFd::as_fd(&x);
+                let v6 = ip.is_ipv6();
+                socket_options(
+                    s,
+                    srule.as_ref(),
+                    fd,
+                    Side::External,
+                    sockopts::Kind::Udp,
+                    v6,
+                );
+                exts.push(x);
+            }
             Err(e) => {
                 let why = format!("cannot create the external UDP socket on {ip}: {e}");
                 let rep = e

@@ -17,6 +17,14 @@ pub enum CompileError {
         line: u32,
         what: String,
     },
+    /// The rule cannot match anything as written (Dante refuses it too).
+    #[error("{kind}-rule #{number} (line {line}): {what}")]
+    Invalid {
+        kind: &'static str,
+        number: u32,
+        line: u32,
+        what: String,
+    },
     /// A host or interface name that cannot name anything.
     #[error("{kind}-rule #{number} (line {line}): invalid name {name:?}")]
     InvalidName {
@@ -37,7 +45,8 @@ pub(crate) struct Compiled {
     pub commands: u8,
     /// Bit per [`ProxyProtocol`]: SOCKS versions the rule applies to.
     pub versions: u8,
-    /// The rule's socksmethod list, else the global one.
+    /// The rule's socksmethod list, else the global one; for client rules, the clientmethod
+    /// list.
     pub methods: Vec<Method>,
 }
 
@@ -107,27 +116,31 @@ pub(crate) fn compile_rule(
 ) -> Result<Compiled, CompileError> {
     let from = side(r, &r.from, iface)?;
     let to = side(r, &r.to, iface)?;
+    let mut methods = r.effective_socksmethod(&cfg.socksmethod).to_vec();
     if r.kind == RuleKind::Client {
-        // The client query carries neither a user nor names for our own address.
-        if !r.user.is_empty() {
-            return Err(unsupported(r, "'user:' in a client rule"));
-        }
-        if !r.group.is_empty() {
-            return Err(unsupported(r, "'group:' in a client rule"));
+        // A client rule's methods are its clientmethod list (checked at accept).
+        methods = if r.clientmethod.is_empty() {
+            cfg.effective_clientmethod()
+        } else {
+            r.clientmethod.clone()
+        };
+        if (!r.user.is_empty() || !r.group.is_empty()) && methods.contains(&Method::None) {
+            // Dante's words.
+            return Err(CompileError::Invalid {
+                kind: kind_name(r),
+                number: r.number,
+                line: r.line,
+                what: "the settings in this client-rule requires the client to provide a \
+                 user/group-name in some way, but this rule specifies, implicitly or explicitly, \
+                 the clientmethod none, which cannot be depended on to provide this information"
+                    .to_string(),
+            });
         }
         if to.addr.wants_names() {
             return Err(unsupported(
                 r,
                 "a host or domain name in a client rule's 'to:'",
             ));
-        }
-        let cm = if r.clientmethod.is_empty() {
-            cfg.effective_clientmethod()
-        } else {
-            r.clientmethod.clone()
-        };
-        if !cm.contains(&Method::None) {
-            return Err(unsupported(r, "a clientmethod list without 'none'"));
         }
     }
     let mut commands = 0u8;
@@ -150,6 +163,6 @@ pub(crate) fn compile_rule(
         to,
         commands,
         versions,
-        methods: r.effective_socksmethod(&cfg.socksmethod).to_vec(),
+        methods,
     })
 }

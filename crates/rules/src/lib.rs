@@ -29,6 +29,9 @@ pub struct RuleSet {
     needs_client_names: bool,
     needs_target_names: bool,
     needs_groups: bool,
+    /// Some client rule's methods are not just `none`: clients are checked at accept
+    /// (`rfc931`, `pam.address`, `pam.any`) with [`RuleSet::client_candidates`].
+    needs_client_auth: bool,
     /// `srchost: checkreplyauth`.
     check_reply_auth: bool,
 }
@@ -128,7 +131,11 @@ impl RuleSet {
             .chain(&socks)
             .any(|c| c.from.addr.wants_names());
         let needs_target_names = socks.iter().any(|c| c.to.addr.wants_names());
-        let needs_groups = socks.iter().any(|c| !c.rule.group.is_empty());
+        let needs_groups = socks
+            .iter()
+            .chain(&client)
+            .any(|c| !c.rule.group.is_empty());
+        let needs_client_auth = client.iter().any(|c| c.methods != [Method::None]);
         Ok(RuleSet {
             check_reply_auth: cfg.srchost.checkreplyauth,
             client,
@@ -138,10 +145,33 @@ impl RuleSet {
             needs_client_names,
             needs_target_names,
             needs_groups,
+            needs_client_auth,
         })
     }
 
-    /// First client rule matching a new connection.
+    /// The client rules whose addresses match a new connection, in order, each with the
+    /// methods that must pass for it to match (its `clientmethod`, else the global one).
+    /// The first whose method passes (and whose `user:`/`group:` then match, see
+    /// [`user_matches`]) is the client's rule, as in Dante; none is the default block.
+    pub fn client_candidates(&self, q: &ClientQuery<'_>) -> Vec<(Match<'_>, &[Method])> {
+        self.client
+            .iter()
+            .filter(|c| {
+                c.from
+                    .matches(Some(q.src.ip()), q.src.port(), None, q.src_names)
+                    && c.to.matches(Some(q.dst.ip()), q.dst.port(), None, &[])
+            })
+            .map(|c| (found(c), c.methods.as_slice()))
+            .collect()
+    }
+
+    /// Some client rule checks a method at accept: see [`RuleSet::client_candidates`].
+    pub fn needs_client_auth(&self) -> bool {
+        self.needs_client_auth
+    }
+
+    /// First client rule matching a new connection by address (the rule when every client
+    /// rule's method is `none`).
     pub fn client(&self, q: &ClientQuery<'_>) -> Match<'_> {
         for c in &self.client {
             if c.from
@@ -245,6 +275,16 @@ fn found(c: &Compiled) -> Match<'_> {
     }
 }
 
+/// A rule's `user:` and `group:` conditions against the session's user and its groups.
+/// Dante checks the primary group too (since 1.3.0); a rule naming users or groups never
+/// matches a session without a user.
+pub fn user_matches(rule: &Rule, user: Option<&str>, groups: &[String]) -> bool {
+    if !rule.user.is_empty() && !user.is_some_and(|u| rule.user.iter().any(|x| x == u)) {
+        return false;
+    }
+    rule.group.is_empty() || (user.is_some() && groups.iter().any(|g| rule.group.contains(g)))
+}
+
 fn socks_matches(
     c: &Compiled,
     q: &SocksQuery<'_>,
@@ -262,14 +302,7 @@ fn socks_matches(
     if !skip_methods && !c.methods.contains(&q.method) {
         return false;
     }
-    if !c.rule.user.is_empty() && !q.user.is_some_and(|u| c.rule.user.iter().any(|x| x == u)) {
-        return false;
-    }
-    // Dante checks the primary group too (since 1.3.0); a rule naming groups never matches a
-    // session without a user.
-    if !c.rule.group.is_empty()
-        && (q.user.is_none() || !q.groups.iter().any(|g| c.rule.group.contains(g)))
-    {
+    if !user_matches(&c.rule, q.user, q.groups) {
         return false;
     }
     c.from

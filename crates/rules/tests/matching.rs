@@ -413,24 +413,27 @@ fn reply_rules_ignore_the_sessions_method_unless_checkreplyauth() {
 
 #[test]
 fn unsupported_conditions_refuse_to_compile() {
+    // A user or group in a client rule needs a clientmethod that names the user (Dante's
+    // error otherwise).
     let c = cfg_all("socksmethod: none\nclient pass { from: 0/0 to: 0/0 group: staff }\n");
     let e = RuleSet::compile(&c, &ifaces).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "client-rule #1 (line 2): 'group:' in a client rule is not supported by the rule matcher"
+    assert!(
+        e.to_string().starts_with(
+            "client-rule #1 (line 2): the settings in this client-rule requires the client to \
+             provide a user/group-name"
+        ),
+        "{e}"
     );
     let c = cfg_all("socksmethod: none\nclient pass { from: 0/0 to: 0/0 user: bob }\n");
     assert!(matches!(
         RuleSet::compile(&c, &ifaces),
-        Err(CompileError::Unsupported { .. })
+        Err(CompileError::Invalid { .. })
     ));
     let c = cfg("socksmethod: none\nclient pass { from: 0/0 to: proxy.example }\n");
     assert!(matches!(
         RuleSet::compile(&c, &ifaces),
         Err(CompileError::Unsupported { .. })
     ));
-    let c = cfg_all("socksmethod: none\nclientmethod: rfc931\nclient pass { from: 0/0 to: 0/0 }\n");
-    assert!(RuleSet::compile(&c, &ifaces).is_err());
     let mut c = cfg(&format!("{NONE}socks pass {{ from: 0/0 to: x }}\n"));
     c.socks_rules[0].to.addr = rsockd_config::AddrMatch::Name("bad name".into());
     assert!(matches!(
@@ -510,4 +513,43 @@ fn the_first_matching_monitor_watches_a_session() {
         none.monitor(a("127.0.0.1:5000"), Command::Connect, a("127.0.0.1:80")),
         None
     );
+}
+
+#[test]
+fn client_rules_with_accept_time_methods() {
+    let c = cfg("socksmethod: none\nclientmethod: rfc931 none\n\
+         client pass { from: 10.0.0.0/8 to: 0/0\n clientmethod: rfc931\n user: alice\n}\n\
+         client block { from: 10.1.0.0/16 to: 0/0\n clientmethod: rfc931\n}\n\
+         client pass { from: 0/0 to: 0/0\n clientmethod: none\n}\n");
+    let set = RuleSet::compile(&c, &ifaces).unwrap();
+    assert!(set.needs_client_auth());
+    let q = ClientQuery {
+        src: "10.1.2.3:4000".parse().unwrap(),
+        dst: "127.0.0.1:1080".parse().unwrap(),
+        src_names: &[],
+    };
+    let got: Vec<(u32, Vec<Method>)> = set
+        .client_candidates(&q)
+        .into_iter()
+        .map(|(m, methods)| (m.number, methods.to_vec()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, vec![Method::Rfc931]),
+            (2, vec![Method::Rfc931]),
+            (3, vec![Method::None])
+        ]
+    );
+    let r1 = set.client_candidates(&q)[0].0.rule.unwrap();
+    assert!(rsockd_rules::user_matches(r1, Some("alice"), &[]));
+    assert!(!rsockd_rules::user_matches(r1, Some("bob"), &[]));
+    assert!(!rsockd_rules::user_matches(r1, None, &[]));
+    // Only `none` everywhere: nothing to check at accept.
+    let plain = RuleSet::compile(
+        &cfg("socksmethod: none\nclient pass { from: 0/0 to: 0/0 }\n"),
+        &ifaces,
+    )
+    .unwrap();
+    assert!(!plain.needs_client_auth());
 }

@@ -94,13 +94,19 @@ pub struct Accepted<'a> {
     /// A balancer's health check (a PROXY header without addresses): debug lines only, unless
     /// its client rule blocks it.
     pub probe: bool,
+    /// Method and name an accept-time `clientmethod` gave (`rfc931%alice@client`).
+    pub who: Option<(&'a str, &'a str)>,
 }
 
 impl Accepted<'_> {
     fn text(&self) -> String {
+        let peer = match self.who {
+            Some((m, u)) => crate::log::session_addr(self.peer, Some(m), Some(u)),
+            None => addr(self.peer),
+        };
         match self.via {
-            Some(v) => format!("{} via {} {}", addr(self.peer), addr(v), addr(self.local)),
-            None => format!("{} {}", addr(self.peer), addr(self.local)),
+            Some(v) => format!("{peer} via {} {}", addr(v), addr(self.local)),
+            None => format!("{peer} {}", addr(self.local)),
         }
     }
 }
@@ -136,6 +142,17 @@ pub fn accept_refused(crule: &RuleRef, pass: bool, c: &Accepted<'_>, reason: &st
     } else {
         refusal(crule, line);
     }
+}
+
+/// `block(N): tcp/accept ]: client internal`: a client its client rule blocks. Dante gives
+/// no reason here; the rule number says it.
+pub fn accept_blocked(crule: &RuleRef, c: &Accepted<'_>) {
+    let line = format!(
+        "{}{}",
+        verdict(false, crule.number, Subject::Accept, ']'),
+        c.text()
+    );
+    refusal(crule, line);
 }
 
 /// The end of a balancer's health check that hung up after its method reply: a debug line.

@@ -9,6 +9,7 @@ mod agent;
 mod alarms;
 mod auth;
 mod bind;
+mod clientmethod;
 mod connect;
 mod control;
 pub mod family;

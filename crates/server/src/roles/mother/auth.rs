@@ -68,6 +68,9 @@ pub(super) struct MotherAuth<'a> {
     pub local: SocketAddr,
     /// `pam.servicename` in force: the client rule's, else the global one, else `sockd`.
     pub service: String,
+    /// What the client's accept-time method found: the same method chosen at the SOCKS
+    /// level is not checked again.
+    pub accepted: Option<super::clientmethod::Accepted>,
 }
 
 impl<'a> MotherAuth<'a> {
@@ -89,6 +92,7 @@ impl<'a> MotherAuth<'a> {
             peer,
             local,
             service,
+            accepted: None,
         }
     }
 
@@ -111,6 +115,9 @@ impl<'a> MotherAuth<'a> {
 impl Authenticator for MotherAuth<'_> {
     async fn authenticate(&self, c: Credentials<'_>) -> Result<Option<String>, String> {
         let method = c.method;
+        if let Some(a) = self.accepted.as_ref().filter(|a| a.method == method) {
+            return Ok(a.user.clone());
+        }
         let verdict = self.verify(c).await;
         if verdict.is_err() {
             counters::auth_failed(method);
@@ -120,7 +127,7 @@ impl Authenticator for MotherAuth<'_> {
 }
 
 impl MotherAuth<'_> {
-    async fn verify(&self, c: Credentials<'_>) -> Result<Option<String>, String> {
+    pub(super) async fn verify(&self, c: Credentials<'_>) -> Result<Option<String>, String> {
         match c.method {
             Method::Username => {
                 let source = if self.settings.config.users_file.is_some() {

@@ -51,6 +51,8 @@ pub(super) struct Client {
     pub names: Vec<String>,
     /// `method%user@` once the client authenticated, as Dante puts it in request lines.
     pub who: Option<(Method, String)>,
+    /// Who the accept-time `clientmethod` said the client is (for the accept lines).
+    pub accept_who: Option<(Method, String)>,
     /// PAM still to run with the matched socks rule's service.
     pub pending_pam: Option<super::auth::PendingPam>,
     /// The scoreboard slots this client holds (its client rule's, then its socks rule's).
@@ -99,6 +101,10 @@ impl Client {
             via: self.via.as_ref(),
             local: &self.local,
             probe: self.probe,
+            who: self
+                .accept_who
+                .as_ref()
+                .map(|(m, u)| (m.name(), u.as_str())),
         }
     }
 

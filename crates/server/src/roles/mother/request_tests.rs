@@ -83,6 +83,7 @@ fn client() -> Client {
         crule: RuleRef::default(),
         names: Vec::new(),
         who: None,
+        accept_who: None,
         pending_pam: None,
         slots: Default::default(),
         inherits: true,

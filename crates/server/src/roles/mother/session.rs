@@ -54,11 +54,20 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
     } else {
         Vec::new()
     };
-    let cm = s.rules.client(&ClientQuery {
+    let q = ClientQuery {
         src: peer,
         dst: local,
         src_names: &names,
-    });
+    };
+    let (cm, accepted) = if s.rules.needs_client_auth() {
+        super::clientmethod::choose(&m, &s, &q, peer, local).await
+    } else {
+        (s.rules.client(&q), None)
+    };
+    let accept_who = accepted
+        .as_ref()
+        .and_then(|a| a.user.clone().map(|u| (a.method, u)));
+    let who_text = accept_who.as_ref().map(|(m, u)| (m.name(), u.as_str()));
     let crule_cfg = cm.rule.cloned();
     counters::rule_matched(RuleType::Client, cm.number);
     let pass = cm.verdict == rsockd_config::Verdict::Pass;
@@ -74,6 +83,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
                 via: via.as_ref(),
                 local: &local,
                 probe,
+                who: who_text,
             };
             lines::accept_refused(&crule, false, &who, &why);
             counters::request_done(counters::Cmd::None, Outcome::Blocked);
@@ -91,6 +101,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
                     via: via.as_ref(),
                     local: &local,
                     probe,
+                    who: who_text,
                 };
                 lines::accept_refused(&crule, false, &who, &limit.to_string());
                 counters::request_done(counters::Cmd::None, Outcome::Blocked);
@@ -109,6 +120,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         crule,
         names,
         who: None,
+        accept_who: accept_who.clone(),
         pending_pam: None,
         slots: RefCell::new(slots),
         inherits: crule_cfg.as_ref().is_none_or(|r| r.session.inherits()),
@@ -116,12 +128,11 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
     };
     if !pass {
         client.tally.outcome.set(Outcome::Blocked);
-        let why = if cm.number == 0 {
-            "no rules matched; using default block rule".to_string()
+        if cm.number == 0 {
+            client.accept_closed(false, "no rules matched; using default block rule");
         } else {
-            format!("blocked by client-rule #{}", cm.number)
-        };
-        client.accept_closed(false, &why);
+            lines::accept_blocked(&client.crule, &client.accepted());
+        }
         return;
     }
     if log::debugging(1) {
@@ -138,7 +149,8 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         Some(r) if !r.socksmethod.is_empty() => &r.socksmethod,
         _ => &s.config.socksmethod,
     };
-    let auth = super::auth::MotherAuth::new(&m, &s, crule_cfg.as_ref(), peer, local);
+    let mut auth = super::auth::MotherAuth::new(&m, &s, crule_cfg.as_ref(), peer, local);
+    auth.accepted = accepted;
     let neg = negotiate::negotiate(&mut wire, methods, &auth);
     let res = match s.negotiate_timeout(crule_cfg.as_ref()) {
         Some(t) => match tokio::time::timeout(t, neg).await {

@@ -90,8 +90,12 @@ fn start_dns() -> Dns {
 /// rsockd with `conf` (`{IP}` substituted, a log file added) under `unshare -m`, resolving
 /// through `dns` only.
 fn start_with_dns(conf: &str, dns: &Dns) -> Server {
+    start_with_dns_on(conf, dns, next_loopback())
+}
+
+/// [`start_with_dns`] with `{IP}` = `ip`.
+fn start_with_dns_on(conf: &str, dns: &Dns, ip: Ipv4Addr) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let ip = next_loopback();
     let log = dir.path().join("rsockd.log");
     let conf_path = dir.path().join("rsockd.conf");
     let resolv = dir.path().join("resolv.conf");
@@ -206,4 +210,26 @@ fn without_srchost_names_are_not_looked_up() {
         let (r, _) = connect_from(Ipv4Addr::new(127, 0, 0, d), &srv, &echo);
         assert_eq!(r, Some(0), "127.0.0.{d} passes without srchost");
     }
+}
+
+/// A host name in a client rule's `to:` names the proxy's own address (Dante's example file
+/// has `client pass { from: fxp0 to: fxp0 }`): it matches when the address the client
+/// connected to has that (forward-confirmed) name.
+#[test]
+fn a_host_name_in_a_client_rules_to_names_our_address() {
+    let echo = echo_server();
+    let dns = start_dns();
+    let rules = base_config(
+        "client pass { from: 0/0 to: good.test log: connect disconnect error }\n\
+         client block { from: 0/0 to: 0/0 log: connect disconnect error }\n\
+         socks pass { from: 0/0 to: 0/0 log: connect disconnect error }\n",
+    );
+    // 127.0.0.3 is good.test: rule 1.
+    let named = start_with_dns_on(&rules, &dns, Ipv4Addr::new(127, 0, 0, 3));
+    assert_eq!(connect_from(next_loopback(), &named, &echo).0, Some(0));
+    named.wait_log("rule 1's line", 10, |t| t.contains("pass(1): tcp/accept [: "));
+    // 127.0.0.5 has no name: rule 2 blocks.
+    let nameless = start_with_dns_on(&rules, &dns, Ipv4Addr::new(127, 0, 0, 5));
+    assert_eq!(connect_from(next_loopback(), &nameless, &echo).0, None);
+    nameless.wait_log("rule 2's line", 10, |t| t.contains("block(2): tcp/accept ]: "));
 }

@@ -100,15 +100,6 @@ fn side(
     Ok(Side { addr, port: a.port })
 }
 
-fn unsupported(r: &Rule, what: &str) -> CompileError {
-    CompileError::Unsupported {
-        kind: kind_name(r),
-        number: r.number,
-        line: r.line,
-        what: what.to_string(),
-    }
-}
-
 pub(crate) fn compile_rule(
     cfg: &Config,
     r: &Rule,
@@ -135,12 +126,6 @@ pub(crate) fn compile_rule(
                  the clientmethod none, which cannot be depended on to provide this information"
                     .to_string(),
             });
-        }
-        if to.addr.wants_names() {
-            return Err(unsupported(
-                r,
-                "a host or domain name in a client rule's 'to:'",
-            ));
         }
     }
     let mut commands = 0u8;

@@ -28,6 +28,7 @@ pub struct RuleSet {
     global_socksmethod: Vec<Method>,
     needs_client_names: bool,
     needs_target_names: bool,
+    needs_local_names: bool,
     needs_groups: bool,
     /// Some client rule's methods are not just `none`: clients are checked at accept
     /// (`rfc931`, `pam.address`, `pam.any`) with [`RuleSet::client_candidates`].
@@ -46,6 +47,9 @@ pub struct ClientQuery<'a> {
     /// The client's (forward-confirmed) reverse names; only needed if
     /// [`RuleSet::needs_client_names`].
     pub src_names: &'a [String],
+    /// The (forward-confirmed) names of `dst`, our own address; only needed if
+    /// [`RuleSet::needs_local_names`] (a client rule's `to:` is a host or domain name).
+    pub dst_names: &'a [String],
 }
 
 /// A SOCKS request, UDP datagram or BIND reply, checked against socks rules.
@@ -131,6 +135,7 @@ impl RuleSet {
             .chain(&socks)
             .any(|c| c.from.addr.wants_names());
         let needs_target_names = socks.iter().any(|c| c.to.addr.wants_names());
+        let needs_local_names = client.iter().any(|c| c.to.addr.wants_names());
         let needs_groups = socks
             .iter()
             .chain(&client)
@@ -144,6 +149,7 @@ impl RuleSet {
             global_socksmethod: cfg.socksmethod.clone(),
             needs_client_names,
             needs_target_names,
+            needs_local_names,
             needs_groups,
             needs_client_auth,
         })
@@ -159,7 +165,8 @@ impl RuleSet {
             .filter(|c| {
                 c.from
                     .matches(Some(q.src.ip()), q.src.port(), None, q.src_names)
-                    && c.to.matches(Some(q.dst.ip()), q.dst.port(), None, &[])
+                    && c.to
+                        .matches(Some(q.dst.ip()), q.dst.port(), None, q.dst_names)
             })
             .map(|c| (found(c), c.methods.as_slice()))
             .collect()
@@ -176,7 +183,8 @@ impl RuleSet {
         for c in &self.client {
             if c.from
                 .matches(Some(q.src.ip()), q.src.port(), None, q.src_names)
-                && c.to.matches(Some(q.dst.ip()), q.dst.port(), None, &[])
+                && c.to
+                    .matches(Some(q.dst.ip()), q.dst.port(), None, q.dst_names)
             {
                 return found(c);
             }
@@ -237,6 +245,12 @@ impl RuleSet {
     /// to [`RuleSet::socks_with_src_names`].
     pub fn needs_client_names(&self) -> bool {
         self.needs_client_names
+    }
+
+    /// Some client rule's `to:` is a host or domain name: the server must reverse-resolve
+    /// (and forward-confirm) the address a client connected to, for [`ClientQuery::dst_names`].
+    pub fn needs_local_names(&self) -> bool {
+        self.needs_local_names
     }
 
     /// Some socks rule's `to:` is a host or domain name: the server must reverse-resolve IP

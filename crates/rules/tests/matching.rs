@@ -99,6 +99,7 @@ fn no_client_rules_blocks_every_client() {
         src: sa("10.0.0.1:3000"),
         dst: sa("10.0.0.2:1080"),
         src_names: &[],
+        dst_names: &[],
     });
     assert_eq!((m.verdict, m.number), (Verdict::Block, 0));
 }
@@ -115,6 +116,7 @@ fn client_rules() {
             src: sa(src),
             dst: sa(dst),
             src_names: &[],
+            dst_names: &[],
         });
         (m.verdict, m.number)
     };
@@ -202,6 +204,7 @@ fn client_names() {
         src: sa("10.0.0.1:3000"),
         dst: sa("10.0.0.2:1080"),
         src_names: &names,
+        dst_names: &[],
     });
     assert_eq!(m.number, 1);
     let r = q("10.0.0.1:5", "1.2.3.4:80");
@@ -350,6 +353,7 @@ fn socks_v4_never_matches_a_rule_without_none() {
         src: sa("1.1.1.1:5"),
         dst: sa("2.2.2.2:1080"),
         src_names: &[],
+        dst_names: &[],
     });
     assert_eq!(rs.client_socksmethod(&m), &[Method::Username]);
     assert!(!rs.client_allows_socks_v4(&m));
@@ -359,12 +363,14 @@ fn socks_v4_never_matches_a_rule_without_none() {
         src: sa("1.1.1.1:5"),
         dst: sa("2.2.2.2:1080"),
         src_names: &[],
+        dst_names: &[],
     });
     assert!(rs2.client_allows_socks_v4(&m));
     let blocked = rs2.client(&ClientQuery {
         src: sa("[::1]:5"),
         dst: sa("2.2.2.2:1080"),
         src_names: &[],
+        dst_names: &[],
     });
     assert_eq!(blocked.number, 1);
 }
@@ -429,11 +435,20 @@ fn unsupported_conditions_refuse_to_compile() {
         RuleSet::compile(&c, &ifaces),
         Err(CompileError::Invalid { .. })
     ));
+    // A host name in a client rule's `to:` names our own address, by its confirmed names.
     let c = cfg("socksmethod: none\nclient pass { from: 0/0 to: proxy.example }\n");
-    assert!(matches!(
-        RuleSet::compile(&c, &ifaces),
-        Err(CompileError::Unsupported { .. })
-    ));
+    let set = RuleSet::compile(&c, &ifaces).unwrap();
+    assert!(set.needs_local_names());
+    let names = ["Proxy.Example.".to_string()];
+    let mut q = ClientQuery {
+        src: "10.1.2.3:4000".parse().unwrap(),
+        dst: "127.0.0.1:1080".parse().unwrap(),
+        src_names: &[],
+        dst_names: &names,
+    };
+    assert_eq!(set.client(&q).number, 1);
+    q.dst_names = &[];
+    assert_eq!(set.client(&q).number, 0);
     let mut c = cfg(&format!("{NONE}socks pass {{ from: 0/0 to: x }}\n"));
     c.socks_rules[0].to.addr = rsockd_config::AddrMatch::Name("bad name".into());
     assert!(matches!(
@@ -527,6 +542,7 @@ fn client_rules_with_accept_time_methods() {
         src: "10.1.2.3:4000".parse().unwrap(),
         dst: "127.0.0.1:1080".parse().unwrap(),
         src_names: &[],
+        dst_names: &[],
     };
     let got: Vec<(u32, Vec<Method>)> = set
         .client_candidates(&q)

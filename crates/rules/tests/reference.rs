@@ -334,7 +334,7 @@ proptest! {
     #[test]
     fn client_agrees_with_reference(cfg in config(), src in sockaddr(), dst in sockaddr(), n in names()) {
         let rs = RuleSet::compile(&cfg, &iface).unwrap();
-        let q = ClientQuery { src, dst, src_names: &n };
+        let q = ClientQuery { src, dst, src_names: &n, dst_names: &[] };
         let m = rs.client(&q);
         prop_assert_eq!((m.verdict, m.number), ref_client(&cfg, &q));
     }

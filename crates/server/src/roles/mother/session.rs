@@ -54,10 +54,16 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
     } else {
         Vec::new()
     };
+    let local_names = if s.rules.needs_local_names() {
+        SystemResolver.reverse_confirmed(local.ip()).await
+    } else {
+        Vec::new()
+    };
     let q = ClientQuery {
         src: peer,
         dst: local,
         src_names: &names,
+        dst_names: &local_names,
     };
     let (cm, accepted) = if s.rules.needs_client_auth() {
         super::clientmethod::choose(&m, &s, &q, peer, local).await

@@ -42,6 +42,9 @@ pub struct Config {
     pub udp_connectdst: bool,
     /// `compatibility: sameport`: BIND may use the privileged port the client asked for.
     pub compat_sameport: bool,
+    /// `compatibility: draft-5.05`: a UDP ASSOCIATE whose RSV byte has draft-05's
+    /// USECLIENTSPORT flag gets an external UDP port equal to the client's, when free.
+    pub compat_draft505: bool,
     /// `srchost:` checks on every client (Dante's semantics).
     pub srchost: Srchost,
     /// Global `internal.log.<level>.error:` / `external.log.<level>.error:`.
@@ -107,6 +110,7 @@ impl Default for Config {
             timeout: Timeouts::default(),
             udp_connectdst: true,
             compat_sameport: false,
+            compat_draft505: false,
             srchost: Srchost::default(),
             error_logs: Vec::new(),
             sockopts: Vec::new(),

@@ -254,6 +254,9 @@ impl Display for Config {
         if self.compat_sameport {
             writeln!(s, "compatibility: sameport")?;
         }
+        if self.compat_draft505 {
+            writeln!(s, "compatibility: draft-5.05")?;
+        }
         for l in &self.error_logs {
             writeln!(s, "{l}")?;
         }

@@ -292,7 +292,7 @@ pub static KEYWORDS: &[Entry] = &[
 /// Status of a value of a [`Status::ByValue`] keyword, e.g. `("compatibility", "reuseaddr")`.
 pub static VALUES: &[(&str, &str, Status)] = &[
     ("compatibility", "sameport", IMPL),
-    ("compatibility", "draft-5.05", NOT_YET),
+    ("compatibility", "draft-5.05", IMPL),
     (
         "compatibility",
         "reuseaddr",

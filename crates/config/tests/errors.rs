@@ -189,11 +189,6 @@ fn not_supported_yet_settings() {
             "'libwrap.allow'",
         ),
         ("libwrap.deny: /etc/d\n", "libwrap.deny", "'libwrap.deny'"),
-        (
-            "compatibility: draft-5.05\n",
-            "draft-5.05",
-            "'compatibility: draft-5.05'",
-        ),
         ("extension: bind\n", "bind", "'extension: bind'"),
         (
             "external.log.info.tcp.disabled: ecn\n",

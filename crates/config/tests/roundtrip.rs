@@ -332,6 +332,7 @@ fn config() -> impl Strategy<Value = Config> {
                     timeout: t,
                     udp_connectdst: ucd,
                     compat_sameport: sameport,
+                    compat_draft505: json && ucd,
                     error_logs: if json {
                         vec![rsockd_config::ErrorLog {
                             side: rsockd_config::Side::External,

@@ -10,8 +10,10 @@
 //! - An unknown command is decoded (as [`Socks5Command::Unknown`]) so the server can answer
 //!   REP 07; an unknown `ATYP` is an error ([`Socks5Error::AddressTypeNotSupported`]) because the
 //!   rest of the request cannot be delimited without it (the server answers 08 and closes).
-//! - The reserved byte of the request is ignored, as Dante and most servers do; the reserved
-//!   byte of replies is always written as 0.
+//! - The reserved byte of the request is kept as [`Request::flag`] (draft-05's FLAG byte,
+//!   which Dante reads only with `compatibility: draft-5.05`) and otherwise ignored, as Dante
+//!   and most servers do; [`encode_reply`] writes it as 0 ([`encode_reply_flagged`] for
+//!   draft-05's reply flag).
 //! - Every message here is bounded by its own length bytes (greeting ≤ 257, request ≤ 262
 //!   bytes), so no extra size cap is needed.
 
@@ -171,7 +173,12 @@ pub struct Request {
     pub command: Socks5Command,
     /// DST.ADDR / DST.PORT.
     pub dst: TargetAddr,
+    /// The RSV byte (FLAG in draft-ietf-aft-socks-protocol-v5-05: 0x04 = USECLIENTSPORT).
+    pub flag: u8,
 }
+
+/// draft-05's flag: the client asks that its UDP port be used on the external side too.
+pub const FLAG_USECLIENTSPORT: u8 = 0x04;
 
 /// Decodes `VER | CMD | RSV | ATYP | DST.ADDR | DST.PORT`.
 pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, Socks5Error> {
@@ -179,7 +186,9 @@ pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, Socks5Erro
     let Some(&cmd) = buf.get(1) else {
         return Ok(None);
     };
-    // buf[2] is RSV: ignored on purpose (see module docs).
+    let Some(&flag) = buf.get(2) else {
+        return Ok(None);
+    };
     let Some(rest) = buf.get(3..) else {
         return Ok(None);
     };
@@ -190,6 +199,7 @@ pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, Socks5Erro
         Request {
             command: Socks5Command::from_u8(cmd),
             dst,
+            flag,
         },
         3 + n,
     )))
@@ -198,15 +208,20 @@ pub fn decode_request(buf: &[u8]) -> Result<Option<(Request, usize)>, Socks5Erro
 /// Encodes a request (client side).
 pub fn encode_request(req: &Request) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 + req.dst.socks5_len());
-    out.extend_from_slice(&[VERSION, req.command.code(), 0]);
+    out.extend_from_slice(&[VERSION, req.command.code(), req.flag]);
     encode_socks5_addr(&req.dst, &mut out);
     out
 }
 
 /// Encodes `VER | REP | RSV | ATYP | BND.ADDR | BND.PORT`.
 pub fn encode_reply(rep: Reply, bnd: &TargetAddr) -> Vec<u8> {
+    encode_reply_flagged(rep, bnd, 0)
+}
+
+/// [`encode_reply`] with draft-05's FLAG byte in place of RSV.
+pub fn encode_reply_flagged(rep: Reply, bnd: &TargetAddr, flag: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 + bnd.socks5_len());
-    out.extend_from_slice(&[VERSION, rep.code(), 0]);
+    out.extend_from_slice(&[VERSION, rep.code(), flag]);
     encode_socks5_addr(bnd, &mut out);
     out
 }
@@ -353,6 +368,7 @@ mod tests {
         let r = Request {
             command: Socks5Command::UdpAssociate,
             dst: ip("[::1]:53"),
+            flag: 0,
         };
         let wire = encode_request(&r);
         assert_eq!(wire.len(), 22);
@@ -361,6 +377,7 @@ mod tests {
         let r = Request {
             command: Socks5Command::Bind,
             dst: TargetAddr::Domain("a".repeat(255), 21),
+            flag: 0,
         };
         let wire = encode_request(&r);
         assert_eq!(wire.len(), MAX_REQUEST_LEN);
@@ -377,9 +394,14 @@ mod tests {
     }
 
     #[test]
-    fn request_reserved_byte_ignored() {
-        let wire = [5, 1, 0x7f, 1, 1, 2, 3, 4, 0, 1];
-        assert!(decode_request(&wire).unwrap().is_some());
+    fn request_reserved_byte_is_kept_as_the_flag() {
+        let wire = [5, 3, 0x04, 1, 1, 2, 3, 4, 0, 1];
+        let (r, _) = decode_request(&wire).unwrap().unwrap();
+        assert_eq!(r.flag, FLAG_USECLIENTSPORT);
+        assert_eq!(encode_request(&r), wire);
+        assert_eq!(decode_request(&wire[..2]), Ok(None));
+        let rep = encode_reply_flagged(Reply::Succeeded, &ip("1.2.3.4:5"), FLAG_USECLIENTSPORT);
+        assert_eq!(rep[2], 4);
     }
 
     #[test]

@@ -131,7 +131,7 @@ proptest! {
 
     #[test]
     fn socks5_request_roundtrip(cmd in any::<u8>(), dst in target(), junk in junk()) {
-        let req = Request { command: Socks5Command::from_u8(cmd), dst };
+        let req = Request { command: Socks5Command::from_u8(cmd), dst, flag: 0 };
         prop_assert_eq!(req.command.code(), cmd);
         let wire = socks5::encode_request(&req);
         check_stream(&req, &wire, &junk, socks5::decode_request)?;
@@ -233,7 +233,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
     ) {
         let mut wires = vec![
-            socks5::encode_request(&Request { command: Socks5Command::Connect, dst: dst.clone() }),
+            socks5::encode_request(&Request { command: Socks5Command::Connect, dst: dst.clone(), flag: 0 }),
             proxy::encode_v2(Some("1.2.3.4:5".parse().unwrap()), Some("6.7.8.9:10".parse().unwrap()), &[]),
             proxy::encode_v1(Some("[::1]:5".parse().unwrap()), Some("[::2]:6".parse().unwrap())),
         ];

@@ -227,9 +227,13 @@ fn a_host_name_in_a_client_rules_to_names_our_address() {
     // 127.0.0.3 is good.test: rule 1.
     let named = start_with_dns_on(&rules, &dns, Ipv4Addr::new(127, 0, 0, 3));
     assert_eq!(connect_from(next_loopback(), &named, &echo).0, Some(0));
-    named.wait_log("rule 1's line", 10, |t| t.contains("pass(1): tcp/accept [: "));
+    named.wait_log("rule 1's line", 10, |t| {
+        t.contains("pass(1): tcp/accept [: ")
+    });
     // 127.0.0.5 has no name: rule 2 blocks.
     let nameless = start_with_dns_on(&rules, &dns, Ipv4Addr::new(127, 0, 0, 5));
     assert_eq!(connect_from(next_loopback(), &nameless, &echo).0, None);
-    nameless.wait_log("rule 2's line", 10, |t| t.contains("block(2): tcp/accept ]: "));
+    nameless.wait_log("rule 2's line", 10, |t| {
+        t.contains("block(2): tcp/accept ]: ")
+    });
 }

@@ -416,11 +416,11 @@ impl<'a> Parser<'a> {
                 Some(Status::Ignored { reason }) => {
                     self.warn(t, format!("'{shown}' is ignored: {reason}"));
                 }
-                Some(_) => {
-                    if (name, t.text) == ("compatibility", "sameport") {
-                        self.cfg.compat_sameport = true;
-                    }
-                }
+                Some(_) => match (name, t.text) {
+                    ("compatibility", "sameport") => self.cfg.compat_sameport = true,
+                    ("compatibility", "draft-5.05") => self.cfg.compat_draft505 = true,
+                    _ => {}
+                },
             }
         }
     }

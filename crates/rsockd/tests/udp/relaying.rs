@@ -297,3 +297,44 @@ fn redirect_from_sets_the_external_address_and_port() {
     let ext = echo.wait_seen(b"from the redirected address");
     assert_eq!(ext, SocketAddr::from(([127, 0, 0, 83], port)));
 }
+
+/// UDP ASSOCIATE with draft-05's USECLIENTSPORT flag in RSV, naming the port the client
+/// sends from: with `compatibility: draft-5.05` the target sees that port and the reply
+/// carries the flag (Dante's behaviour); without it the flag is ignored, as Dante does.
+#[test]
+fn draft_5_05_useclientsport() {
+    let echo = udp_echo("127.0.0.1:0");
+    for (compat, want_same) in [("compatibility: draft-5.05\n", true), ("", false)] {
+        let srv = Server::start(&base_config(&format!("{compat}{OPEN_RULES}")));
+        // Not on 127.0.0.1, the external address, where the same port is the client's own.
+        let sock = UdpSocket::bind((next_loopback(), 0)).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let me = sock.local_addr().unwrap();
+        let mut ctl = TcpStream::connect(srv.addr).unwrap();
+        ctl.set_read_timeout(Some(WAIT)).unwrap();
+        let mut req = vec![5, 1, 0, 5, 3, 0x04];
+        socks_addr(me, &mut req);
+        ctl.write_all(&req).unwrap();
+        // Method selection, then VER REP FLAG ATYP(1) ADDR(4) PORT(2).
+        let mut b = [0u8; 12];
+        ctl.read_exact(&mut b).unwrap();
+        assert_eq!(&b[..2], [5, 0], "method selection");
+        let (rep, flag) = (b[3], b[4]);
+        assert_eq!((b[2], b[5]), (5, 1));
+        assert_eq!(rep, 0, "{compat:?}");
+        let relay =
+            SocketAddr::from(([b[6], b[7], b[8], b[9]], u16::from_be_bytes([b[10], b[11]])));
+        let payload = format!("draft-05 {want_same}");
+        sock.send_to(&dgram(echo.addr, payload.as_bytes()), relay)
+            .unwrap();
+        let from = echo.wait_seen(payload.as_bytes());
+        if want_same {
+            assert_eq!(from.port(), me.port(), "the external port is the client's");
+            assert_eq!(flag, 0x04, "the reply says so");
+        } else {
+            assert_ne!(from.port(), me.port());
+            assert_eq!(flag, 0, "the flag is ignored without draft-5.05");
+        }
+        drop(ctl);
+    }
+}

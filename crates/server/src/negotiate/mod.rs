@@ -34,6 +34,8 @@ pub struct Request {
     pub user: Option<String>,
     /// The user's groups (filled in by the mother when rules have `group:` conditions).
     pub groups: Vec<String>,
+    /// SOCKS5's RSV byte (draft-05's FLAG; see `compatibility: draft-5.05`); 0 for SOCKS4.
+    pub flag: u8,
 }
 
 /// What the client gave to prove who it is, for an [`Authenticator`].
@@ -146,6 +148,7 @@ async fn socks4_request<S: AsyncRead + AsyncWrite + Unpin>(
         method: Method::None,
         user: None,
         groups: Vec::new(),
+        flag: 0,
     })
 }
 
@@ -223,6 +226,7 @@ async fn socks5_request<S: AsyncRead + AsyncWrite + Unpin>(
         method,
         user,
         groups: Vec::new(),
+        flag: req.flag,
     })
 }
 

@@ -99,6 +99,7 @@ fn request(version: u8, target: TargetAddr) -> Request {
         method: Method::None,
         user: None,
         groups: Vec::new(),
+        flag: 0,
     }
 }
 

@@ -93,7 +93,14 @@ pub(super) async fn run(
         };
         let bound = match fixed.and_then(|f| f.port) {
             Some(port) => sockets::udp_on(SocketAddr::new(ip, port)),
-            None => sockets::bind_udp_fixed(ip),
+            // draft-05's USECLIENTSPORT: the client's port when it is free, else any.
+            None => match draft505_port(s, &req, expected) {
+                Some(port) if ip.is_ipv4() == expected.is_ipv4() => {
+                    sockets::udp_on(SocketAddr::new(ip, port))
+                        .or_else(|_| sockets::bind_udp_fixed(ip))
+                }
+                _ => sockets::bind_udp_fixed(ip),
+            },
         };
         match bound {
             Ok(x) => {
@@ -160,7 +167,16 @@ pub(super) async fn run(
         socks_rule: sref,
         io_timeout: s.io_udp_timeout(srule.as_ref()),
         fin_wait_timeout: 0,
-        reply: negotiate::success_reply(req.version, announced),
+        reply: {
+            let mut r = negotiate::success_reply(req.version, announced);
+            // Dante sets the flag in the reply when the client's port was got.
+            if draft505_port(s, &req, expected).is_some_and(|p| p == external.port()) {
+                if let Some(b) = r.get_mut(2) {
+                    *b = rsockd_proto::socks5::FLAG_USECLIENTSPORT;
+                }
+            }
+            r
+        },
         prefetched,
         nfds: 1 + fds.len() as u8,
     };
@@ -172,4 +188,15 @@ pub(super) async fn run(
             log::addr(&client.local)
         )),
     }
+}
+
+/// With `compatibility: draft-5.05`, the port a SOCKS5 client flagged USECLIENTSPORT asks
+/// for on the external side: the one it says it sends from (a privileged one only with
+/// `compatibility: sameport`). Dante reads the flag only then: other clients (NEC's) use the
+/// same bit for something else.
+fn draft505_port(s: &Settings, req: &negotiate::Request, from: SocketAddr) -> Option<u16> {
+    let flagged = req.version == 5 && req.flag & rsockd_proto::socks5::FLAG_USECLIENTSPORT != 0;
+    let port = from.port();
+    (s.config.compat_draft505 && flagged && port != 0 && (port >= 1024 || s.config.compat_sameport))
+        .then_some(port)
 }

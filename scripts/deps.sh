@@ -4,7 +4,7 @@
 # as the DNS server of the srchost tests,
 # socksify from dante-client), danted for differential tests, microsocks for benchmarks.
 set -euo pipefail
-pkgs=(curl ncat python3-socks python3-prometheus-client util-linux dnsmasq-base dante-server dante-client socat microsocks procps iproute2 haproxy systemd man-db binutils libpam0g-dev libcrypt-dev passwd)
+pkgs=(curl ncat python3-socks python3-prometheus-client util-linux dnsmasq-base dante-server dante-client socat microsocks procps iproute2 haproxy systemd man-db binutils libpam0g-dev libwrap0-dev libcrypt-dev passwd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -32,7 +32,7 @@ Package: rsockd
 Version: ${version}
 Architecture: ${arch}
 Maintainer: rsockd developers <rsockd@localhost>
-Depends: libc6, libpam0g, libcrypt1
+Depends: libc6, libpam0g, libcrypt1, libwrap0
 Section: net
 Priority: optional
 Installed-Size: ${size}

@@ -202,6 +202,28 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The rest of the line, trimmed, up to a `}` that ends it (which is left for the parser):
+    /// a value that is free text (`libwrap: spawn (echo %a) &`), as Dante reads it.
+    pub fn rest_of_line(&mut self) -> Tok<'a> {
+        while matches!(self.peek(), Some(c) if is_blank(c)) {
+            self.bump();
+        }
+        let start = self.here();
+        let from = self.off;
+        let line = self.rest().split('\n').next().unwrap_or("");
+        let mut text = line.trim_end();
+        if let Some(t) = text.strip_suffix('}') {
+            text = t.trim_end();
+        }
+        for _ in text.chars() {
+            self.bump();
+        }
+        Tok {
+            text: self.src.get(from..self.off).unwrap_or(""),
+            ..start
+        }
+    }
+
     /// Skips to the end of the line (not consuming the newline).
     pub fn skip_line(&mut self) {
         while !matches!(self.peek(), None | Some('\n')) {

@@ -28,7 +28,7 @@ pub struct Config {
     pub user_privileged: Option<String>,
     /// `user.unprivileged:` (alias `user.notprivileged:`).
     pub user_unprivileged: Option<String>,
-    /// `user.libwrap:` (kept for printing; rsockd has no libwrap).
+    /// `user.libwrap:` (kept for printing; libwrap lines run as the unprivileged user).
     pub user_libwrap: Option<String>,
     /// `logoutput:` destinations, all lines merged in file order.
     pub logoutput: Vec<LogDest>,
@@ -41,6 +41,11 @@ pub struct Config {
     /// `udp.connectdst:` (default yes).
     pub udp_connectdst: bool,
     /// `compatibility: sameport`: BIND may use the privileged port the client asked for.
+    /// `libwrap.hosts_access: yes`: hosts.allow/hosts.deny checked for every client.
+    pub libwrap_hosts_access: bool,
+    /// `libwrap.allow:` / `libwrap.deny:`: other files than /etc/hosts.allow and .deny.
+    pub libwrap_allow: Option<PathBuf>,
+    pub libwrap_deny: Option<PathBuf>,
     pub compat_sameport: bool,
     /// `compatibility: draft-5.05`: a UDP ASSOCIATE whose RSV byte has draft-05's
     /// USECLIENTSPORT flag gets an external UDP port equal to the client's, when free.
@@ -109,6 +114,9 @@ impl Default for Config {
             debug: None,
             timeout: Timeouts::default(),
             udp_connectdst: true,
+            libwrap_hosts_access: false,
+            libwrap_allow: None,
+            libwrap_deny: None,
             compat_sameport: false,
             compat_draft505: false,
             srchost: Srchost::default(),
@@ -563,6 +571,8 @@ pub struct Rule {
     pub error_logs: Vec<ErrorLog>,
     /// Socket options of this rule (client side after accept, target side before connect).
     pub sockopts: Vec<SockOpt>,
+    /// `libwrap: LINE`: libwrap options (`spawn ...`, `deny`, ...) run when the rule matches.
+    pub libwrap: Option<String>,
 }
 
 /// Which connection of a session an error happened on.
@@ -697,6 +707,7 @@ impl Rule {
             redirect_to: None,
             error_logs: Vec::new(),
             sockopts: Vec::new(),
+            libwrap: None,
         }
     }
 

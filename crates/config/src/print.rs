@@ -179,6 +179,9 @@ impl Display for Rule {
         for o in &self.sockopts {
             writeln!(s, "        {}: {}", o.key(), o.value)?;
         }
+        if let Some(l) = &self.libwrap {
+            writeln!(s, "        libwrap: {l}")?;
+        }
         s.push_str("}\n");
         f.write_str(&s)
     }
@@ -256,6 +259,15 @@ impl Display for Config {
         }
         if self.compat_draft505 {
             writeln!(s, "compatibility: draft-5.05")?;
+        }
+        if self.libwrap_hosts_access {
+            writeln!(s, "libwrap.hosts_access: yes")?;
+        }
+        if let Some(p) = &self.libwrap_allow {
+            writeln!(s, "libwrap.allow: {}", p.display())?;
+        }
+        if let Some(p) = &self.libwrap_deny {
+            writeln!(s, "libwrap.deny: {}", p.display())?;
         }
         for l in &self.error_logs {
             writeln!(s, "{l}")?;

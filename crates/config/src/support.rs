@@ -92,7 +92,8 @@ const NOT_YET: Status = Status::NotYet { detail: "" };
 const NO_HOSTID: Status = Status::NotYet {
     detail: "hostid is not supported on this system",
 };
-const NO_LIBWRAP: &str = "rsockd is built without libwrap";
+const LIBWRAP_UID: &str =
+    "libwrap lines run as the user the relays and mothers run as (user.unprivileged)";
 
 /// Every keyword rsockd recognises.
 pub static KEYWORDS: &[Entry] = &[
@@ -148,7 +149,13 @@ pub static KEYWORDS: &[Entry] = &[
             of: "user.unprivileged",
         },
     ),
-    e("user.libwrap", G, Status::Ignored { reason: NO_LIBWRAP }),
+    e(
+        "user.libwrap",
+        G,
+        Status::Ignored {
+            reason: LIBWRAP_UID,
+        },
+    ),
     // Logging.
     e("logoutput", G, IMPL),
     e("errorlog", G, IMPL),
@@ -204,8 +211,8 @@ pub static KEYWORDS: &[Entry] = &[
         },
     ),
     e("libwrap.hosts_access", G, Status::ByValue),
-    e("libwrap.allow", G, NOT_YET),
-    e("libwrap.deny", G, NOT_YET),
+    e("libwrap.allow", G, IMPL),
+    e("libwrap.deny", G, IMPL),
     e("compatibility", G, Status::ByValue),
     e("extension", G.or(R), Status::ByValue),
     e("srchost", G, IMPL),
@@ -257,7 +264,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("group", RULES, IMPL),
     e("udp.portrange", S, IMPL),
     e("hostindex", RULES.or(M), NO_HOSTID),
-    e("libwrap", RULES, NOT_YET),
+    e("libwrap", RULES, IMPL),
     e("bandwidth", RULES, IMPL),
     e("redirect", S, IMPL),
     e("session.max", RULES, IMPL),
@@ -303,12 +310,8 @@ pub static VALUES: &[(&str, &str, Status)] = &[
         },
     ),
     ("extension", "bind", NOT_YET),
-    ("libwrap.hosts_access", "yes", NOT_YET),
-    (
-        "libwrap.hosts_access",
-        "no",
-        Status::Ignored { reason: NO_LIBWRAP },
-    ),
+    ("libwrap.hosts_access", "yes", IMPL),
+    ("libwrap.hosts_access", "no", IMPL),
 ];
 
 /// Looks a keyword up: exact entries first, then families by prefix.

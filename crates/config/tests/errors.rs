@@ -178,17 +178,6 @@ fn not_supported_yet_settings() {
             "route.badexpire",
             "'route.badexpire'",
         ),
-        (
-            "libwrap.hosts_access: yes\n",
-            "yes",
-            "'libwrap.hosts_access: yes'",
-        ),
-        (
-            "libwrap.allow: /etc/a\n",
-            "libwrap.allow",
-            "'libwrap.allow'",
-        ),
-        ("libwrap.deny: /etc/d\n", "libwrap.deny", "'libwrap.deny'"),
         ("extension: bind\n", "bind", "'extension: bind'"),
         (
             "external.log.info.tcp.disabled: ecn\n",
@@ -338,7 +327,6 @@ fn not_supported_yet_rule_options() {
     for (opt, word) in [
         ("hostid: 1.2.3.4", "hostid"),
         ("hostindex: 1", "hostindex"),
-        ("libwrap: spawn finger @%a", "libwrap"),
         ("bsdauth.stylename: x", "bsdauth.stylename"),
         ("gssapi.servicename: rcmd", "gssapi.servicename"),
         ("gssapi.keytab: FILE:/k", "gssapi.keytab"),

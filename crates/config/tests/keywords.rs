@@ -199,7 +199,7 @@ fn user_libwrap_is_kept_but_warned() {
     let l = ok("socksmethod: none\nuser.libwrap: nobody\n");
     assert_eq!(l.config.user_libwrap.as_deref(), Some("nobody"));
     assert_eq!(l.warnings.len(), 1);
-    assert!(l.warnings[0].message.contains("without libwrap"));
+    assert!(l.warnings[0].message.contains("user.unprivileged"));
     assert_eq!((l.warnings[0].line, l.warnings[0].column), (2, 1));
 }
 
@@ -291,10 +291,6 @@ fn ignored_keywords_warn() {
         ("child.maxidle: yes", "'child.maxidle' is ignored"),
         ("localdomain: example.com", "'localdomain' is ignored"),
         ("resolveprotocol: tcp", "'resolveprotocol' is ignored"),
-        (
-            "libwrap.hosts_access: no",
-            "'libwrap.hosts_access: no' is ignored",
-        ),
     ] {
         let w = warnings(&format!("socksmethod: none\n{line}\n"));
         assert_eq!(w.len(), 1, "{line}: {w:?}");
@@ -675,4 +671,24 @@ fn cpu_schedule_and_mask_map_dantes_process_names_to_ours() {
     assert_eq!(c.of(CpuRole::Relay).schedule, Some((SchedPolicy::Idle, 0)));
     let again = ok_all(&l.config.to_string());
     assert_eq!(&again.config.cpu, c);
+}
+
+#[test]
+fn libwrap_keywords() {
+    let c = cfg(
+        "socksmethod: none\nlibwrap.hosts_access: yes\nlibwrap.allow: /etc/a\n\
+                 libwrap.deny: /etc/d\n\
+                 client pass { from: 0/0 to: 0/0\n libwrap: spawn (echo %a %d) &\n}\n\
+                 socks pass { from: 0/0 to: 0/0 libwrap: deny }\n",
+    );
+    assert!(c.libwrap_hosts_access);
+    assert_eq!(c.libwrap_allow, Some(PathBuf::from("/etc/a")));
+    assert_eq!(c.libwrap_deny, Some(PathBuf::from("/etc/d")));
+    assert_eq!(
+        c.client_rules[0].libwrap.as_deref(),
+        Some("spawn (echo %a %d) &")
+    );
+    // A line ending the rule: the `}` is the rule's.
+    assert_eq!(c.socks_rules[0].libwrap.as_deref(), Some("deny"));
+    assert!(!cfg("socksmethod: none\nlibwrap.hosts_access: no\n").libwrap_hosts_access);
 }

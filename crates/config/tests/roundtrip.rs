@@ -333,6 +333,9 @@ fn config() -> impl Strategy<Value = Config> {
                     udp_connectdst: ucd,
                     compat_sameport: sameport,
                     compat_draft505: json && ucd,
+                    libwrap_hosts_access: sameport && json,
+                    libwrap_allow: json.then(|| std::path::PathBuf::from("/etc/a")),
+                    libwrap_deny: None,
                     error_logs: if json {
                         vec![rsockd_config::ErrorLog {
                             side: rsockd_config::Side::External,

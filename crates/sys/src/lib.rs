@@ -11,6 +11,8 @@ pub mod dns;
 pub mod epoll;
 pub mod fdio;
 pub mod fdpass;
+#[cfg(feature = "libwrap")]
+pub mod libwrap;
 pub mod localtime;
 #[cfg(feature = "pam")]
 pub mod pam;

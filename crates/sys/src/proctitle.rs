@@ -24,10 +24,31 @@ fn argv_area() -> Option<(usize, usize)> {
     (end > start).then_some((start, end))
 }
 
+/// The name this program was started as (the last part of argv[0]), kept before the first
+/// title overwrites argv: libwrap matches hosts.allow lines against it (Dante's `__progname`).
+static PROGRAM: OnceLock<String> = OnceLock::new();
+
+fn program_from_args() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "rsockd".to_string())
+}
+
+/// See [`PROGRAM`].
+pub fn program_name() -> &'static str {
+    PROGRAM.get_or_init(program_from_args)
+}
+
 /// Sets the title shown by `ps` and the thread name shown by `top`/`pgrep`.
 ///
 /// Call only after the program has read its arguments: `std::env::args` reads the same memory.
 pub fn set(title: &str) {
+    program_name();
     let name: String = title.chars().take(15).collect();
     let changed = match NAME.lock() {
         Ok(last) if *last == name => false,

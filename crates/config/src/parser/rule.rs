@@ -42,6 +42,7 @@ const HANDLED: &[&str] = &[
     "redirect",
     "internal.log.",
     "external.log.",
+    "libwrap",
     "internal.socket.",
     "internal.ip.",
     "internal.tcp.",
@@ -265,6 +266,14 @@ impl<'a> Parser<'a> {
             "internal.log." | "external.log." => {
                 if let Some(l) = self.error_log(kw) {
                     rule.error_logs.push(l);
+                }
+            }
+            "libwrap" => {
+                let t = self.sc.rest_of_line();
+                if t.text.is_empty() {
+                    self.error(t, "expected libwrap options after 'libwrap:'");
+                } else {
+                    rule.libwrap = Some(t.text.to_string());
                 }
             }
             "internal.socket." | "internal.ip." | "internal.tcp." | "internal.udp."

@@ -42,6 +42,8 @@ const HANDLED: &[&str] = &[
     "timeout.tcp_fin_wait",
     "udp.connectdst",
     "libwrap.hosts_access",
+    "libwrap.allow",
+    "libwrap.deny",
     "compatibility",
     "extension",
     "srchost",
@@ -210,6 +212,21 @@ impl<'a> Parser<'a> {
                 self.end_of_value(kw);
             }
             "libwrap.hosts_access" | "compatibility" | "extension" => self.by_value(kw, name),
+            "libwrap.allow" | "libwrap.deny" => {
+                let t = self.sc.word(&['}']);
+                if t.text.is_empty() {
+                    let t = self.sc.next_token();
+                    self.error(t, format!("expected a file name after '{}:'", kw.text));
+                    return;
+                }
+                let p = Some(PathBuf::from(t.text));
+                if name == "libwrap.allow" {
+                    self.cfg.libwrap_allow = p;
+                } else {
+                    self.cfg.libwrap_deny = p;
+                }
+                self.end_of_value(kw);
+            }
             "srchost" => {
                 for t in self.list_items(kw) {
                     let sh = &mut self.cfg.srchost;
@@ -417,6 +434,7 @@ impl<'a> Parser<'a> {
                     self.warn(t, format!("'{shown}' is ignored: {reason}"));
                 }
                 Some(_) => match (name, t.text) {
+                    ("libwrap.hosts_access", v) => self.cfg.libwrap_hosts_access = v == "yes",
                     ("compatibility", "sameport") => self.cfg.compat_sameport = true,
                     ("compatibility", "draft-5.05") => self.cfg.compat_draft505 = true,
                     _ => {}

@@ -44,6 +44,7 @@ pub fn check(cfg: &Config, read_users_file: bool) -> Result<Vec<String>, String>
             "method {m} needs PAM, but this rsockd was built without it (cargo feature \"pam\")"
         ));
     }
+    crate::net::libwrap::check(cfg)?;
     if let Some(path) = &cfg.users_file {
         if !cfg.socksmethod.contains(&Method::Username) {
             warnings.push(format!(

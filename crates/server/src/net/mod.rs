@@ -5,6 +5,7 @@ pub mod activation;
 pub mod connect;
 pub mod ident;
 pub mod ifaces;
+pub mod libwrap;
 pub mod listen;
 pub mod resolve;
 pub mod sockets;

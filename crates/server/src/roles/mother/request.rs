@@ -57,6 +57,8 @@ pub(super) struct Client {
     pub pending_pam: Option<super::auth::PendingPam>,
     /// The scoreboard slots this client holds (its client rule's, then its socks rule's).
     pub slots: RefCell<SessionSlots>,
+    /// A duplicate of the client's socket for libwrap, when the configuration uses it.
+    pub wrap_fd: Option<OwnedFd>,
     /// Whether the client rule's session limits carry over to the socks rule.
     pub inherits: bool,
     /// What the server's counters say of this client when it leaves us: its request's
@@ -314,6 +316,17 @@ pub(super) async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
         if let Err(why) = p.check(cfg.as_ref()).await {
             let rule = (number, cfg.clone());
             let why = Refused::Check(&why);
+            refuse_blocked(wire, client, version, rule, subject, target_text, why).await;
+            return None;
+        }
+    }
+    if let (Some(line), Some(fd)) = (
+        cfg.as_ref().and_then(|r| r.libwrap.clone()),
+        client.wrap_fd.as_ref().and_then(|f| f.try_clone().ok()),
+    ) {
+        if !crate::net::libwrap::rule_line(fd, &line).await {
+            let rule = (number, cfg.clone());
+            let why = Refused::Check("failed libwrap line");
             refuse_blocked(wire, client, version, rule, subject, target_text, why).await;
             return None;
         }

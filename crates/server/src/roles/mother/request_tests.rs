@@ -86,6 +86,7 @@ fn client() -> Client {
         accept_who: None,
         pending_pam: None,
         slots: Default::default(),
+        wrap_fd: None,
         inherits: true,
         tally: Default::default(),
     }

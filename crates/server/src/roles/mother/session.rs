@@ -16,6 +16,7 @@ use super::request::{log_flags, now_us, Client, Tally};
 use super::state::Mother;
 use crate::log::{self, lines};
 use crate::negotiate::{self, Cmd, Wire};
+use crate::net::libwrap;
 use crate::net::resolve::{Resolver, SystemResolver};
 use crate::scoreboard::counters::{self, Outcome, RuleType};
 use crate::scoreboard::held::SessionSlots;
@@ -49,6 +50,38 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
     } else {
         (tcp_peer, None, false)
     };
+    // libwrap looks at the connection itself (a duplicate it may keep while it works).
+    let wrap_fd = if libwrap::wanted(&s.config) {
+        std::os::fd::AsFd::as_fd(wire.io())
+            .try_clone_to_owned()
+            .ok()
+    } else {
+        None
+    };
+    let dup = |f: &Option<std::os::fd::OwnedFd>| f.as_ref().and_then(|f| f.try_clone().ok());
+    if s.config.libwrap_hosts_access {
+        let allowed = match dup(&wrap_fd) {
+            Some(f) => libwrap::hosts_access(f, &s.config).await,
+            None => false,
+        };
+        if !allowed {
+            // Dante: the default rule's block, which logs at debug level only.
+            let who = lines::Accepted {
+                peer: &peer,
+                via: via.as_ref(),
+                local: &local,
+                probe,
+                who: None,
+            };
+            let rule = RuleRef {
+                number: 0,
+                log: log_flags(None),
+            };
+            lines::accept_refused(&rule, false, &who, "blocked by libwrap/tcp_wrappers");
+            counters::request_done(counters::Cmd::None, Outcome::Blocked);
+            return;
+        }
+    }
     let names = if s.rules.needs_client_names() {
         SystemResolver.reverse_confirmed(peer.ip()).await
     } else {
@@ -81,6 +114,24 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         number: cm.number,
         log: log_flags(cm.rule),
     };
+    // The rule's libwrap line; one that jumps blocks the client.
+    if let (Some(line), Some(f)) = (
+        crule_cfg.as_ref().and_then(|r| r.libwrap.clone()),
+        dup(&wrap_fd),
+    ) {
+        if !libwrap::rule_line(f, &line).await && pass {
+            let who = lines::Accepted {
+                peer: &peer,
+                via: via.as_ref(),
+                local: &local,
+                probe,
+                who: who_text,
+            };
+            lines::accept_blocked(&crule, &who);
+            counters::request_done(counters::Cmd::None, Outcome::Blocked);
+            return;
+        }
+    }
     // Dante checks the client's DNS once a rule has passed it: a refusal is that rule's block.
     if pass {
         if let Some(why) = m.srchost.refusal(s.config.srchost, &peer).await {
@@ -129,6 +180,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         accept_who: accept_who.clone(),
         pending_pam: None,
         slots: RefCell::new(slots),
+        wrap_fd,
         inherits: crule_cfg.as_ref().is_none_or(|r| r.session.inherits()),
         tally: Tally::default(),
     };

@@ -46,6 +46,9 @@ pub struct Config {
     /// `libwrap.allow:` / `libwrap.deny:`: other files than /etc/hosts.allow and .deny.
     pub libwrap_allow: Option<PathBuf>,
     pub libwrap_deny: Option<PathBuf>,
+    /// `extension: bind`: Dante's BIND extension (several peers per BIND, forwarded to the
+    /// client's own port; the request names 255.255.255.255).
+    pub extension_bind: bool,
     pub compat_sameport: bool,
     /// `compatibility: draft-5.05`: a UDP ASSOCIATE whose RSV byte has draft-05's
     /// USECLIENTSPORT flag gets an external UDP port equal to the client's, when free.
@@ -117,6 +120,7 @@ impl Default for Config {
             libwrap_hosts_access: false,
             libwrap_allow: None,
             libwrap_deny: None,
+            extension_bind: false,
             compat_sameport: false,
             compat_draft505: false,
             srchost: Srchost::default(),

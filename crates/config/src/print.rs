@@ -257,6 +257,9 @@ impl Display for Config {
         if self.compat_sameport {
             writeln!(s, "compatibility: sameport")?;
         }
+        if self.extension_bind {
+            writeln!(s, "extension: bind")?;
+        }
         if self.compat_draft505 {
             writeln!(s, "compatibility: draft-5.05")?;
         }

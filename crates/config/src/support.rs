@@ -309,7 +309,7 @@ pub static VALUES: &[(&str, &str, Status)] = &[
                      remove it",
         },
     ),
-    ("extension", "bind", NOT_YET),
+    ("extension", "bind", IMPL),
     ("libwrap.hosts_access", "yes", IMPL),
     ("libwrap.hosts_access", "no", IMPL),
 ];

@@ -178,7 +178,6 @@ fn not_supported_yet_settings() {
             "route.badexpire",
             "'route.badexpire'",
         ),
-        ("extension: bind\n", "bind", "'extension: bind'"),
         (
             "external.log.info.tcp.disabled: ecn\n",
             "external.log.info.tcp.disabled",

@@ -333,6 +333,7 @@ fn config() -> impl Strategy<Value = Config> {
                     udp_connectdst: ucd,
                     compat_sameport: sameport,
                     compat_draft505: json && ucd,
+                    extension_bind: false,
                     libwrap_hosts_access: sameport && json,
                     libwrap_allow: json.then(|| std::path::PathBuf::from("/etc/a")),
                     libwrap_deny: None,

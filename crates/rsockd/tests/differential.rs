@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,76 +15,12 @@ const RULES: &str = "client pass { from: 0/0 to: 0/0 log: connect disconnect err
 socks block { from: 0/0 to: 127.0.0.2/32 log: connect disconnect error }\n\
 socks pass { from: 0/0 to: 0/0 log: connect disconnect error iooperation }\n";
 
-struct Danted {
-    child: Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Danted {
-    fn drop(&mut self) {
-        unsafe_free_kill(self.child.id() as i32, 15);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_danted() -> Option<Danted> {
     start_danted_with(RULES)
 }
 
 fn start_danted_with(rules: &str) -> Option<Danted> {
-    if !tool("danted") {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let ip = next_loopback();
-    let port = {
-        let l = std::net::TcpListener::bind((ip, 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let log = dir.path().join("danted.log");
-    let conf = dir.path().join("danted.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "logoutput: {}\ninternal: {ip} port = {port}\nexternal: 127.0.0.1\nsocksmethod: none\n{rules}",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("danted")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.path().join("danted.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = SocketAddr::from((ip, port));
-    let start = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "danted did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Danted {
-        child,
-        addr,
-        log,
-        _dir: dir,
-    })
+    tool("danted").then(|| Danted::start(&format!("socksmethod: none\n{rules}")))
 }
 
 /// Bytes the server sends back for `input` before closing.

@@ -136,32 +136,8 @@ fn hosts_access_matches_danted() {
         deny.display()
     );
     let srv = Server::start(&base_config(&body));
-    let ip = next_loopback();
-    let port = free_tcp_port(&ip.to_string());
-    let conf = dir.path().join("danted.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "logoutput: {}\ninternal: {ip} port = {port}\nexternal: 127.0.0.1\nsocksmethod: none\n{body}",
-            dir.path().join("danted.log").display()
-        ),
-    )
-    .unwrap();
-    let mut child = std::process::Command::new("danted")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.path().join("danted.pid"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let danted = SocketAddr::from((ip, port));
-    let started = (0..400).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        TcpStream::connect(danted).is_ok()
-    });
-    let got: Vec<_> = [danted, srv.addr]
+    let d = Danted::start(&format!("socksmethod: none\n{body}"));
+    let got: Vec<_> = [d.addr, srv.addr]
         .iter()
         .map(|p| {
             (
@@ -170,9 +146,6 @@ fn hosts_access_matches_danted() {
             )
         })
         .collect();
-    unsafe_free_kill(child.id() as i32, 15);
-    let _ = child.wait();
-    assert!(started, "danted did not start");
     assert_eq!(got[0], (Some(0), None), "danted");
     assert_eq!(got[1], got[0], "rsockd vs danted");
 }

@@ -436,6 +436,15 @@ impl<'a> Parser<'a> {
                 Some(_) => match (name, t.text) {
                     ("libwrap.hosts_access", v) => self.cfg.libwrap_hosts_access = v == "yes",
                     ("compatibility", "sameport") => self.cfg.compat_sameport = true,
+                    ("extension", "bind") => {
+                        self.cfg.extension_bind = true;
+                        // Dante 1.4.2 warns the same.
+                        self.warn(
+                            t,
+                            "we are currently considering deprecating the Dante-specific SOCKS \
+                             bind extension",
+                        );
+                    }
                     ("compatibility", "draft-5.05") => self.cfg.compat_draft505 = true,
                     _ => {}
                 },

@@ -326,50 +326,12 @@ fn socksmethod_rfc931_reuses_the_accept_time_answer() {
 #[test]
 fn clientmethod_rfc931_lines_match_danted() {
     require_root!();
-    if !tool("danted") {
-        panic!("danted is required (apt-get install dante-server)");
-    }
     let user = TestUser::new("cmd");
     let echo = echo_server();
     let rules = accept_time_rules("nobody", "none");
     let srv = start(&rules);
-    let dir = tempfile::tempdir().unwrap();
-    let ip = next_loopback();
-    let port = free_tcp_port(&ip.to_string());
-    let log = dir.path().join("danted.log");
-    let conf = dir.path().join("danted.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "logoutput: {}\ninternal: {ip} port = {port}\nexternal: 127.0.0.1\n{rules}",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("danted")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.path().join("danted.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Reap(std::process::Child);
-    impl Drop for Reap {
-        fn drop(&mut self) {
-            unsafe_free_kill(self.0.id() as i32, 15);
-            let _ = self.0.wait();
-        }
-    }
-    let child = Reap(std::mem::replace(
-        &mut child,
-        Command::new("true").spawn().unwrap(),
-    ));
-    let danted = SocketAddr::from((ip, port));
-    wait_until("danted listening", 20, || {
-        TcpStream::connect(danted).is_ok()
-    });
+    let d = Danted::start(&rules);
+    let (danted, log) = (d.addr, d.log.clone());
     let c = IdentClient::new(userid(&user.name));
     let no_user = IdentClient::new(|ports| format!("{ports} : ERROR : NO-USER\r\n"));
     let mut shapes = Vec::new();
@@ -410,7 +372,7 @@ fn clientmethod_rfc931_lines_match_danted() {
             });
         shapes.push((opened, pick(&want)));
     }
-    drop(child);
+    drop(d);
     assert_eq!(
         shapes[0].0.as_deref(),
         Some(format!("pass(2): tcp/accept [: rfc931%{}@CLIENT PROXY", user.name).as_str()),

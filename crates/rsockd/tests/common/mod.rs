@@ -761,3 +761,78 @@ pub fn sock_readback(local: SocketAddr, peer: SocketAddr) -> Option<SockReadback
     }
     found.then_some(r)
 }
+
+/// Debian's danted on a loopback address of its own, with `body` after its `logoutput:`,
+/// `internal:` and `external: 127.0.0.1` lines; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Danted {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Danted {
+    pub fn start(body: &str) -> Danted {
+        assert!(
+            tool("danted"),
+            "danted is required (apt-get install dante-server)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ip = next_loopback();
+        let port = free_tcp_port(&ip.to_string());
+        let log = dir.path().join("danted.log");
+        let conf = dir.path().join("danted.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "logoutput: {}\ninternal: {ip} port = {port}\nexternal: 127.0.0.1\n{body}",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("danted")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path().join("danted.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = SocketAddr::from((ip, port));
+        let d = Danted {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "danted did not start"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Danted {
+    fn drop(&mut self) {
+        unsafe_free_kill(self.child.id() as i32, 15);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

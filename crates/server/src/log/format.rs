@@ -35,6 +35,14 @@ pub fn escape(bytes: &[u8]) -> String {
     s
 }
 
+/// strerror(3) text, as Dante logs it, rather than std's "... (os error N)".
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

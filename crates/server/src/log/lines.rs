@@ -337,12 +337,17 @@ impl View {
         }
     }
 
-    /// A BIND's own lines: `client internal -> bound requested`.
+    /// A BIND's own lines: `client internal -> bound requested` (Dante's extension BIND, which
+    /// takes any peer, names `0.0.0.0.0` there).
     pub fn bind(h: &Handoff) -> View {
+        let mut path = path(h);
+        if crate::negotiate::is_bind_extension(h.target) {
+            path[3] = addr(&SocketAddr::from(([0, 0, 0, 0], 0)));
+        }
         View {
             subject: Subject::Bind,
             rule: h.socks_rule,
-            path: path(h),
+            path,
         }
     }
 
@@ -521,6 +526,46 @@ pub fn bind_closed(h: &Handoff, bind: &View, reply: &View, stats: &Stats, end: E
         bind.ended(true, None);
     }
     accept_closed(h, stats.to_client.get(), stats.from_client.get(), &end);
+}
+
+/// An extended BIND whose peer could not be forwarded (the client's address refused the
+/// connection back): Dante ends the whole BIND, with the bindreply, bind and accept lines.
+pub fn bind_forward_failed(h: &Handoff, bind: &View, reply: &View, why: &str) {
+    let f = reply.rule.log;
+    if f.connect || f.disconnect || f.error {
+        reply.ended(false, Some(why));
+    }
+    let f = bind.rule.log;
+    if f.connect || f.disconnect || f.error {
+        bind.ended(false, Some(why));
+    }
+    accept_ended(
+        h,
+        false,
+        &format!("request was not performed due to error: {why}"),
+    );
+}
+
+/// The end of one forwarded peer of an extended BIND: its `tcp/bindreply ]` line only (the
+/// BIND and the client's lines come when the control connection closes).
+pub fn bind_forward_closed(h: &Handoff, reply: &View, stats: &Stats, end: End) {
+    let end = match end {
+        End::ClientClosed => End::TargetClosed,
+        End::TargetClosed => End::ClientClosed,
+        End::ClientError(e) => End::TargetError(e),
+        End::TargetError(e) => End::ClientError(e),
+        other => other,
+    };
+    if logs_end(&reply.rule, &end) {
+        let counts = [
+            stats.to_target.get(),
+            stats.from_target.get(),
+            stats.to_client.get(),
+            stats.from_client.get(),
+        ]
+        .map(|n| n.to_string());
+        reply.closed(h, counts, &end.to_string(), "");
+    }
 }
 
 /// `block(0): tcp/bindreply ]: peer bound -> internal client: expected bindreply from A, but

@@ -11,7 +11,7 @@ mod level;
 pub mod lines;
 mod output;
 
-pub use format::{addr, escape, session_addr};
+pub use format::{addr, errno_text, escape, session_addr};
 pub use level::Level;
 pub use output::{Dest, Outputs};
 

@@ -344,6 +344,12 @@ pub fn failure_reply(version: u8, rep: Reply) -> Vec<u8> {
     }
 }
 
+/// Dante's BIND extension: a BIND naming 255.255.255.255 asks for every peer, each forwarded
+/// to the client's own port (the request's port) on a connection of its own.
+pub fn is_bind_extension(a: std::net::SocketAddr) -> bool {
+    a.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+}
+
 /// Encodes the success reply for `version` with the bound address `bnd`.
 pub fn success_reply(version: u8, bnd: std::net::SocketAddr) -> Vec<u8> {
     if version == 4 {

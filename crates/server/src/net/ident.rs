@@ -22,26 +22,26 @@ use crate::log;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentLookupError {
     /// The socket could not be created or bound to the SOCKS connection's local address.
-    #[error("ident lookup to {} failed: binding to {local}: {}", log::addr(.server), errno_text(.error))]
+    #[error("ident lookup to {} failed: binding to {local}: {}", log::addr(.server), crate::log::errno_text(.error))]
     Bind {
         server: SocketAddr,
         local: IpAddr,
         error: io::Error,
     },
     /// The TCP connect to the ident server failed (e.g. refused: no ident server runs there).
-    #[error("ident lookup to {} failed: {}", log::addr(.server), errno_text(.error))]
+    #[error("ident lookup to {} failed: {}", log::addr(.server), crate::log::errno_text(.error))]
     Connect {
         server: SocketAddr,
         error: io::Error,
     },
     /// Writing the query failed.
-    #[error("ident lookup to {} failed: sending the query: {}", log::addr(.server), errno_text(.error))]
+    #[error("ident lookup to {} failed: sending the query: {}", log::addr(.server), crate::log::errno_text(.error))]
     Send {
         server: SocketAddr,
         error: io::Error,
     },
     /// Reading the reply failed.
-    #[error("ident lookup to {} failed: reading the reply: {}", log::addr(.server), errno_text(.error))]
+    #[error("ident lookup to {} failed: reading the reply: {}", log::addr(.server), crate::log::errno_text(.error))]
     Receive {
         server: SocketAddr,
         error: io::Error,
@@ -59,14 +59,6 @@ pub enum IdentLookupError {
     /// not accept.
     #[error("bad ident reply: {0}")]
     BadReply(#[from] IdentError),
-}
-
-/// strerror(3) text, as Dante logs it, rather than std's "... (os error N)".
-fn errno_text(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
-        None => e.to_string(),
-    }
 }
 
 /// "5 seconds", "1 second", "0.3 seconds".

@@ -80,13 +80,6 @@ impl End {
     }
 }
 
-fn errno_text(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
-        None => e.to_string(),
-    }
-}
-
 /// Set once this relay process has ended its sessions at the end of a drain: they then close
 /// because we shut their sockets, and their lines say so instead of what that looked like.
 static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -115,8 +108,8 @@ impl std::fmt::Display for End {
         match self {
             End::ClientClosed => f.write_str("local client closed"),
             End::TargetClosed => f.write_str("remote peer closed"),
-            End::ClientError(e) => write!(f, "local client error ({})", errno_text(e)),
-            End::TargetError(e) => write!(f, "remote peer error ({})", errno_text(e)),
+            End::ClientError(e) => write!(f, "local client error ({})", crate::log::errno_text(e)),
+            End::TargetError(e) => write!(f, "remote peer error ({})", crate::log::errno_text(e)),
             End::IoTimeout => f.write_str("i/o timeout"),
             End::FinWaitTimeout => f.write_str("tcp_fin_wait timeout"),
         }

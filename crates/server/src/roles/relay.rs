@@ -5,6 +5,7 @@
 //! exit when the last session ends, so a mother's death never cuts an established session.
 
 mod bind;
+mod bind_extension;
 mod connect;
 mod flushed;
 mod meter;

@@ -57,6 +57,12 @@ pub(super) async fn run(
         subject: Subject::Bind,
         target: &t.text,
     };
+    let extension = negotiate::is_bind_extension(expected);
+    if extension && !s.config.extension_bind {
+        let why = "client requested disabled Dante extension: bind";
+        refuse_failed(&mut wire, &client, &failing, why, Reply::NotAllowed).await;
+        return;
+    }
     // `redirect from:` names the address (and port) to listen on.
     let from = srule.as_ref().and_then(|r| r.redirect_from);
     let fam = if expected.is_ipv6() { "IPv6" } else { "IPv4" };
@@ -82,7 +88,18 @@ pub(super) async fn run(
         return;
     };
     let fixed_port = from.and_then(|f| f.port);
-    let want = SocketAddr::new(ip, fixed_port.unwrap_or_else(|| listen_port(s, expected)));
+    // With the extension Dante tries the port the client's control connection comes from.
+    let port = if extension {
+        let p = client.peer.port();
+        if p >= 1024 || s.config.compat_sameport {
+            p
+        } else {
+            0
+        }
+    } else {
+        listen_port(s, expected)
+    };
+    let want = SocketAddr::new(ip, fixed_port.unwrap_or(port));
     // A port the client asked for that is taken falls back to one the kernel picks: the client
     // learns the real port from the reply either way. A port the rule fixes does not.
     let bound = sockets::bind_listener(want).or_else(|e| {

@@ -119,6 +119,10 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) -> Option
         return None;
     }
     bv.opened();
+    if negotiate::is_bind_extension(h.target) {
+        super::bind_extension::run(h, client, listener, &bv, stats).await;
+        return None;
+    }
     let mut early = h.prefetched.clone();
     let io_timeout = (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into()));
     let (peer_stream, peer) = match wait_for_peer(&client, &listener, io_timeout, &mut early).await

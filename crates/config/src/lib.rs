@@ -22,10 +22,10 @@ mod validate;
 pub use diag::{ConfigError, Diagnostic};
 pub use model::{
     AddrMatch, AlarmSides, Command, Config, Cpu, CpuRole, CpuSettings, DataAlarm, DisconnectAlarm,
-    ErrorLog, ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, Method,
-    Monitor, OptName, PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule, RuleAddr,
-    RuleKind, SchedPolicy, SessionLimits, Side, SockOpt, Srchost, StateKey, Throttle, Timeouts,
-    Verdict,
+    ErrorLog, ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, LogWhat,
+    Method, Monitor, OptName, PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule,
+    RuleAddr, RuleKind, SchedPolicy, SessionLimits, Side, SockOpt, Srchost, StateKey, Throttle,
+    Timeouts, Verdict,
 };
 pub use services::Services;
 pub use validate::check_startable;

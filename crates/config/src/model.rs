@@ -646,14 +646,40 @@ impl SockOpt {
     }
 }
 
-/// `<side>.log.<level>.error: SYMBOL...`: errors matching the symbols are logged at `level`.
+/// What a `<side>.log.<level>.<what>:` line watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogWhat {
+    /// `.error`: errno and getaddrinfo errors.
+    #[default]
+    Error,
+    /// `.tcp.enabled`: TCP options the connection has.
+    TcpEnabled,
+    /// `.tcp.disabled`: TCP options it lacks.
+    TcpDisabled,
+}
+
+impl LogWhat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogWhat::Error => "error",
+            LogWhat::TcpEnabled => "tcp.enabled",
+            LogWhat::TcpDisabled => "tcp.disabled",
+        }
+    }
+}
+
+/// `<side>.log.<level>.error: SYMBOL...`: errors matching the symbols are logged at `level`;
+/// `<side>.log.<level>.tcp.enabled|disabled: OPTION...`: connections with (without) those TCP
+/// options (`ecn`, `sack`, `timestamps`, `wscale`) are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorLog {
     pub side: Side,
     /// The syslog level name as written (`emerg` .. `debug`).
     pub level: String,
-    /// The symbols as written (errno names, `EAI_*`, `no-route`, `system-any`, `dns-any`).
+    /// The symbols as written (errno names, `EAI_*`, `no-route`, `system-any`, `dns-any`; for
+    /// the tcp forms, option names).
     pub symbols: Vec<String>,
+    pub what: LogWhat,
 }
 
 impl ErrorLog {
@@ -662,18 +688,25 @@ impl ErrorLog {
         "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
     ];
 
+    /// The TCP option names `.tcp.enabled`/`.tcp.disabled` take.
+    pub const TCP_OPTIONS: [&'static str; 4] = ["ecn", "sack", "timestamps", "wscale"];
+
     /// Whether errno `e` is one of ours.
     pub fn has_errno(&self, e: i32) -> bool {
-        self.symbols
-            .iter()
-            .any(|s| crate::errsyms::expand(s).is_some_and(|(v, _)| v.contains(&e)))
+        self.what == LogWhat::Error
+            && self
+                .symbols
+                .iter()
+                .any(|s| crate::errsyms::expand(s).is_some_and(|(v, _)| v.contains(&e)))
     }
 
     /// Whether getaddrinfo error `e` is one of ours.
     pub fn has_gai(&self, e: i32) -> bool {
-        self.symbols
-            .iter()
-            .any(|s| crate::errsyms::expand(s).is_some_and(|(_, v)| v.contains(&e)))
+        self.what == LogWhat::Error
+            && self
+                .symbols
+                .iter()
+                .any(|s| crate::errsyms::expand(s).is_some_and(|(_, v)| v.contains(&e)))
     }
 }
 

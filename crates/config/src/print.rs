@@ -191,9 +191,10 @@ impl Display for crate::model::ErrorLog {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}.log.{}.error: {}",
+            "{}.log.{}.{}: {}",
             self.side.name(),
             self.level,
+            self.what.name(),
             self.symbols.join(" ")
         )
     }

@@ -89,8 +89,13 @@ const fn family(key: &'static str, place: Place, status: Status) -> Entry {
 
 const IMPL: Status = Status::Implemented;
 const NOT_YET: Status = Status::NotYet { detail: "" };
-const NO_HOSTID: Status = Status::NotYet {
-    detail: "hostid is not supported on this system",
+const NO_HOSTID: Status = Status::Rejected {
+    reason: "hostid is not supported on this system (it needs the TCP IP-address option of \
+             Solaris and some BSDs); Dante's Linux build refuses it too",
+};
+const NO_BSDAUTH: Status = Status::Rejected {
+    reason: "bsdauth needs BSD Authentication (bsd_auth(3), OpenBSD), which Linux lacks; \
+             Dante's Linux build refuses it too",
 };
 const LIBWRAP_UID: &str =
     "libwrap lines run as the user the relays and mothers run as (user.unprivileged)";
@@ -282,13 +287,20 @@ pub static KEYWORDS: &[Entry] = &[
             replacement: "pam.servicename",
         },
     ),
-    e("bsdauth.stylename", S, NOT_YET),
+    e("bsdauth.stylename", S, NO_BSDAUTH),
     e("gssapi.servicename", RULES.or(R), NOT_YET),
     e("gssapi.keytab", RULES.or(R), NOT_YET),
     e("gssapi.enctype", RULES.or(R), NOT_YET),
     e("clientcompatibility", C.or(H).or(R), NOT_YET),
     family("ldap.", S, NOT_YET),
-    family("pac.", RULES, NOT_YET),
+    family(
+        "pac.",
+        RULES,
+        Status::Rejected {
+            reason: "pac.* (Windows PAC checks) is not in Dante's Linux build, which refuses it \
+                     as a syntax error",
+        },
+    ),
     // Route-only and monitor-only keywords.
     e("via", R, NOT_YET),
     family("alarm.", M, IMPL),
@@ -352,7 +364,8 @@ pub fn method_status(m: Method) -> Status {
         | Method::PamAddress
         | Method::PamAny
         | Method::Rfc931 => Status::Implemented,
-        Method::Gssapi | Method::BsdAuth | Method::LdapAuth => Status::NotYet { detail: "" },
+        Method::BsdAuth => NO_BSDAUTH,
+        Method::Gssapi | Method::LdapAuth => Status::NotYet { detail: "" },
     }
 }
 

@@ -178,11 +178,6 @@ fn not_supported_yet_settings() {
             "route.badexpire",
             "'route.badexpire'",
         ),
-        (
-            "external.log.info.tcp.disabled: ecn\n",
-            "external.log.info.tcp.disabled",
-            "'external.log.info.tcp.disabled'",
-        ),
     ] {
         let d = err_near(text, word, "is not supported yet");
         assert!(d.message.starts_with(what), "{text}: {}", d.message);
@@ -217,6 +212,29 @@ fn error_logs_by_errno_globally_and_in_rules() {
         1,
         42,
         "unknown error symbol \"EBOGUS\"",
+    );
+    // The TCP option forms.
+    let c = ok(&format!(
+        "internal.log.info.tcp.enabled: timestamps sack\n{M}\
+         socks pass {{ from: 0/0 to: 0/0\n external.log.notice.tcp.disabled: ecn wscale\n}}\n"
+    ))
+    .config;
+    assert_eq!(c.error_logs[0].what, rsockd_config::LogWhat::TcpEnabled);
+    assert_eq!(c.error_logs[0].symbols, ["timestamps", "sack"]);
+    assert!(!c.error_logs[0].has_errno(111));
+    let r = &c.socks_rules[0].error_logs[0];
+    assert_eq!(
+        (r.what, r.side),
+        (
+            rsockd_config::LogWhat::TcpDisabled,
+            rsockd_config::Side::External
+        )
+    );
+    err_at(
+        "internal.log.info.tcp.enabled: sack nagle\n",
+        1,
+        37,
+        "unknown TCP option \"nagle\"",
     );
     err_at(
         "internal.log.warning.errors: ECONNREFUSED\n",
@@ -324,24 +342,32 @@ fn socket_options_globally_and_in_rules() {
 #[test]
 fn not_supported_yet_rule_options() {
     for (opt, word) in [
-        ("hostid: 1.2.3.4", "hostid"),
-        ("hostindex: 1", "hostindex"),
-        ("bsdauth.stylename: x", "bsdauth.stylename"),
         ("gssapi.servicename: rcmd", "gssapi.servicename"),
         ("gssapi.keytab: FILE:/k", "gssapi.keytab"),
         ("gssapi.enctype: integrity", "gssapi.enctype"),
         ("ldap.url: ldap://x", "ldap.url"),
-        ("pac.sid: x", "pac.sid"),
-        (
-            "external.log.info.tcp.enabled: sack",
-            "external.log.info.tcp.enabled",
-        ),
     ] {
         let t = rule(&format!("from: 0/0 to: 0/0\n{opt}\n"));
-        let d = err_near(&t, word, &format!("'{word}' is not supported yet"));
-        if word.starts_with("host") {
-            assert!(d.message.contains("hostid is not supported on this system"));
-        }
+        err_near(&t, word, &format!("'{word}' is not supported yet"));
+    }
+    // Refused as Dante's Linux build refuses them, with the reason.
+    for (opt, word, why) in [
+        (
+            "hostid: 1.2.3.4",
+            "hostid",
+            "hostid is not supported on this system",
+        ),
+        (
+            "hostindex: 1",
+            "hostindex",
+            "hostid is not supported on this system",
+        ),
+        ("bsdauth.stylename: x", "bsdauth.stylename", "bsd_auth(3)"),
+        ("pac.sid: x", "pac.sid", "not in Dante's Linux build"),
+    ] {
+        let t = rule(&format!("from: 0/0 to: 0/0\n{opt}\n"));
+        let d = err_near(&t, word, why);
+        assert!(d.message.contains("Dante's Linux build"), "{}", d.message);
     }
     let c = format!("{M}client pass {{ from: 0/0 to: 0/0 clientcompatibility: necgssapi }}\n");
     err_near(&c, "clientcompatibility", "is not supported yet");
@@ -376,10 +402,16 @@ fn deprecated_then_not_yet() {
 
 #[test]
 fn methods_not_supported_yet() {
-    for m in ["gssapi", "bsdauth", "ldapauth"] {
+    for m in ["gssapi", "ldapauth"] {
         let t = format!("socksmethod: none {m}\n");
         err_near(&t, m, &format!("'{m}' is not supported yet"));
     }
+    // What Dante's Linux build refuses is refused, with the reason.
+    err_near(
+        "socksmethod: none bsdauth\n",
+        "bsdauth",
+        "Dante's Linux build refuses it too",
+    );
     for m in [
         "username",
         "rfc931",

@@ -96,3 +96,74 @@ fn in_progress_and_session_errors_on_both_sides() {
     wait_until("the client's error", 10, || srv.log_text().contains(&want));
     drop(c);
 }
+
+/// `.tcp.enabled` / `.tcp.disabled`: a line for the options each side's connection has (or
+/// lacks), read back from the kernel (TCP_INFO); what loopback negotiates follows the
+/// sysctls, which the test reads.
+#[test]
+fn tcp_option_lines() {
+    let on = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .map(|v| v.trim() != "0")
+            .unwrap_or(false)
+    };
+    let (ts, sack) = (on("tcp_timestamps"), on("tcp_sack"));
+    // ECN is negotiated only when the connecting side asks (tcp_ecn = 1).
+    let ecn = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_ecn")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
+    let echo = echo_server();
+    let srv = Server::start(&base_config(
+        "internal.log.info.tcp.enabled: timestamps sack ecn\n\
+         external.log.notice.tcp.disabled: ecn timestamps\n\
+         client pass { from: 0/0 to: 0/0 }\n\
+         socks pass { from: 0/0 to: 0/0 }\n",
+    ));
+    let (mut c, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut c, b"options");
+    let me = c.local_addr().unwrap();
+    let mut enabled: Vec<&str> = Vec::new();
+    if ts {
+        enabled.push("timestamps");
+    }
+    if sack {
+        enabled.push("sack");
+    }
+    if ecn {
+        enabled.push("ecn");
+    }
+    let mut disabled: Vec<&str> = Vec::new();
+    if !ecn {
+        disabled.push("ecn");
+    }
+    if !ts {
+        disabled.push("timestamps");
+    }
+    let want_in = format!(
+        "info: TCP options enabled on the connection {} -> {}: {}",
+        dante_addr(me),
+        dante_addr(srv.addr),
+        enabled.join(" ")
+    );
+    let t = srv.wait_log("the internal line", 10, |t| t.contains(&want_in));
+    if !disabled.is_empty() {
+        let want_out = "notice: TCP options disabled on the connection 127.0.0.1.";
+        let t = srv.wait_log("the external line", 10, |t| t.contains(want_out));
+        let line = t.lines().find(|l| l.contains(want_out)).unwrap();
+        assert!(
+            line.ends_with(&format!(
+                "-> {}: {}",
+                dante_addr(echo.addr),
+                disabled.join(" ")
+            )),
+            "{line}"
+        );
+    }
+    // The external side has no `.tcp.enabled` list: no enabled line names the target.
+    assert!(
+        !t.lines()
+            .any(|l| l.contains("TCP options enabled") && l.contains(&dante_addr(echo.addr))),
+        "{t}"
+    );
+}

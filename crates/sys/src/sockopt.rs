@@ -39,6 +39,8 @@ pub struct TcpInfo {
     pub ssthresh: u32,
     pub pmtu: u32,
     pub total_retrans: u32,
+    /// `tcpi_options`: TCPI_OPT_TIMESTAMPS 1, _SACK 2, _WSCALE 4, _ECN 8.
+    pub options: u8,
 }
 
 impl TcpInfo {
@@ -91,6 +93,7 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
         ssthresh: ti.tcpi_snd_ssthresh,
         pmtu: ti.tcpi_pmtu,
         total_retrans: ti.tcpi_total_retrans,
+        options: ti.tcpi_options,
     })
 }
 

@@ -5,7 +5,7 @@
 use super::Parser;
 use crate::errsyms;
 use crate::lexer::Tok;
-use crate::model::{ErrorLog, Side};
+use crate::model::{ErrorLog, LogWhat, Side};
 
 impl<'a> Parser<'a> {
     /// The value of an error-log keyword (its colon read); None after an error.
@@ -32,29 +32,33 @@ impl<'a> Parser<'a> {
             self.sc.skip_value();
             return None;
         }
-        match what {
-            "error" => {}
-            "tcp.enabled" | "tcp.disabled" => {
-                self.not_yet(
+        let what = match what {
+            "error" => LogWhat::Error,
+            "tcp.enabled" => LogWhat::TcpEnabled,
+            "tcp.disabled" => LogWhat::TcpDisabled,
+            _ => {
+                self.error(
                     kw,
-                    kw.text,
-                    "logging TCP options (ecn, sack, ...) is not built",
+                    format!(
+                        "expected '{}.log.{level}.error', '.tcp.enabled' or '.tcp.disabled'",
+                        side.name()
+                    ),
                 );
                 self.sc.skip_value();
                 return None;
             }
-            _ => {
-                self.error(kw, format!("expected '{}.log.{level}.error'", side.name()));
-                self.sc.skip_value();
-                return None;
-            }
-        }
+        };
         let mut symbols = Vec::new();
         let mut bad = false;
         for t in self.list_items(kw) {
-            if errsyms::expand(t.text).is_some() {
-                symbols.push(t.text.to_string());
+            let known = if what == LogWhat::Error {
+                errsyms::expand(t.text).is_some()
             } else {
+                ErrorLog::TCP_OPTIONS.contains(&t.text)
+            };
+            if known {
+                symbols.push(t.text.to_string());
+            } else if what == LogWhat::Error {
                 bad = true;
                 self.error(
                     t,
@@ -64,12 +68,23 @@ impl<'a> Parser<'a> {
                         t.text
                     ),
                 );
+            } else {
+                bad = true;
+                self.error(
+                    t,
+                    format!(
+                        "unknown TCP option \"{}\": expected {}",
+                        t.text,
+                        ErrorLog::TCP_OPTIONS.join(", ")
+                    ),
+                );
             }
         }
         (!bad && !symbols.is_empty()).then(|| ErrorLog {
             side,
             level: level.to_string(),
             symbols,
+            what,
         })
     }
 }

@@ -95,8 +95,13 @@ impl<'a> Parser<'a> {
                 self.warn(t, format!("duplicate method '{m}' ignored"));
                 continue;
             }
-            if let Status::NotYet { detail } = support::method_status(m) {
-                self.not_yet(t, m.name(), detail);
+            match support::method_status(m) {
+                Status::NotYet { detail } => self.not_yet(t, m.name(), detail),
+                Status::Rejected { reason } => {
+                    self.error(t, format!("method '{m}': {reason}"));
+                    continue;
+                }
+                _ => {}
             }
             out.push((m, t));
         }

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use rsockd_config::{Config, ErrorLog, Rule, Side};
+use rsockd_config::{Config, ErrorLog, LogWhat, Rule, Side};
 
 use super::Level;
 
@@ -90,6 +90,49 @@ pub fn write(level: Option<Level>, msg: impl FnOnce() -> String) {
     }
 }
 
+/// `<side>.log.<level>.tcp.enabled|disabled:`: for the connection on `side`, whose
+/// `tcpi_options` are `options`, a line per list that names options it has (enabled) or
+/// lacks (disabled). `who` names the connection. (Dante 1.4.2 parses these and, in our
+/// observation, writes nothing; rsockd writes these lines.)
+pub fn tcp_options(lists: &[ErrorLog], side: Side, options: u8, who: &str) {
+    for l in lists.iter().filter(|l| l.side == side) {
+        let want_on = match l.what {
+            LogWhat::TcpEnabled => true,
+            LogWhat::TcpDisabled => false,
+            LogWhat::Error => continue,
+        };
+        let matched: Vec<&str> = l
+            .symbols
+            .iter()
+            .map(String::as_str)
+            .filter(|o| {
+                let bit = match *o {
+                    "timestamps" => 1,
+                    "sack" => 2,
+                    "wscale" => 4,
+                    _ => 8,
+                };
+                (options & bit != 0) == want_on
+            })
+            .collect();
+        if !matched.is_empty() {
+            super::write(
+                level(&l.level),
+                &format!(
+                    "TCP options {} on {who}: {}",
+                    if want_on { "enabled" } else { "disabled" },
+                    matched.join(" ")
+                ),
+            );
+        }
+    }
+}
+
+/// Whether some list on either side watches TCP options.
+pub fn watches_tcp_options(lists: &[ErrorLog]) -> bool {
+    lists.iter().any(|l| l.what != LogWhat::Error)
+}
+
 /// `connect to host T failed: TEXT`, Dante's line.
 pub fn connect_failed(target: &SocketAddr, text: &str) -> String {
     format!("connect to host {} failed: {text}", super::addr(target))
@@ -151,6 +194,7 @@ mod tests {
             side,
             level: level.into(),
             symbols: syms.iter().map(|s| s.to_string()).collect(),
+            what: rsockd_config::LogWhat::Error,
         }
     }
 

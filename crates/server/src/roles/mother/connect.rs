@@ -86,6 +86,20 @@ pub(super) async fn run(
         nfds: 2,
     };
     client_options(&client_stream, srule.as_ref());
+    let lists = log::by_errno::lists(srule.as_ref(), &s.config);
+    if log::by_errno::watches_tcp_options(lists) {
+        use std::os::fd::AsFd;
+        let sides = [
+            (Side::Internal, &client_stream, client.peer, client.local),
+            (Side::External, &target_stream, external, won.target),
+        ];
+        for (side, stream, a, b) in sides {
+            if let Ok(ti) = rsockd_sys::sockopt::tcp_info(stream.as_fd()) {
+                let who = format!("the connection {} -> {}", addr(&a), addr(&b));
+                log::by_errno::tcp_options(lists, side, ti.options, &who);
+            }
+        }
+    }
     let (cfd, tfd) = match (detach(client_stream), detach(target_stream)) {
         (Ok(c), Ok(t)) => (c, t),
         _ => {

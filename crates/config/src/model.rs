@@ -931,6 +931,9 @@ impl DataAlarm {
 pub enum CpuRole {
     Mother,
     Relay,
+    /// Our auth helper (no Dante counterpart); its parent sets it, as the helper does not
+    /// read the configuration.
+    AuthHelper,
 }
 
 impl CpuRole {
@@ -939,6 +942,7 @@ impl CpuRole {
         match name {
             "mother" | "negotiate" | "request" | "monitor" => Some(CpuRole::Mother),
             "relay" | "io" => Some(CpuRole::Relay),
+            "auth-helper" => Some(CpuRole::AuthHelper),
             _ => None,
         }
     }
@@ -947,6 +951,7 @@ impl CpuRole {
         match self {
             CpuRole::Mother => "mother",
             CpuRole::Relay => "relay",
+            CpuRole::AuthHelper => "auth-helper",
         }
     }
 }
@@ -997,6 +1002,7 @@ pub struct CpuSettings {
 pub struct Cpu {
     pub mother: CpuSettings,
     pub relay: CpuSettings,
+    pub auth_helper: CpuSettings,
 }
 
 impl Cpu {
@@ -1004,6 +1010,7 @@ impl Cpu {
         match role {
             CpuRole::Mother => &self.mother,
             CpuRole::Relay => &self.relay,
+            CpuRole::AuthHelper => &self.auth_helper,
         }
     }
 
@@ -1011,6 +1018,7 @@ impl Cpu {
         match role {
             CpuRole::Mother => &mut self.mother,
             CpuRole::Relay => &mut self.relay,
+            CpuRole::AuthHelper => &mut self.auth_helper,
         }
     }
 }

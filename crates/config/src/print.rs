@@ -323,7 +323,11 @@ impl Display for Config {
         if let Some(n) = &self.pam_servicename {
             writeln!(s, "pam.servicename: {n}")?;
         }
-        for role in [crate::model::CpuRole::Mother, crate::model::CpuRole::Relay] {
+        for role in [
+            crate::model::CpuRole::Mother,
+            crate::model::CpuRole::Relay,
+            crate::model::CpuRole::AuthHelper,
+        ] {
             let c = self.cpu.of(role);
             if let Some((p, prio)) = c.schedule {
                 writeln!(s, "cpu.schedule.{}: {}/{prio}", role.name(), p.name())?;

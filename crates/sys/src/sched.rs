@@ -26,9 +26,9 @@ impl Policy {
 }
 
 /// The ids of this process's threads.
-fn threads() -> io::Result<Vec<libc::pid_t>> {
+fn threads_of(pid: &str) -> io::Result<Vec<libc::pid_t>> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc/self/task")? {
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         if let Some(tid) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
             v.push(tid);
         }
@@ -38,11 +38,25 @@ fn threads() -> io::Result<Vec<libc::pid_t>> {
 
 /// Sets `policy` with `priority` (1-99 for fifo and rr, 0 for the others) on every thread.
 pub fn set_scheduler(policy: Policy, priority: u32) -> io::Result<()> {
+    scheduler_of("self", policy, priority)
+}
+
+/// [`set_scheduler`] for every thread of another process (one we started).
+pub fn set_scheduler_of(pid: u32, policy: Policy, priority: u32) -> io::Result<()> {
+    scheduler_of(&pid.to_string(), policy, priority)
+}
+
+/// [`set_affinity`] for every thread of another process (one we started).
+pub fn set_affinity_of(pid: u32, cpus: &[u32]) -> io::Result<()> {
+    affinity_of(&pid.to_string(), cpus)
+}
+
+fn scheduler_of(proc_dir: &str, policy: Policy, priority: u32) -> io::Result<()> {
     let param = libc::sched_param {
         sched_priority: libc::c_int::try_from(priority)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
     };
-    for tid in threads()? {
+    for tid in threads_of(proc_dir)? {
         // SAFETY: `param` is a valid, initialised sched_param that outlives the call; the
         // kernel only reads it. A thread that exited in between yields ESRCH, reported.
         let r = unsafe { libc::sched_setscheduler(tid, policy.raw(), &param) };
@@ -55,6 +69,10 @@ pub fn set_scheduler(policy: Policy, priority: u32) -> io::Result<()> {
 
 /// Lets every thread run only on `cpus`.
 pub fn set_affinity(cpus: &[u32]) -> io::Result<()> {
+    affinity_of("self", cpus)
+}
+
+fn affinity_of(proc_dir: &str, cpus: &[u32]) -> io::Result<()> {
     // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set (CPU_ZERO).
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
@@ -65,7 +83,7 @@ pub fn set_affinity(cpus: &[u32]) -> io::Result<()> {
         // SAFETY: `c` is below CPU_SETSIZE (checked above), so the bit is inside `set`.
         unsafe { libc::CPU_SET(c, &mut set) };
     }
-    for tid in threads()? {
+    for tid in threads_of(proc_dir)? {
         // SAFETY: `set` is a valid cpu_set_t of the size passed; the kernel only reads it.
         let r =
             unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };

@@ -465,21 +465,12 @@ impl<'a> Parser<'a> {
                 return;
             }
         };
-        if proc_name == "auth-helper" {
-            self.not_yet(
-                kw,
-                kw.text,
-                "the auth helper does not read the configuration",
-            );
-            self.sc.skip_value();
-            return;
-        }
         let Some(role) = crate::model::CpuRole::from_name(proc_name) else {
             self.error(
                 kw,
                 format!(
-                    "unknown process '{proc_name}'; expected mother or relay (or Dante's \
-                     negotiate, request, monitor, io)"
+                    "unknown process '{proc_name}'; expected mother, relay or \
+                     auth-helper (or Dante's negotiate, request, monitor, io)"
                 ),
             );
             self.sc.skip_value();

@@ -311,3 +311,47 @@ fn second_mother_killed_logins_go_on_and_its_successor_authenticates() {
     drop(resume);
     session(srv.addr, &user.name, &user.password, &echo);
 }
+
+/// `cpu.schedule.auth-helper` / `cpu.mask.auth-helper`: the helper does not read the
+/// configuration, so the process that starts it sets them, on every (re)start; read back
+/// from /proc.
+#[test]
+fn cpu_settings_of_the_auth_helper() {
+    require_root!();
+    let srv = start(&format!(
+        "cpu.schedule.auth-helper: batch/0\ncpu.mask.auth-helper: 0\n{}",
+        open("username")
+    ));
+    let check = |pid: i32| {
+        let sched = std::fs::read_to_string(format!("/proc/{pid}/sched")).unwrap();
+        let policy = sched
+            .lines()
+            .find(|l| l.starts_with("policy"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string());
+        assert_eq!(policy.as_deref(), Some("3"), "SCHED_BATCH is 3:\n{sched}");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim);
+        assert_eq!(cpus, Some("0"), "{status}");
+    };
+    let helper = the_helper(&srv);
+    check(helper);
+    // The mother keeps its own (default) policy.
+    let sched = std::fs::read_to_string(format!("/proc/{}/sched", srv.pid)).unwrap();
+    assert!(
+        sched
+            .lines()
+            .any(|l| l.starts_with("policy") && l.split(':').nth(1).map(str::trim) == Some("0")),
+        "{sched}"
+    );
+    // A re-spawned helper gets them too.
+    unsafe_free_kill(helper, SIGKILL);
+    wait_until("a new helper", 20, || {
+        helpers(&srv).iter().any(|&p| p != helper)
+    });
+    let new = helpers(&srv).into_iter().find(|&p| p != helper).unwrap();
+    check(new);
+}

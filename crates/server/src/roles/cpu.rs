@@ -1,5 +1,6 @@
 //! `cpu.schedule.<role>` and `cpu.mask.<role>`: each process sets its own once it has its
-//! configuration (a mother at start, a relay at its first configuration). What the kernel
+//! configuration (a mother at start, a relay at its first configuration); the auth helper,
+//! which does not read the configuration, gets its own from the process that starts it. What the kernel
 //! refuses is logged, not fatal, as in Dante.
 
 use rsockd_config::{Config, CpuRole, SchedPolicy};
@@ -19,9 +20,18 @@ fn policy(p: SchedPolicy) -> Policy {
 
 /// Applies `role`'s `cpu.*` of `cfg` to this process.
 pub fn apply(role: CpuRole, cfg: &Config) {
+    apply_to(None, role, cfg);
+}
+
+/// Applies `role`'s `cpu.*` of `cfg` to process `pid` (ours, started by us), or this one.
+pub fn apply_to(pid: Option<u32>, role: CpuRole, cfg: &Config) {
     let c = cfg.cpu.of(role);
     if let Some((p, prio)) = c.schedule {
-        if let Err(e) = sched::set_scheduler(policy(p), prio) {
+        let r = match pid {
+            Some(pid) => sched::set_scheduler_of(pid, policy(p), prio),
+            None => sched::set_scheduler(policy(p), prio),
+        };
+        if let Err(e) = r {
             log::error(&format!(
                 "cpu.schedule.{}: {}/{prio}: sched_setscheduler(2) failed: {e}",
                 role.name(),
@@ -30,7 +40,11 @@ pub fn apply(role: CpuRole, cfg: &Config) {
         }
     }
     if let Some(cpus) = &c.mask {
-        if let Err(e) = sched::set_affinity(cpus) {
+        let r = match pid {
+            Some(pid) => sched::set_affinity_of(pid, cpus),
+            None => sched::set_affinity(cpus),
+        };
+        if let Err(e) = r {
             let list: Vec<String> = cpus.iter().map(u32::to_string).collect();
             log::error(&format!(
                 "cpu.mask.{}: {}: sched_setaffinity(2) failed: {e}",

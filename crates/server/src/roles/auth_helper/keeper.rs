@@ -124,6 +124,16 @@ impl Keeper {
         let Child { pid, chan, started } = rsockd_sys::privs::with_saved_uid(|| {
             Child::spawn(&role, Flags::default(), "auth helper".into())
         })?;
+        if let Some(s) = crate::settings::Settings::current() {
+            // The helper runs as root: its scheduling is set with the same privilege.
+            rsockd_sys::privs::with_saved_uid(|| {
+                crate::roles::cpu::apply_to(
+                    Some(pid),
+                    rsockd_config::CpuRole::AuthHelper,
+                    &s.config,
+                )
+            });
+        }
         *self.running.borrow_mut() = Some(Running {
             pid,
             chan: chan.clone(),

@@ -78,7 +78,7 @@ fn unsupported_keyword_is_an_error_naming_it() {
         &dir,
         "u.conf",
         "internal: 127.0.0.1 port = 1080\nexternal: 127.0.0.1\nsocksmethod: none\n\
-         client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 libwrap: spawn finger }\n",
+         client pass { from: 0/0 to: 0/0 }\nsocks pass { from: 0/0 to: 0/0 gssapi.servicename: rcmd }\n",
     );
     let (c, _, err) = run(&["-V", "-f", &f]);
     assert_eq!(c, 1);

@@ -25,7 +25,7 @@ pub use model::{
     ErrorLog, ExternalAddr, Families, HostSpec, ListenAddr, LogDest, LogFlags, LogFormat, LogWhat,
     Method, Monitor, OptName, PortMatch, Protocol, ProxyProtocol, Redirect, Rotation, Rule,
     RuleAddr, RuleKind, SchedPolicy, SessionLimits, Side, SockOpt, Srchost, StateKey, Throttle,
-    Timeouts, Verdict,
+    Timeouts, Upstream, Verdict, Via,
 };
 pub use services::Services;
 pub use validate::check_startable;

@@ -89,6 +89,12 @@ pub struct Config {
     pub client_rules: Vec<Rule>,
     /// `socks pass|block { }` rules in file order.
     pub socks_rules: Vec<Rule>,
+    /// `route { }` in file order (Dante numbers them from 1).
+    pub routes: Vec<Rule>,
+    /// `route.maxfail:` failures before a route is marked bad (Dante: 1; 0 = never).
+    pub route_maxfail: u32,
+    /// `route.badexpire:` seconds a bad route stays bad (Dante: 300; 0 = for ever).
+    pub route_badexpire: u64,
     /// `monitor { }` objects in file order.
     pub monitors: Vec<Monitor>,
     /// `child.maxrequests`: a relay takes at most this many sessions, then is replaced.
@@ -138,6 +144,9 @@ impl Default for Config {
             users_file: None,
             client_rules: Vec::new(),
             socks_rules: Vec::new(),
+            routes: Vec::new(),
+            route_maxfail: 1,
+            route_badexpire: 300,
             monitors: Vec::new(),
             child_maxrequests: None,
             child_maxlifetime: None,
@@ -167,6 +176,7 @@ impl Config {
         c.external.iter_mut().for_each(|a| a.line = 0);
         c.client_rules.iter_mut().for_each(|r| r.line = 0);
         c.socks_rules.iter_mut().for_each(|r| r.line = 0);
+        c.routes.iter_mut().for_each(|r| r.line = 0);
         c
     }
 }
@@ -418,6 +428,8 @@ impl fmt::Display for Method {
 pub enum RuleKind {
     Client,
     Socks,
+    /// `route { }`: where a session's traffic leaves (server chaining).
+    Route,
 }
 
 impl RuleKind {
@@ -426,6 +438,7 @@ impl RuleKind {
         match self {
             RuleKind::Client => "client",
             RuleKind::Socks => "socks",
+            RuleKind::Route => "route",
         }
     }
 }
@@ -577,6 +590,11 @@ pub struct Rule {
     pub sockopts: Vec<SockOpt>,
     /// `libwrap: LINE`: libwrap options (`spawn ...`, `deny`, ...) run when the rule matches.
     pub libwrap: Option<String>,
+    /// Routes only: `via:`.
+    pub via: Option<Via>,
+    /// Routes only: `proxyprotocol:`, the upstream's protocols in preference order (empty:
+    /// socks_v5 then socks_v4, Dante's default).
+    pub upstream: Vec<Upstream>,
 }
 
 /// Which connection of a session an error happened on.
@@ -593,6 +611,36 @@ impl Side {
         match self {
             Side::Internal => "internal",
             Side::External => "external",
+        }
+    }
+}
+
+/// How a route reaches its target: directly, or through an upstream proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Direct,
+    /// `via: HOST port = P`: an address or a name.
+    Proxy {
+        host: String,
+        port: u16,
+    },
+}
+
+/// A route's upstream protocol (`proxyprotocol:` in a route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    SocksV4,
+    SocksV5,
+    /// HTTP CONNECT (`http`, `http_v1.0`).
+    Http,
+}
+
+impl Upstream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Upstream::SocksV4 => "socks_v4",
+            Upstream::SocksV5 => "socks_v5",
+            Upstream::Http => "http",
         }
     }
 }
@@ -745,6 +793,8 @@ impl Rule {
             error_logs: Vec::new(),
             sockopts: Vec::new(),
             libwrap: None,
+            via: None,
+            upstream: Vec::new(),
         }
     }
 

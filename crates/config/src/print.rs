@@ -138,8 +138,22 @@ fn session(s: &mut String, l: &SessionLimits) -> fmt::Result {
 impl Display for Rule {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let mut s = String::new();
-        writeln!(s, "{} {} {{", self.kind.name(), self.verdict.name())?;
+        if self.kind == crate::model::RuleKind::Route {
+            writeln!(s, "route {{")?;
+        } else {
+            writeln!(s, "{} {} {{", self.kind.name(), self.verdict.name())?;
+        }
         writeln!(s, "        from: {} to: {}", self.from, self.to)?;
+        match &self.via {
+            Some(crate::model::Via::Direct) => writeln!(s, "        via: direct")?,
+            Some(crate::model::Via::Proxy { host, port }) => {
+                writeln!(s, "        via: {host} port = {port}")?
+            }
+            None => {}
+        }
+        list(&mut s, "proxyprotocol", &self.upstream, |u| {
+            u.name().to_string()
+        })?;
         list(&mut s, "command", &self.command, |c| c.name().to_string())?;
         list(&mut s, "protocol", &self.protocol, |p| p.name().to_string())?;
         list(&mut s, "proxyprotocol", &self.proxyprotocol, |p| {
@@ -346,7 +360,18 @@ impl Display for Config {
         if let Some(p) = &self.users_file {
             writeln!(s, "rsockd.users.file: {}", p.display())?;
         }
-        for r in self.client_rules.iter().chain(&self.socks_rules) {
+        if self.route_maxfail != 1 {
+            writeln!(s, "route.maxfail: {}", self.route_maxfail)?;
+        }
+        if self.route_badexpire != 300 {
+            writeln!(s, "route.badexpire: {}", self.route_badexpire)?;
+        }
+        for r in self
+            .client_rules
+            .iter()
+            .chain(&self.socks_rules)
+            .chain(&self.routes)
+        {
             s.push('\n');
             write!(s, "{r}")?;
         }

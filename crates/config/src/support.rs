@@ -126,7 +126,7 @@ pub static KEYWORDS: &[Entry] = &[
             reason: "'deny' is not a verdict; use 'block'",
         },
     ),
-    e("route", O, NOT_YET),
+    e("route", O, IMPL),
     e("monitor", O, IMPL),
     e("hostid", O.or(RULES).or(M), NO_HOSTID),
     // Addresses and the server's own addresses.
@@ -224,8 +224,8 @@ pub static KEYWORDS: &[Entry] = &[
     family("cpu.", G, IMPL),
     e("child.maxrequests", G, IMPL),
     e("child.maxlifetime", G, IMPL),
-    e("route.maxfail", G, NOT_YET),
-    e("route.badexpire", G, NOT_YET),
+    e("route.maxfail", G, IMPL),
+    e("route.badexpire", G, IMPL),
     family(
         "socket.recvbuf.",
         G,
@@ -302,7 +302,7 @@ pub static KEYWORDS: &[Entry] = &[
         },
     ),
     // Route-only and monitor-only keywords.
-    e("via", R, NOT_YET),
+    e("via", R, IMPL),
     family("alarm.", M, IMPL),
     family("internal.alarm.", M, IMPL),
     family("external.alarm.", M, IMPL),

@@ -165,23 +165,51 @@ fn dante_hard_errors() {
 }
 
 #[test]
-fn not_supported_yet_settings() {
-    for (text, word, what) in [
-        (
-            "route {\n from: 0/0 to: 0/0 via: 1.2.3.4 port = 1080\n}\n",
-            "route",
-            "'route'",
-        ),
-        ("route.maxfail: 2\n", "route.maxfail", "'route.maxfail'"),
-        (
-            "route.badexpire: 60\n",
-            "route.badexpire",
-            "'route.badexpire'",
-        ),
-    ] {
-        let d = err_near(text, word, "is not supported yet");
-        assert!(d.message.starts_with(what), "{text}: {}", d.message);
-    }
+fn routes_parse_and_their_errors() {
+    use rsockd_config::{Upstream, Via};
+    let c = ok(&format!(
+        "route.maxfail: 2\nroute.badexpire: 60\n{M}\
+         route {{ from: 0/0 to: 10.0.0.0/8 port = 80 via: 192.0.2.1 port = 1080\n\
+         proxyprotocol: socks_v4 socks_v5\n command: connect\n method: none\n}}\n\
+         route {{ from: 0/0 to: .example.com via: proxy.example.net port = 3128\n proxyprotocol: http_v1.0\n}}\n\
+         route {{ from: 0/0 to: 0/0 via: direct }}\n"
+    ))
+    .config;
+    assert_eq!((c.route_maxfail, c.route_badexpire), (2, 60));
+    assert_eq!(c.routes.len(), 3);
+    assert_eq!(
+        c.routes[0].via,
+        Some(Via::Proxy {
+            host: "192.0.2.1".into(),
+            port: 1080
+        })
+    );
+    assert_eq!(c.routes[0].upstream, [Upstream::SocksV4, Upstream::SocksV5]);
+    assert_eq!(c.routes[1].upstream, [Upstream::Http]);
+    assert_eq!(c.routes[2].via, Some(Via::Direct));
+    assert_eq!(c.routes[2].number, 3);
+    let route = |body: &str| format!("{M}route {{ from: 0/0 to: 0/0\n{body}\n}}\n");
+    err_near(
+        &route("via: 192.0.2.1"),
+        "192.0.2.1",
+        "needs the proxy's port",
+    );
+    err_near(
+        &route("via: 192.0.2.1 port = 1080\nproxyprotocol: socks_v6"),
+        "socks_v6",
+        "unknown proxy protocol",
+    );
+    err_near(
+        &route("via: 192.0.2.1 port = 1080\nproxyprotocol: upnp"),
+        "upnp",
+        "miniupnpc",
+    );
+    err_near(
+        &route("via: 192.0.2.1 port = 1080\nmethod: username"),
+        "username",
+        "is not supported yet",
+    );
+    err_near(&route(""), "route", "has no 'via:'");
 }
 
 #[test]

@@ -339,6 +339,24 @@ fn config() -> impl Strategy<Value = Config> {
                     compat_sameport: sameport,
                     compat_draft505: json && ucd,
                     extension_bind: false,
+                    routes: if ucd {
+                        let mut r = rsockd_config::Rule::new(
+                            rsockd_config::RuleKind::Route,
+                            rsockd_config::Verdict::Pass,
+                            1,
+                            0,
+                        );
+                        r.via = Some(rsockd_config::Via::Proxy {
+                            host: "192.0.2.7".into(),
+                            port: 3128,
+                        });
+                        r.upstream = vec![rsockd_config::Upstream::Http];
+                        vec![r]
+                    } else {
+                        Vec::new()
+                    },
+                    route_maxfail: if json { 3 } else { 1 },
+                    route_badexpire: if sameport { 60 } else { 300 },
                     libwrap_hosts_access: sameport && json,
                     libwrap_allow: json.then(|| std::path::PathBuf::from("/etc/a")),
                     libwrap_deny: None,

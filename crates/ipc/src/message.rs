@@ -113,6 +113,9 @@ pub struct Handoff {
     pub pace: Option<(u32, u64)>,
     /// The `monitor { }` watching the session (its number; 0 = none), in the same scoreboard.
     pub monitor: u32,
+    /// A chained CONNECT (`route { via: ... }`): the upstream proxy and the address it says
+    /// it bound, for the log lines (`local upstream [bound] target`).
+    pub via: Option<(SocketAddr, SocketAddr)>,
     /// Descriptors that must come with this message.
     pub nfds: u8,
 }
@@ -256,6 +259,14 @@ fn write_session(w: &mut Writer, h: &Handoff) {
     if watched {
         w.u32(h.monitor);
     }
+    match h.via {
+        Some((up, bound)) => {
+            w.u8(1);
+            w.addr(up);
+            w.addr(bound);
+        }
+        None => w.u8(0),
+    }
     w.u8(h.nfds);
 }
 
@@ -305,6 +316,11 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
         None
     };
     let monitor = if watched { r.u32()? } else { 0 };
+    let via = if r.u8()? != 0 {
+        Some((r.addr("via")?, r.addr("via bound")?))
+    } else {
+        None
+    };
     let nfds = r.u8()?;
     Ok(Handoff {
         id,
@@ -329,6 +345,7 @@ fn read_session(r: &mut Reader<'_>) -> Result<Handoff, DecodeError> {
         slots,
         pace,
         monitor,
+        via,
         nfds,
     })
 }
@@ -570,6 +587,7 @@ mod tests {
             slots: vec![7, 1_000_001],
             pace: Some((9, 1 << 20)),
             monitor: 3,
+            via: None,
             nfds: 2,
         }
     }

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod http_connect;
 pub mod ident;
 #[doc(hidden)]
 pub mod oracle;

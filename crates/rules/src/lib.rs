@@ -25,6 +25,8 @@ pub struct RuleSet {
     socks: Vec<Compiled>,
     /// `monitor { }` objects, compiled as socks rules of their from/to/command/protocol.
     monitors: Vec<Compiled>,
+    /// `route { }` objects, in file order.
+    routes: Vec<Compiled>,
     global_socksmethod: Vec<Method>,
     needs_client_names: bool,
     needs_target_names: bool,
@@ -118,6 +120,11 @@ impl RuleSet {
             .iter()
             .map(|r| compile_rule(cfg, r, iface))
             .collect::<Result<Vec<_>, _>>()?;
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| compile_rule(cfg, r, iface))
+            .collect::<Result<Vec<_>, _>>()?;
         let monitors = cfg
             .monitors
             .iter()
@@ -134,7 +141,7 @@ impl RuleSet {
             .iter()
             .chain(&socks)
             .any(|c| c.from.addr.wants_names());
-        let needs_target_names = socks.iter().any(|c| c.to.addr.wants_names());
+        let needs_target_names = socks.iter().chain(&routes).any(|c| c.to.addr.wants_names());
         let needs_local_names = client.iter().any(|c| c.to.addr.wants_names());
         let needs_groups = socks
             .iter()
@@ -146,6 +153,7 @@ impl RuleSet {
             client,
             socks,
             monitors,
+            routes,
             global_socksmethod: cfg.socksmethod.clone(),
             needs_client_names,
             needs_target_names,
@@ -224,6 +232,27 @@ impl RuleSet {
             }
         }
         Match::DEFAULT_BLOCK
+    }
+
+    /// Whether any route exists: then a request no route matches fails (Dante 1.4).
+    pub fn has_routes(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
+    /// The routes matching a request from `client` for `command` to `dst`, in file order
+    /// (failover tries them in turn).
+    pub fn routes_for(&self, client: SocketAddr, command: Command, dst: &Dest<'_>) -> Vec<&Rule> {
+        let bit = command_bit(command);
+        self.routes
+            .iter()
+            .filter(|c| {
+                c.commands & bit != 0
+                    && c.from.matches(Some(client.ip()), client.port(), None, &[])
+                    && c.to
+                        .matches(dst.ip.map(canonical), dst.port, dst.name, dst.names)
+            })
+            .map(|c| &c.rule)
+            .collect()
     }
 
     /// The number of the first monitor watching a session of `command` from `client` to

@@ -488,3 +488,37 @@ impl<'a> Parser<'a> {
         }
     }
 }
+
+impl<'a> Parser<'a> {
+    /// `via: direct` or `via: HOST port = P` (a route's upstream proxy; an address or a name).
+    pub(super) fn via(&mut self, kw: Tok<'a>) -> Option<crate::model::Via> {
+        let t = self.sc.word(&['}']);
+        if t.text.is_empty() {
+            let t = self.sc.next_token();
+            self.error(t, "expected 'direct' or a proxy address after 'via:'");
+            return None;
+        }
+        if t.text == "direct" {
+            return Some(crate::model::Via::Direct);
+        }
+        let host = t.text.to_string();
+        if !self.port_keyword() {
+            self.error(
+                t,
+                format!("'via: {host}' needs the proxy's port: 'via: {host} port = P'"),
+            );
+            self.skip_to_keyword();
+            return None;
+        }
+        let _ = kw;
+        match self.port_spec()? {
+            crate::model::PortMatch::Eq(port) if port != 0 => {
+                Some(crate::model::Via::Proxy { host, port })
+            }
+            _ => {
+                self.error(t, "'via:' takes one port: 'port = P'");
+                None
+            }
+        }
+    }
+}

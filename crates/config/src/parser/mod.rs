@@ -45,6 +45,7 @@ impl Ctx {
             Ctx::Global => Place::GLOBAL,
             Ctx::Rule(RuleKind::Client) => Place::CLIENT,
             Ctx::Rule(RuleKind::Socks) => Place::SOCKS,
+            Ctx::Rule(RuleKind::Route) => Place::ROUTE,
         }
     }
 }
@@ -174,8 +175,7 @@ impl<'a> Parser<'a> {
             }
             "route" => {
                 self.mark_object(kw);
-                self.not_yet(kw, kw.text, "");
-                self.sc.skip_block();
+                self.route(kw);
             }
             _ => self.setting(kw),
         }

@@ -8,7 +8,7 @@ use super::{Ctx, Parser};
 use crate::lexer::Tok;
 use crate::model::{
     Command, Protocol, ProxyProtocol, Rule, RuleKind, SessionLimits, Side, StateKey, Throttle,
-    Verdict,
+    Upstream, Verdict,
 };
 use crate::support::{self, Place};
 
@@ -95,6 +95,34 @@ impl<'a> Parser<'a> {
         self.rule_body(start, kind, verdict);
     }
 
+    /// `route { ... }`: a rule body of route keywords; a route needs `via:`.
+    pub(super) fn route(&mut self, start: Tok<'a>) {
+        self.rule_body(start, RuleKind::Route, Verdict::Pass);
+    }
+
+    /// A route's `method:`: what we offer the upstream (none, username).
+    fn route_methods(&mut self, kw: Tok<'a>, rule: &mut Rule) {
+        for t in self.list_items(kw) {
+            match crate::model::Method::from_name(t.text) {
+                Some(m @ crate::model::Method::None) => {
+                    if !rule.socksmethod.contains(&m) {
+                        rule.socksmethod.push(m);
+                    }
+                }
+                Some(crate::model::Method::Username) => {
+                    self.not_yet(t, "method username in a route", "");
+                }
+                Some(crate::model::Method::Gssapi) => {
+                    self.not_yet(t, "method gssapi in a route", "");
+                }
+                _ => self.error(
+                    t,
+                    "a route's method is what the upstream is offered: none, username or gssapi",
+                ),
+            }
+        }
+    }
+
     /// `pass {`, `block {` without `socks` (deprecated), or `deny {` (an error).
     pub(super) fn bare_verdict_rule(&mut self, start: Tok<'a>) {
         let verdict = match start.text {
@@ -130,6 +158,7 @@ impl<'a> Parser<'a> {
         let number = match kind {
             RuleKind::Client => self.cfg.client_rules.len(),
             RuleKind::Socks => self.cfg.socks_rules.len(),
+            RuleKind::Route => self.cfg.routes.len(),
         } + 1;
         let number = u32::try_from(number).unwrap_or(u32::MAX);
         let mut rule = Rule::new(kind, verdict, number, start.line);
@@ -172,9 +201,13 @@ impl<'a> Parser<'a> {
                 ),
             );
         }
+        if kind == RuleKind::Route && rule.via.is_none() && self.errors.len() == errors_before {
+            self.error(start, format!("route #{number} has no 'via:'"));
+        }
         match kind {
             RuleKind::Client => self.cfg.client_rules.push(rule),
             RuleKind::Socks => self.cfg.socks_rules.push(rule),
+            RuleKind::Route => self.cfg.routes.push(rule),
         }
     }
 
@@ -219,6 +252,13 @@ impl<'a> Parser<'a> {
 
     fn rule_option(&mut self, rule: &mut Rule, kw: Tok<'a>, from: &mut bool, to: &mut bool) {
         let ctx = Ctx::Rule(rule.kind);
+        if rule.kind == RuleKind::Route && matches!(kw.text, "method" | "socksmethod") {
+            // In a route, the methods we offer the upstream: not bound by our own lists.
+            if self.colon(kw) {
+                self.route_methods(kw, rule);
+            }
+            return;
+        }
         let Some(entry) = support::lookup(kw.text) else {
             if kw.text == "port" {
                 self.error(
@@ -267,6 +307,12 @@ impl<'a> Parser<'a> {
                 if let Some(l) = self.error_log(kw) {
                     rule.error_logs.push(l);
                 }
+            }
+            "via" => {
+                if rule.via.is_some() {
+                    self.error(kw, "'via:' given twice in one route");
+                }
+                rule.via = self.via(kw);
             }
             "libwrap" => {
                 let t = self.sc.rest_of_line();
@@ -384,6 +430,35 @@ impl<'a> Parser<'a> {
     }
 
     fn proxyprotocols(&mut self, kw: Tok<'a>, rule: &mut Rule) {
+        if rule.kind == RuleKind::Route {
+            for t in self.list_items(kw) {
+                let u = match t.text {
+                    "socks_v4" => Upstream::SocksV4,
+                    "socks_v5" => Upstream::SocksV5,
+                    "http" | "http_v1.0" => Upstream::Http,
+                    "upnp" => {
+                        self.error(
+                            t,
+                            "'upnp' needs the miniupnpc library; rsockd, like Debian's \
+                             Dante, is built without it",
+                        );
+                        continue;
+                    }
+                    _ => {
+                        self.error(
+                            t,
+                            "unknown proxy protocol; expected socks_v4, socks_v5, http or \
+                             http_v1.0",
+                        );
+                        continue;
+                    }
+                };
+                if !rule.upstream.contains(&u) {
+                    rule.upstream.push(u);
+                }
+            }
+            return;
+        }
         for t in self.list_items(kw) {
             let p = match t.text {
                 "socks_v4" => ProxyProtocol::SocksV4,

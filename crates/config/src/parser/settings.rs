@@ -34,6 +34,8 @@ const HANDLED: &[&str] = &[
     "external.tcp.",
     "external.udp.",
     "child.maxlifetime",
+    "route.maxfail",
+    "route.badexpire",
     "timeout.negotiate",
     "timeout.connect",
     "timeout.io",
@@ -196,6 +198,16 @@ impl<'a> Parser<'a> {
                     self.cfg.child_maxrequests = n;
                 } else {
                     self.cfg.child_maxlifetime = n;
+                }
+                self.end_of_value(kw);
+            }
+            "route.maxfail" | "route.badexpire" => {
+                if let Some(n) = self.number(&format!("{}:", kw.text), u64::from(u32::MAX)) {
+                    if kw.text == "route.maxfail" {
+                        self.cfg.route_maxfail = n as u32;
+                    } else {
+                        self.cfg.route_badexpire = n;
+                    }
                 }
                 self.end_of_value(kw);
             }

@@ -773,6 +773,11 @@ pub struct Danted {
 
 impl Danted {
     pub fn start(body: &str) -> Danted {
+        Self::start_with_external("127.0.0.1", body)
+    }
+
+    /// [`Danted::start`] with its own `external:` address.
+    pub fn start_with_external(external: &str, body: &str) -> Danted {
         assert!(
             tool("danted"),
             "danted is required (apt-get install dante-server)"
@@ -785,7 +790,7 @@ impl Danted {
         std::fs::write(
             &conf,
             format!(
-                "logoutput: {}\ninternal: {ip} port = {port}\nexternal: 127.0.0.1\n{body}",
+                "logoutput: {}\ninternal: {ip} port = {port}\nexternal: {external}\n{body}",
                 log.display()
             ),
         )

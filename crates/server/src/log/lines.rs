@@ -309,13 +309,25 @@ fn method_name(code: u8) -> &'static str {
         .unwrap_or("username")
 }
 
-/// `client internal -> external target`, with the user in front of the client if any.
+/// `client internal -> external target`, with the user in front of the client if any; a
+/// chained session's target is `upstream [bound] target`, as Dante writes it, and the target
+/// is the name the client asked for when it asked for one.
 fn path(h: &Handoff) -> [String; 4] {
+    let target = match h.via {
+        Some((up, bound)) => {
+            let t = match &h.target_name {
+                Some(n) => format!("{}.{}", escape(n.as_bytes()), h.target.port()),
+                None => addr(&h.target),
+            };
+            format!("{} [{}] {t}", addr(&up), addr(&bound))
+        }
+        None => addr(&h.target),
+    };
     [
         user_addr(h, &h.client),
         addr(&h.internal),
         addr(&h.external),
-        addr(&h.target),
+        target,
     ]
 }
 

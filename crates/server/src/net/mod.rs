@@ -2,6 +2,7 @@
 //! outgoing connect, and the ident (RFC 1413) lookup of the `rfc931` method.
 
 pub mod activation;
+pub mod chain;
 pub mod connect;
 pub mod ident;
 pub mod ifaces;

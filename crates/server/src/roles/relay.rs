@@ -396,6 +396,7 @@ mod tests {
             slots: Vec::new(),
             pace: None,
             monitor: 0,
+            via: None,
             nfds: 2,
         };
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -57,6 +57,10 @@ pub(super) async fn run(
         subject: Subject::Bind,
         target: &t.text,
     };
+    let command = rsockd_config::Command::Bind;
+    if !request::direct_route_ok(&mut wire, s, &client, &failing, command, expected).await {
+        return;
+    }
     let extension = negotiate::is_bind_extension(expected);
     if extension && !s.config.extension_bind {
         let why = "client requested disabled Dante extension: bind";
@@ -158,6 +162,7 @@ pub(super) async fn run(
         fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
         reply: negotiate::success_reply(req.version, announced),
         prefetched,
+        via: None,
         nfds: 2,
     };
     client_options(&client_stream, srule.as_ref());

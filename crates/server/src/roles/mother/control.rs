@@ -210,6 +210,20 @@ pub(super) fn dump_state(m: &Rc<Mother>) {
     if let Some(pid) = m.keeper.as_ref().and_then(|k| k.pid()) {
         log::info(&format!("auth-helper: pid {pid}"));
     }
+    let settings = m.settings();
+    if settings.rules.has_routes() {
+        let bad = crate::net::chain::state_lines(settings.generation);
+        log::info(&format!(
+            "mother[{}/{}]: routes: {}, marked bad here: {}",
+            m.index,
+            m.of,
+            settings.config.routes.len(),
+            bad.len()
+        ));
+        for line in bad {
+            log::info(&format!("mother[{}/{}]: {line}", m.index, m.of));
+        }
+    }
     // The scoreboard is the whole server's: the lead (mother 1) speaks for it.
     if m.index == 1 {
         for line in crate::scoreboard::counters::snapshot()

@@ -168,6 +168,9 @@ pub(super) struct Resolved {
     pub text: String,
     /// Reverse names of an IP target, when rules need them.
     pub rev_names: Vec<String>,
+    /// The name did not resolve (the reason): with routes, a CONNECT may still go upstream
+    /// by name; `candidates` then holds only `0.0.0.0:port` and rules see no address.
+    pub unresolved: Option<String>,
 }
 
 /// Resolves the request's target. The error is Dante's wording for the refusal lines.
@@ -189,6 +192,21 @@ pub(super) async fn resolve_target(
                     ));
                 }
                 (Some(name.clone()), *port, v)
+            }
+            Err(e) if s.rules.has_routes() => {
+                // An upstream may know the name: the routes decide (see connect.rs).
+                let why = format!(
+                    "could not resolve hostname \"{}\": {e}",
+                    escape(name.as_bytes())
+                );
+                return Ok(Resolved {
+                    name: Some(name.clone()),
+                    port: *port,
+                    candidates: vec![SocketAddr::from(([0, 0, 0, 0], *port))],
+                    text: format!("{}.{port}", escape(name.as_bytes())),
+                    rev_names: Vec::new(),
+                    unresolved: Some(why),
+                });
             }
             Err(e) => {
                 let text = e.to_string();
@@ -218,6 +236,7 @@ pub(super) async fn resolve_target(
         candidates,
         text,
         rev_names,
+        unresolved: None,
     })
 }
 
@@ -254,7 +273,7 @@ pub(super) fn check_socks(
             user: req.user.as_deref(),
             groups: &req.groups,
             dst: Dest {
-                ip: Some(c.ip()),
+                ip: t.unresolved.is_none().then(|| c.ip()),
                 name: t.name.as_deref(),
                 port: t.port,
                 names: &t.rev_names,
@@ -469,6 +488,44 @@ pub(super) fn detach(t: TcpStream) -> std::io::Result<OwnedFd> {
     Ok(t.into_std()?.into())
 }
 
+/// With routes configured, a BIND or UDP ASSOCIATE needs a `via: direct` route that matches
+/// it (only CONNECT is chained, as in Dante); otherwise it is refused with Dante's words.
+/// True when it may go on.
+pub(super) async fn direct_route_ok<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    s: &Settings,
+    client: &Client,
+    failing: &Failing<'_>,
+    command: rsockd_config::Command,
+    target: SocketAddr,
+) -> bool {
+    if !s.rules.has_routes() {
+        return true;
+    }
+    let dst = Dest {
+        ip: Some(target.ip()),
+        name: None,
+        port: target.port(),
+        names: &[],
+    };
+    let direct = s
+        .rules
+        .routes_for(client.peer, command, &dst)
+        .into_iter()
+        .find(|r| crate::net::chain::usable(s.generation, r.number))
+        .is_some_and(|r| matches!(r.via, Some(rsockd_config::Via::Direct)));
+    if direct {
+        return true;
+    }
+    let why = format!(
+        "serverchain failed: command {} is not supported by serverchaining and no direct route \
+         found",
+        command.name()
+    );
+    refuse_failed(wire, client, failing, &why, Reply::GeneralFailure).await;
+    false
+}
+
 /// Logs and answers a request whose target name does not resolve.
 pub(super) async fn refuse_unresolved<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<S>,
@@ -549,6 +606,7 @@ pub(super) async fn open<S: AsyncRead + AsyncWrite + Unpin>(
             candidates: vec![SocketAddr::from(([0, 0, 0, 0], 0))],
             text: "0.0.0.0.0".to_string(),
             rev_names: Vec::new(),
+            unresolved: None,
         };
         check_socks(s, client, req, command, &anywhere)
     } else {

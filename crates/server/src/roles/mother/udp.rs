@@ -48,6 +48,10 @@ pub(super) async fn run(
         subject: Subject::UdpAssociate,
         target: &t.text,
     };
+    let command = rsockd_config::Command::UdpAssociate;
+    if !request::direct_route_ok(&mut wire, s, &client, &failing, command, expected).await {
+        return;
+    }
     let seed = m.next_session_id();
     let range = srule.as_ref().and_then(|r| r.udp_portrange);
     let csock = match sockets::bind_udp(SocketAddr::new(client.local.ip(), 0), range, seed) {
@@ -178,6 +182,7 @@ pub(super) async fn run(
             r
         },
         prefetched,
+        via: None,
         nfds: 1 + fds.len() as u8,
     };
     match detach(control) {

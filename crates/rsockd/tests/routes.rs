@@ -1,0 +1,401 @@
+//! Server chaining (`route { ... via: ... }`) through real upstreams on loopback: Debian's
+//! danted (SOCKS5 and SOCKS4), microsocks (SOCKS5), and an HTTP CONNECT proxy written here;
+//! each upstream leaves from an address of its own, so the target tells who connected. Also
+//! the refusals (no route, an upstream's 504), failover past a dead upstream without a failed
+//! request, routes marked bad, and names passed upstream as names.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::procs::wait_until;
+use common::*;
+
+const LOGGED: &str = "client pass { from: 0/0 to: 0/0 log: connect disconnect error }\n\
+socks pass { from: 0/0 to: 0/0 log: connect disconnect error }\n";
+
+/// microsocks on a free port, leaving from `out`; killed on drop.
+struct Microsocks {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Microsocks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn microsocks(out: Ipv4Addr) -> Microsocks {
+    assert!(
+        tool("microsocks"),
+        "microsocks is required (scripts/deps.sh)"
+    );
+    let port = free_tcp_port("127.0.0.1");
+    let child = Command::new("microsocks")
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-b",
+            &out.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_until("microsocks listening", 10, || {
+        TcpStream::connect(addr).is_ok()
+    });
+    Microsocks { child, addr }
+}
+
+/// An HTTP CONNECT proxy: answers `504` for authorities starting with `fail`, else connects
+/// from `out` and relays. Every request head it got is kept.
+fn http_proxy(out: Ipv4Addr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen2 = seen.clone();
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let seen = seen2.clone();
+            thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                seen.lock().unwrap().push(head.clone());
+                let authority = head.split(' ').nth(1).unwrap_or("").to_string();
+                let mut c = c;
+                if authority.starts_with("fail") {
+                    let _ = c.write_all(b"HTTP/1.0 504 Gateway Timeout\r\n\r\n");
+                    return;
+                }
+                let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                sock.bind(&SocketAddr::from((out, 0)).into()).unwrap();
+                let target: SocketAddr = match authority.parse() {
+                    Ok(a) => a,
+                    Err(_) => {
+                        let _ = c.write_all(b"HTTP/1.0 502 Bad Gateway\r\n\r\n");
+                        return;
+                    }
+                };
+                if sock.connect(&target.into()).is_err() {
+                    let _ = c.write_all(b"HTTP/1.0 502 Bad Gateway\r\n\r\n");
+                    return;
+                }
+                let t: TcpStream = sock.into();
+                let _ = c.write_all(b"HTTP/1.0 200 Connection established\r\n\r\n");
+                let (mut t2, mut c2) = (t.try_clone().unwrap(), c.try_clone().unwrap());
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut t2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut c, &mut &t);
+                let _ = t.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A SOCKS5 CONNECT through `proxy` to `target` (an address or a name); the reply code and,
+/// on success, what the target wrote back.
+fn connect(proxy: SocketAddr, host: &str, port: u16) -> (u8, String) {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    let mut req = vec![5, 1, 0];
+    match host.parse::<Ipv4Addr>() {
+        Ok(ip) => {
+            req.push(1);
+            req.extend(ip.octets());
+        }
+        Err(_) => {
+            req.push(3);
+            req.push(host.len() as u8);
+            req.extend(host.as_bytes());
+        }
+    }
+    req.extend(port.to_be_bytes());
+    s.write_all(&req).unwrap();
+    let rep = read_socks5_reply(&mut s);
+    let mut text = String::new();
+    if rep == 0 {
+        let _ = s.read_to_string(&mut text);
+    }
+    (rep, text)
+}
+
+#[test]
+fn connect_through_socks5_socks4_and_http_upstreams() {
+    let (ms_out, d5_out, d4_out, http_out) = (
+        next_loopback(),
+        next_loopback(),
+        next_loopback(),
+        next_loopback(),
+    );
+    let ms = microsocks(ms_out);
+    let d5 =
+        Danted::start_with_external(&d5_out.to_string(), &format!("socksmethod: none\n{LOGGED}"));
+    let d4 =
+        Danted::start_with_external(&d4_out.to_string(), &format!("socksmethod: none\n{LOGGED}"));
+    let (hp, heads) = http_proxy(http_out);
+    let targets: Vec<SocketAddr> = (0..4).map(|_| peer_reporter(Ipv4Addr::LOCALHOST)).collect();
+    let via = |i: usize, up: SocketAddr, proto: &str| {
+        format!(
+            "route {{ from: 0/0 to: 127.0.0.1/32 port = {} via: {} port = {} proxyprotocol: {proto} }}\n",
+            targets[i].port(),
+            up.ip(),
+            up.port()
+        )
+    };
+    let srv = Server::start(&base_config(&format!(
+        "{LOGGED}{}{}{}{}",
+        via(0, ms.addr, "socks_v5"),
+        via(1, d5.addr, "socks_v5"),
+        via(2, d4.addr, "socks_v4"),
+        via(3, hp, "http")
+    )));
+    let want = [ms_out, d5_out, d4_out, http_out];
+    for (i, t) in targets.iter().enumerate() {
+        let (rep, seen) = connect(srv.addr, "127.0.0.1", t.port());
+        assert_eq!(rep, 0, "route {}", i + 1);
+        assert_eq!(
+            seen,
+            want[i].to_string(),
+            "the target saw upstream {}",
+            i + 1
+        );
+    }
+    assert!(heads.lock().unwrap()[0].starts_with(&format!("CONNECT {} HTTP/1.0\r\n", targets[3])));
+    // Dante's connect line for a chained session: `local upstream [bound] target`.
+    let t = srv.wait_log("a chained connect line", 10, |t| {
+        t.contains(&format!(" {} [", dante_addr(ms.addr)))
+    });
+    let line = t
+        .lines()
+        .find(|l| l.contains("tcp/connect [: ") && l.contains(&dante_addr(ms.addr)))
+        .unwrap();
+    assert!(
+        line.ends_with(&format!(
+            "{} [0.0.0.0.0] {}",
+            dante_addr(ms.addr),
+            dante_addr(targets[0])
+        )),
+        "{line}"
+    );
+    // No route for this target: Dante's refusal, reply 03.
+    let other = peer_reporter(Ipv4Addr::LOCALHOST);
+    assert_eq!(connect(srv.addr, "127.0.0.1", other.port()).0, 3);
+    srv.wait_log("the no-route line", 10, |t| {
+        t.contains("no usable serverchain route to target found")
+    });
+    assert_serving_route(&srv, targets[0], ms_out);
+}
+
+fn assert_serving_route(srv: &Server, target: SocketAddr, out: Ipv4Addr) {
+    let (rep, seen) = connect(srv.addr, "127.0.0.1", target.port());
+    assert_eq!((rep, seen), (0, out.to_string()));
+}
+
+/// danted and rsockd behind the same route table: the same replies for a chained target, an
+/// unrouted one, and an upstream's 504.
+#[test]
+fn replies_match_danted() {
+    let (hp, _) = http_proxy(next_loopback());
+    let target = peer_reporter(Ipv4Addr::LOCALHOST);
+    let unrouted = peer_reporter(Ipv4Addr::LOCALHOST);
+    let routes = format!(
+        "route {{ from: 0/0 to: 127.0.0.1/32 port = {} via: 127.0.0.1 port = {} proxyprotocol: http }}\n\
+         route {{ from: 0/0 to: .fail.test via: 127.0.0.1 port = {} proxyprotocol: http }}\n",
+        target.port(),
+        hp.port(),
+        hp.port()
+    );
+    let d = Danted::start(&format!("socksmethod: none\n{LOGGED}{routes}"));
+    let srv = Server::start(&base_config(&format!("{LOGGED}{routes}")));
+    let mut got = Vec::new();
+    for p in [d.addr, srv.addr] {
+        got.push((
+            connect(p, "127.0.0.1", target.port()).0,
+            connect(p, "127.0.0.1", unrouted.port()).0,
+        ));
+    }
+    assert_eq!(got[0], (0, 3), "danted");
+    assert_eq!(got[1], got[0], "rsockd vs danted");
+    // The 504 (Dante cannot resolve `x.fail.test` to get there; we pass it upstream).
+    assert_eq!(connect(srv.addr, "fail.x.fail.test", 80).0, 5);
+    srv.wait_log("the 504 line", 10, |t| {
+        t.contains(
+            "serverchain failed: response code 504 from http server indicates failure: \
+             \"HTTP/1.0 504 Gateway Timeout\"",
+        )
+    });
+}
+
+/// A name this host cannot resolve reaches the upstream as a name: a SOCKS5 domain, a
+/// SOCKS4a name, an HTTP authority (the bytes the fake upstreams received).
+#[test]
+fn unresolvable_names_go_upstream_as_names() {
+    // Fake SOCKS upstreams: record the request, answer success, then say "ok".
+    fn fake(v4: bool) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let mut c = c;
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = vec![0u8; 600];
+                if !v4 {
+                    let n = c.read(&mut buf).unwrap_or(0);
+                    let _ = n;
+                    let _ = c.write_all(&[5, 0]);
+                }
+                let n = c.read(&mut buf).unwrap_or(0);
+                let _ = tx.send(buf[..n].to_vec());
+                if v4 {
+                    let _ = c.write_all(&[0, 90, 0, 0, 0, 0, 0, 0]);
+                } else {
+                    let _ = c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+                }
+                let _ = c.write_all(b"ok");
+            }
+        });
+        (addr, rx)
+    }
+    let (u5, r5) = fake(false);
+    let (u4, r4) = fake(true);
+    let (hp, heads) = http_proxy(next_loopback());
+    let srv = Server::start(&base_config(&format!(
+        "{LOGGED}\
+         route {{ from: 0/0 to: .five.invalid via: 127.0.0.1 port = {} proxyprotocol: socks_v5 }}\n\
+         route {{ from: 0/0 to: .four.invalid via: 127.0.0.1 port = {} proxyprotocol: socks_v4 }}\n\
+         route {{ from: 0/0 to: .http.invalid via: 127.0.0.1 port = {} proxyprotocol: http }}\n",
+        u5.port(),
+        u4.port(),
+        hp.port()
+    )));
+    assert_eq!(connect(srv.addr, "a.five.invalid", 443), (0, "ok".into()));
+    let req = r5.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut want = vec![5, 1, 0, 3, 14];
+    want.extend(b"a.five.invalid");
+    want.extend(443u16.to_be_bytes());
+    assert_eq!(req, want, "a SOCKS5 domain address");
+    assert_eq!(connect(srv.addr, "b.four.invalid", 80), (0, "ok".into()));
+    let req = r4.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut want = vec![4, 1, 0, 80, 0, 0, 0, 1, 0];
+    want.extend(b"b.four.invalid\0");
+    assert_eq!(req, want, "SOCKS4a");
+    // The HTTP proxy cannot resolve it either: 502, but it got the authority.
+    assert_eq!(connect(srv.addr, "c.http.invalid", 8080).0, 5);
+    assert!(
+        heads.lock().unwrap()[0].starts_with("CONNECT c.http.invalid:8080 HTTP/1.0\r\n"),
+        "{:?}",
+        heads.lock().unwrap()
+    );
+    // Without a route for it, an unresolvable name fails as it always did (04).
+    assert_eq!(connect(srv.addr, "d.nowhere.invalid", 80).0, 4);
+}
+
+/// Two routes for the same target: the first upstream is dead, so each request goes on to
+/// the second without failing; after `route.maxfail` failures the first is marked bad and no
+/// longer tried, until `route.badexpire` passes.
+#[test]
+fn failover_and_bad_routes() {
+    let out = next_loopback();
+    let ms = microsocks(out);
+    // An upstream that accepts and hangs up at once (counted).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap();
+    let hits = Arc::new(Mutex::new(0u32));
+    let h2 = hits.clone();
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            *h2.lock().unwrap() += 1;
+            drop(c);
+        }
+    });
+    let target = peer_reporter(Ipv4Addr::LOCALHOST);
+    let srv = Server::start(&base_config(&format!(
+        "route.maxfail: 2\nroute.badexpire: 2\n{LOGGED}\
+         route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n\
+         route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n",
+        dead.port(),
+        ms.addr.port()
+    )));
+    for _ in 0..4 {
+        assert_eq!(
+            connect(srv.addr, "127.0.0.1", target.port()),
+            (0, out.to_string())
+        );
+    }
+    assert_eq!(*hits.lock().unwrap(), 2, "tried until marked bad");
+    srv.wait_log("the blacklisting", 10, |t| {
+        t.contains("socks_blacklist(): blacklisting route #1.  Reason: ")
+    });
+    // SIGUSR1 shows it.
+    srv.signal(10);
+    srv.wait_log("the route state", 10, |t| t.contains("route #1: bad for "));
+    // After route.badexpire it is tried again.
+    thread::sleep(Duration::from_millis(2200));
+    assert_eq!(
+        connect(srv.addr, "127.0.0.1", target.port()),
+        (0, out.to_string())
+    );
+    assert_eq!(*hits.lock().unwrap(), 3);
+}
+
+/// Only CONNECT is chained: with routes configured, a UDP ASSOCIATE or BIND needs a
+/// matching `via: direct` route, else it is refused with Dante's words.
+#[test]
+fn udp_and_bind_need_a_direct_route() {
+    let associate = |proxy: SocketAddr, cmd: u8| {
+        let mut s = TcpStream::connect(proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&[5, 1, 0, 5, cmd, 0, 1, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+        let mut m = [0u8; 2];
+        s.read_exact(&mut m).unwrap();
+        read_socks5_reply(&mut s)
+    };
+    let chained_only = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = 1 }}\n"
+    )));
+    assert_ne!(associate(chained_only.addr, 3), 0);
+    assert_ne!(associate(chained_only.addr, 2), 0);
+    chained_only.wait_log("the refusal", 10, |t| {
+        t.contains(
+            "serverchain failed: command udpassociate is not supported by serverchaining and no \
+             direct route found",
+        )
+    });
+    let with_direct = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 command: udpassociate bind via: direct }}\n\
+         route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = 1 }}\n"
+    )));
+    assert_eq!(associate(with_direct.addr, 3), 0);
+    assert_eq!(associate(with_direct.addr, 2), 0);
+}

@@ -1,0 +1,389 @@
+//! Server chaining (`route { ... via: PROXY port = P }`): a CONNECT through an upstream
+//! proxy speaking SOCKS5, SOCKS4 (4a for names) or HTTP CONNECT, and the routes' health.
+//! A host name the client asked for goes upstream as a name (SOCKS5 domain, SOCKS4a, HTTP
+//! authority), whether or not we could resolve it (Dante cannot pass a name it cannot
+//! resolve). A route that fails `route.maxfail` times is marked bad for `route.badexpire`
+//! seconds; the state is this mother's own (each mother learns for itself).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rsockd_config::Upstream;
+use rsockd_proto::socks4::{self, Socks4Command, Socks4Request};
+use rsockd_proto::socks5::{self, Greeting, Socks5Command};
+use rsockd_proto::{http_connect, Reply, TargetAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::connect::{Attempt, Outgoing};
+use crate::log;
+
+/// What the client asked for: an address, or a name with its port.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Addr(SocketAddr),
+    Name(String, u16),
+}
+
+impl Target {
+    fn socks(&self) -> TargetAddr {
+        match self {
+            Target::Addr(a) => TargetAddr::Ip(*a),
+            Target::Name(n, p) => TargetAddr::Domain(n.clone(), *p),
+        }
+    }
+
+    fn authority(&self) -> String {
+        match self {
+            Target::Addr(a) => a.to_string(),
+            Target::Name(n, p) => format!("{n}:{p}"),
+        }
+    }
+}
+
+/// A connection through an upstream: the stream and what the upstream says it bound.
+pub struct Chained {
+    pub stream: TcpStream,
+    pub upstream: SocketAddr,
+    pub bound: SocketAddr,
+}
+
+/// Why a chained connect failed: the reply for our client and the text for the lines.
+#[derive(Debug)]
+pub struct ChainError {
+    pub reply: Reply,
+    pub text: String,
+    /// The upstream itself failed (unreachable, silent, not speaking its protocol): the
+    /// route is charged and the next one tried. False when the upstream worked and refused
+    /// the target (its reply is the answer).
+    pub upstream_failed: bool,
+}
+
+fn err(reply: Reply, text: impl Into<String>) -> ChainError {
+    ChainError {
+        reply,
+        text: text.into(),
+        upstream_failed: true,
+    }
+}
+
+/// The upstream answered: it could not, or would not, reach the target.
+fn refused(reply: Reply, text: String) -> ChainError {
+    ChainError {
+        reply,
+        text,
+        upstream_failed: false,
+    }
+}
+
+fn io_err(e: io::Error) -> ChainError {
+    let reply = e
+        .raw_os_error()
+        .map_or(Reply::GeneralFailure, Reply::from_errno);
+    err(reply, log::errno_text(&e))
+}
+
+/// Connects to `upstream` (from `source`) and asks it for `target` with the first protocol
+/// of `protocols` (SOCKS5 when empty, Dante's first choice).
+pub async fn connect(
+    upstream: SocketAddr,
+    source: Option<IpAddr>,
+    protocols: &[Upstream],
+    target: &Target,
+    out: &Outgoing,
+) -> Result<Chained, ChainError> {
+    let attempt = Attempt {
+        target: upstream,
+        source,
+        source_port: 0,
+    };
+    let (mut stream, _) = super::connect::happy_eyeballs(&[attempt], out)
+        .await
+        .map_err(|e| {
+            let mut c = io_err(e.error);
+            c.text = format!(
+                "connect to proxy server {} failed: {}",
+                log::addr(&upstream),
+                c.text
+            );
+            c
+        })?;
+    let _ = stream.set_nodelay(true);
+    let bound = match protocols.first().copied().unwrap_or(Upstream::SocksV5) {
+        Upstream::SocksV5 => socks5_connect(&mut stream, target).await?,
+        Upstream::SocksV4 => socks4_connect(&mut stream, target).await?,
+        Upstream::Http => {
+            http_connect_to(&mut stream, target).await?;
+            stream.local_addr().map_err(io_err)?
+        }
+    };
+    Ok(Chained {
+        stream,
+        upstream,
+        bound,
+    })
+}
+
+/// Reads exactly `n` bytes of the upstream's answer: never more, as what follows its reply
+/// belongs to our client.
+async fn read_n(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Result<(), ChainError> {
+    let start = buf.len();
+    buf.resize(start + n, 0);
+    match s.read_exact(&mut buf[start..]).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(err(
+            Reply::GeneralFailure,
+            "proxy server closed the connection during the negotiation",
+        )),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// A SOCKS5 reply, read to its exact length.
+async fn read_socks5_reply(s: &mut TcpStream) -> Result<Vec<u8>, ChainError> {
+    let mut buf = Vec::with_capacity(22);
+    read_n(s, &mut buf, 4).await?;
+    if buf[0] != socks5::VERSION {
+        return Err(bad_version(socks5::VERSION, buf[0]));
+    }
+    let rest = match buf[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => {
+            read_n(s, &mut buf, 1).await?;
+            usize::from(buf[4]) + 2
+        }
+        t => {
+            return Err(err(
+                Reply::GeneralFailure,
+                format!("proxy server replied with unknown address type {t}"),
+            ))
+        }
+    };
+    read_n(s, &mut buf, rest).await?;
+    Ok(buf)
+}
+
+/// An HTTP response head, read a byte at a time up to its empty line (once per session).
+async fn read_http_head(s: &mut TcpStream) -> Result<Vec<u8>, ChainError> {
+    let mut buf = Vec::with_capacity(128);
+    while !buf.ends_with(b"\r\n\r\n") {
+        if buf.len() >= http_connect::MAX_HEAD {
+            return Err(err(Reply::GeneralFailure, "proxy server response too long"));
+        }
+        read_n(s, &mut buf, 1).await?;
+        if buf.len() == 5 && !buf.starts_with(b"HTTP/") {
+            // Not HTTP at all: let the parser say so.
+            buf.extend_from_slice(b"\r\n\r\n");
+        }
+    }
+    Ok(buf)
+}
+
+fn bad_version(expected: u8, got: u8) -> ChainError {
+    err(
+        Reply::GeneralFailure,
+        format!(
+            "unexpected protocol version in response from proxy server.  Expected version \
+             {expected}, received version {got}"
+        ),
+    )
+}
+
+async fn socks5_connect(s: &mut TcpStream, target: &Target) -> Result<SocketAddr, ChainError> {
+    let g = socks5::encode_greeting(&Greeting {
+        methods: vec![socks5::METHOD_NO_AUTH],
+    });
+    s.write_all(&g).await.map_err(io_err)?;
+    let mut sel = Vec::with_capacity(2);
+    read_n(s, &mut sel, 2).await?;
+    if sel[0] != socks5::VERSION {
+        return Err(bad_version(socks5::VERSION, sel[0]));
+    }
+    let method = (sel[1], 2);
+    if method.0 != socks5::METHOD_NO_AUTH {
+        return Err(err(
+            Reply::GeneralFailure,
+            format!(
+                "proxy server selected method {:#04x}; we offered only \"none\"",
+                method.0
+            ),
+        ));
+    }
+    let req = socks5::encode_request(&socks5::Request {
+        command: Socks5Command::Connect,
+        dst: target.socks(),
+        flag: 0,
+    });
+    s.write_all(&req).await.map_err(io_err)?;
+    let buf = read_socks5_reply(s).await?;
+    let (rep, _) = socks5::decode_reply(&buf)
+        .map_err(|e| err(Reply::GeneralFailure, e.to_string()))?
+        .ok_or_else(|| err(Reply::GeneralFailure, "short reply from proxy server"))?;
+    if rep.code != 0 {
+        let reply = rep.reply().unwrap_or(Reply::GeneralFailure);
+        return Err(refused(
+            reply,
+            format!("proxy server replied {:02x} ({reply:?})", rep.code),
+        ));
+    }
+    Ok(match rep.bnd {
+        TargetAddr::Ip(a) => a,
+        TargetAddr::Domain(..) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+    })
+}
+
+async fn socks4_connect(s: &mut TcpStream, target: &Target) -> Result<SocketAddr, ChainError> {
+    let dst = match target {
+        Target::Addr(SocketAddr::V6(_)) => {
+            return Err(err(
+                Reply::AddressTypeNotSupported,
+                "SOCKS4 proxy server cannot reach an IPv6 address",
+            ))
+        }
+        t => t.socks(),
+    };
+    let req = socks4::encode_request(&Socks4Request {
+        command: Socks4Command::Connect,
+        dst,
+        userid: Vec::new(),
+    })
+    .ok_or_else(|| err(Reply::GeneralFailure, "target not expressible in SOCKS4"))?;
+    s.write_all(&req).await.map_err(io_err)?;
+    let mut buf = Vec::with_capacity(8);
+    read_n(s, &mut buf, 8).await?;
+    // Dante expects 0; some servers send 4.
+    if buf[0] != 0 && buf[0] != 4 {
+        return Err(bad_version(0, buf[0]));
+    }
+    let (rep, _) = socks4::decode_reply(&buf)
+        .ok_or_else(|| err(Reply::GeneralFailure, "short reply from proxy server"))?;
+    if rep.code != 90 {
+        return Err(refused(
+            Reply::ConnectionRefused,
+            format!(
+                "proxy server replied {} (request rejected or failed)",
+                rep.code
+            ),
+        ));
+    }
+    Ok(SocketAddr::V4(SocketAddrV4::new(
+        *rep.addr.ip(),
+        rep.addr.port(),
+    )))
+}
+
+async fn http_connect_to(s: &mut TcpStream, target: &Target) -> Result<(), ChainError> {
+    s.write_all(&http_connect::encode_request(&target.authority()))
+        .await
+        .map_err(io_err)?;
+    let head = read_http_head(s).await?;
+    let (code, line, _) = http_connect::decode_response(&head)
+        .map_err(|e| err(Reply::GeneralFailure, e.to_string()))?
+        .ok_or_else(|| err(Reply::GeneralFailure, "short reply from proxy server"))?;
+    if !(200..300).contains(&code) {
+        // Dante's words and reply.
+        return Err(refused(
+            Reply::ConnectionRefused,
+            format!("response code {code} from http server indicates failure: \"{line}\""),
+        ));
+    }
+    Ok(())
+}
+
+/// A route's health in this mother: failures in a row, and until when it is bad.
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    fails: u32,
+    bad_until: Option<Instant>,
+    forever: bool,
+}
+
+thread_local! {
+    /// Per configuration generation and route number.
+    static HEALTH: RefCell<(u64, HashMap<u32, Health>)> = RefCell::new((0, HashMap::new()));
+}
+
+fn with_health<T>(generation: u64, f: impl FnOnce(&mut HashMap<u32, Health>) -> T) -> T {
+    HEALTH.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.0 != generation {
+            *h = (generation, HashMap::new());
+        }
+        f(&mut h.1)
+    })
+}
+
+/// Whether route `number` may be tried (it is not marked bad, or its mark expired).
+pub fn usable(generation: u64, number: u32) -> bool {
+    with_health(generation, |m| {
+        let Some(h) = m.get_mut(&number) else {
+            return true;
+        };
+        if h.forever {
+            return false;
+        }
+        match h.bad_until {
+            Some(t) if Instant::now() < t => false,
+            Some(_) => {
+                *h = Health::default();
+                log::info(&format!(
+                    "route #{number}: bad mark expired, trying it again"
+                ));
+                true
+            }
+            None => true,
+        }
+    })
+}
+
+/// Records a failure of route `number`; marks it bad after `maxfail` of them.
+pub fn failed(generation: u64, number: u32, maxfail: u32, badexpire: u64, why: &str) {
+    if maxfail == 0 {
+        return;
+    }
+    with_health(generation, |m| {
+        let h = m.entry(number).or_default();
+        h.fails += 1;
+        if h.fails >= maxfail && h.bad_until.is_none() && !h.forever {
+            if badexpire == 0 {
+                h.forever = true;
+            } else {
+                h.bad_until = Some(Instant::now() + Duration::from_secs(badexpire));
+            }
+            log::info(&format!(
+                "socks_blacklist(): blacklisting route #{number}.  Reason: {why}"
+            ));
+        }
+    });
+}
+
+/// Records a success of route `number`: its failures are forgotten.
+pub fn succeeded(generation: u64, number: u32) {
+    with_health(generation, |m| {
+        m.remove(&number);
+    });
+}
+
+/// `route #N: bad until ...` lines for SIGUSR1.
+pub fn state_lines(generation: u64) -> Vec<String> {
+    with_health(generation, |m| {
+        let mut v: Vec<String> = m
+            .iter()
+            .filter(|(_, h)| h.forever || h.bad_until.is_some())
+            .map(|(n, h)| match h.bad_until {
+                _ if h.forever => format!("route #{n}: bad (route.badexpire 0)"),
+                Some(t) => format!(
+                    "route #{n}: bad for {}s more",
+                    t.saturating_duration_since(Instant::now()).as_secs()
+                ),
+                None => String::new(),
+            })
+            .collect();
+        v.sort();
+        v
+    })
+}

@@ -202,13 +202,15 @@ fn routes_parse_and_their_errors() {
     err_near(
         &route("via: 192.0.2.1 port = 1080\nproxyprotocol: upnp"),
         "upnp",
-        "miniupnpc",
+        "not built into rsockd",
     );
     err_near(
-        &route("via: 192.0.2.1 port = 1080\nmethod: username"),
-        "username",
-        "is not supported yet",
+        &route("via: 192.0.2.1 port = 1080\nproxyprotocol: http\nmethod: username"),
+        "route",
+        "method username is a SOCKS5 method",
     );
+    let c = ok(&route("via: 192.0.2.1 port = 1080\nmethod: none username"));
+    assert_eq!(c.config.routes[0].socksmethod.len(), 2);
     err_near(&route(""), "route", "has no 'via:'");
 }
 

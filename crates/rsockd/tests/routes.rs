@@ -399,3 +399,60 @@ fn udp_and_bind_need_a_direct_route() {
     assert_eq!(associate(with_direct.addr, 3), 0);
     assert_eq!(associate(with_direct.addr, 2), 0);
 }
+
+/// `method: username` in a route: the client's own name and password go to the upstream
+/// (Dante's behaviour), here danted checking them against the system's accounts.
+#[test]
+fn route_forwards_the_clients_credentials() {
+    rsockd_testkit::require_root!();
+    let user = rsockd_testkit::TestUser::new("route");
+    let out = next_loopback();
+    let d = Danted::start_with_external(
+        &out.to_string(),
+        &format!("socksmethod: username\n{LOGGED}"),
+    );
+    let target = peer_reporter(Ipv4Addr::LOCALHOST);
+    let srv = Server::start(&format!(
+        "internal: {{IP}} port = 0\nexternal: 127.0.0.1\nsocksmethod: username\n\
+         user.privileged: root\nuser.unprivileged: nobody\n{LOGGED}\
+         route {{ from: 0/0 to: 0/0 via: {} port = {} method: username }}\n",
+        d.addr.ip(),
+        d.addr.port()
+    ));
+    let login = |pw: &str| {
+        let mut s = TcpStream::connect(srv.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&[5, 1, 2]).unwrap();
+        let mut m = [0u8; 2];
+        s.read_exact(&mut m).unwrap();
+        assert_eq!(m, [5, 2]);
+        let mut a = vec![1, user.name.len() as u8];
+        a.extend(user.name.as_bytes());
+        a.push(pw.len() as u8);
+        a.extend(pw.as_bytes());
+        s.write_all(&a).unwrap();
+        let mut st = [0u8; 2];
+        s.read_exact(&mut st).unwrap();
+        if st[1] != 0 {
+            return (st[1], String::new());
+        }
+        let SocketAddr::V4(t) = target else { panic!() };
+        let mut req = vec![5, 1, 0, 1];
+        req.extend(t.ip().octets());
+        req.extend(t.port().to_be_bytes());
+        s.write_all(&req).unwrap();
+        let rep = read_socks5_reply(&mut s);
+        let mut text = String::new();
+        if rep == 0 {
+            let _ = s.read_to_string(&mut text);
+        }
+        (rep, text)
+    };
+    assert_eq!(login(&user.password), (0, out.to_string()));
+    // danted logged the user we forwarded.
+    wait_until("danted's line", 10, || {
+        d.log_text().contains(&format!("username%{}@", user.name))
+    });
+    // A wrong password stops at our own check.
+    assert_eq!(login("wrong").0, 1);
+}

@@ -113,7 +113,10 @@ impl<'a> Parser<'a> {
 
     fn monitor_option(&mut self, m: &mut Monitor, kw: Tok<'a>, from: &mut bool, to: &mut bool) {
         if matches!(kw.text, "hostid" | "hostindex") {
-            self.not_yet(kw, kw.text, "hostid is not supported on this system");
+            self.error(
+                kw,
+                "hostid is not supported on this system; Dante's Linux build refuses it too",
+            );
             self.sc.skip_value();
             return;
         }

@@ -88,7 +88,10 @@ impl<'a> Parser<'a> {
             }
         };
         let Some(kind) = kind else {
-            self.not_yet(start, "hostid", "hostid is not supported on this system");
+            self.error(
+                start,
+                "hostid is not supported on this system; Dante's Linux build refuses it too",
+            );
             self.sc.skip_block();
             return;
         };
@@ -109,8 +112,10 @@ impl<'a> Parser<'a> {
                         rule.socksmethod.push(m);
                     }
                 }
-                Some(crate::model::Method::Username) => {
-                    self.not_yet(t, "method username in a route", "");
+                Some(m @ crate::model::Method::Username) => {
+                    if !rule.socksmethod.contains(&m) {
+                        rule.socksmethod.push(m);
+                    }
                 }
                 Some(crate::model::Method::Gssapi) => {
                     self.not_yet(t, "method gssapi in a route", "");
@@ -203,6 +208,21 @@ impl<'a> Parser<'a> {
         }
         if kind == RuleKind::Route && rule.via.is_none() && self.errors.len() == errors_before {
             self.error(start, format!("route #{number} has no 'via:'"));
+        }
+        let username = rule.socksmethod.contains(&crate::model::Method::Username);
+        let socks5 = rule
+            .upstream
+            .first()
+            .is_none_or(|u| *u == Upstream::SocksV5);
+        if kind == RuleKind::Route && username && !socks5 {
+            self.error(
+                start,
+                format!(
+                    "route #{number}: method username is a SOCKS5 method; this route's upstream \
+                     speaks {}",
+                    rule.upstream.first().map_or("socks_v5", |u| u.name())
+                ),
+            );
         }
         match kind {
             RuleKind::Client => self.cfg.client_rules.push(rule),
@@ -439,8 +459,7 @@ impl<'a> Parser<'a> {
                     "upnp" => {
                         self.error(
                             t,
-                            "'upnp' needs the miniupnpc library; rsockd, like Debian's \
-                             Dante, is built without it",
+                            "'upnp' (routes through a UPnP gateway) is not built into rsockd",
                         );
                         continue;
                     }
@@ -553,11 +572,7 @@ impl<'a> Parser<'a> {
                     "from" => Some(StateKey::From),
                     "user" => Some(StateKey::User),
                     "hostid" => {
-                        self.not_yet(
-                            t,
-                            "session.state.key: hostid",
-                            "hostid is not supported on this system",
-                        );
+                        self.error(t, "hostid is not supported on this system; Dante's Linux build refuses it too");
                         None
                     }
                     _ => {

@@ -44,6 +44,13 @@ impl Target {
     }
 }
 
+/// What we may offer a SOCKS5 upstream: `none`, and `username` with the client's own RFC 1929
+/// credentials when the route allows it and the client gave them (Dante's behaviour).
+pub struct Auth<'a> {
+    pub none: bool,
+    pub username: Option<(&'a [u8], &'a [u8])>,
+}
+
 /// A connection through an upstream: the stream and what the upstream says it bound.
 pub struct Chained {
     pub stream: TcpStream,
@@ -92,6 +99,7 @@ pub async fn connect(
     upstream: SocketAddr,
     source: Option<IpAddr>,
     protocols: &[Upstream],
+    auth: &Auth<'_>,
     target: &Target,
     out: &Outgoing,
 ) -> Result<Chained, ChainError> {
@@ -113,7 +121,7 @@ pub async fn connect(
         })?;
     let _ = stream.set_nodelay(true);
     let bound = match protocols.first().copied().unwrap_or(Upstream::SocksV5) {
-        Upstream::SocksV5 => socks5_connect(&mut stream, target).await?,
+        Upstream::SocksV5 => socks5_connect(&mut stream, auth, target).await?,
         Upstream::SocksV4 => socks4_connect(&mut stream, target).await?,
         Upstream::Http => {
             http_connect_to(&mut stream, target).await?;
@@ -193,25 +201,63 @@ fn bad_version(expected: u8, got: u8) -> ChainError {
     )
 }
 
-async fn socks5_connect(s: &mut TcpStream, target: &Target) -> Result<SocketAddr, ChainError> {
-    let g = socks5::encode_greeting(&Greeting {
-        methods: vec![socks5::METHOD_NO_AUTH],
-    });
+async fn socks5_connect(
+    s: &mut TcpStream,
+    auth: &Auth<'_>,
+    target: &Target,
+) -> Result<SocketAddr, ChainError> {
+    let mut methods = Vec::new();
+    if auth.none {
+        methods.push(socks5::METHOD_NO_AUTH);
+    }
+    if auth.username.is_some() {
+        methods.push(socks5::METHOD_USERNAME);
+    }
+    if methods.is_empty() {
+        return Err(refused(
+            Reply::NotAllowed,
+            "the route offers only method username, and the client gave no username".into(),
+        ));
+    }
+    let g = socks5::encode_greeting(&Greeting { methods });
     s.write_all(&g).await.map_err(io_err)?;
     let mut sel = Vec::with_capacity(2);
     read_n(s, &mut sel, 2).await?;
     if sel[0] != socks5::VERSION {
         return Err(bad_version(socks5::VERSION, sel[0]));
     }
-    let method = (sel[1], 2);
-    if method.0 != socks5::METHOD_NO_AUTH {
-        return Err(err(
-            Reply::GeneralFailure,
-            format!(
-                "proxy server selected method {:#04x}; we offered only \"none\"",
-                method.0
-            ),
-        ));
+    match (sel[1], auth.username) {
+        (socks5::METHOD_NO_AUTH, _) if auth.none => {}
+        (socks5::METHOD_USERNAME, Some((user, password))) => {
+            let req =
+                rsockd_proto::rfc1929::encode_auth_request(&rsockd_proto::rfc1929::AuthRequest {
+                    username: user.to_vec(),
+                    password: password.to_vec(),
+                })
+                .ok_or_else(|| refused(Reply::NotAllowed, "credentials too long".into()))?;
+            s.write_all(&req).await.map_err(io_err)?;
+            let mut st = Vec::with_capacity(2);
+            read_n(s, &mut st, 2).await?;
+            if st[1] != 0 {
+                // The upstream works; it refused this client's name or password.
+                return Err(refused(
+                    Reply::NotAllowed,
+                    "proxy server refused the username/password".into(),
+                ));
+            }
+        }
+        (0xff, _) => {
+            return Err(refused(
+                Reply::NotAllowed,
+                "proxy server accepted none of the methods offered".into(),
+            ))
+        }
+        (m, _) => {
+            return Err(err(
+                Reply::GeneralFailure,
+                format!("proxy server selected method {m:#04x}, which we did not offer"),
+            ))
+        }
     }
     let req = socks5::encode_request(&socks5::Request {
         command: Socks5Command::Connect,

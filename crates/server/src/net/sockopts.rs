@@ -73,13 +73,7 @@ fn named(level: SockLevel, name: &str, v6: bool) -> Option<(libc::c_int, libc::c
             if !v6 {
                 return None;
             }
-            match n {
-                "ipv6_unicast_hops" => return ip6(IPV6_UNICAST_HOPS),
-                "ipv6_v6only" => return ip6(IPV6_V6ONLY),
-                "ipv6_tclass" => return ip6(IPV6_TCLASS),
-                "ipv6_mtu_discover" => return ip6(IPV6_MTU_DISCOVER),
-                _ => return None,
-            }
+            return ipv6_number(n).and_then(ip6);
         }
         (SockLevel::Tcp, n) => (
             IPPROTO_TCP,
@@ -98,6 +92,48 @@ fn named(level: SockLevel, name: &str, v6: bool) -> Option<(libc::c_int, libc::c
             },
         ),
         (SockLevel::Udp, "udp_cork") => (IPPROTO_UDP, UDP_CORK),
+        _ => return None,
+    })
+}
+
+/// Linux's number of an IPv6-level option (<linux/in6.h>): Dante's Linux set.
+fn ipv6_number(name: &str) -> Option<libc::c_int> {
+    Some(match name {
+        "ipv6_addrform" => 1,
+        "ipv6_2292pktinfo" => 2,
+        "ipv6_2292hopopts" => 3,
+        "ipv6_2292dstopts" => 4,
+        "ipv6_2292rthdr" => 5,
+        "ipv6_2292pktoptions" => 6,
+        "ipv6_checksum" => 7,
+        "ipv6_2292hoplimit" => 8,
+        "ipv6_nexthop" => 9,
+        "ipv6_authhdr" => 10,
+        "ipv6_unicast_hops" => 16,
+        "ipv6_join_group" => 20,
+        "ipv6_leave_group" => 21,
+        "ipv6_router_alert" => 22,
+        "ipv6_mtu_discover" => 23,
+        "ipv6_mtu" => 24,
+        "ipv6_v6only" => 26,
+        "ipv6_join_anycast" => 27,
+        "ipv6_leave_anycast" => 28,
+        "ipv6_ipsec_policy" => 34,
+        "ipv6_xfrm_policy" => 35,
+        "ipv6_pktinfo" => 50,
+        "ipv6_hoplimit" => 52,
+        "ipv6_hopopts" => 54,
+        "ipv6_rthdrdstopts" => 55,
+        "ipv6_rthdr" => 57,
+        "ipv6_dstopts" => 59,
+        "ipv6_pathmtu" => 61,
+        "ipv6_dontfrag" => 62,
+        "ipv6_tclass" => 67,
+        "ipv6_autoflowlabel" => 70,
+        "ipv6_addr_preferences" => 72,
+        "ipv6_minhopcount" => 73,
+        "ipv6_origdstaddr" => 74,
+        "ipv6_transparent" => 75,
         _ => return None,
     })
 }
@@ -193,10 +229,13 @@ mod tests {
         let opts = [
             opt(Side::External, SockLevel::Ip, "ip_tos", 0x10),
             opt(Side::External, SockLevel::Ip, "ip_ttl", 7),
+            opt(Side::External, SockLevel::Ip, "ipv6_v6only", 1),
+            opt(Side::External, SockLevel::Ip, "ipv6_join_group", 1),
         ];
         apply(s.as_fd(), &opts, Side::External, Kind::Udp, true);
         assert_eq!(s.tclass_v6().unwrap(), 0x10);
         assert_eq!(s.unicast_hops_v6().unwrap(), 7);
+        assert!(s.only_v6().unwrap());
     }
 
     #[test]

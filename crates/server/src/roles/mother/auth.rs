@@ -20,6 +20,19 @@ use crate::settings::Settings;
 /// keeps a silent client host from holding the session).
 const IDENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A client's RFC 1929 name and password, kept for routes with `method: username` (Dante
+/// forwards them to the upstream); wiped when dropped.
+pub(super) struct RouteCreds {
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+}
+
+impl Drop for RouteCreds {
+    fn drop(&mut self) {
+        self.password.fill(0);
+    }
+}
+
 /// PAM credentials kept until the socks rule is known: when socks rules name their own
 /// `pam.servicename`, Dante accepts the RFC 1929 exchange and runs PAM at request time with
 /// the matched rule's service. The password is wiped when this is dropped.
@@ -71,6 +84,8 @@ pub(super) struct MotherAuth<'a> {
     /// What the client's accept-time method found: the same method chosen at the SOCKS
     /// level is not checked again.
     pub accepted: Option<super::clientmethod::Accepted>,
+    /// The client's RFC 1929 credentials, kept when some route forwards them.
+    pub route_creds: RefCell<Option<RouteCreds>>,
 }
 
 impl<'a> MotherAuth<'a> {
@@ -93,6 +108,7 @@ impl<'a> MotherAuth<'a> {
             local,
             service,
             accepted: None,
+            route_creds: RefCell::new(None),
         }
     }
 
@@ -115,6 +131,20 @@ impl<'a> MotherAuth<'a> {
 impl Authenticator for MotherAuth<'_> {
     async fn authenticate(&self, c: Credentials<'_>) -> Result<Option<String>, String> {
         let method = c.method;
+        if let (Some(user), Some(password)) = (c.user, c.password) {
+            let forwards = self
+                .settings
+                .config
+                .routes
+                .iter()
+                .any(|r| r.socksmethod.contains(&rsockd_config::Method::Username));
+            if forwards {
+                *self.route_creds.borrow_mut() = Some(RouteCreds {
+                    user: user.to_vec(),
+                    password: password.to_vec(),
+                });
+            }
+        }
         if let Some(a) = self.accepted.as_ref().filter(|a| a.method == method) {
             return Ok(a.user.clone());
         }

@@ -401,7 +401,19 @@ async fn routed<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let source =
             choose_source(s, upstream.ip(), client.local).filter(|ip| !ip.is_unspecified());
-        let attempt = chain::connect(upstream, source, &r.upstream, &target, &out);
+        let offers = |m| {
+            r.socksmethod.is_empty() && m == rsockd_config::Method::None
+                || r.socksmethod.contains(&m)
+        };
+        let auth = chain::Auth {
+            none: offers(rsockd_config::Method::None),
+            username: client
+                .route_creds
+                .as_ref()
+                .filter(|_| offers(rsockd_config::Method::Username))
+                .map(|c| (c.user.as_slice(), c.password.as_slice())),
+        };
+        let attempt = chain::connect(upstream, source, &r.upstream, &auth, &target, &out);
         let result = match deadline {
             Some(d) => match tokio::time::timeout_at(d, attempt).await {
                 Ok(r) => r,

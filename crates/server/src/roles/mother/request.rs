@@ -55,6 +55,8 @@ pub(super) struct Client {
     pub accept_who: Option<(Method, String)>,
     /// PAM still to run with the matched socks rule's service.
     pub pending_pam: Option<super::auth::PendingPam>,
+    /// The client's RFC 1929 credentials for routes that forward them.
+    pub route_creds: Option<super::auth::RouteCreds>,
     /// The scoreboard slots this client holds (its client rule's, then its socks rule's).
     pub slots: RefCell<SessionSlots>,
     /// A duplicate of the client's socket for libwrap, when the configuration uses it.

@@ -87,6 +87,7 @@ fn client() -> Client {
         pending_pam: None,
         slots: Default::default(),
         wrap_fd: None,
+        route_creds: None,
         inherits: true,
         tally: Default::default(),
     }

@@ -179,6 +179,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         who: None,
         accept_who: accept_who.clone(),
         pending_pam: None,
+        route_creds: None,
         slots: RefCell::new(slots),
         wrap_fd,
         inherits: crule_cfg.as_ref().is_none_or(|r| r.session.inherits()),
@@ -267,6 +268,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
     client.tally.cmd.set(counters::Cmd::of(req.command));
     client.who = req.user.clone().map(|u| (req.method, u));
     client.pending_pam = auth.pending.borrow_mut().take();
+    client.route_creds = auth.route_creds.borrow_mut().take();
     drop(auth);
     if s.rules.needs_groups() {
         if let Some(u) = &req.user {

@@ -9,6 +9,7 @@ mod bind_extension;
 mod connect;
 mod flushed;
 mod meter;
+mod query;
 mod udp;
 mod watch;
 

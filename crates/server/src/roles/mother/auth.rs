@@ -20,6 +20,14 @@ use crate::settings::Settings;
 /// keeps a silent client host from holding the session).
 const IDENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Who a client's accept-time method said the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Accepted {
+    pub method: Method,
+    /// The name it gave (`rfc931`); none for PAM by address alone.
+    pub user: Option<String>,
+}
+
 /// A client's RFC 1929 name and password, kept for routes with `method: username` (Dante
 /// forwards them to the upstream); wiped when dropped.
 pub(super) struct RouteCreds {
@@ -83,7 +91,7 @@ pub(super) struct MotherAuth<'a> {
     pub service: String,
     /// What the client's accept-time method found: the same method chosen at the SOCKS
     /// level is not checked again.
-    pub accepted: Option<super::clientmethod::Accepted>,
+    pub accepted: Option<Accepted>,
     /// The client's RFC 1929 credentials, kept when some route forwards them.
     pub route_creds: RefCell<Option<RouteCreds>>,
 }

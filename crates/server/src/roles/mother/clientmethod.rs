@@ -12,19 +12,11 @@ use std::net::SocketAddr;
 use rsockd_config::Method;
 use rsockd_rules::{user_matches, ClientQuery, Match};
 
-use super::auth::{groups_of, MotherAuth};
+use super::auth::{groups_of, Accepted, MotherAuth};
 use super::state::Mother;
 use crate::log;
 use crate::negotiate::Credentials;
 use crate::settings::Settings;
-
-/// Who a client's accept-time method said the client is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Accepted {
-    pub method: Method,
-    /// The name it gave (`rfc931`); none for PAM by address alone.
-    pub user: Option<String>,
-}
 
 /// The client rule of a new connection and what its method found, or the default block.
 pub(super) async fn choose<'a>(

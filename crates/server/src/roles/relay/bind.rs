@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use rsockd_config::{Command, ProxyProtocol, Verdict};
+use rsockd_config::{Command, Verdict};
 use rsockd_ipc::{Handoff, RuleRef};
 use rsockd_proto::Reply;
 use rsockd_rules::{Dest, SocksQuery};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::connect::to_stream;
+use super::query::{method_of, version_of};
 use crate::log;
 use crate::log::lines::{self, View};
 use crate::negotiate;
@@ -22,19 +23,6 @@ use crate::scoreboard::pace::Pace;
 
 /// Client bytes kept while waiting for the peer; a client that sends more waits unread.
 const EARLY_MAX: usize = 64 * 1024;
-
-/// The configured method a negotiated wire method stands for, for rule checks in the relay.
-pub(super) fn method_of(code: u8) -> rsockd_config::Method {
-    rsockd_config::Method::from_code(code).unwrap_or(rsockd_config::Method::None)
-}
-
-pub(super) fn version_of(h: &Handoff) -> ProxyProtocol {
-    if h.version == 4 {
-        ProxyProtocol::SocksV4
-    } else {
-        ProxyProtocol::SocksV5
-    }
-}
 
 /// `::ffff:a.b.c.d` as `a.b.c.d`, so that peers compare by address whatever the socket family.
 fn canonical(a: SocketAddr) -> SocketAddr {

@@ -20,7 +20,7 @@ use rsockd_rules::{Dest, SocksQuery};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use super::bind::{method_of, version_of};
+use super::query::{method_of, version_of};
 use crate::log::lines::{self, Subject, View};
 use crate::log::{self, addr};
 use crate::relay::tcp::{self, End, Stats};

@@ -11,8 +11,8 @@ use rsockd_ipc::Handoff;
 use rsockd_rules::{Dest, SocksQuery};
 use tokio::net::UdpSocket;
 
-use super::bind::{method_of, version_of};
 use super::connect::to_stream;
+use super::query::{method_of, version_of};
 use crate::log::{self, lines};
 use crate::relay::tcp::{self, End, Stats};
 use crate::relay::udp::{self as engine, Dropped, Packets, Policy, Summary, Verdict, Way};

@@ -19,6 +19,9 @@ pub struct Config {
     /// `external.protocol:`.
     pub external_protocol: Families,
     /// `external.rotation:`.
+    /// `external: PREFIX/LEN` (our extension): addresses of a prefix routed to this host,
+    /// used by `external.rotation: random` or `user` for CONNECT, bound with IP_FREEBIND.
+    pub external_prefixes: Vec<ipnet::IpNet>,
     pub external_rotation: Rotation,
     /// Global `socksmethod:` list in preference order; empty = not set (Dante: block everything).
     pub socksmethod: Vec<Method>,
@@ -112,6 +115,7 @@ impl Default for Config {
             internal_protocol: Families::default(),
             external: Vec::new(),
             external_protocol: Families::default(),
+            external_prefixes: Vec::new(),
             external_rotation: Rotation::None,
             socksmethod: Vec::new(),
             clientmethod: Vec::new(),
@@ -230,6 +234,12 @@ pub enum Rotation {
     None,
     Route,
     SameSame,
+    /// Our extension: a fresh source address per session, from an `external:` prefix (or
+    /// one of the listed addresses).
+    Random,
+    /// Our extension: the same address for the same authenticated user (the client address
+    /// when there is none), from a stable hash.
+    User,
 }
 
 /// A `logoutput:`/`errorlog:` destination.

@@ -244,10 +244,15 @@ impl Display for Config {
         for a in &self.external {
             writeln!(s, "external: {}", a.host)?;
         }
+        for p in &self.external_prefixes {
+            writeln!(s, "external: {p}")?;
+        }
         match self.external_rotation {
             Rotation::None => {}
             Rotation::Route => writeln!(s, "external.rotation: route")?,
             Rotation::SameSame => writeln!(s, "external.rotation: same-same")?,
+            Rotation::Random => writeln!(s, "external.rotation: random")?,
+            Rotation::User => writeln!(s, "external.rotation: user")?,
         }
         if !self.socksmethod.is_empty() {
             writeln!(s, "socksmethod: {}", methods(&self.socksmethod))?;

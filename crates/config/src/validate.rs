@@ -52,7 +52,7 @@ pub fn check_startable(cfg: &Config) -> Result<(), ConfigError> {
             "no internal address given for server to listen for clients on",
         ));
     }
-    if cfg.external.is_empty() {
+    if cfg.external.is_empty() && cfg.external_prefixes.is_empty() {
         d.push(Diagnostic::whole_file(
             "",
             "no external address given for server to use",

@@ -692,3 +692,17 @@ fn libwrap_keywords() {
     assert_eq!(c.socks_rules[0].libwrap.as_deref(), Some("deny"));
     assert!(!cfg("socksmethod: none\nlibwrap.hosts_access: no\n").libwrap_hosts_access);
 }
+
+#[test]
+fn external_prefixes_and_rotations() {
+    let c = cfg(
+        "external: 2001:db8:1::/64\nexternal: 10.9.8.0/24\nexternal: 127.0.0.1\n\
+         external.rotation: random\nsocksmethod: none\n",
+    );
+    assert_eq!(c.external_prefixes.len(), 2);
+    assert_eq!(c.external.len(), 1);
+    assert_eq!(c.external_rotation, rsockd_config::Rotation::Random);
+    let c = cfg("external: 10.9.8.0/24\nexternal.rotation: user\nsocksmethod: none\n");
+    assert_eq!(c.external_rotation, rsockd_config::Rotation::User);
+    assert!(rsockd_config::check_startable(&c).is_ok() || c.internal.is_empty());
+}

@@ -325,6 +325,7 @@ fn config() -> impl Strategy<Value = Config> {
                         .map(|host| ExternalAddr { host, line: 0 })
                         .collect(),
                     external_protocol: ep,
+                    external_prefixes: Vec::new(),
                     external_rotation: rot,
                     socksmethod: sm,
                     clientmethod: cm,

@@ -456,3 +456,128 @@ fn route_forwards_the_clients_credentials() {
     // A wrong password stops at our own check.
     assert_eq!(login("wrong").0, 1);
 }
+
+/// `external: 2001:db8:1::/64` with `external.rotation: random` and `user` (our extension):
+/// inside a network namespace of the test's own, where the prefix is routed to `lo`, a
+/// target records the source address of every session.
+#[test]
+fn outgoing_addresses_from_a_prefix() {
+    assert!(
+        rsockd_testkit::is_root() && tool("unshare") && tool("python3"),
+        "root, unshare and python3 are required"
+    );
+    let (_users_dir, users) = password_file(&[("alice", "pw-a"), ("bob", "pw-b")]);
+    let dir = tempfile::tempdir().unwrap();
+    let client = dir.path().join("client.py");
+    std::fs::write(
+        &client,
+        r#"
+import socket, struct, sys, threading, time
+mode = sys.argv[1]
+t = socket.socket(socket.AF_INET6); t.bind(("::1", 0)); t.listen(64)
+tport = t.getsockname()[1]
+def serve():
+    while True:
+        c, a = t.accept(); c.sendall(a[0].encode()); c.close()
+threading.Thread(target=serve, daemon=True).start()
+def session(user=None, pw=None):
+    for _ in range(100):
+        try:
+            s = socket.create_connection(("127.0.0.1", 40999), timeout=10); break
+        except OSError:
+            time.sleep(0.1)
+    if user:
+        s.sendall(b"\x05\x01\x02"); assert s.recv(2) == b"\x05\x02"
+        s.sendall(bytes([1, len(user)]) + user.encode() + bytes([len(pw)]) + pw.encode())
+        assert s.recv(2) == b"\x01\x00"
+    else:
+        s.sendall(b"\x05\x01\x00"); assert s.recv(2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x04" + socket.inet_pton(socket.AF_INET6, "::1") + struct.pack(">H", tport))
+    r = s.recv(22); assert r[1] == 0, r
+    data = b""
+    while True:
+        d = s.recv(100)
+        if not d: break
+        data += d
+    return data.decode()
+if mode == "random":
+    for _ in range(10): print("SRC", session(), flush=True)
+else:
+    for u, p in [("alice", "pw-a"), ("bob", "pw-b"), ("alice", "pw-a"), ("bob", "pw-b")]:
+        print("SRC", u, session(u, p), flush=True)
+"#,
+    )
+    .unwrap();
+    let run = |mode: &str, methods: &str| -> Vec<String> {
+        let conf = dir.path().join(format!("{mode}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "logoutput: {}/{mode}.log\ninternal: 127.0.0.1 port = 40999\n\
+                 external: 2001:db8:1::/64\nexternal.rotation: {mode}\n{methods}\n{LOGGED}",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let script = format!(
+            "ip link set lo up && ip -6 route add local 2001:db8:1::/64 dev lo && \
+             ({BIN} -f {} & echo $! > {}/pid) && timeout 60 python3 {} {mode}; \
+             kill $(cat {}/pid)",
+            conf.display(),
+            dir.path().display(),
+            client.display(),
+            dir.path().display()
+        );
+        let out = Command::new("timeout")
+            .args(["90", "unshare", "--net", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("SRC ").map(str::to_string))
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "{mode}: {text}\n{}\nlog: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.path().join(format!("{mode}.log"))).unwrap_or_default()
+        );
+        lines
+    };
+    // 2001:db8:1::/64: the first four 16-bit groups.
+    let in_prefix = |a: &std::net::Ipv6Addr| a.segments()[..4] == [0x2001, 0xdb8, 1, 0];
+    let random = run("random", "socksmethod: none");
+    assert_eq!(random.len(), 10, "{random:?}");
+    let distinct: std::collections::HashSet<&String> = random.iter().collect();
+    for a in &random {
+        assert!(in_prefix(&a.parse().unwrap()), "{a}");
+    }
+    assert!(
+        distinct.len() >= 9,
+        "a fresh address per session: {random:?}"
+    );
+    let per_user = run(
+        "user",
+        &format!(
+            "socksmethod: username\nrsockd.users.file: {}",
+            users.display()
+        ),
+    );
+    assert_eq!(per_user.len(), 4, "{per_user:?}");
+    let addr_of = |l: &String| l.split(' ').nth(1).unwrap().to_string();
+    assert_eq!(
+        addr_of(&per_user[0]),
+        addr_of(&per_user[2]),
+        "alice keeps hers"
+    );
+    assert_eq!(
+        addr_of(&per_user[1]),
+        addr_of(&per_user[3]),
+        "bob keeps his"
+    );
+    assert_ne!(addr_of(&per_user[0]), addr_of(&per_user[1]));
+    for l in &per_user {
+        assert!(in_prefix(&addr_of(l).parse().unwrap()), "{l}");
+    }
+}

@@ -214,6 +214,28 @@ impl<'a> Parser<'a> {
         if self.first_external_line.is_none() {
             self.first_external_line = Some(kw.line);
         }
+        // `external: 2001:db8:1::/64`: a prefix for external.rotation random/user.
+        let w = self.sc.clone().word(&['}']);
+        if w.text.contains('/') && !w.text.starts_with("0/") {
+            match w.text.parse::<ipnet::IpNet>() {
+                // An address with a mask is Dante's error; a prefix (no host bits) is ours.
+                Ok(net) if net == net.trunc() => {
+                    self.sc.word(&['}']);
+                    if !self.cfg.external_prefixes.contains(&net) {
+                        self.cfg.external_prefixes.push(net);
+                    }
+                    self.end_of_value(kw);
+                }
+                Err(_) => {
+                    self.error(
+                        w,
+                        "expected an address, or a prefix such as 2001:db8:1::/64",
+                    );
+                    self.sc.skip_value();
+                }
+            }
+            return;
+        }
         let Some(host) = self.server_host(kw) else {
             self.sc.skip_value();
             return;

@@ -384,6 +384,8 @@ impl<'a> Parser<'a> {
             "none" => Rotation::None,
             "route" => Rotation::Route,
             "same-same" => Rotation::SameSame,
+            "random" => Rotation::Random,
+            "user" => Rotation::User,
             _ => {
                 let t = if t.text.is_empty() {
                     self.sc.next_token()
@@ -392,7 +394,8 @@ impl<'a> Parser<'a> {
                 };
                 self.error(
                     t,
-                    "expected 'none', 'route' or 'same-same' after 'external.rotation:'",
+                    "expected 'none', 'route', 'same-same', 'random' or 'user' after \
+                     'external.rotation:'",
                 );
                 return;
             }

@@ -45,6 +45,8 @@ pub struct Outgoing {
     pub keepalive: bool,
     /// The global `external.` socket options, then the socks rule's (which win).
     pub opts: Vec<SockOpt>,
+    /// IP_FREEBIND before bind: the source may be any address of an `external:` prefix.
+    pub freebind: bool,
 }
 
 impl Outgoing {
@@ -54,7 +56,11 @@ impl Outgoing {
         if let Some(r) = rule {
             opts.extend(r.sockopts.iter().filter(external).cloned());
         }
-        Outgoing { keepalive, opts }
+        Outgoing {
+            keepalive,
+            opts,
+            freebind: false,
+        }
     }
 }
 
@@ -100,6 +106,10 @@ async fn attempt(a: Attempt, out: &Outgoing) -> Result<TcpStream, ConnectError> 
         );
     }
     if let Some(src) = a.source {
+        if out.freebind {
+            let _ =
+                rsockd_sys::sockopt::set_int(sock.as_fd(), libc::IPPROTO_IP, libc::IP_FREEBIND, 1);
+        }
         if a.source_port != 0 {
             // One fixed source port serves sessions to different targets (the 4-tuples
             // differ); the kernel still refuses a tuple that is in use.

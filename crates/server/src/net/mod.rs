@@ -9,6 +9,7 @@ pub mod ifaces;
 pub mod libwrap;
 pub mod listen;
 pub mod resolve;
+pub mod rotation;
 pub mod sockets;
 pub mod sockopts;
 pub mod srchost;

@@ -11,8 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::request::{
-    self, choose_source, client_options, detach, fail, hand_off, refuse_failed, Client, Failing,
-    Resolved,
+    self, choose_source, choose_source_for, client_options, detach, fail, hand_off, refuse_failed,
+    Client, Failing, Resolved,
 };
 use super::state::Mother;
 use crate::log::lines::Subject;
@@ -184,6 +184,11 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         Some(r) => vec![SocketAddr::new(r.ip, r.port.unwrap_or(t.port))],
         None => connect::interleave(&checked.passed.iter().map(|p| p.0).collect::<Vec<_>>()),
     };
+    // Who the session is, for `external.rotation: user`.
+    let who = client
+        .who
+        .as_ref()
+        .map_or_else(|| client.peer.ip().to_string(), |w| w.1.clone());
     let attempts: Vec<Attempt> = targets
         .iter()
         .filter_map(|&t| match redirect_from {
@@ -192,7 +197,7 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
                 source: Some(f.ip),
                 source_port: f.port.unwrap_or(0),
             }),
-            None => choose_source(s, t.ip(), client.local).map(|src| Attempt {
+            None => choose_source_for(s, t.ip(), client.local, Some(&who)).map(|src| Attempt {
                 target: t,
                 source: (!src.is_unspecified()).then_some(src),
                 source_port: 0,
@@ -231,7 +236,8 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             .request(Subject::Connect)
             .redirected(&sref, &t.text, from, to);
     }
-    let out = connect::Outgoing::new(s.keepalive(), &s.config.sockopts, srule.as_ref());
+    let mut out = connect::Outgoing::new(s.keepalive(), &s.config.sockopts, srule.as_ref());
+    out.freebind = !s.config.external_prefixes.is_empty();
     let errlogs = log::by_errno::lists(srule.as_ref(), &s.config);
     let in_progress = log::by_errno::errno_level(errlogs, Side::External, libc::EINPROGRESS);
     for a in &attempts {

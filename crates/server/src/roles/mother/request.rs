@@ -128,8 +128,38 @@ impl Client {
 }
 
 pub(super) fn choose_source(s: &Settings, target: IpAddr, local: SocketAddr) -> Option<IpAddr> {
+    choose_source_for(s, target, local, None)
+}
+
+/// [`choose_source`] for a CONNECT by `who` (the authenticated user, else the client's
+/// address as text): `external.rotation: random` and `user` pick from an `external:` prefix
+/// of the target's family when there is one (our extension), else from the listed addresses.
+pub(super) fn choose_source_for(
+    s: &Settings,
+    target: IpAddr,
+    local: SocketAddr,
+    who: Option<&str>,
+) -> Option<IpAddr> {
     let same_family = |ip: &IpAddr| ip.is_ipv4() == target.is_ipv4();
+    let prefix = s
+        .config
+        .external_prefixes
+        .iter()
+        .find(|p| p.addr().is_ipv4() == target.is_ipv4());
     match s.config.external_rotation {
+        Rotation::Random | Rotation::User => {
+            let key = match (s.config.external_rotation, who) {
+                (Rotation::User, Some(w)) => crate::net::rotation::stable_hash(w.as_bytes()),
+                _ => crate::net::rotation::random(),
+            };
+            match prefix {
+                Some(p) => Some(crate::net::rotation::address_in(p, key)),
+                None => {
+                    let v: Vec<IpAddr> = s.externals.iter().copied().filter(same_family).collect();
+                    (!v.is_empty()).then(|| v[(key % v.len() as u64) as usize])
+                }
+            }
+        }
         Rotation::SameSame => same_family(&local.ip()).then(|| local.ip()),
         Rotation::Route => {
             let probe = std::net::UdpSocket::bind(if target.is_ipv4() {
@@ -144,7 +174,12 @@ pub(super) fn choose_source(s: &Settings, target: IpAddr, local: SocketAddr) -> 
                 _ => s.externals.iter().copied().find(same_family),
             }
         }
-        Rotation::None => s.externals.iter().copied().find(same_family),
+        Rotation::None => s
+            .externals
+            .iter()
+            .copied()
+            .find(same_family)
+            .or_else(|| prefix.map(|p| crate::net::rotation::address_in(p, 1))),
     }
 }
 

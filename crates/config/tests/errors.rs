@@ -678,9 +678,9 @@ fn value_errors() {
     );
     err_near("udp.connectdst: maybe\n", "maybe", "expected 'yes' or 'no'");
     err_near(
-        "external.rotation: random\n",
-        "random",
-        "expected 'none', 'route' or 'same-same'",
+        "external.rotation: sideways\n",
+        "sideways",
+        "expected 'none', 'route', 'same-same', 'random' or 'user'",
     );
     err_near(
         "internal.protocol: ipv5\n",

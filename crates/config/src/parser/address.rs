@@ -218,23 +218,26 @@ impl<'a> Parser<'a> {
         let w = self.sc.clone().word(&['}']);
         if w.text.contains('/') && !w.text.starts_with("0/") {
             match w.text.parse::<ipnet::IpNet>() {
-                // An address with a mask is Dante's error; a prefix (no host bits) is ours.
+                // A prefix (no host bits) is ours; an address with a mask is Dante's error,
+                // given below.
                 Ok(net) if net == net.trunc() => {
                     self.sc.word(&['}']);
                     if !self.cfg.external_prefixes.contains(&net) {
                         self.cfg.external_prefixes.push(net);
                     }
                     self.end_of_value(kw);
+                    return;
                 }
+                Ok(_) => {}
                 Err(_) => {
                     self.error(
                         w,
                         "expected an address, or a prefix such as 2001:db8:1::/64",
                     );
                     self.sc.skip_value();
+                    return;
                 }
             }
-            return;
         }
         let Some(host) = self.server_host(kw) else {
             self.sc.skip_value();

@@ -176,6 +176,9 @@ fn supports(proxy: &str, scenario: &str) -> bool {
     if proxy == "rsockd-max" || proxy == "rsockd-pp2" {
         return scenario == "rate";
     }
+    if proxy == "rsockd-chain" || proxy == "danted-chain" {
+        return scenario == "rate" || scenario == "bulk8";
+    }
     if proxy == "rsockd-nocount" {
         return scenario == "rate" || scenario == "bulk8";
     }
@@ -218,7 +221,9 @@ fn run_order<'a>(scenario: &str, names: &'a [String]) -> Vec<&'a String> {
 /// server totals (`RSOCKD_COUNTERS=off`) and `rsockd-metrics` has an admin port scraped once a
 /// second, in `rate` and `bulk8`: what counting and serving `/metrics` cost beside `rsockd`;
 /// `rsockd-metrics` also holds the `scale` sessions and times scrapes of them.
-const PROXIES: [&str; 12] = [
+/// `rsockd-chain` and `danted-chain` send every session through a microsocks upstream of their
+/// own (a `route { via: }`), in `rate` and `bulk8`: what server chaining costs.
+const PROXIES: [&str; 14] = [
     "rsockd",
     "rsockd-nocount",
     "rsockd-metrics",
@@ -231,6 +236,8 @@ const PROXIES: [&str; 12] = [
     "floor",
     "rsockd-pipe64k",
     "rsockd-copy",
+    "rsockd-chain",
+    "danted-chain",
 ];
 
 /// The `latency` servers take turns in this many slices of the echoes.
@@ -251,6 +258,14 @@ fn start_proxy(name: &str, rsockd: &std::path::Path) -> Result<procs::Proxy, Str
         "rsockd-pipe64k" => procs::rsockd_engine(rsockd, "rsockd-pipe64k", "64k"),
         "rsockd-copy" => procs::rsockd_engine(rsockd, "rsockd-copy", "copy"),
         "danted" => procs::danted(),
+        "rsockd-chain" | "danted-chain" => {
+            let n = if name == "danted-chain" {
+                "danted-chain"
+            } else {
+                "rsockd-chain"
+            };
+            procs::chained(rsockd, n)
+        }
         "microsocks" => procs::microsocks(),
         // The floor is this binary, re-executed.
         "floor" => std::env::current_exe()
@@ -295,10 +310,10 @@ fn main() {
     }
     let mut failures = 0;
     let mut proxies = Vec::new();
-    let wanted = |n: &str| {
-        args.proxies
-            .as_ref()
-            .is_none_or(|v| v.iter().any(|p| p == n))
+    // The chained pair starts two servers each: only when asked for by name.
+    let wanted = |n: &str| match args.proxies.as_ref() {
+        Some(v) => v.iter().any(|p| p == n),
+        None => !n.ends_with("-chain"),
     };
     for name in PROXIES.into_iter().filter(|n| wanted(n)) {
         match start_proxy(name, &args.rsockd) {

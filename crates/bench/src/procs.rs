@@ -116,6 +116,8 @@ pub struct Proxy {
     child: Child,
     _dir: PathBuf,
     scraper: Option<Scraper>,
+    /// The upstream a chained proxy sends its sessions through (dropped after it).
+    upstream: Option<Box<Proxy>>,
 }
 
 /// Scrapes `/metrics` once a second, as Prometheus would, until dropped.
@@ -254,6 +256,7 @@ fn spawn(
         child,
         _dir: dir,
         scraper: None,
+        upstream: None,
     };
     if !wait_listening(addr) {
         return Err(format!("{name}: not listening on {addr}"));
@@ -413,6 +416,40 @@ pub fn danted() -> Result<Proxy, String> {
     let mut cmd = Command::new("danted");
     cmd.arg("-f").arg(&conf).arg("-p").arg(dir.join("pid"));
     spawn("danted", cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
+}
+
+/// rsockd or danted chaining every session through a microsocks upstream of its own
+/// (`route { ... via: ... proxyprotocol: socks_v5 }`), for `rate` and `bulk8`.
+pub fn chained(bin: &Path, name: &'static str) -> Result<Proxy, String> {
+    let up = microsocks()?;
+    let dir = scratch(name).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let route = format!(
+        "route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} proxyprotocol: socks_v5 }}\n",
+        up.addr.port()
+    );
+    // A route is never marked bad here: the scenario measures relaying, and both servers
+    // would otherwise stop chaining once load makes the upstream refuse a few.
+    let conf = config_rules(
+        &dir,
+        port,
+        "none",
+        "route.maxfail: 0\n",
+        &format!("{DANTE_RULES}{route}"),
+    )
+    .map_err(|e| e.to_string())?;
+    let cmd = if name == "danted-chain" {
+        let mut c = Command::new("danted");
+        c.arg("-f").arg(&conf).arg("-p").arg(dir.join("pid"));
+        c
+    } else {
+        let mut c = Command::new(bin);
+        c.arg("-f").arg(&conf).arg("-N").arg("1");
+        c
+    };
+    let mut p = spawn(name, cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)?;
+    p.upstream = Some(Box::new(up));
+    Ok(p)
 }
 
 pub fn microsocks() -> Result<Proxy, String> {

@@ -368,25 +368,28 @@ fn failover_and_bad_routes() {
     assert_eq!(*hits.lock().unwrap(), 3);
 }
 
-/// Only CONNECT is chained: with routes configured, a UDP ASSOCIATE or BIND needs a
-/// matching `via: direct` route, else it is refused with Dante's words.
+/// A BIND or UDP ASSOCIATE for 0.0.0.0:0 through `proxy`: the stream and the reply.
+fn socks5_request(proxy: SocketAddr, cmd: u8) -> (TcpStream, u8, Option<SocketAddr>) {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&[5, 1, 0, 5, cmd, 0, 1, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    let (rep, bnd) = read_socks5_reply_bound(&mut s);
+    (s, rep, bnd)
+}
+
+/// BIND and UDP ASSOCIATE go only through SOCKS5 upstreams: with an HTTP route alone they
+/// need a matching `via: direct` route, else they are refused with Dante's words.
 #[test]
-fn udp_and_bind_need_a_direct_route() {
-    let associate = |proxy: SocketAddr, cmd: u8| {
-        let mut s = TcpStream::connect(proxy).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(&[5, 1, 0, 5, cmd, 0, 1, 0, 0, 0, 0, 0, 0])
-            .unwrap();
-        let mut m = [0u8; 2];
-        s.read_exact(&mut m).unwrap();
-        read_socks5_reply(&mut s)
-    };
-    let chained_only = Server::start(&base_config(&format!(
-        "{LOGGED}route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = 1 }}\n"
+fn udp_and_bind_need_socks5_or_a_direct_route() {
+    let http_only = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = 1 proxyprotocol: http }}\n"
     )));
-    assert_ne!(associate(chained_only.addr, 3), 0);
-    assert_ne!(associate(chained_only.addr, 2), 0);
-    chained_only.wait_log("the refusal", 10, |t| {
+    assert_ne!(socks5_request(http_only.addr, 3).1, 0);
+    assert_ne!(socks5_request(http_only.addr, 2).1, 0);
+    http_only.wait_log("the refusal", 10, |t| {
         t.contains(
             "serverchain failed: command udpassociate is not supported by serverchaining and no \
              direct route found",
@@ -396,8 +399,141 @@ fn udp_and_bind_need_a_direct_route() {
         "{LOGGED}route {{ from: 0/0 to: 0/0 command: udpassociate bind via: direct }}\n\
          route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = 1 }}\n"
     )));
-    assert_eq!(associate(with_direct.addr, 3), 0);
-    assert_eq!(associate(with_direct.addr, 2), 0);
+    assert_eq!(socks5_request(with_direct.addr, 3).1, 0);
+    assert_eq!(socks5_request(with_direct.addr, 2).1, 0);
+    // A SOCKS5 upstream that is down: the request fails with the upstream's error, and the
+    // route is marked bad (Dante's route.maxfail 1), so the next finds no usable route.
+    let down = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = 1 }}\n"
+    )));
+    assert_eq!(socks5_request(down.addr, 2).1, 5);
+    assert_eq!(socks5_request(down.addr, 3).1, 3);
+    down.wait_log("the upstream's failure", 10, |t| {
+        t.contains("tcp/bind ]: ")
+            && t.contains("serverchain failed: connect to proxy server 127.0.0.1.1 failed: ")
+            && t.contains("udp/udpassociate ]: ")
+            && t.contains("no usable serverchain route to target found")
+    });
+}
+
+/// A UDP target on `ip` that answers each datagram with `from IP:PORT ` and the datagram.
+fn udp_reporter(ip: Ipv4Addr) -> SocketAddr {
+    let sock = std::net::UdpSocket::bind((ip, 0)).unwrap();
+    let addr = sock.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let mut back = format!("from {from} ").into_bytes();
+            back.extend_from_slice(&buf[..n]);
+            let _ = sock.send_to(&back, from);
+        }
+    });
+    addr
+}
+
+fn udp_header(target: SocketAddr) -> Vec<u8> {
+    let SocketAddr::V4(t) = target else { panic!() };
+    let mut d = vec![0, 0, 0, 1];
+    d.extend(t.ip().octets());
+    d.extend(t.port().to_be_bytes());
+    d
+}
+
+/// BIND and UDP ASSOCIATE through SOCKS5 upstreams (danted, and a second rsockd), beyond
+/// Dante: the first BIND reply names the upstream's listening address and the peer's
+/// connection reaches our client; datagrams leave from the upstream's address, replies come
+/// back with the target's address, and our own per-datagram rules still hold.
+#[test]
+fn bind_and_udp_through_socks5_upstreams() {
+    let (d_out, r_out) = (next_loopback(), next_loopback());
+    let danted =
+        Danted::start_with_external(&d_out.to_string(), &format!("socksmethod: none\n{LOGGED}"));
+    let inner = Server::start(&format!(
+        "internal: {{IP}} port = 0\nexternal: {r_out}\nsocksmethod: none\n{LOGGED}"
+    ));
+    let blocked = udp_reporter(Ipv4Addr::new(127, 0, 0, 9));
+    for (name, up, out) in [
+        ("danted", danted.addr, d_out),
+        ("rsockd", inner.addr, r_out),
+    ] {
+        let srv = Server::start(&base_config(&format!(
+            "client pass {{ from: 0/0 to: 0/0 log: connect disconnect error }}\n\
+             socks block {{ from: 0/0 to: 127.0.0.9/32 command: udpassociate log: connect error }}\n\
+             socks pass {{ from: 0/0 to: 0/0 log: connect disconnect error }}\n\
+             route {{ from: 0/0 to: 0/0 via: {} port = {} command: bind udpassociate }}\n",
+            up.ip(),
+            up.port()
+        )));
+        // BIND: the upstream listens, on its external address.
+        let (mut c, rep, bnd) = socks5_request(srv.addr, 2);
+        assert_eq!(rep, 0, "{name}: first BIND reply");
+        let bnd = bnd.unwrap();
+        assert_eq!(bnd.ip(), out, "{name}: the upstream's listening address");
+        let mut peer = TcpStream::connect(bnd).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let (rep, from) = read_socks5_reply_bound(&mut c);
+        assert_eq!(rep, 0, "{name}: second BIND reply");
+        assert_eq!(from, Some(peer.local_addr().unwrap()), "{name}: the peer");
+        peer.write_all(b"from-peer").unwrap();
+        let mut got = [0u8; 9];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"from-peer");
+        c.write_all(b"from-client").unwrap();
+        let mut got = [0u8; 11];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"from-client");
+        drop(c);
+        let mut rest = Vec::new();
+        let _ = peer.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+
+        // UDP: our relay is announced; the target sees the upstream.
+        let (ctl, rep, relay) = socks5_request(srv.addr, 3);
+        assert_eq!(rep, 0, "{name}: UDP ASSOCIATE");
+        let relay = relay.unwrap();
+        assert_eq!(relay.ip(), srv.ip, "{name}: our own relay is announced");
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let target = udp_reporter(Ipv4Addr::LOCALHOST);
+        for i in 0..3 {
+            let mut d = udp_header(target);
+            d.extend(format!("dgram-{i}").as_bytes());
+            u.send_to(&d, relay).unwrap();
+            let mut buf = [0u8; 2048];
+            let (n, _) = u.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                &buf[..10],
+                &udp_header(target)[..],
+                "{name}: the reply's header"
+            );
+            let text = String::from_utf8_lossy(&buf[10..n]).to_string();
+            assert!(
+                text.starts_with(&format!("from {out}:")) && text.ends_with(&format!(" dgram-{i}")),
+                "{name}: {text}"
+            );
+        }
+        // Our rules hold per datagram: the blocked target gets nothing, and says nothing.
+        let mut d = udp_header(blocked);
+        d.extend(b"never");
+        u.send_to(&d, relay).unwrap();
+        srv.wait_log("the blocked datagram", 10, |t| {
+            t.contains("block(1): udp/udpassociate")
+        });
+        let mut d = udp_header(target);
+        d.extend(b"still");
+        u.send_to(&d, relay).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = u.recv_from(&mut buf).unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[10..n]).ends_with(" still"),
+            "{name}"
+        );
+        drop(ctl);
+        srv.wait_log("the association's end", 10, |t| {
+            t.contains("udp/udpassociate ]: ") && t.contains("local client closed")
+        });
+    }
 }
 
 /// `method: username` in a route: the client's own name and password go to the upstream
@@ -580,4 +716,60 @@ else:
     for l in &per_user {
         assert!(in_prefix(&addr_of(l).parse().unwrap()), "{l}");
     }
+}
+
+/// PySocks' UDP client through a chain (rsockd -> rsockd): its datagrams reach the target
+/// from the upstream's address and the answers come back to it.
+#[test]
+fn python_socks_udp_through_a_chain() {
+    let have = Command::new("/usr/bin/python3")
+        .args(["-c", "import socks"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(have, "Debian's python3-socks is required (scripts/deps.sh)");
+    let out = next_loopback();
+    let inner = Server::start(&format!(
+        "internal: {{IP}} port = 0\nexternal: {out}\nsocksmethod: none\n{LOGGED}"
+    ));
+    let srv = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: {} port = {} }}\n",
+        inner.ip,
+        inner.addr.port()
+    )));
+    let target = udp_reporter(Ipv4Addr::LOCALHOST);
+    let script = format!(
+        "import socks, socket\n\
+         s = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.set_proxy(socks.SOCKS5, '{}', {})\n\
+         s.settimeout(10)\n\
+         for i in range(3):\n\
+         \x20   s.sendto(b'py-%d' % i, ('127.0.0.1', {}))\n\
+         \x20   data, addr = s.recvfrom(4096)\n\
+         \x20   print(addr[1], data.decode(), flush=True)\n",
+        srv.ip,
+        srv.addr.port(),
+        target.port()
+    );
+    let o = Command::new("timeout")
+        .args(["30", "/usr/bin/python3", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for i in 0..3 {
+        let want = format!("{} from {out}:", target.port());
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&want) && l.ends_with(&format!(" py-{i}"))),
+            "{text}"
+        );
+    }
+    // The upstream logged the association from our external address.
+    inner.wait_log("the upstream's association", 10, |t| {
+        t.contains("udp/udpassociate [: 127.0.0.1.")
+    });
 }

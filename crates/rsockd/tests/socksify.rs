@@ -95,26 +95,26 @@ fn curl_connects_through_socksify() {
     });
 }
 
-#[test]
-fn udp_program_goes_through_an_association() {
-    if !available() {
-        return;
-    }
-    let srv = Server::start(&base_config(LOGGED));
+/// A program doing plain sendto/recvfrom to an echo target on 127.0.0.2, under socksify
+/// through `srv`: its output, the target, and the source addresses the target saw.
+fn udp_program(srv: &Server) -> (bool, String, SocketAddr, Vec<SocketAddr>) {
     let echo = UdpSocket::bind((TARGET_IP, 0)).unwrap();
     let target = echo.local_addr().unwrap();
     echo.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    std::thread::spawn(move || {
+    let seen = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
+        let mut seen = Vec::new();
         for _ in 0..2 {
             let Ok((n, from)) = echo.recv_from(&mut buf) else {
-                return;
+                break;
             };
+            seen.push(from);
             let mut back = b"echo:".to_vec();
             back.extend_from_slice(&buf[..n]);
             let _ = echo.send_to(&back, from);
         }
+        seen
     });
     let script = format!(
         "import socket\n\
@@ -126,7 +126,17 @@ fn udp_program_goes_through_an_association() {
         target.ip(),
         target.port()
     );
-    let (ok, out) = socksify(&srv, &["python3", "-c", &script]);
+    let (ok, out) = socksify(srv, &["python3", "-c", &script]);
+    (ok, out, target, seen.join().unwrap())
+}
+
+#[test]
+fn udp_program_goes_through_an_association() {
+    if !available() {
+        return;
+    }
+    let srv = Server::start(&base_config(LOGGED));
+    let (ok, out, target, _) = udp_program(&srv);
     assert!(ok, "{out}");
     assert!(
         out.contains(&format!("got echo:udp-0 {} {}", target.ip(), target.port())),
@@ -140,17 +150,15 @@ fn udp_program_goes_through_an_association() {
     });
 }
 
-#[test]
-fn bind_listen_accept_goes_through_bind() {
-    if !available() {
-        return;
-    }
-    let srv = Server::start(&base_config(LOGGED));
+/// An active-mode-FTP-like exchange under socksify through `srv`: the program connects to a
+/// server on 127.0.0.2, tells it where it listens (BIND), and the server connects back from
+/// 127.0.0.2. The program's output, and (the address the server connected to, what it got).
+fn bind_program(srv: &Server) -> (bool, String, Result<(SocketAddr, String), String>) {
     // An FTP-like server: the program connects, tells it where it listens, and the server
     // connects back to that address from 127.0.0.2.
     let ctl_l = TcpListener::bind((TARGET_IP, 0)).unwrap();
     let ctl_addr = ctl_l.local_addr().unwrap();
-    let served = std::thread::spawn(move || -> Result<String, String> {
+    let served = std::thread::spawn(move || -> Result<(SocketAddr, String), String> {
         let (ctl, _) = ctl_l.accept().map_err(|e| e.to_string())?;
         ctl.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut r = BufReader::new(ctl.try_clone().unwrap());
@@ -177,7 +185,7 @@ fn bind_listen_accept_goes_through_bind() {
         c.write_all(b"226 done\n").unwrap();
         let mut rest = Vec::new();
         let _ = c.read_to_end(&mut rest);
-        Ok(back)
+        Ok((to, back))
     });
     // Dante's library hooks accept() but not accept4(), which Python's socket.accept() uses,
     // so the program calls libc accept() as a C program would.
@@ -198,14 +206,64 @@ fn bind_listen_accept_goes_through_bind() {
         ctl_addr.ip(),
         ctl_addr.port()
     );
-    let (ok, out) = socksify(&srv, &["python3", "-c", &script]);
+    let (ok, out) = socksify(srv, &["python3", "-c", &script]);
+    (ok, out, served.join().unwrap())
+}
+
+#[test]
+fn bind_listen_accept_goes_through_bind() {
+    if !available() {
+        return;
+    }
+    let srv = Server::start(&base_config(LOGGED));
+    let (ok, out, served) = bind_program(&srv);
     assert!(ok, "{out}");
     assert!(out.contains("peer 127.0.0.2"), "{out}");
     assert!(out.contains("data data-from-peer"), "{out}");
     assert!(out.contains("control 226 done"), "{out}");
-    assert_eq!(served.join().unwrap().unwrap(), "data-from-program\n");
+    assert_eq!(served.unwrap().1, "data-from-program\n");
     let log = srv.wait_log("bind lines", 10, |t| {
         t.contains("tcp/bindreply [: 127.0.0.2.")
     });
     assert!(log.contains("tcp/bind [: "), "{log}");
+}
+
+/// The same two programs through a chain: rsockd sends BIND and UDP ASSOCIATE on through
+/// danted (beyond Dante, which chains only CONNECT). The FTP-like server connects back to
+/// danted's address, and the UDP target hears from danted's.
+#[test]
+fn bind_and_udp_programs_through_a_chain() {
+    if !available() {
+        return;
+    }
+    let out_ip = next_loopback();
+    let d =
+        Danted::start_with_external(&out_ip.to_string(), &format!("socksmethod: none\n{LOGGED}"));
+    let srv = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: {} port = {} }}\n",
+        d.addr.ip(),
+        d.addr.port()
+    )));
+    let (ok, out, served) = bind_program(&srv);
+    assert!(ok, "{out}");
+    assert!(out.contains("peer 127.0.0.2"), "{out}");
+    assert!(out.contains("data data-from-peer"), "{out}");
+    let (to, back) = served.unwrap();
+    assert_eq!(
+        to.ip(),
+        out_ip,
+        "the server connected back to danted's listener"
+    );
+    assert_eq!(back, "data-from-program\n");
+    let (ok, out, target, seen) = udp_program(&srv);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("got echo:udp-0 {} {}", target.ip(), target.port())),
+        "{out}"
+    );
+    assert!(out.contains("got echo:udp-1"), "{out}");
+    assert!(
+        !seen.is_empty() && seen.iter().all(|a| a.ip() == out_ip),
+        "{seen:?}"
+    );
 }

@@ -1,5 +1,6 @@
-//! Server chaining (`route { ... via: PROXY port = P }`): a CONNECT through an upstream
-//! proxy speaking SOCKS5, SOCKS4 (4a for names) or HTTP CONNECT, and the routes' health.
+//! Server chaining (`route { ... via: PROXY port = P }`): a request through an upstream
+//! proxy, and the routes' health. CONNECT goes through SOCKS5, SOCKS4 (4a for names) or HTTP
+//! CONNECT; BIND and UDP ASSOCIATE through SOCKS5 (beyond Dante, which chains only CONNECT).
 //! A host name the client asked for goes upstream as a name (SOCKS5 domain, SOCKS4a, HTTP
 //! authority), whether or not we could resolve it (Dante cannot pass a name it cannot
 //! resolve). A route that fails `route.maxfail` times is marked bad for `route.badexpire`
@@ -44,6 +45,29 @@ impl Target {
     }
 }
 
+/// What we ask an upstream for.
+#[derive(Debug, Clone)]
+pub enum Ask {
+    /// A connection to the target.
+    Connect(Target),
+    /// A listening socket for a peer expected from this address (SOCKS5 only).
+    Bind(SocketAddr),
+    /// A UDP relay for datagrams we send from this address (SOCKS5 only).
+    Udp(SocketAddr),
+}
+
+impl Ask {
+    /// The protocol spoken to an upstream that offers `protocols` (Dante's first choice,
+    /// SOCKS5, when none is named); None when none of them can carry this request.
+    pub fn protocol(&self, protocols: &[Upstream]) -> Option<Upstream> {
+        match self {
+            Ask::Connect(_) => Some(protocols.first().copied().unwrap_or(Upstream::SocksV5)),
+            _ => (protocols.is_empty() || protocols.contains(&Upstream::SocksV5))
+                .then_some(Upstream::SocksV5),
+        }
+    }
+}
+
 /// What we may offer a SOCKS5 upstream: `none`, and `username` with the client's own RFC 1929
 /// credentials when the route allows it and the client gave them (Dante's behaviour).
 pub struct Auth<'a> {
@@ -51,7 +75,9 @@ pub struct Auth<'a> {
     pub username: Option<(&'a [u8], &'a [u8])>,
 }
 
-/// A connection through an upstream: the stream and what the upstream says it bound.
+/// A connection through an upstream: the stream and what the upstream says it bound (for a
+/// BIND, its listening address; for a UDP ASSOCIATE, its relay), an unspecified address
+/// replaced by the upstream's own (RFC 1928 §6).
 pub struct Chained {
     pub stream: TcpStream,
     pub upstream: SocketAddr,
@@ -93,16 +119,22 @@ fn io_err(e: io::Error) -> ChainError {
     err(reply, log::errno_text(&e))
 }
 
-/// Connects to `upstream` (from `source`) and asks it for `target` with the first protocol
-/// of `protocols` (SOCKS5 when empty, Dante's first choice).
+/// Connects to `upstream` (from `source`) and asks it for `ask` in the protocol
+/// [`Ask::protocol`] picks from `protocols`.
 pub async fn connect(
     upstream: SocketAddr,
     source: Option<IpAddr>,
     protocols: &[Upstream],
     auth: &Auth<'_>,
-    target: &Target,
+    ask: &Ask,
     out: &Outgoing,
 ) -> Result<Chained, ChainError> {
+    let protocol = ask.protocol(protocols).ok_or_else(|| {
+        err(
+            Reply::CommandNotSupported,
+            "only a SOCKS5 proxy server can take this command",
+        )
+    })?;
     let attempt = Attempt {
         target: upstream,
         source,
@@ -120,13 +152,24 @@ pub async fn connect(
             c
         })?;
     let _ = stream.set_nodelay(true);
-    let bound = match protocols.first().copied().unwrap_or(Upstream::SocksV5) {
-        Upstream::SocksV5 => socks5_connect(&mut stream, auth, target).await?,
-        Upstream::SocksV4 => socks4_connect(&mut stream, target).await?,
-        Upstream::Http => {
+    let bound = match (protocol, ask) {
+        (Upstream::SocksV5, _) => socks5_request(&mut stream, auth, ask).await?,
+        (Upstream::SocksV4, Ask::Connect(target)) => socks4_connect(&mut stream, target).await?,
+        (Upstream::Http, Ask::Connect(target)) => {
             http_connect_to(&mut stream, target).await?;
             stream.local_addr().map_err(io_err)?
         }
+        _ => {
+            return Err(err(
+                Reply::CommandNotSupported,
+                "only a SOCKS5 proxy server can take this command",
+            ))
+        }
+    };
+    let bound = if bound.ip().is_unspecified() && !matches!(ask, Ask::Connect(_)) {
+        SocketAddr::new(upstream.ip(), bound.port())
+    } else {
+        bound
     };
     Ok(Chained {
         stream,
@@ -150,8 +193,8 @@ async fn read_n(s: &mut TcpStream, buf: &mut Vec<u8>, n: usize) -> Result<(), Ch
     }
 }
 
-/// A SOCKS5 reply, read to its exact length.
-async fn read_socks5_reply(s: &mut TcpStream) -> Result<Vec<u8>, ChainError> {
+/// A SOCKS5 reply, read to its exact length (also a BIND's second reply, by the relay).
+pub async fn read_socks5_reply(s: &mut TcpStream) -> Result<Vec<u8>, ChainError> {
     let mut buf = Vec::with_capacity(22);
     read_n(s, &mut buf, 4).await?;
     if buf[0] != socks5::VERSION {
@@ -201,10 +244,10 @@ fn bad_version(expected: u8, got: u8) -> ChainError {
     )
 }
 
-async fn socks5_connect(
+async fn socks5_request(
     s: &mut TcpStream,
     auth: &Auth<'_>,
-    target: &Target,
+    ask: &Ask,
 ) -> Result<SocketAddr, ChainError> {
     let mut methods = Vec::new();
     if auth.none {
@@ -259,14 +302,24 @@ async fn socks5_connect(
             ))
         }
     }
+    let (command, dst) = match ask {
+        Ask::Connect(t) => (Socks5Command::Connect, t.socks()),
+        Ask::Bind(a) => (Socks5Command::Bind, TargetAddr::Ip(*a)),
+        Ask::Udp(a) => (Socks5Command::UdpAssociate, TargetAddr::Ip(*a)),
+    };
     let req = socks5::encode_request(&socks5::Request {
-        command: Socks5Command::Connect,
-        dst: target.socks(),
+        command,
+        dst,
         flag: 0,
     });
     s.write_all(&req).await.map_err(io_err)?;
     let buf = read_socks5_reply(s).await?;
-    let (rep, _) = socks5::decode_reply(&buf)
+    socks5_reply_addr(&buf)
+}
+
+/// The address a SOCKS5 reply names, or the upstream's refusal.
+pub fn socks5_reply_addr(buf: &[u8]) -> Result<SocketAddr, ChainError> {
+    let (rep, _) = socks5::decode_reply(buf)
         .map_err(|e| err(Reply::GeneralFailure, e.to_string()))?
         .ok_or_else(|| err(Reply::GeneralFailure, "short reply from proxy server"))?;
     if rep.code != 0 {

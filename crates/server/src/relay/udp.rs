@@ -12,6 +12,11 @@
 //! - `udp.connectdst`: the external socket is connected while the client uses one destination,
 //!   so the kernel filters everything else.
 //!
+//! Through a SOCKS5 upstream (a chained association), every datagram goes to the upstream's
+//! UDP relay with the client's header as it came (a name stays a name), and replies come only
+//! from that relay, their header naming the remote; the rules and the remotes the client may
+//! hear from are ours, as without an upstream.
+//!
 //! Policy (rules, log lines) stays outside, behind [`Policy`].
 
 use std::collections::HashMap;
@@ -172,6 +177,8 @@ pub struct Options {
     pub io_timeout: Option<Duration>,
     /// The control connection's rule's `bandwidth:`: datagrams both ways pay.
     pub pace: Option<Rc<Pace>>,
+    /// The upstream's UDP relay of a chained association.
+    pub upstream: Option<SocketAddr>,
 }
 
 /// Unmaps `::ffff:a.b.c.d` so that IPv4 peers on a dual socket compare and encode as IPv4.
@@ -332,10 +339,15 @@ impl<P: Policy> Assoc<'_, P> {
         };
         let payload = &buf[off..];
         self.remember(target);
+        // Through an upstream the datagram goes to its relay, header and all.
+        let (dest, data) = match self.opts.upstream {
+            Some(up) => (up, buf),
+            None => (target, payload),
+        };
         let ext = self
             .externals
             .iter()
-            .position(|x| x.family_v4 == target.is_ipv4());
+            .position(|x| x.family_v4 == dest.is_ipv4());
         let v = self.verdict(Way::Out, from, target, name);
         // Dante names our external address once the datagram goes out on it, and shows
         // 0.0.0.0.0 for a blocked one while that socket has sent nothing.
@@ -362,22 +374,22 @@ impl<P: Policy> Assoc<'_, P> {
         }
         let connectdst = self.opts.connectdst;
         let x = &mut self.externals[i];
-        let sent = if connectdst && !x.shared && x.connected.is_none_or(|c| c == target) {
+        let sent = if connectdst && !x.shared && x.connected.is_none_or(|c| c == dest) {
             if x.connected.is_none() {
-                if let Err(e) = x.sock.connect(target).await {
+                if let Err(e) = x.sock.connect(dest).await {
                     self.policy.dropped(Way::Out, from, &Dropped::SendError(e));
                     return;
                 }
-                x.connected = Some(target);
+                x.connected = Some(dest);
             }
-            x.sock.try_send(payload)
+            x.sock.try_send(data)
         } else {
             if x.connected.take().is_some() {
                 // A second destination: back to an unconnected socket for good.
                 let _ = rsockd_sys::sockopt::udp_disconnect(x.sock.as_fd());
                 x.shared = true;
             }
-            x.sock.try_send_to(payload, target)
+            x.sock.try_send_to(data, dest)
         };
         match sent {
             Ok(n) => {
@@ -395,39 +407,67 @@ impl<P: Policy> Assoc<'_, P> {
         }
     }
 
-    /// A datagram from a remote: payload at `buf[HEAD_ROOM..HEAD_ROOM + n]`.
+    /// A datagram from a remote (or from the upstream's relay, header first): at
+    /// `buf[HEAD_ROOM..HEAD_ROOM + n]`.
     fn inbound(&mut self, buf: &mut [u8], n: usize, from: SocketAddr) {
         let from = canonical(from);
         bump(&self.stats.from_target, n);
         bump(&self.packets.from_target, 1);
-        let sent = self.remotes.get(&from).is_some_and(|r| r.sent);
+        let (remote, body) = match self.opts.upstream {
+            None => (from, HEAD_ROOM..HEAD_ROOM + n),
+            Some(up) if canonical(up) != from => {
+                self.policy.dropped(Way::In, from, &Dropped::UnknownRemote);
+                return;
+            }
+            Some(_) => match decode_udp(&buf[HEAD_ROOM..HEAD_ROOM + n]) {
+                Ok((h, off)) => match h.dst {
+                    TargetAddr::Ip(a) if h.frag == 0 => {
+                        (canonical(a), HEAD_ROOM + off..HEAD_ROOM + n)
+                    }
+                    TargetAddr::Ip(_) => {
+                        self.policy
+                            .dropped(Way::In, from, &Dropped::Fragment(h.dst));
+                        return;
+                    }
+                    // A relay names the remote that sent; a name is not an answer.
+                    TargetAddr::Domain(..) => {
+                        self.policy.dropped(Way::In, from, &Dropped::UnknownRemote);
+                        return;
+                    }
+                },
+                Err(e) => {
+                    self.policy
+                        .dropped(Way::In, from, &Dropped::BadHeader(n, e));
+                    return;
+                }
+            },
+        };
+        let sent = self.remotes.get(&remote).is_some_and(|r| r.sent);
         let (Some(client), true) = (self.locked, sent) else {
-            self.policy.dropped(Way::In, from, &Dropped::UnknownRemote);
+            self.policy
+                .dropped(Way::In, remote, &Dropped::UnknownRemote);
             return;
         };
-        let v = self.verdict(Way::In, client, from, None);
-        let payload = &buf[HEAD_ROOM..HEAD_ROOM + n];
+        let v = self.verdict(Way::In, client, remote, None);
+        let payload = &buf[body.clone()];
         let via = self
             .externals
             .iter()
             .find(|x| x.family_v4 == from.is_ipv4())
             .and_then(|x| x.used);
         self.policy
-            .datagram(Way::In, &v, client, from, via, payload);
+            .datagram(Way::In, &v, client, remote, via, payload);
         if !v.pass {
             return;
         }
-        let Some(r) = self.remotes.get_mut(&from) else {
+        let Some(r) = self.remotes.get_mut(&remote) else {
             return;
         };
         r.uses += 1;
         let hl = r.header.len();
-        let start = HEAD_ROOM - hl;
-        buf[start..HEAD_ROOM].copy_from_slice(&r.header);
-        match self
-            .client_sock
-            .try_send_to(&buf[start..HEAD_ROOM + n], client)
-        {
+        let start = body.start - hl;
+        buf[start..body.start].copy_from_slice(&r.header);
+        match self.client_sock.try_send_to(&buf[start..body.end], client) {
             Ok(sent) => {
                 bump(&self.stats.to_client, sent);
                 bump(&self.packets.to_client, 1);
@@ -452,6 +492,13 @@ fn transient(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(libc::EMSGSIZE)
 }
 
+async fn readable_tcp(x: Option<&TcpStream>) -> io::Result<()> {
+    match x {
+        Some(x) => x.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn readable_opt(x: Option<&External>) -> io::Result<()> {
     match x {
         Some(x) => x.sock.readable().await,
@@ -459,9 +506,12 @@ async fn readable_opt(x: Option<&External>) -> io::Result<()> {
     }
 }
 
-/// Runs the association until the control connection ends (or the idle timeout).
+/// Runs the association until the control connection ends (or the upstream's, or the idle
+/// timeout).
+#[allow(clippy::too_many_arguments)]
 pub async fn relay<P: Policy>(
     control: &TcpStream,
+    upstream: Option<&TcpStream>,
     client: &UdpSocket,
     externals: Vec<UdpSocket>,
     opts: Options,
@@ -470,7 +520,7 @@ pub async fn relay<P: Policy>(
     packets: &Packets,
 ) -> (End, Summary) {
     let mut a = new_assoc(client, externals, opts.clone(), policy, stats, packets);
-    let end = run_assoc(&mut a, control, client, opts, stats).await;
+    let end = run_assoc(&mut a, control, upstream, client, opts, stats).await;
     let summary = Summary {
         client: a.locked,
         only_remote: a.sent_to.filter(|_| !a.several),
@@ -516,6 +566,7 @@ fn new_assoc<'a, P: Policy>(
 async fn run_assoc<P: Policy>(
     a: &mut Assoc<'_, P>,
     control: &TcpStream,
+    upstream: Option<&TcpStream>,
     client: &UdpSocket,
     opts: Options,
     stats: &Stats,
@@ -540,6 +591,19 @@ async fn run_assoc<P: Policy>(
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return End::ClientError(e),
+                }
+            }
+            r = readable_tcp(upstream) => {
+                if let Err(e) = r {
+                    return End::TargetError(e);
+                }
+                // The upstream's control connection: its end is the association's.
+                match upstream.map(|u| u.try_read(&mut scratch)) {
+                    Some(Ok(0)) => return End::TargetClosed,
+                    Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock => {
+                        return End::TargetError(e)
+                    }
+                    _ => {}
                 }
             }
             r = client.readable() => {

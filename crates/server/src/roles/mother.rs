@@ -17,6 +17,7 @@ mod pool;
 mod request;
 #[cfg(test)]
 mod request_tests;
+mod routed;
 mod session;
 mod state;
 mod stop;

@@ -1,6 +1,7 @@
 //! BIND: socks rules for the address the peer is expected from, a listening socket on the
-//! external side, and the hand-off of client + listener. The relay writes both replies, checks
-//! the peer and the `bindreply` rules, and relays.
+//! external side (or, through a SOCKS5 route, the upstream's), and the hand-off of client +
+//! listener (or upstream connection). The relay writes both replies, checks the peer and the
+//! `bindreply` rules, and relays.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -13,9 +14,11 @@ use super::request::{
     self, choose_source, client_options, detach, hand_off, refuse_failed, socket_options, Client,
     Failing,
 };
+use super::routed::{routed, Routed};
 use super::state::Mother;
 use crate::log::{self, lines::Subject};
 use crate::negotiate::{self, Wire};
+use crate::net::chain;
 use crate::net::sockets;
 use crate::net::sockopts;
 use crate::settings::Settings;
@@ -58,14 +61,68 @@ pub(super) async fn run(
         target: &t.text,
     };
     let command = rsockd_config::Command::Bind;
-    if !request::direct_route_ok(&mut wire, s, &client, &failing, command, expected).await {
-        return;
-    }
     let extension = negotiate::is_bind_extension(expected);
     if extension && !s.config.extension_bind {
         let why = "client requested disabled Dante extension: bind";
         refuse_failed(&mut wire, &client, &failing, why, Reply::NotAllowed).await;
         return;
+    }
+    // The extension's many peers are ours to forward: it is never chained.
+    if extension
+        && !request::direct_route_ok(&mut wire, s, &client, &failing, command, expected).await
+    {
+        return;
+    }
+    if s.rules.has_routes() && !extension {
+        let dst = rsockd_rules::Dest {
+            ip: Some(expected.ip()),
+            name: None,
+            port: expected.port(),
+            names: &[],
+        };
+        let ask = |_, _| Ok(chain::Ask::Bind(expected));
+        let routed = routed(
+            &mut wire,
+            s,
+            &resolver,
+            &client,
+            &failing,
+            command,
+            &dst,
+            srule.as_ref(),
+            ask,
+        )
+        .await;
+        match routed {
+            Routed::Refused => return,
+            Routed::Direct => {}
+            Routed::Chained(c, _) => {
+                // The upstream listens for the peer: our client learns its address, and the
+                // relay reads the upstream's second reply.
+                let session = Session {
+                    m: &m,
+                    s,
+                    client: &client,
+                    req: &req,
+                    accepted_us,
+                    expected,
+                    target_name: t.name,
+                    sref,
+                    srule: srule.as_ref(),
+                };
+                let reply = negotiate::success_reply(req.version, c.bound);
+                let via = Some((c.upstream, c.bound));
+                match detach(c.stream) {
+                    Ok(ufd) => session.hand_off(wire, c.bound, reply, via, ufd),
+                    Err(e) => log::error(&format!(
+                        "{} {}: cannot detach the upstream connection for hand-off: {e}",
+                        log::addr(&client.peer),
+                        log::addr(&client.local)
+                    )),
+                }
+                return;
+            }
+        }
     }
     // `redirect from:` names the address (and port) to listen on.
     let from = srule.as_ref().and_then(|r| r.redirect_from);
@@ -134,38 +191,6 @@ pub(super) async fn run(
         .announce_bind
         .filter(|a| a.is_ipv4() == bound.is_ipv4() || req.version == 5)
         .map_or(bound, |a: IpAddr| SocketAddr::new(a, bound.port()));
-    let (client_stream, prefetched) = wire.into_parts();
-    let (board, slots, pace) = client.slots.borrow().wire();
-    let h = Handoff {
-        board,
-        slots,
-        pace,
-        monitor: s
-            .rules
-            .monitor(client.peer, rsockd_config::Command::Bind, expected)
-            .unwrap_or(0),
-        id: m.next_session_id(),
-        command: Command::Bind,
-        version: req.version,
-        accepted_us,
-        client: client.peer,
-        internal: client.local,
-        external: bound,
-        target: expected,
-        target_name: t.name,
-        user: req.user.clone(),
-        groups: req.groups.clone(),
-        method: req.method.code(),
-        client_rule: client.crule,
-        socks_rule: sref,
-        io_timeout: s.io_timeout(srule.as_ref()),
-        fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
-        reply: negotiate::success_reply(req.version, announced),
-        prefetched,
-        via: None,
-        nfds: 2,
-    };
-    client_options(&client_stream, srule.as_ref());
     // The peer's connection is accepted from this socket and inherits its options.
     socket_options(
         s,
@@ -175,12 +200,85 @@ pub(super) async fn run(
         sockopts::Kind::Tcp,
         bound.is_ipv6(),
     );
-    match detach(client_stream) {
-        Ok(cfd) => hand_off(&m, &client, h, cfd, vec![listener.into()]),
-        Err(e) => log::error(&format!(
-            "{} {}: cannot detach the client socket for hand-off: {e}",
-            log::addr(&client.peer),
-            log::addr(&client.local)
-        )),
+    let session = Session {
+        m: &m,
+        s,
+        client: &client,
+        req: &req,
+        accepted_us,
+        expected,
+        target_name: t.name,
+        sref,
+        srule: srule.as_ref(),
+    };
+    let reply = negotiate::success_reply(req.version, announced);
+    session.hand_off(wire, bound, reply, None, listener.into());
+}
+
+/// What a BIND's hand-off carries, direct or chained.
+struct Session<'a> {
+    m: &'a Mother,
+    s: &'a Settings,
+    client: &'a Client,
+    req: &'a negotiate::Request,
+    accepted_us: u64,
+    expected: SocketAddr,
+    target_name: Option<String>,
+    sref: rsockd_ipc::RuleRef,
+    srule: Option<&'a rsockd_config::Rule>,
+}
+
+impl Session<'_> {
+    /// Hands client + `second` (our listener, or the upstream connection when `via` names
+    /// the upstream and what it bound) to a relay.
+    fn hand_off(
+        self,
+        wire: Wire<TcpStream>,
+        external: SocketAddr,
+        reply: Vec<u8>,
+        via: Option<(SocketAddr, SocketAddr)>,
+        second: std::os::fd::OwnedFd,
+    ) {
+        let (s, client, req) = (self.s, self.client, self.req);
+        let (client_stream, prefetched) = wire.into_parts();
+        let (board, slots, pace) = client.slots.borrow().wire();
+        let h = Handoff {
+            board,
+            slots,
+            pace,
+            monitor: s
+                .rules
+                .monitor(client.peer, rsockd_config::Command::Bind, self.expected)
+                .unwrap_or(0),
+            id: self.m.next_session_id(),
+            command: Command::Bind,
+            version: req.version,
+            accepted_us: self.accepted_us,
+            client: client.peer,
+            internal: client.local,
+            external,
+            target: self.expected,
+            target_name: self.target_name,
+            user: req.user.clone(),
+            groups: req.groups.clone(),
+            method: req.method.code(),
+            client_rule: client.crule,
+            socks_rule: self.sref,
+            io_timeout: s.io_timeout(self.srule),
+            fin_wait_timeout: s.fin_wait_timeout(self.srule),
+            reply,
+            prefetched,
+            via,
+            nfds: 2,
+        };
+        client_options(&client_stream, self.srule);
+        match detach(client_stream) {
+            Ok(cfd) => hand_off(self.m, client, h, cfd, vec![second]),
+            Err(e) => log::error(&format!(
+                "{} {}: cannot detach the client socket for hand-off: {e}",
+                log::addr(&client.peer),
+                log::addr(&client.local)
+            )),
+        }
     }
 }

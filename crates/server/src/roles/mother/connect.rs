@@ -11,9 +11,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::request::{
-    self, choose_source, choose_source_for, client_options, detach, fail, hand_off, refuse_failed,
-    Client, Failing, Resolved,
+    self, choose_source_for, client_options, detach, fail, hand_off, refuse_failed, Client,
+    Failing, Resolved,
 };
+use super::routed::{routed, Routed};
 use super::state::Mother;
 use crate::log::lines::Subject;
 use crate::log::{self, addr};
@@ -144,28 +145,52 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
     } = request::open(wire, s, resolver, client, req).await?;
     let (sref, srule) = (adm.rule, adm.cfg);
     if s.rules.has_routes() {
+        let first = checked.passed.first().map(|p| p.0);
+        let dst = rsockd_rules::Dest {
+            ip: if t.unresolved.is_none() {
+                first.map(|a| a.ip())
+            } else {
+                None
+            },
+            name: t.name.as_deref(),
+            port: t.port,
+            names: &t.rev_names,
+        };
+        let target = match (&t.name, first) {
+            (Some(n), _) => chain::Target::Name(n.clone(), t.port),
+            (None, Some(a)) => chain::Target::Addr(a),
+            (None, None) => chain::Target::Addr(SocketAddr::from(([0, 0, 0, 0], t.port))),
+        };
+        let failing = Failing {
+            version: req.version,
+            rule: &sref,
+            subject: Subject::Connect,
+            target: &t.text,
+        };
+        let command = rsockd_config::Command::Connect;
+        let ask = |_, _| Ok(chain::Ask::Connect(target.clone()));
         match routed(
             wire,
             s,
             resolver,
             client,
-            req,
-            &t,
-            &checked,
-            &sref,
+            &failing,
+            command,
+            &dst,
             srule.as_ref(),
+            ask,
         )
         .await
         {
             Routed::Refused => return None,
-            Routed::Chained(stream, won, via) => {
+            Routed::Chained(c, won) => {
                 return Some(Connected {
-                    target: stream,
+                    target: c.stream,
                     won,
                     rule: sref,
                     rule_cfg: srule,
                     resolved: t,
-                    via: Some(via),
+                    via: Some((c.upstream, c.bound)),
                 })
             }
             Routed::Direct => {}
@@ -312,173 +337,4 @@ pub(super) async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         resolved: t,
         via: None,
     })
-}
-
-/// What the routes say about a CONNECT.
-enum Routed {
-    /// No route, or the first usable one is `via: direct`.
-    Direct,
-    /// Connected through an upstream: the stream, the attempt (to the upstream), and the
-    /// upstream with what it bound.
-    Chained(TcpStream, Attempt, (SocketAddr, SocketAddr)),
-    /// Refused (answered and logged).
-    Refused,
-}
-
-/// The routes matching the request, tried in file order: routes marked bad are skipped, a
-/// failing upstream is marked and the next route tried, all within `timeout.connect`.
-#[allow(clippy::too_many_arguments)]
-async fn routed<S: AsyncRead + AsyncWrite + Unpin>(
-    wire: &mut Wire<S>,
-    s: &Settings,
-    resolver: &impl Resolver,
-    client: &Client,
-    req: &negotiate::Request,
-    t: &Resolved,
-    checked: &request::Checked,
-    sref: &RuleRef,
-    srule: Option<&Rule>,
-) -> Routed {
-    let first = checked.passed.first().map(|p| p.0);
-    let dst = rsockd_rules::Dest {
-        ip: if t.unresolved.is_none() {
-            first.map(|a| a.ip())
-        } else {
-            None
-        },
-        name: t.name.as_deref(),
-        port: t.port,
-        names: &t.rev_names,
-    };
-    let routes = s
-        .rules
-        .routes_for(client.peer, rsockd_config::Command::Connect, &dst);
-    if routes.is_empty() && t.unresolved.is_some() {
-        // No upstream for it: fails as a name we cannot resolve, as it would without routes.
-        return Routed::Direct;
-    }
-    let failing = Failing {
-        version: req.version,
-        rule: sref,
-        subject: Subject::Connect,
-        target: &t.text,
-    };
-    let target = match (&t.name, first) {
-        (Some(n), _) => chain::Target::Name(n.clone(), t.port),
-        (None, Some(a)) => chain::Target::Addr(a),
-        (None, None) => chain::Target::Addr(SocketAddr::from(([0, 0, 0, 0], t.port))),
-    };
-    let out = connect::Outgoing::new(s.keepalive(), &s.config.sockopts, srule);
-    let deadline = s
-        .connect_timeout(srule)
-        .map(|d| tokio::time::Instant::now() + d);
-    let mut last: Option<chain::ChainError> = None;
-    for r in routes {
-        if !chain::usable(s.generation, r.number) {
-            continue;
-        }
-        let (host, port) = match &r.via {
-            Some(rsockd_config::Via::Proxy { host, port }) => (host, *port),
-            _ => return Routed::Direct,
-        };
-        let upstream = match host.parse::<IpAddr>() {
-            Ok(ip) => Some(SocketAddr::new(ip, port)),
-            Err(_) => resolver
-                .forward(host, port)
-                .await
-                .ok()
-                .and_then(|v| v.into_iter().next()),
-        };
-        let Some(upstream) = upstream else {
-            let why = format!("could not resolve proxy server \"{host}\"");
-            chain::failed(
-                s.generation,
-                r.number,
-                s.config.route_maxfail,
-                s.config.route_badexpire,
-                &why,
-            );
-            last = Some(chain::ChainError {
-                reply: Reply::HostUnreachable,
-                text: why,
-                upstream_failed: true,
-            });
-            continue;
-        };
-        let source =
-            choose_source(s, upstream.ip(), client.local).filter(|ip| !ip.is_unspecified());
-        let offers = |m| {
-            r.socksmethod.is_empty() && m == rsockd_config::Method::None
-                || r.socksmethod.contains(&m)
-        };
-        let auth = chain::Auth {
-            none: offers(rsockd_config::Method::None),
-            username: client
-                .route_creds
-                .as_ref()
-                .filter(|_| offers(rsockd_config::Method::Username))
-                .map(|c| (c.user.as_slice(), c.password.as_slice())),
-        };
-        let attempt = chain::connect(upstream, source, &r.upstream, &auth, &target, &out);
-        let result = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, attempt).await {
-                Ok(r) => r,
-                Err(_) => Err(chain::ChainError {
-                    reply: Reply::TtlExpired,
-                    text: format!(
-                        "proxy server {} did not complete the negotiation in time",
-                        addr(&upstream)
-                    ),
-                    upstream_failed: true,
-                }),
-            },
-            None => attempt.await,
-        };
-        match result {
-            Ok(c) => {
-                chain::succeeded(s.generation, r.number);
-                if log::debugging(1) {
-                    log::debug(&format!(
-                        "serverchain: route #{} via {} for client {}",
-                        r.number,
-                        addr(&upstream),
-                        addr(&client.peer)
-                    ));
-                }
-                let won = Attempt {
-                    target: upstream,
-                    source,
-                    source_port: 0,
-                };
-                return Routed::Chained(c.stream, won, (c.upstream, c.bound));
-            }
-            Err(e) if !e.upstream_failed => {
-                // The upstream works and said no: that is the answer.
-                chain::succeeded(s.generation, r.number);
-                last = Some(e);
-                break;
-            }
-            Err(e) => {
-                chain::failed(
-                    s.generation,
-                    r.number,
-                    s.config.route_maxfail,
-                    s.config.route_badexpire,
-                    &e.text,
-                );
-                last = Some(e);
-            }
-        }
-    }
-    let (why, rep) = match last {
-        Some(e) => (format!("serverchain failed: {}", e.text), e.reply),
-        None => (
-            "could not bind address to use on external side: no usable serverchain route to \
-             target found"
-                .to_string(),
-            Reply::NetworkUnreachable,
-        ),
-    };
-    refuse_failed(wire, client, &failing, &why, rep).await;
-    Routed::Refused
 }

@@ -1,7 +1,9 @@
 //! UDP ASSOCIATE: the request-time socks rules, the client-side relay socket (on the address
 //! the client connected to, port from `udp.portrange`), one external socket per address family
 //! we have an `external:` address of, and the hand-off of control connection + sockets. The
-//! relay checks every datagram against the rules.
+//! relay checks every datagram against the rules. Through a SOCKS5 route, the one external
+//! socket sends to the upstream's UDP relay, and the upstream's control connection goes to the
+//! relay with the rest (its end ends the association).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
@@ -13,9 +15,11 @@ use tokio::net::TcpStream;
 use super::request::{
     self, choose_source, detach, hand_off, refuse_failed, socket_options, Client, Failing,
 };
+use super::routed::{routed, Routed};
 use super::state::Mother;
 use crate::log::{self, lines::Subject};
 use crate::negotiate::{self, Wire};
+use crate::net::chain;
 use crate::net::sockets;
 use crate::net::sockopts;
 use crate::settings::Settings;
@@ -49,9 +53,6 @@ pub(super) async fn run(
         target: &t.text,
     };
     let command = rsockd_config::Command::UdpAssociate;
-    if !request::direct_route_ok(&mut wire, s, &client, &failing, command, expected).await {
-        return;
-    }
     let seed = m.next_session_id();
     let range = srule.as_ref().and_then(|r| r.udp_portrange);
     let csock = match sockets::bind_udp(SocketAddr::new(client.local.ip(), 0), range, seed) {
@@ -78,6 +79,97 @@ pub(super) async fn run(
         .ok()
         .and_then(|a| a.as_socket())
         .unwrap_or(client.local);
+    if s.rules.has_routes() {
+        let dst = rsockd_rules::Dest {
+            ip: Some(expected.ip()),
+            name: None,
+            port: expected.port(),
+            names: &[],
+        };
+        // The external socket is bound first: the upstream is told where our datagrams
+        // come from.
+        let mut ext: Option<socket2::Socket> = None;
+        let ask = |upstream: SocketAddr, source: Option<IpAddr>| {
+            let ip = source.unwrap_or(if upstream.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            });
+            let x = sockets::bind_udp_fixed(ip).map_err(|e| chain::ChainError {
+                reply: e
+                    .raw_os_error()
+                    .map_or(Reply::GeneralFailure, Reply::from_errno),
+                text: format!("cannot create the external UDP socket on {ip}: {e}"),
+                upstream_failed: false,
+            })?;
+            let a = x
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(SocketAddr::new(ip, 0));
+            ext = Some(x);
+            Ok(chain::Ask::Udp(a))
+        };
+        let routed = routed(
+            &mut wire,
+            s,
+            &resolver,
+            &client,
+            &failing,
+            command,
+            &dst,
+            srule.as_ref(),
+            ask,
+        )
+        .await;
+        match (routed, ext) {
+            (Routed::Refused, _) => return,
+            (Routed::Direct, _) => {}
+            (Routed::Chained(c, _), Some(x)) => {
+                socket_options(
+                    s,
+                    srule.as_ref(),
+                    std::os::fd::AsFd::as_fd(&x),
+                    Side::External,
+                    sockopts::Kind::Udp,
+                    c.upstream.is_ipv6(),
+                );
+                let external = x
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .unwrap_or(c.upstream);
+                let upstream = match detach(c.stream) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        log::error(&format!(
+                            "{} {}: cannot detach the upstream connection for hand-off: {e}",
+                            log::addr(&client.peer),
+                            log::addr(&client.local)
+                        ));
+                        return;
+                    }
+                };
+                let session = Session {
+                    m: &m,
+                    s,
+                    client: &client,
+                    req: &req,
+                    accepted_us,
+                    seed,
+                    expected,
+                    target_name: t.name,
+                    sref,
+                    srule: srule.as_ref(),
+                };
+                let fds = vec![csock.into(), x.into(), upstream];
+                let reply = negotiate::success_reply(req.version, announced(s, relay_addr));
+                session.hand_off(wire, external, reply, Some((c.upstream, c.bound)), fds);
+                return;
+            }
+            (Routed::Chained(..), None) => return,
+        }
+    }
     // One external socket per family: targets of either family can be reached from one
     // association, as a host name in a datagram may resolve to either.
     let mut exts = Vec::new();
@@ -140,58 +232,101 @@ pub(super) async fn run(
         refuse_failed(&mut wire, &client, &failing, why, rep).await;
         return;
     };
-    let announced = s
-        .config
-        .announce_udp
-        .map_or(relay_addr, |a| SocketAddr::new(a, relay_addr.port()));
-    let (control, prefetched) = wire.into_parts();
     let mut fds = vec![csock.into()];
     fds.extend(exts.into_iter().map(Into::into));
-    let (board, slots, pace) = client.slots.borrow().wire();
-    let h = Handoff {
-        board,
-        slots,
-        pace,
-        // Monitors watch TCP sessions (the config refuses `protocol: udp` in one).
-        monitor: 0,
-        id: seed,
-        command: Command::UdpAssociate,
-        version: req.version,
+    let mut reply = negotiate::success_reply(req.version, announced(s, relay_addr));
+    // Dante sets the flag in the reply when the client's port was got.
+    if draft505_port(s, &req, expected).is_some_and(|p| p == external.port()) {
+        if let Some(b) = reply.get_mut(2) {
+            *b = rsockd_proto::socks5::FLAG_USECLIENTSPORT;
+        }
+    }
+    let session = Session {
+        m: &m,
+        s,
+        client: &client,
+        req: &req,
         accepted_us,
-        client: client.peer,
-        internal: client.local,
-        external,
-        // The address the client said it will send from (0.0.0.0.0: the first sender).
-        target: expected,
+        seed,
+        expected,
         target_name: t.name,
-        user: req.user.clone(),
-        groups: req.groups.clone(),
-        method: req.method.code(),
-        client_rule: client.crule,
-        socks_rule: sref,
-        io_timeout: s.io_udp_timeout(srule.as_ref()),
-        fin_wait_timeout: 0,
-        reply: {
-            let mut r = negotiate::success_reply(req.version, announced);
-            // Dante sets the flag in the reply when the client's port was got.
-            if draft505_port(s, &req, expected).is_some_and(|p| p == external.port()) {
-                if let Some(b) = r.get_mut(2) {
-                    *b = rsockd_proto::socks5::FLAG_USECLIENTSPORT;
-                }
-            }
-            r
-        },
-        prefetched,
-        via: None,
-        nfds: 1 + fds.len() as u8,
+        sref,
+        srule: srule.as_ref(),
     };
-    match detach(control) {
-        Ok(cfd) => hand_off(&m, &client, h, cfd, fds),
-        Err(e) => log::error(&format!(
-            "{} {}: cannot detach the control connection for hand-off: {e}",
-            log::addr(&client.peer),
-            log::addr(&client.local)
-        )),
+    session.hand_off(wire, external, reply, None, fds);
+}
+
+/// The address our reply names for the client's datagrams.
+fn announced(s: &Settings, relay_addr: SocketAddr) -> SocketAddr {
+    s.config
+        .announce_udp
+        .map_or(relay_addr, |a| SocketAddr::new(a, relay_addr.port()))
+}
+
+/// What an association's hand-off carries, direct or chained.
+struct Session<'a> {
+    m: &'a Mother,
+    s: &'a Settings,
+    client: &'a Client,
+    req: &'a negotiate::Request,
+    accepted_us: u64,
+    seed: u64,
+    expected: SocketAddr,
+    target_name: Option<String>,
+    sref: rsockd_ipc::RuleRef,
+    srule: Option<&'a rsockd_config::Rule>,
+}
+
+impl Session<'_> {
+    /// Hands the control connection and `fds` (client-side socket, external sockets, and the
+    /// upstream's control connection when `via` names the upstream and its relay) to a relay.
+    fn hand_off(
+        self,
+        wire: Wire<TcpStream>,
+        external: SocketAddr,
+        reply: Vec<u8>,
+        via: Option<(SocketAddr, SocketAddr)>,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) {
+        let (s, client, req) = (self.s, self.client, self.req);
+        let (control, prefetched) = wire.into_parts();
+        let (board, slots, pace) = client.slots.borrow().wire();
+        let h = Handoff {
+            board,
+            slots,
+            pace,
+            // Monitors watch TCP sessions (the config refuses `protocol: udp` in one).
+            monitor: 0,
+            id: self.seed,
+            command: Command::UdpAssociate,
+            version: req.version,
+            accepted_us: self.accepted_us,
+            client: client.peer,
+            internal: client.local,
+            external,
+            // The address the client said it will send from (0.0.0.0.0: the first sender).
+            target: self.expected,
+            target_name: self.target_name,
+            user: req.user.clone(),
+            groups: req.groups.clone(),
+            method: req.method.code(),
+            client_rule: client.crule,
+            socks_rule: self.sref,
+            io_timeout: s.io_udp_timeout(self.srule),
+            fin_wait_timeout: 0,
+            reply,
+            prefetched,
+            via,
+            nfds: 1 + fds.len() as u8,
+        };
+        match detach(control) {
+            Ok(cfd) => hand_off(self.m, client, h, cfd, fds),
+            Err(e) => log::error(&format!(
+                "{} {}: cannot detach the control connection for hand-off: {e}",
+                log::addr(&client.peer),
+                log::addr(&client.local)
+            )),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! A BIND session in a relay: the first reply (our listening address), the wait for the peer,
-//! the peer's address and `bindreply` rule checks, the second reply, then a TCP relay between
-//! client and peer.
+//! A BIND session in a relay: the first reply (our listening address, or a SOCKS5 upstream's
+//! when the BIND is chained), the wait for the peer (on our listener, or for the upstream's
+//! second reply), the peer's address and `bindreply` rule checks, the second reply, then a TCP
+//! relay between client and peer (or upstream).
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -17,6 +18,7 @@ use super::query::{method_of, version_of};
 use crate::log;
 use crate::log::lines::{self, View};
 use crate::negotiate;
+use crate::net::chain;
 use crate::relay::tcp::{self, End, Stats};
 use crate::scoreboard::monitor::ClosedBy;
 use crate::scoreboard::pace::Pace;
@@ -29,19 +31,14 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-enum Waited {
-    Peer(TcpStream, SocketAddr),
-    End(End),
-}
-
-/// Waits for the peer, watching the client: its EOF or error ends the BIND, its bytes are kept
+/// Waits for `peer`, watching the client: its EOF or error ends the BIND, its bytes are kept
 /// for the peer.
-async fn wait_for_peer(
+async fn wait_for<T>(
     client: &TcpStream,
-    listener: &TcpListener,
+    peer: impl std::future::Future<Output = Result<T, End>>,
     io_timeout: Option<Duration>,
     early: &mut Vec<u8>,
-) -> Waited {
+) -> Result<T, End> {
     let deadline = io_timeout.map(|t| tokio::time::Instant::now() + t);
     let timeout = async {
         match deadline {
@@ -50,48 +47,74 @@ async fn wait_for_peer(
         }
     };
     tokio::pin!(timeout);
+    tokio::pin!(peer);
     loop {
         tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, peer)) => return Waited::Peer(s, peer),
-                // A peer that reset before we took it; wait for the next.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => return Waited::End(End::TargetError(e)),
-            },
+            r = &mut peer => return r,
             r = client.readable(), if early.len() < EARLY_MAX => {
                 if let Err(e) = r {
-                    return Waited::End(End::ClientError(e));
+                    return Err(End::ClientError(e));
                 }
                 let mut buf = [0u8; 4096];
                 let room = (EARLY_MAX - early.len()).min(buf.len());
                 match client.try_read(&mut buf[..room]) {
-                    Ok(0) => return Waited::End(End::ClientClosed),
+                    Ok(0) => return Err(End::ClientClosed),
                     Ok(n) => early.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Waited::End(End::ClientError(e)),
+                    Err(e) => return Err(End::ClientError(e)),
                 }
             }
-            _ = &mut timeout => return Waited::End(End::IoTimeout),
+            _ = &mut timeout => return Err(End::IoTimeout),
         }
     }
+}
+
+/// The peer's connection on our listener.
+async fn accept_peer(listener: &TcpListener) -> Result<(TcpStream, SocketAddr), End> {
+    loop {
+        match listener.accept().await {
+            Ok(x) => return Ok(x),
+            // A peer that reset before we took it; wait for the next.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+            Err(e) => return Err(End::TargetError(e)),
+        }
+    }
+}
+
+/// The upstream's second reply: the peer's address, or its refusal.
+async fn upstream_peer(
+    upstream: &mut TcpStream,
+) -> Result<Result<SocketAddr, chain::ChainError>, End> {
+    Ok(chain::read_socks5_reply(upstream)
+        .await
+        .and_then(|b| chain::socks5_reply_addr(&b)))
+}
+
+/// What the BIND waits on: our listener, or the upstream that listens for us.
+enum Second {
+    Listener(TcpListener),
+    Upstream(TcpStream),
 }
 
 /// How the session ended, for monitors: None when it ended before the peer's session began.
 pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) -> Option<ClosedBy> {
     let mut it = fds.into_iter();
-    let (Some(cfd), Some(lfd)) = (it.next(), it.next()) else {
+    let (Some(cfd), Some(fd)) = (it.next(), it.next()) else {
         log::error(&format!(
             "relay: BIND session {} arrived without its descriptors",
             h.id
         ));
         return None;
     };
-    let listener = {
-        let l = std::net::TcpListener::from(lfd);
+    let second = if h.via.is_some() {
+        to_stream(fd).map(Second::Upstream)
+    } else {
+        let l = std::net::TcpListener::from(fd);
         l.set_nonblocking(true)
             .and_then(|()| TcpListener::from_std(l))
+            .map(Second::Listener)
     };
-    let (client, listener) = match (to_stream(cfd), listener) {
+    let (client, second) = match (to_stream(cfd), second) {
         (Ok(c), Ok(l)) => (c, l),
         (Err(e), _) | (_, Err(e)) => {
             log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
@@ -107,22 +130,41 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) -> Option
         return None;
     }
     bv.opened();
-    if negotiate::is_bind_extension(h.target) {
-        super::bind_extension::run(h, client, listener, &bv, stats).await;
-        return None;
-    }
     let mut early = h.prefetched.clone();
     let io_timeout = (h.io_timeout > 0).then(|| Duration::from_secs(h.io_timeout.into()));
-    let (peer_stream, peer) = match wait_for_peer(&client, &listener, io_timeout, &mut early).await
-    {
-        Waited::Peer(s, p) => (s, canonical(p)),
-        Waited::End(end) => {
-            lines::bind_ended(h, &bv, &end);
-            return None;
+    let (peer_stream, peer) = match second {
+        Second::Listener(listener) => {
+            if negotiate::is_bind_extension(h.target) {
+                super::bind_extension::run(h, client, listener, &bv, stats).await;
+                return None;
+            }
+            match wait_for(&client, accept_peer(&listener), io_timeout, &mut early).await {
+                // One peer per BIND: later ones are refused by the closed socket.
+                Ok((s, p)) => (s, canonical(p)),
+                Err(end) => {
+                    lines::bind_ended(h, &bv, &end);
+                    return None;
+                }
+            }
+        }
+        Second::Upstream(mut up) => {
+            match wait_for(&client, upstream_peer(&mut up), io_timeout, &mut early).await {
+                Ok(Ok(p)) => (up, canonical(p)),
+                Ok(Err(e)) => {
+                    // The upstream's refusal (or broken answer) is ours to pass on.
+                    let _ =
+                        tcp::send_all(&client, &negotiate::failure_reply(h.version, e.reply)).await;
+                    let why = format!("serverchain failed: {}", e.text);
+                    lines::bind_ended(h, &bv, &End::TargetError(std::io::Error::other(why)));
+                    return None;
+                }
+                Err(end) => {
+                    lines::bind_ended(h, &bv, &end);
+                    return None;
+                }
+            }
         }
     };
-    // One peer per BIND: later ones are refused by the closed socket.
-    drop(listener);
     let expected = canonical(h.target);
     if !expected.ip().is_unspecified() && expected.ip() != peer.ip() {
         lines::bind_reply_unexpected(h, &bv, &expected, peer);

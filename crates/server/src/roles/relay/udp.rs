@@ -111,7 +111,17 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
         s.set_nonblocking(true)?;
         UdpSocket::from_std(s)
     };
-    let socks: std::io::Result<Vec<UdpSocket>> = it.map(to_udp).collect();
+    let mut rest: Vec<OwnedFd> = it.collect();
+    // A chained association's last descriptor is the upstream's control connection.
+    let upstream = match h.via.and_then(|_| rest.pop()).map(to_stream) {
+        None => None,
+        Some(Ok(u)) => Some(u),
+        Some(Err(e)) => {
+            log::error(&format!("relay: session {}: bad descriptor: {e}", h.id));
+            return;
+        }
+    };
+    let socks: std::io::Result<Vec<UdpSocket>> = rest.into_iter().map(to_udp).collect();
     let (control, mut socks) = match (control, socks) {
         (Ok(c), Ok(s)) if s.len() >= 2 => (c, s),
         (Err(e), _) | (_, Err(e)) => {
@@ -146,8 +156,18 @@ pub(super) async fn run(h: &Handoff, fds: Vec<OwnedFd>, stats: &Stats) {
             .pace
             .and_then(|(word, rate)| crate::scoreboard::pace::Pace::of(h.board, word, rate))
             .map(std::rc::Rc::new),
+        upstream: h.via.map(|(_, relay)| relay),
     };
-    let (end, sum) =
-        engine::relay(&control, &client_sock, socks, opts, &rules, stats, &packets).await;
+    let (end, sum) = engine::relay(
+        &control,
+        upstream.as_ref(),
+        &client_sock,
+        socks,
+        opts,
+        &rules,
+        stats,
+        &packets,
+    )
+    .await;
     rules.lines().closed(stats, &packets, &end, &sum);
 }

@@ -368,6 +368,96 @@ fn failover_and_bad_routes() {
     assert_eq!(*hits.lock().unwrap(), 3);
 }
 
+/// Route health is the whole server's (it lives in the scoreboard): with two mothers taking
+/// clients, the dead upstream is tried once, by whichever mother met it first; the other
+/// skips it from then on. Then the live upstream is killed mid-run and the server goes on
+/// with a third route: no client request fails.
+#[test]
+fn route_marks_are_shared_and_failover_survives_a_kill() {
+    let out = next_loopback();
+    let out3 = next_loopback();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap();
+    let hits = Arc::new(Mutex::new(0u32));
+    let h2 = hits.clone();
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            *h2.lock().unwrap() += 1;
+            drop(c);
+        }
+    });
+    let ms = microsocks(out);
+    let ms3 = microsocks(out3);
+    let target = peer_reporter(Ipv4Addr::LOCALHOST);
+    let srv = Server::start_with(
+        &base_config(&format!(
+            "route.maxfail: 1\nroute.badexpire: 600\n{LOGGED}\
+             route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n\
+             route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n\
+             route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n",
+            dead.port(),
+            ms.addr.port(),
+            ms3.addr.port()
+        )),
+        &["-N", "2"],
+    );
+    let accepting_pids = |srv: &Server| {
+        let mut pids: Vec<i32> = srv
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("tcp/accept [: "))
+            .filter_map(line_pid)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids.len()
+    };
+    let mut n = 0;
+    while n < 200 && (n < 10 || accepting_pids(&srv) < 2) {
+        assert_eq!(
+            connect(srv.addr, "127.0.0.1", target.port()),
+            (0, out.to_string())
+        );
+        n += 1;
+    }
+    assert!(accepting_pids(&srv) >= 2, "both mothers took clients");
+    assert_eq!(
+        *hits.lock().unwrap(),
+        1,
+        "the dead upstream was tried once in all"
+    );
+    // The dump (every mother's) shows the shared mark.
+    srv.signal(10);
+    srv.wait_log("the route state", 10, |t| {
+        t.matches("route #1: bad for ").count() >= 2
+    });
+    // Clients in a loop while the live upstream dies: each request that meets the dead one
+    // goes on to route #3 within itself.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, addr, port) = (stop.clone(), srv.addr, target.port());
+    let clients = thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..2000 {
+            if stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            seen.push(connect(addr, "127.0.0.1", port));
+        }
+        seen
+    });
+    thread::sleep(Duration::from_millis(300));
+    drop(ms);
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = clients.join().unwrap();
+    assert!(seen.iter().all(|(rep, _)| *rep == 0), "a request failed");
+    assert!(seen.iter().any(|(_, o)| *o == out.to_string()));
+    assert_eq!(seen.last().unwrap().1, out3.to_string());
+    srv.wait_log("the second mark", 10, |t| {
+        t.contains("socks_blacklist(): blacklisting route #2.  Reason: ")
+    });
+}
+
 /// A BIND or UDP ASSOCIATE for 0.0.0.0:0 through `proxy`: the stream and the reply.
 fn socks5_request(proxy: SocketAddr, cmd: u8) -> (TcpStream, u8, Option<SocketAddr>) {
     let mut s = TcpStream::connect(proxy).unwrap();

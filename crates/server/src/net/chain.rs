@@ -3,14 +3,10 @@
 //! CONNECT; BIND and UDP ASSOCIATE through SOCKS5 (beyond Dante, which chains only CONNECT).
 //! A host name the client asked for goes upstream as a name (SOCKS5 domain, SOCKS4a, HTTP
 //! authority), whether or not we could resolve it (Dante cannot pass a name it cannot
-//! resolve). A route that fails `route.maxfail` times is marked bad for `route.badexpire`
-//! seconds; the state is this mother's own (each mother learns for itself).
+//! resolve). Which route to try, and the routes' health, are the mother's (`routed.rs`).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::{Duration, Instant};
 
 use rsockd_config::Upstream;
 use rsockd_proto::socks4::{self, Socks4Command, Socks4Request};
@@ -391,98 +387,4 @@ async fn http_connect_to(s: &mut TcpStream, target: &Target) -> Result<(), Chain
         ));
     }
     Ok(())
-}
-
-/// A route's health in this mother: failures in a row, and until when it is bad.
-#[derive(Debug, Default, Clone, Copy)]
-struct Health {
-    fails: u32,
-    bad_until: Option<Instant>,
-    forever: bool,
-}
-
-thread_local! {
-    /// Per configuration generation and route number.
-    static HEALTH: RefCell<(u64, HashMap<u32, Health>)> = RefCell::new((0, HashMap::new()));
-}
-
-fn with_health<T>(generation: u64, f: impl FnOnce(&mut HashMap<u32, Health>) -> T) -> T {
-    HEALTH.with(|h| {
-        let mut h = h.borrow_mut();
-        if h.0 != generation {
-            *h = (generation, HashMap::new());
-        }
-        f(&mut h.1)
-    })
-}
-
-/// Whether route `number` may be tried (it is not marked bad, or its mark expired).
-pub fn usable(generation: u64, number: u32) -> bool {
-    with_health(generation, |m| {
-        let Some(h) = m.get_mut(&number) else {
-            return true;
-        };
-        if h.forever {
-            return false;
-        }
-        match h.bad_until {
-            Some(t) if Instant::now() < t => false,
-            Some(_) => {
-                *h = Health::default();
-                log::info(&format!(
-                    "route #{number}: bad mark expired, trying it again"
-                ));
-                true
-            }
-            None => true,
-        }
-    })
-}
-
-/// Records a failure of route `number`; marks it bad after `maxfail` of them.
-pub fn failed(generation: u64, number: u32, maxfail: u32, badexpire: u64, why: &str) {
-    if maxfail == 0 {
-        return;
-    }
-    with_health(generation, |m| {
-        let h = m.entry(number).or_default();
-        h.fails += 1;
-        if h.fails >= maxfail && h.bad_until.is_none() && !h.forever {
-            if badexpire == 0 {
-                h.forever = true;
-            } else {
-                h.bad_until = Some(Instant::now() + Duration::from_secs(badexpire));
-            }
-            log::info(&format!(
-                "socks_blacklist(): blacklisting route #{number}.  Reason: {why}"
-            ));
-        }
-    });
-}
-
-/// Records a success of route `number`: its failures are forgotten.
-pub fn succeeded(generation: u64, number: u32) {
-    with_health(generation, |m| {
-        m.remove(&number);
-    });
-}
-
-/// `route #N: bad until ...` lines for SIGUSR1.
-pub fn state_lines(generation: u64) -> Vec<String> {
-    with_health(generation, |m| {
-        let mut v: Vec<String> = m
-            .iter()
-            .filter(|(_, h)| h.forever || h.bad_until.is_some())
-            .map(|(n, h)| match h.bad_until {
-                _ if h.forever => format!("route #{n}: bad (route.badexpire 0)"),
-                Some(t) => format!(
-                    "route #{n}: bad for {}s more",
-                    t.saturating_duration_since(Instant::now()).as_secs()
-                ),
-                None => String::new(),
-            })
-            .collect();
-        v.sort();
-        v
-    })
 }

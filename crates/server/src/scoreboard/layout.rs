@@ -12,12 +12,13 @@
 //! then, for each monitor { }, in file order (see monitor.rs):
 //!   MONITOR_ROWS rows of [pid, sessions]; 4 byte counters, 4 last-i/o times, 4 disconnect
 //!   counters
+//! then, for each route { }, in file order: 1 health word (see routes.rs)
 //! ```
 
 use rsockd_config::{Config, Rule, RuleKind, SessionLimits, StateKey};
 
 /// "rsockdSB", then the layout version in the last byte: bump it on any change here.
-pub const MAGIC: u64 = 0x7273_6f63_6b64_5302;
+pub const MAGIC: u64 = 0x7273_6f63_6b64_5303;
 const HEADER: usize = 2;
 /// A `session.max` above this is refused at start: each session takes one word.
 pub const MAX_SESSIONS: u32 = 1_000_000;
@@ -94,6 +95,8 @@ pub struct MonitorWords {
 pub struct Layout {
     pub tables: Vec<Table>,
     pub monitors: Vec<MonitorWords>,
+    /// Each route's number and health word.
+    pub routes: Vec<(u32, usize)>,
     pub words: usize,
 }
 
@@ -103,6 +106,7 @@ impl Layout {
         let mut l = Layout {
             tables: Vec::new(),
             monitors: Vec::new(),
+            routes: Vec::new(),
             words: HEADER,
         };
         for r in cfg.client_rules.iter().chain(&cfg.socks_rules) {
@@ -119,12 +123,25 @@ impl Layout {
                 counters,
             });
         }
+        for r in &cfg.routes {
+            let w = l.take(1).start;
+            l.routes.push((r.number, w));
+        }
         Ok(l)
     }
 
-    /// True when no rule limits sessions and no monitor watches any: no scoreboard is needed.
+    /// True when no rule limits sessions, no monitor watches any and there is no route: no
+    /// scoreboard is needed.
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty() && self.monitors.is_empty()
+        self.tables.is_empty() && self.monitors.is_empty() && self.routes.is_empty()
+    }
+
+    /// The health word of route `number`.
+    pub fn route(&self, number: u32) -> Option<usize> {
+        self.routes
+            .iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, w)| *w)
     }
 
     /// The words of monitor `number`.

@@ -1,5 +1,5 @@
 //! The scoreboard (DESIGN §5): session limits that hold for the whole server, every mother
-//! and every relay, whatever dies. One shared memory region per configuration generation,
+//! and every relay, whatever dies; monitors' counters; routes' health. One shared memory region per configuration generation,
 //! created by the lead process and handed to every child beside the configuration; its
 //! layout follows from the configuration text (`layout.rs`), so it needs no directory.
 //!
@@ -15,6 +15,7 @@ pub mod keys;
 pub mod layout;
 pub mod monitor;
 pub mod pace;
+pub mod routes;
 pub mod slots;
 pub mod throttle;
 
@@ -132,7 +133,8 @@ fn alive(pid: u32) -> bool {
 }
 
 impl Scoreboard {
-    /// A new zeroed scoreboard for `cfg`; None when no rule limits sessions.
+    /// A new zeroed scoreboard for `cfg`; None when it has nothing to count (no limit, monitor
+    /// or route).
     pub fn create(file: &str, cfg: &Config, generation: u64) -> Result<Option<Scoreboard>, String> {
         let layout = Layout::of(file, cfg)?;
         if layout.is_empty() {
@@ -378,6 +380,11 @@ impl Scoreboard {
             .slot_runs()
             .map(|r| slots::in_use(self.run(r)))
             .sum()
+    }
+
+    /// The health word of route `number` (see routes.rs).
+    pub fn route(&self, number: u32) -> Option<&AtomicU64> {
+        self.layout.route(number).and_then(|w| self.words().get(w))
     }
 
     /// Each limited rule's state now, for `/metrics`.

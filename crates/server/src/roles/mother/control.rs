@@ -212,9 +212,9 @@ pub(super) fn dump_state(m: &Rc<Mother>) {
     }
     let settings = m.settings();
     if settings.rules.has_routes() {
-        let bad = crate::net::chain::state_lines(settings.generation);
+        let bad = super::routed::state_lines(&settings);
         log::info(&format!(
-            "mother[{}/{}]: routes: {}, marked bad here: {}",
+            "mother[{}/{}]: routes: {}, marked bad: {}",
             m.index,
             m.of,
             settings.config.routes.len(),

@@ -549,7 +549,7 @@ pub(super) async fn direct_route_ok<S: AsyncRead + AsyncWrite + Unpin>(
         .rules
         .routes_for(client.peer, command, &dst)
         .into_iter()
-        .find(|r| crate::net::chain::usable(s.generation, r.number))
+        .find(|r| super::routed::usable(s, r.number))
         .is_some_and(|r| matches!(r.via, Some(rsockd_config::Via::Direct)));
     if direct {
         return true;

@@ -1,7 +1,8 @@
 //! Which way a request leaves when routes exist: the matching routes in file order, routes
 //! marked bad skipped, a failing upstream charged and the next route tried, all within
 //! `timeout.connect`. CONNECT goes through any upstream kind; BIND and UDP ASSOCIATE through
-//! SOCKS5 upstreams only (or `via: direct`).
+//! SOCKS5 upstreams only (or `via: direct`). A route's health lives in the scoreboard, so
+//! every mother sees the marks any of them set (`scoreboard/routes.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -16,6 +17,7 @@ use crate::negotiate::Wire;
 use crate::net::chain::{self, Ask, ChainError};
 use crate::net::connect::{Attempt, Outgoing};
 use crate::net::resolve::Resolver;
+use crate::scoreboard::routes as health;
 use crate::settings::Settings;
 
 /// What the routes say about a request.
@@ -83,7 +85,7 @@ where
         .map(|d| tokio::time::Instant::now() + d);
     let mut last: Option<ChainError> = None;
     for r in routes {
-        if !chain::usable(s.generation, r.number) {
+        if !usable(s, r.number) {
             continue;
         }
         let (host, port) = match &r.via {
@@ -98,15 +100,7 @@ where
                 .ok()
                 .and_then(|v| v.into_iter().next()),
         };
-        let charge = |why: &str| {
-            chain::failed(
-                s.generation,
-                r.number,
-                s.config.route_maxfail,
-                s.config.route_badexpire,
-                why,
-            )
-        };
+        let charge = |why: &str| failed(s, r.number, why);
         let Some(upstream) = upstream else {
             let why = format!("could not resolve proxy server \"{host}\"");
             charge(&why);
@@ -154,7 +148,7 @@ where
         };
         match result {
             Ok(c) => {
-                chain::succeeded(s.generation, r.number);
+                succeeded(s, r.number);
                 if log::debugging(1) {
                     log::debug(&format!(
                         "serverchain: route #{} via {} for client {}",
@@ -172,7 +166,7 @@ where
             }
             Err(e) if !e.upstream_failed => {
                 // The upstream works and said no: that is the answer.
-                chain::succeeded(s.generation, r.number);
+                succeeded(s, r.number);
                 last = Some(e);
                 break;
             }
@@ -193,4 +187,60 @@ where
     };
     refuse_failed(wire, client, failing, &why, rep).await;
     Routed::Refused
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether route `number` may be tried (it is not marked bad, or its mark expired).
+pub(super) fn usable(s: &Settings, number: u32) -> bool {
+    let Some(w) = s.board.as_ref().and_then(|b| b.route(number)) else {
+        return true;
+    };
+    match health::usable(w, now_secs()) {
+        health::Usable::Yes => true,
+        health::Usable::Bad(_) => false,
+        health::Usable::Expired => {
+            log::info(&format!(
+                "route #{number}: bad mark expired, trying it again"
+            ));
+            true
+        }
+    }
+}
+
+/// Counts a failure of route `number`; marks it bad after `route.maxfail` in a row.
+fn failed(s: &Settings, number: u32, why: &str) {
+    let Some(w) = s.board.as_ref().and_then(|b| b.route(number)) else {
+        return;
+    };
+    let (maxfail, badexpire) = (s.config.route_maxfail, s.config.route_badexpire);
+    if health::fail(w, maxfail, badexpire, now_secs()) {
+        log::info(&format!(
+            "socks_blacklist(): blacklisting route #{number}.  Reason: {why}"
+        ));
+    }
+}
+
+/// A success of route `number`: its failures are forgotten.
+fn succeeded(s: &Settings, number: u32) {
+    if let Some(w) = s.board.as_ref().and_then(|b| b.route(number)) {
+        health::succeed(w);
+    }
+}
+
+/// `route #N: bad ...` lines for SIGUSR1, the whole server's.
+pub(super) fn state_lines(s: &Settings) -> Vec<String> {
+    let now = now_secs();
+    s.config
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let w = s.board.as_ref()?.route(r.number)?;
+            Some(format!("route #{}: {}", r.number, health::state(w, now)?))
+        })
+        .collect()
 }

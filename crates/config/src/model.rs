@@ -88,6 +88,9 @@ pub struct Config {
     /// `rsockd.users.file:` (our extension): method `username` checks this file of
     /// `user:hash` lines instead of the system password database.
     pub users_file: Option<PathBuf>,
+    /// `rsockd.route.credentials:` (our extension): a root-only file of `host:port user:pass`
+    /// lines, the credentials a route with `method: username` gives that upstream.
+    pub route_credentials: Option<PathBuf>,
     /// `client pass|block { }` rules in file order.
     pub client_rules: Vec<Rule>,
     /// `socks pass|block { }` rules in file order.
@@ -146,6 +149,7 @@ impl Default for Config {
             drain_timeout: None,
             pam_servicename: None,
             users_file: None,
+            route_credentials: None,
             client_rules: Vec::new(),
             socks_rules: Vec::new(),
             routes: Vec::new(),

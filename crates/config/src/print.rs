@@ -362,6 +362,9 @@ impl Display for Config {
         if let Some(n) = self.child_maxlifetime {
             writeln!(s, "child.maxlifetime: {n}")?;
         }
+        if let Some(p) = &self.route_credentials {
+            writeln!(s, "rsockd.route.credentials: {}", p.display())?;
+        }
         if let Some(p) = &self.users_file {
             writeln!(s, "rsockd.users.file: {}", p.display())?;
         }

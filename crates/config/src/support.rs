@@ -200,6 +200,7 @@ pub static KEYWORDS: &[Entry] = &[
     e("rsockd.log.format", G, IMPL),
     e("rsockd.drain.timeout", G, IMPL),
     e("rsockd.users.file", G, IMPL),
+    e("rsockd.route.credentials", G, IMPL),
     e(
         "child.maxidle",
         G,

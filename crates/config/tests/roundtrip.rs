@@ -414,6 +414,9 @@ fn config() -> impl Strategy<Value = Config> {
                     },
                     drain_timeout,
                     pam_servicename,
+                    route_credentials: users_file
+                        .as_ref()
+                        .map(|f| std::path::PathBuf::from(format!("{f}.routes"))),
                     users_file: users_file.map(std::path::PathBuf::from),
                     client_rules: numbered(cr),
                     socks_rules: numbered(sr),

@@ -20,6 +20,9 @@ pub enum AuthSource {
     File,
     /// PAM with the given service (`pam.servicename`).
     Pam,
+    /// Not a check: the credentials `rsockd.route.credentials` holds for the upstream named
+    /// `host:port` in `service`; the answer carries them in `secret`.
+    Route,
 }
 
 impl AuthSource {
@@ -28,6 +31,7 @@ impl AuthSource {
             AuthSource::System => 1,
             AuthSource::File => 2,
             AuthSource::Pam => 3,
+            AuthSource::Route => 4,
         }
     }
     fn from_code(c: u8) -> Result<Self, DecodeError> {
@@ -35,6 +39,7 @@ impl AuthSource {
             1 => Ok(AuthSource::System),
             2 => Ok(AuthSource::File),
             3 => Ok(AuthSource::Pam),
+            4 => Ok(AuthSource::Route),
             _ => Err(DecodeError::Field("source")),
         }
     }
@@ -71,13 +76,26 @@ impl std::fmt::Debug for AuthQuery {
     }
 }
 
-/// The verdict on one [`AuthQuery`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The verdict on one [`AuthQuery`]. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AuthAnswer {
     pub id: u64,
     pub ok: bool,
     /// Why the check failed, worded for the session's log line (never holds the password).
     pub reason: String,
+    /// For [`AuthSource::Route`]: the upstream's user name and password.
+    pub secret: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for AuthAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthAnswer")
+            .field("id", &self.id)
+            .field("ok", &self.ok)
+            .field("reason", &self.reason)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Mother 1 to the auth helper.
@@ -87,12 +105,15 @@ pub enum HelperControl {
     Client,
     /// The password file to check `AuthSource::File` queries against (re-read now: SIGHUP).
     UsersFile { path: Option<String> },
+    /// The `rsockd.route.credentials` file to answer `AuthSource::Route` from (re-read now).
+    RouteCredentials { path: Option<String> },
 }
 
 const K_QUERY: u8 = 40;
 const K_ANSWER: u8 = 41;
 const K_CLIENT: u8 = 42;
 const K_USERS: u8 = 43;
+const K_ROUTES: u8 = 44;
 
 fn start(kind: u8) -> Writer {
     let mut w = Writer::default();
@@ -165,6 +186,14 @@ impl AuthAnswer {
         w.u64(self.id);
         w.u8(u8::from(self.ok));
         w.bytes(self.reason.as_bytes());
+        match &self.secret {
+            None => w.u8(0),
+            Some((u, p)) => {
+                w.u8(1);
+                w.bytes(u);
+                w.bytes(p);
+            }
+        }
         w.buf
     }
 
@@ -178,6 +207,11 @@ impl AuthAnswer {
                 _ => return Err(DecodeError::Field("ok")),
             },
             reason: String::from_utf8(r.bytes()?).map_err(|_| DecodeError::Field("reason"))?,
+            secret: match r.u8()? {
+                0 => None,
+                1 => Some((r.bytes()?, r.bytes()?)),
+                _ => return Err(DecodeError::Field("secret")),
+            },
         };
         r.finish()?;
         Ok(a)
@@ -189,7 +223,7 @@ impl HelperControl {
     pub fn fds(&self) -> usize {
         match self {
             HelperControl::Client => 1,
-            HelperControl::UsersFile { .. } => 0,
+            HelperControl::UsersFile { .. } | HelperControl::RouteCredentials { .. } => 0,
         }
     }
 
@@ -201,17 +235,24 @@ impl HelperControl {
                 w.opt_str(path.as_deref());
                 w.buf
             }
+            HelperControl::RouteCredentials { path } => {
+                let mut w = start(K_ROUTES);
+                w.opt_str(path.as_deref());
+                w.buf
+            }
         }
     }
 
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let (mut r, k) = open(buf, &[K_CLIENT, K_USERS])?;
-        let m = if k == K_CLIENT {
-            HelperControl::Client
-        } else {
-            HelperControl::UsersFile {
+        let (mut r, k) = open(buf, &[K_CLIENT, K_USERS, K_ROUTES])?;
+        let m = match k {
+            K_CLIENT => HelperControl::Client,
+            K_USERS => HelperControl::UsersFile {
                 path: r.opt_str("path")?,
-            }
+            },
+            _ => HelperControl::RouteCredentials {
+                path: r.opt_str("path")?,
+            },
         };
         r.finish()?;
         Ok(m)
@@ -270,13 +311,25 @@ mod tests {
             id: 5,
             ok: false,
             reason: "wrong".into(),
+            secret: None,
         };
         assert_eq!(AuthAnswer::decode(&a.encode()), Ok(a));
+        let a = AuthAnswer {
+            id: 6,
+            ok: true,
+            reason: String::new(),
+            secret: Some((b"alice".to_vec(), b"hunter2".to_vec())),
+        };
+        assert_eq!(AuthAnswer::decode(&a.encode()), Ok(a.clone()));
+        assert!(!format!("{a:?}").contains("hunter2"));
         for c in [
             HelperControl::Client,
             HelperControl::UsersFile { path: None },
             HelperControl::UsersFile {
                 path: Some("/etc/rsockd.users".into()),
+            },
+            HelperControl::RouteCredentials {
+                path: Some("/etc/rsockd.routes".into()),
             },
         ] {
             assert_eq!(HelperControl::decode(&c.encode()), Ok(c));

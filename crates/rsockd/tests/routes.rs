@@ -683,6 +683,89 @@ fn route_forwards_the_clients_credentials() {
     assert_eq!(login("wrong").0, 1);
 }
 
+/// `rsockd.route.credentials:` (our extension): a route with `method: username` gives the
+/// upstream the name and password the root-only file holds for it, whoever the client is
+/// (here a client with method none), through the auth helper, as mothers cannot read the file;
+/// the password is in no log line; a SIGHUP re-reads the
+/// file. A file others may read, or a bad line, stops the start with the file and line.
+#[test]
+fn route_credentials_from_a_root_only_file() {
+    use std::os::unix::fs::PermissionsExt;
+    rsockd_testkit::require_root!();
+    let user = rsockd_testkit::TestUser::new("rcred");
+    let out = next_loopback();
+    let d = Danted::start_with_external(
+        &out.to_string(),
+        &format!("socksmethod: username\n{LOGGED}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("route.credentials");
+    let write = |text: &str, mode: u32| {
+        std::fs::write(&creds, text).unwrap();
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let line = |pw: &str| {
+        format!(
+            "# upstreams\n{}:{} {}:{pw}\n",
+            d.addr.ip(),
+            d.addr.port(),
+            user.name
+        )
+    };
+    // Mothers run as nobody: only the auth helper (root) can read the file.
+    let conf = format!(
+        "user.privileged: root\nuser.unprivileged: nobody\n\
+         rsockd.route.credentials: {}\n{LOGGED}\
+         route {{ from: 0/0 to: 0/0 via: {} port = {} method: username }}\n",
+        creds.display(),
+        d.addr.ip(),
+        d.addr.port()
+    );
+    // Refused at start: readable by others, then a bad line (named, without the password).
+    write(&line(&user.password), 0o644);
+    let e = Server::try_start(&base_config(&conf), &[]).err().unwrap();
+    assert!(
+        e.contains("must be readable by root alone (mode 644; chmod 600)"),
+        "{e}"
+    );
+    write(
+        &format!("{}broken-line {}\n", line(&user.password), user.password),
+        0o600,
+    );
+    let e = Server::try_start(&base_config(&conf), &[]).err().unwrap();
+    assert!(
+        e.contains(&format!("{}:3: expected", creds.display())),
+        "{e}"
+    );
+    assert!(!e.contains(&user.password), "{e}");
+    write(&line(&user.password), 0o600);
+    let srv = Server::start(&base_config(&conf));
+    let target = peer_reporter(Ipv4Addr::LOCALHOST);
+    assert_eq!(
+        connect(srv.addr, "127.0.0.1", target.port()),
+        (0, out.to_string())
+    );
+    wait_until("danted's line", 10, || {
+        d.log_text().contains(&format!("username%{}@", user.name))
+    });
+    // A changed file is read again on SIGHUP: a wrong password is now refused upstream.
+    write(&line("not-the-password"), 0o600);
+    srv.signal(1);
+    srv.wait_log("the reload", 10, |t| {
+        t.contains("route credentials ") && t.matches(" loaded: 1 upstream(s)").count() >= 2
+    });
+    assert_ne!(connect(srv.addr, "127.0.0.1", target.port()).0, 0);
+    let log = srv.log_text();
+    assert!(
+        log.contains("proxy server refused the username/password"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&user.password) && !log.contains("not-the-password"),
+        "{log}"
+    );
+}
+
 /// `external: 2001:db8:1::/64` with `external.rotation: random` and `user` (our extension):
 /// inside a network namespace of the test's own, where the prefix is routed to `lo`, a
 /// target records the source address of every session.

@@ -59,6 +59,7 @@ const HANDLED: &[&str] = &[
     "rsockd.drain.timeout",
     "pam.servicename",
     "rsockd.users.file",
+    "rsockd.route.credentials",
 ];
 
 pub(super) fn has_global_handler(key: &str) -> bool {
@@ -145,14 +146,19 @@ impl<'a> Parser<'a> {
             "pam.servicename" => {
                 self.cfg.pam_servicename = self.service_name(kw);
             }
-            "rsockd.users.file" => {
+            "rsockd.users.file" | "rsockd.route.credentials" => {
                 let t = self.sc.word(&[':', '}']);
                 if t.text.is_empty() {
                     let t = self.sc.next_token();
-                    self.error(t, "expected a file name after 'rsockd.users.file:'");
+                    self.error(t, format!("expected a file name after '{}:'", kw.text));
                     return;
                 }
-                self.cfg.users_file = Some(PathBuf::from(t.text));
+                let path = Some(PathBuf::from(t.text));
+                if name == "rsockd.users.file" {
+                    self.cfg.users_file = path;
+                } else {
+                    self.cfg.route_credentials = path;
+                }
                 self.end_of_value(kw);
             }
             "user.privileged" | "user.unprivileged" | "user.libwrap" => {

@@ -62,7 +62,30 @@ impl AuthLink {
     }
 
     /// Sends one check and waits for its verdict. `Err` is the reason for the log line.
-    pub async fn check(&self, mut q: AuthQuery) -> Result<(), String> {
+    pub async fn check(&self, q: AuthQuery) -> Result<(), String> {
+        self.ask(q).await.map(|_| ())
+    }
+
+    /// The user name and password `rsockd.route.credentials` holds for the upstream a route
+    /// names `host:port`; None when it has no line for it.
+    pub async fn route_credentials(&self, key: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+        let q = AuthQuery {
+            id: 0,
+            source: rsockd_ipc::AuthSource::Route,
+            service: key.to_string(),
+            user: None,
+            password: None,
+            client: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        match self.ask(q).await {
+            Ok(a) => Ok(a.secret),
+            // The helper answers "not found" as a failed check without a reason.
+            Err(r) if r.is_empty() => Ok(None),
+            Err(r) => Err(r),
+        }
+    }
+
+    async fn ask(&self, mut q: AuthQuery) -> Result<AuthAnswer, String> {
         let conn = match self.current() {
             Some(c) => c,
             None => {
@@ -87,7 +110,7 @@ impl AuthLink {
             return Err(format!("cannot reach the auth helper: {e}"));
         }
         match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
-            Ok(Ok(a)) if a.ok => Ok(()),
+            Ok(Ok(a)) if a.ok => Ok(a),
             Ok(Ok(a)) => Err(a.reason),
             Ok(Err(_)) => Err("the auth helper exited before answering".into()),
             Err(_) => {

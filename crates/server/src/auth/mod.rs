@@ -8,6 +8,7 @@
 //! [`users_file`]. The ident lookup of `rfc931` needs no privileges and stays in the mother.
 
 pub mod link;
+pub mod route_credentials;
 pub mod users_file;
 pub mod verify;
 
@@ -16,14 +17,16 @@ use rsockd_config::{Config, Method};
 /// Default `pam.servicename` of Dante 1.4 (its manual says `danted`; the binary uses `sockd`).
 pub const DEFAULT_PAM_SERVICE: &str = "sockd";
 
-/// Whether a configuration needs the auth helper: a method that checks passwords or PAM.
+/// Whether a configuration needs the auth helper: a method that checks passwords or PAM, or
+/// route credentials (only the helper may read them).
 pub fn needs_helper(cfg: &Config) -> bool {
-    cfg.socksmethod.iter().chain(&cfg.clientmethod).any(|m| {
-        matches!(
-            m,
-            Method::Username | Method::PamUsername | Method::PamAddress | Method::PamAny
-        )
-    })
+    cfg.route_credentials.is_some()
+        || cfg.socksmethod.iter().chain(&cfg.clientmethod).any(|m| {
+            matches!(
+                m,
+                Method::Username | Method::PamUsername | Method::PamAddress | Method::PamAny
+            )
+        })
 }
 
 /// Whether this build has the PAM methods (cargo feature `pam`).
@@ -45,6 +48,37 @@ pub fn check(cfg: &Config, read_users_file: bool) -> Result<Vec<String>, String>
         ));
     }
     crate::net::libwrap::check(cfg)?;
+    if let Some(path) = &cfg.route_credentials {
+        let with_username = cfg
+            .routes
+            .iter()
+            .any(|r| r.socksmethod.contains(&Method::Username));
+        if !with_username {
+            warnings.push(format!(
+                "rsockd.route.credentials {} is set, but no route has method username, so no \
+                 upstream is given them",
+                path.display()
+            ));
+        }
+        if read_users_file {
+            let f = route_credentials::RouteCredentials::load(path).map_err(|e| e.to_string())?;
+            for r in &cfg.routes {
+                if let (Some(rsockd_config::Via::Proxy { host, port }), true) =
+                    (&r.via, r.socksmethod.contains(&Method::Username))
+                {
+                    if f.lookup(host, *port).is_none() {
+                        warnings.push(format!(
+                            "route #{} (line {}): rsockd.route.credentials has no line for {}; \
+                             the client's own credentials are forwarded",
+                            r.number,
+                            r.line,
+                            route_credentials::upstream_key(host, *port)
+                        ));
+                    }
+                }
+            }
+        }
+    }
     if let Some(path) = &cfg.users_file {
         if !cfg.socksmethod.contains(&Method::Username) {
             warnings.push(format!(

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use rsockd_ipc::{AuthQuery, AuthSource};
 use rsockd_sys::passwd;
 
+use super::route_credentials::RouteCredentials;
 use super::users_file::UsersFile;
 
 /// Most cached password-file successes; past this the cache starts afresh.
@@ -47,6 +48,8 @@ impl Cache {
 /// Everything the helper checks against.
 pub struct Verifier {
     users: RwLock<Option<Arc<UsersFile>>>,
+    /// `rsockd.route.credentials`, looked up for mothers' chained requests.
+    routes: RwLock<Option<Arc<RouteCredentials>>>,
     cache: Mutex<Cache>,
     /// The last real system hash seen: unknown system users are hashed against it, so they
     /// cost what a real user costs on this system.
@@ -63,6 +66,7 @@ impl Verifier {
     pub fn new() -> Verifier {
         Verifier {
             users: RwLock::new(None),
+            routes: RwLock::new(None),
             cache: Mutex::new(Cache {
                 keys: Default::default(),
                 ok: HashMap::new(),
@@ -79,6 +83,26 @@ impl Verifier {
         if let Ok(mut c) = self.cache.lock() {
             c.ok.clear();
         }
+    }
+
+    /// Installs (re)loaded route credentials.
+    pub fn set_routes(&self, f: Option<RouteCredentials>) {
+        if let Ok(mut r) = self.routes.write() {
+            *r = f.map(Arc::new);
+        }
+    }
+
+    pub fn has_routes(&self) -> bool {
+        self.routes.read().is_ok_and(|r| r.is_some())
+    }
+
+    /// The credentials for the upstream `key` (`host:port`, as a route names it).
+    pub fn route_secret(&self, key: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (host, port) = super::route_credentials::split_key(key)?;
+        let routes = self.routes.read().ok()?.clone()?;
+        routes
+            .lookup(host, port)
+            .map(|e| (e.user.clone(), e.password.clone()))
     }
 
     pub fn users_path(&self) -> Option<std::path::PathBuf> {
@@ -105,6 +129,10 @@ impl Verifier {
             AuthSource::File => (self.check_file(q), std::time::Duration::ZERO),
             AuthSource::System => (self.check_system(q), std::time::Duration::ZERO),
             AuthSource::Pam => self.check_pam(q),
+            AuthSource::Route => (
+                Err("not a credential check".into()),
+                std::time::Duration::ZERO,
+            ),
         }
     }
 

@@ -16,9 +16,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rsockd_ipc::{AuthAnswer, AuthQuery, HelperControl};
+use rsockd_ipc::{AuthAnswer, AuthQuery, AuthSource, HelperControl};
 use tokio::sync::Semaphore;
 
+use crate::auth::route_credentials::RouteCredentials;
 use crate::auth::users_file::UsersFile;
 use crate::auth::verify::Verifier;
 use crate::channel::Channel;
@@ -91,6 +92,10 @@ async fn serve_control(ctl: OwnedFd) -> i32 {
                 let answer = load_users(&verifier, path.map(PathBuf::from));
                 let _ = chan.send(&answer.encode(), &[]).await;
             }
+            HelperControl::RouteCredentials { path } => {
+                let answer = load_routes(&verifier, path.map(PathBuf::from));
+                let _ = chan.send(&answer.encode(), &[]).await;
+            }
         }
     }
     // The starter is gone; mothers that still hold a channel keep being served.
@@ -113,6 +118,7 @@ fn load_users(v: &Verifier, path: Option<PathBuf>) -> AuthAnswer {
             id: 0,
             ok: true,
             reason: String::new(),
+            secret: None,
         };
     };
     match UsersFile::load(&path) {
@@ -123,6 +129,7 @@ fn load_users(v: &Verifier, path: Option<PathBuf>) -> AuthAnswer {
                 id: 0,
                 ok: true,
                 reason: format!("password file {} loaded: {n} user(s)", path.display()),
+                secret: None,
             }
         }
         Err(e) => AuthAnswer {
@@ -132,7 +139,42 @@ fn load_users(v: &Verifier, path: Option<PathBuf>) -> AuthAnswer {
                 Some(_) => format!("{e}; keeping the previously loaded password file"),
                 None => e.to_string(),
             },
+            secret: None,
         },
+    }
+}
+
+/// (Re)loads `rsockd.route.credentials`, as [`load_users`] does the password file.
+fn load_routes(v: &Verifier, path: Option<PathBuf>) -> AuthAnswer {
+    let answer = |ok, reason| AuthAnswer {
+        id: 0,
+        ok,
+        reason,
+        secret: None,
+    };
+    let Some(path) = path else {
+        v.set_routes(None);
+        return answer(true, String::new());
+    };
+    match RouteCredentials::load(&path) {
+        Ok(f) => {
+            let n = f.len();
+            v.set_routes(Some(f));
+            answer(
+                true,
+                format!(
+                    "route credentials {} loaded: {n} upstream(s)",
+                    path.display()
+                ),
+            )
+        }
+        Err(e) => answer(
+            false,
+            match v.has_routes() {
+                true => format!("{e}; keeping the previously loaded route credentials"),
+                false => e.to_string(),
+            },
+        ),
     }
 }
 
@@ -140,11 +182,24 @@ async fn serve_client(chan: Rc<Channel>, v: Arc<Verifier>, threads: Arc<Semaphor
     let queued = Rc::new(Cell::new(0usize));
     // The channel wipes each query's bytes (a password) once decoded.
     while let Some((q, _)) = chan.recv::<AuthQuery>().await {
+        if q.source == AuthSource::Route {
+            // A look-up, not a check: answered at once.
+            let secret = v.route_secret(&q.service);
+            let a = AuthAnswer {
+                id: q.id,
+                ok: secret.is_some(),
+                reason: String::new(),
+                secret,
+            };
+            let _ = chan.send(&a.encode(), &[]).await;
+            continue;
+        }
         if queued.get() >= MAX_QUEUED {
             let a = AuthAnswer {
                 id: q.id,
                 ok: false,
                 reason: "the auth helper is overloaded".into(),
+                secret: None,
             };
             let _ = chan.send(&a.encode(), &[]).await;
             continue;
@@ -182,6 +237,7 @@ async fn serve_client(chan: Rc<Channel>, v: Arc<Verifier>, threads: Arc<Semaphor
                 id,
                 ok: verdict.is_ok(),
                 reason: verdict.err().unwrap_or_default(),
+                secret: None,
             };
             let _ = chan.send(&a.encode(), &[]).await;
         });

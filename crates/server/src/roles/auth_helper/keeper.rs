@@ -35,6 +35,7 @@ pub struct Keeper {
     privileged: Option<String>,
     running: RefCell<Option<Running>>,
     users_file: RefCell<Option<PathBuf>>,
+    route_credentials: RefCell<Option<PathBuf>>,
     /// The lead mother's own link (None for the supervisor, which authenticates nobody).
     own: Option<Rc<AuthLink>>,
     /// Told each time a helper starts, so that every mother gets a channel to it.
@@ -48,6 +49,7 @@ impl Keeper {
             privileged,
             running: RefCell::new(None),
             users_file: RefCell::new(None),
+            route_credentials: RefCell::new(None),
             own,
             started: tokio::sync::Notify::new(),
             backoff: Backoff::new(HEALTHY_AFTER, MAX_BACKOFF),
@@ -67,6 +69,7 @@ impl Keeper {
     /// has it (re)load the password file.
     pub async fn apply(self: &Rc<Self>, s: &Settings) {
         *self.users_file.borrow_mut() = s.config.users_file.clone();
+        *self.route_credentials.borrow_mut() = s.config.route_credentials.clone();
         if !self.is_running() {
             if !crate::auth::needs_helper(&s.config) {
                 return;
@@ -99,19 +102,22 @@ impl Keeper {
         }
     }
 
+    /// Has the helper (re)load the password file and the route credentials.
     async fn send_users_file(&self) {
         let chan = self.running.borrow().as_ref().map(|r| r.chan.clone());
         let Some(chan) = chan else { return };
-        let path = self
-            .users_file
-            .borrow()
-            .as_ref()
-            .map(|p| p.display().to_string());
-        let msg = HelperControl::UsersFile { path }.encode();
-        if let Err(e) = chan.send(&msg, &[]).await {
-            log::error(&format!(
-                "auth helper: cannot send the password file name: {e}"
-            ));
+        let name =
+            |p: &RefCell<Option<PathBuf>>| p.borrow().as_ref().map(|p| p.display().to_string());
+        let users = HelperControl::UsersFile {
+            path: name(&self.users_file),
+        };
+        let routes = HelperControl::RouteCredentials {
+            path: name(&self.route_credentials),
+        };
+        for msg in [users, routes] {
+            if let Err(e) = chan.send(&msg.encode(), &[]).await {
+                log::error(&format!("auth helper: cannot send a file name: {e}"));
+            }
         }
     }
 

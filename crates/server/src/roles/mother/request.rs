@@ -57,6 +57,8 @@ pub(super) struct Client {
     pub pending_pam: Option<super::auth::PendingPam>,
     /// The client's RFC 1929 credentials for routes that forward them.
     pub route_creds: Option<super::auth::RouteCreds>,
+    /// The way to `rsockd.route.credentials` (the auth helper), when it is configured.
+    pub route_link: Option<std::rc::Rc<crate::auth::link::AuthLink>>,
     /// The scoreboard slots this client holds (its client rule's, then its socks rule's).
     pub slots: RefCell<SessionSlots>,
     /// A duplicate of the client's socket for libwrap, when the configuration uses it.

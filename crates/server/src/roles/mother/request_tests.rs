@@ -88,6 +88,7 @@ fn client() -> Client {
         slots: Default::default(),
         wrap_fd: None,
         route_creds: None,
+        route_link: None,
         inherits: true,
         tally: Default::default(),
     }

@@ -123,13 +123,24 @@ where
         };
         let offers =
             |m| r.socksmethod.is_empty() && m == Method::None || r.socksmethod.contains(&m);
+        // `method: username`: the route's own credentials if the file has them, else the
+        // client's (Dante's way).
+        let fixed = match (&client.route_link, offers(Method::Username)) {
+            (Some(link), true) => route_credentials(link, host, port).await,
+            _ => None,
+        };
         let auth = chain::Auth {
             none: offers(Method::None),
-            username: client
-                .route_creds
+            username: fixed
                 .as_ref()
-                .filter(|_| offers(Method::Username))
-                .map(|c| (c.user.as_slice(), c.password.as_slice())),
+                .map(|c| (c.user.as_slice(), c.password.as_slice()))
+                .or_else(|| {
+                    client
+                        .route_creds
+                        .as_ref()
+                        .filter(|_| offers(Method::Username))
+                        .map(|c| (c.user.as_slice(), c.password.as_slice()))
+                }),
         };
         let attempt = chain::connect(upstream, source, &r.upstream, &auth, &request, &out);
         let result = match deadline {
@@ -187,6 +198,24 @@ where
     };
     refuse_failed(wire, client, failing, &why, rep).await;
     Routed::Refused
+}
+
+/// The credentials `rsockd.route.credentials` holds for upstream `host` `port`, asked of the
+/// auth helper (which alone may read the file). A helper that cannot answer is logged, and the
+/// client's own credentials are used, as without the file.
+async fn route_credentials(
+    link: &crate::auth::link::AuthLink,
+    host: &str,
+    port: u16,
+) -> Option<super::auth::RouteCreds> {
+    let key = crate::auth::route_credentials::upstream_key(host, port);
+    match link.route_credentials(&key).await {
+        Ok(found) => found.map(|(user, password)| super::auth::RouteCreds { user, password }),
+        Err(e) => {
+            log::warning(&format!("route credentials for {key} not available: {e}"));
+            None
+        }
+    }
 }
 
 fn now_secs() -> u64 {

@@ -180,6 +180,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         accept_who: accept_who.clone(),
         pending_pam: None,
         route_creds: None,
+        route_link: s.config.route_credentials.as_ref().map(|_| m.auth.clone()),
         slots: RefCell::new(slots),
         wrap_fd,
         inherits: crule_cfg.as_ref().is_none_or(|r| r.session.inherits()),

@@ -418,10 +418,15 @@ pub fn danted() -> Result<Proxy, String> {
     spawn("danted", cmd, SocketAddr::from(([127, 0, 0, 1], port)), dir)
 }
 
-/// rsockd or danted chaining every session through a microsocks upstream of its own
-/// (`route { ... via: ... proxyprotocol: socks_v5 }`), for `rate` and `bulk8`.
+/// rsockd or danted chaining every session through an upstream of its own (`route { ...
+/// via: ... proxyprotocol: socks_v5 }`), for `rate` and `bulk8`. The upstream is the same
+/// for both: this rsockd (`-N 1`), fast enough that the chaining server is what is measured;
+/// with `RSOCKD_BENCH_CHAIN_UPSTREAM=microsocks` it is microsocks (the first runs' setting).
 pub fn chained(bin: &Path, name: &'static str) -> Result<Proxy, String> {
-    let up = microsocks()?;
+    let up = match std::env::var("RSOCKD_BENCH_CHAIN_UPSTREAM").as_deref() {
+        Ok("microsocks") => microsocks()?,
+        _ => rsockd(bin, 1)?,
+    };
     let dir = scratch(name).map_err(|e| e.to_string())?;
     let port = free_port();
     let route = format!(

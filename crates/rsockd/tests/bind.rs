@@ -88,7 +88,10 @@ fn socks5_bind_relays_both_ways_with_dantes_lines() {
     assert_eq!(read_all(&mut peer), b"from the client");
     peer.shutdown(Shutdown::Write).unwrap();
     assert!(read_all(&mut ctl).is_empty());
-    let log = srv.wait_log("bind closing line", 10, |t| t.contains("tcp/bind ]"));
+    // The accept line is the last of the three closing lines.
+    let log = srv.wait_log("closing lines", 10, |t| {
+        t.contains("tcp/bind ]") && t.contains("tcp/accept ]")
+    });
     let c = dante_addr(ctl.local_addr().unwrap());
     let p = dante_addr(peer.local_addr().unwrap());
     let b = dante_addr(bound);

@@ -891,6 +891,57 @@ else:
     }
 }
 
+/// A chained BIND's refusals: the upstream refusing the BIND is passed on (its reply code,
+/// our `serverchain failed` line), and our own `bindreply` rules still judge the peer the
+/// upstream reports: a blocked peer gets no session and our client a second reply 02.
+#[test]
+fn chained_bind_refusals() {
+    let refusing = Danted::start(
+        "socksmethod: none\nclient pass { from: 0/0 to: 0/0 }\n\
+         socks block { from: 0/0 to: 0/0\n command: bind\n log: connect error\n }\n\
+         socks pass { from: 0/0 to: 0/0 }\n",
+    );
+    let srv = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: {} port = {} }}\n",
+        refusing.addr.ip(),
+        refusing.addr.port()
+    )));
+    let (_c, rep, _) = socks5_request(srv.addr, 2);
+    assert_eq!(rep, 2, "the upstream's refusal");
+    srv.wait_log("the refusal line", 10, |t| {
+        t.contains("tcp/bind ]: ") && t.contains("serverchain failed: proxy server replied 02")
+    });
+    let out = next_loopback();
+    let passing =
+        Danted::start_with_external(&out.to_string(), &format!("socksmethod: none\n{LOGGED}"));
+    let srv = Server::start(&base_config(&format!(
+        "client pass {{ from: 0/0 to: 0/0 log: connect disconnect error }}\n\
+         socks block {{ from: 127.0.0.1/32 to: 0/0\n command: bindreply\n log: connect error\n }}\n\
+         socks pass {{ from: 0/0 to: 0/0 log: connect disconnect error }}\n\
+         route {{ from: 0/0 to: 0/0 via: {} port = {} }}\n",
+        passing.addr.ip(),
+        passing.addr.port()
+    )));
+    let (mut c, rep, bnd) = socks5_request(srv.addr, 2);
+    assert_eq!(rep, 0);
+    let bnd = bnd.unwrap();
+    assert_eq!(bnd.ip(), out);
+    let mut peer = TcpStream::connect(bnd).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (rep, _) = read_socks5_reply_bound(&mut c);
+    assert_eq!(rep, 2, "our bindreply rule blocked the peer");
+    srv.wait_log("the bindreply block", 10, |t| {
+        t.contains("block(1): tcp/bindreply ]: ")
+    });
+    // The peer's connection through the upstream is closed, with no byte of ours.
+    let mut rest = Vec::new();
+    let _ = peer.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    // And the server goes on chaining.
+    assert_serving_route(&srv, peer_reporter(Ipv4Addr::LOCALHOST), out);
+}
+
 /// PySocks' UDP client through a chain (rsockd -> rsockd): its datagrams reach the target
 /// from the upstream's address and the answers come back to it.
 #[test]

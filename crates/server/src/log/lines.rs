@@ -515,25 +515,7 @@ pub fn closed(h: &Handoff, stats: &Stats, end: &End, tcpinfo: Option<&str>) {
 /// The closing lines of a BIND that relayed: `tcp/bindreply ]` with the counts (client and
 /// peer swap sides in Dante's words), `tcp/bind ]`, `tcp/accept ]`.
 pub fn bind_closed(h: &Handoff, bind: &View, reply: &View, stats: &Stats, end: End) {
-    // In Dante's bindreply lines the peer is the "local client" and the client the "remote
-    // peer", so the reasons swap sides.
-    let end = match end {
-        End::ClientClosed => End::TargetClosed,
-        End::TargetClosed => End::ClientClosed,
-        End::ClientError(e) => End::TargetError(e),
-        End::TargetError(e) => End::ClientError(e),
-        other => other,
-    };
-    if logs_end(&reply.rule, &end) {
-        let counts = [
-            stats.to_target.get(),
-            stats.from_target.get(),
-            stats.to_client.get(),
-            stats.from_client.get(),
-        ]
-        .map(|n| n.to_string());
-        reply.closed(h, counts, &end.to_string(), "");
-    }
+    let end = bind_forward_closed(h, reply, stats, end);
     if bind.rule.log.disconnect {
         bind.ended(true, None);
     }
@@ -559,8 +541,11 @@ pub fn bind_forward_failed(h: &Handoff, bind: &View, reply: &View, why: &str) {
 }
 
 /// The end of one forwarded peer of an extended BIND: its `tcp/bindreply ]` line only (the
-/// BIND and the client's lines come when the control connection closes).
-pub fn bind_forward_closed(h: &Handoff, reply: &View, stats: &Stats, end: End) {
+/// BIND and the client's lines come when the control connection closes). Returns the end as
+/// the bindreply line saw it.
+pub fn bind_forward_closed(h: &Handoff, reply: &View, stats: &Stats, end: End) -> End {
+    // In Dante's bindreply lines the peer is the "local client" and the client the "remote
+    // peer", so the reasons swap sides.
     let end = match end {
         End::ClientClosed => End::TargetClosed,
         End::TargetClosed => End::ClientClosed,
@@ -578,6 +563,7 @@ pub fn bind_forward_closed(h: &Handoff, reply: &View, stats: &Stats, end: End) {
         .map(|n| n.to_string());
         reply.closed(h, counts, &end.to_string(), "");
     }
+    end
 }
 
 /// `block(0): tcp/bindreply ]: peer bound -> internal client: expected bindreply from A, but

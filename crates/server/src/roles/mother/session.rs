@@ -59,6 +59,14 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         None
     };
     let dup = |f: &Option<std::os::fd::OwnedFd>| f.as_ref().and_then(|f| f.try_clone().ok());
+    // The accept lines' view of this client, before it has a `Client`.
+    let accepted_as = |who| lines::Accepted {
+        peer: &peer,
+        via: via.as_ref(),
+        local: &local,
+        probe,
+        who,
+    };
     if s.config.libwrap_hosts_access {
         let allowed = match dup(&wrap_fd) {
             Some(f) => libwrap::hosts_access(f, &s.config).await,
@@ -66,13 +74,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         };
         if !allowed {
             // Dante: the default rule's block, which logs at debug level only.
-            let who = lines::Accepted {
-                peer: &peer,
-                via: via.as_ref(),
-                local: &local,
-                probe,
-                who: None,
-            };
+            let who = accepted_as(None);
             let rule = RuleRef {
                 number: 0,
                 log: log_flags(None),
@@ -120,13 +122,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         dup(&wrap_fd),
     ) {
         if !libwrap::rule_line(f, &line).await && pass {
-            let who = lines::Accepted {
-                peer: &peer,
-                via: via.as_ref(),
-                local: &local,
-                probe,
-                who: who_text,
-            };
+            let who = accepted_as(who_text);
             lines::accept_blocked(&crule, &who);
             counters::request_done(counters::Cmd::None, Outcome::Blocked);
             return;
@@ -135,13 +131,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
     // Dante checks the client's DNS once a rule has passed it: a refusal is that rule's block.
     if pass {
         if let Some(why) = m.srchost.refusal(s.config.srchost, &peer).await {
-            let who = lines::Accepted {
-                peer: &peer,
-                via: via.as_ref(),
-                local: &local,
-                probe,
-                who: who_text,
-            };
+            let who = accepted_as(who_text);
             lines::accept_refused(&crule, false, &who, &why);
             counters::request_done(counters::Cmd::None, Outcome::Blocked);
             return;
@@ -153,13 +143,7 @@ pub async fn handle(m: Rc<Mother>, stream: TcpStream, tcp_peer: SocketAddr, list
         match SessionSlots::for_client(s.board.as_ref(), cm.number, peer.ip()) {
             Ok(slots) => slots,
             Err(limit) => {
-                let who = lines::Accepted {
-                    peer: &peer,
-                    via: via.as_ref(),
-                    local: &local,
-                    probe,
-                    who: who_text,
-                };
+                let who = accepted_as(who_text);
                 lines::accept_refused(&crule, false, &who, &limit.to_string());
                 counters::request_done(counters::Cmd::None, Outcome::Blocked);
                 reset(wire.into_parts().0);

@@ -69,7 +69,7 @@ pub(super) async fn run(
     }
     // The extension's many peers are ours to forward: it is never chained.
     if extension
-        && !request::direct_route_ok(&mut wire, s, &client, &failing, command, expected).await
+        && !super::routed::direct_route_ok(&mut wire, s, &client, &failing, command, expected).await
     {
         return;
     }

@@ -527,44 +527,6 @@ pub(super) fn detach(t: TcpStream) -> std::io::Result<OwnedFd> {
     Ok(t.into_std()?.into())
 }
 
-/// With routes configured, a BIND or UDP ASSOCIATE needs a `via: direct` route that matches
-/// it (only CONNECT is chained, as in Dante); otherwise it is refused with Dante's words.
-/// True when it may go on.
-pub(super) async fn direct_route_ok<S: AsyncRead + AsyncWrite + Unpin>(
-    wire: &mut Wire<S>,
-    s: &Settings,
-    client: &Client,
-    failing: &Failing<'_>,
-    command: rsockd_config::Command,
-    target: SocketAddr,
-) -> bool {
-    if !s.rules.has_routes() {
-        return true;
-    }
-    let dst = Dest {
-        ip: Some(target.ip()),
-        name: None,
-        port: target.port(),
-        names: &[],
-    };
-    let direct = s
-        .rules
-        .routes_for(client.peer, command, &dst)
-        .into_iter()
-        .find(|r| super::routed::usable(s, r.number))
-        .is_some_and(|r| matches!(r.via, Some(rsockd_config::Via::Direct)));
-    if direct {
-        return true;
-    }
-    let why = format!(
-        "serverchain failed: command {} is not supported by serverchaining and no direct route \
-         found",
-        command.name()
-    );
-    refuse_failed(wire, client, failing, &why, Reply::GeneralFailure).await;
-    false
-}
-
 /// Logs and answers a request whose target name does not resolve.
 pub(super) async fn refuse_unresolved<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &mut Wire<S>,

@@ -200,6 +200,43 @@ where
     Routed::Refused
 }
 
+/// With routes configured, a request we never chain (the BIND extension) needs a matching
+/// `via: direct` route; otherwise it is refused with Dante's words. True when it may go on.
+pub(super) async fn direct_route_ok<S: AsyncRead + AsyncWrite + Unpin>(
+    wire: &mut Wire<S>,
+    s: &Settings,
+    client: &Client,
+    failing: &Failing<'_>,
+    command: rsockd_config::Command,
+    target: SocketAddr,
+) -> bool {
+    if !s.rules.has_routes() {
+        return true;
+    }
+    let dst = rsockd_rules::Dest {
+        ip: Some(target.ip()),
+        name: None,
+        port: target.port(),
+        names: &[],
+    };
+    let direct = s
+        .rules
+        .routes_for(client.peer, command, &dst)
+        .into_iter()
+        .find(|r| usable(s, r.number))
+        .is_some_and(|r| matches!(r.via, Some(rsockd_config::Via::Direct)));
+    if direct {
+        return true;
+    }
+    let why = format!(
+        "serverchain failed: command {} is not supported by serverchaining and no direct route \
+         found",
+        command.name()
+    );
+    refuse_failed(wire, client, failing, &why, Reply::GeneralFailure).await;
+    false
+}
+
 /// The credentials `rsockd.route.credentials` holds for upstream `host` `port`, asked of the
 /// auth helper (which alone may read the file). A helper that cannot answer is logged, and the
 /// client's own credentials are used, as without the file.

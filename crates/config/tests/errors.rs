@@ -209,6 +209,17 @@ fn routes_parse_and_their_errors() {
         "route",
         "method username is a SOCKS5 method",
     );
+    // Dante refuses every command but connect in a proxy route; we chain bind and
+    // udpassociate through SOCKS5 only.
+    err_near(
+        &route("via: 192.0.2.1 port = 1080\nproxyprotocol: http\ncommand: connect bind"),
+        "route",
+        "serverchaining of command bind needs proxyprotocol socks_v5; an upstream speaking http",
+    );
+    ok(&route(
+        "via: 192.0.2.1 port = 1080\nproxyprotocol: socks_v5\ncommand: bind udpassociate",
+    ));
+    ok(&route("via: direct\ncommand: bind udpassociate"));
     let c = ok(&route("via: 192.0.2.1 port = 1080\nmethod: none username"));
     assert_eq!(c.config.routes[0].socksmethod.len(), 2);
     err_near(&route(""), "route", "has no 'via:'");

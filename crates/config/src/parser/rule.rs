@@ -224,6 +224,33 @@ impl<'a> Parser<'a> {
                 ),
             );
         }
+        // Dante refuses a proxy route naming any command but connect; we chain BIND and UDP
+        // ASSOCIATE too, through SOCKS5 only.
+        let via_proxy = matches!(rule.via, Some(crate::model::Via::Proxy { .. }));
+        let non_connect = rule.command.iter().find(|c| {
+            matches!(
+                c,
+                crate::model::Command::Bind | crate::model::Command::UdpAssociate
+            )
+        });
+        let offers_socks5 = rule.upstream.is_empty() || rule.upstream.contains(&Upstream::SocksV5);
+        if let (RuleKind::Route, true, Some(c), false) =
+            (kind, via_proxy, non_connect, offers_socks5)
+        {
+            self.error(
+                start,
+                format!(
+                    "route #{number}: serverchaining of command {} needs proxyprotocol socks_v5; \
+                     an upstream speaking {} carries only the connect command",
+                    c.name(),
+                    rule.upstream
+                        .iter()
+                        .map(|u| u.name())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            );
+        }
         match kind {
             RuleKind::Client => self.cfg.client_rules.push(rule),
             RuleKind::Socks => self.cfg.socks_rules.push(rule),

@@ -85,7 +85,9 @@ fn http_proxy(out: Ipv4Addr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                 seen.lock().unwrap().push(head.clone());
                 let authority = head.split(' ').nth(1).unwrap_or("").to_string();
                 let mut c = c;
-                if authority.starts_with("fail") {
+                // Port 9 (discard) stands for a target the proxy cannot reach, for servers
+                // that send addresses.
+                if authority.starts_with("fail") || authority.ends_with(":9") {
                     let _ = c.write_all(b"HTTP/1.0 504 Gateway Timeout\r\n\r\n");
                     return;
                 }
@@ -220,39 +222,71 @@ fn assert_serving_route(srv: &Server, target: SocketAddr, out: Ipv4Addr) {
     assert_eq!((rep, seen), (0, out.to_string()));
 }
 
-/// danted and rsockd behind the same route table: the same replies for a chained target, an
-/// unrouted one, and an upstream's 504.
+/// danted and rsockd behind the same route table: the same replies, and the target seeing
+/// the same upstream, for a target chained through each upstream kind (SOCKS5: microsocks,
+/// SOCKS4: danted, HTTP CONNECT), an unrouted target (03), and an upstream's 504 (05).
 #[test]
 fn replies_match_danted() {
-    let (hp, _) = http_proxy(next_loopback());
-    let target = peer_reporter(Ipv4Addr::LOCALHOST);
+    let (ms_out, d4_out, http_out) = (next_loopback(), next_loopback(), next_loopback());
+    let ms = microsocks(ms_out);
+    let d4 =
+        Danted::start_with_external(&d4_out.to_string(), &format!("socksmethod: none\n{LOGGED}"));
+    let (hp, _) = http_proxy(http_out);
+    let targets: Vec<SocketAddr> = (0..3).map(|_| peer_reporter(Ipv4Addr::LOCALHOST)).collect();
     let unrouted = peer_reporter(Ipv4Addr::LOCALHOST);
+    let via = |t: SocketAddr, up: SocketAddr, proto: &str| {
+        format!(
+            "route {{ from: 0/0 to: 127.0.0.1/32 port = {} via: {} port = {} proxyprotocol: {proto} }}\n",
+            t.port(),
+            up.ip(),
+            up.port()
+        )
+    };
     let routes = format!(
-        "route {{ from: 0/0 to: 127.0.0.1/32 port = {} via: 127.0.0.1 port = {} proxyprotocol: http }}\n\
-         route {{ from: 0/0 to: .fail.test via: 127.0.0.1 port = {} proxyprotocol: http }}\n",
-        target.port(),
-        hp.port(),
+        "{}{}{}{}route {{ from: 0/0 to: .fail.test via: 127.0.0.1 port = {} proxyprotocol: http }}\n",
+        via(targets[0], ms.addr, "socks_v5"),
+        via(targets[1], d4.addr, "socks_v4"),
+        via(targets[2], hp, "http"),
+        via(SocketAddr::from(([127, 0, 0, 1], 9)), hp, "http"),
         hp.port()
     );
     let d = Danted::start(&format!("socksmethod: none\n{LOGGED}{routes}"));
     let srv = Server::start(&base_config(&format!("{LOGGED}{routes}")));
     let mut got = Vec::new();
     for p in [d.addr, srv.addr] {
-        got.push((
-            connect(p, "127.0.0.1", target.port()).0,
-            connect(p, "127.0.0.1", unrouted.port()).0,
-        ));
+        let mut row: Vec<(u8, String)> = targets
+            .iter()
+            .map(|t| connect(p, "127.0.0.1", t.port()))
+            .collect();
+        row.push(connect(p, "127.0.0.1", unrouted.port()));
+        row.push(connect(p, "127.0.0.1", 9));
+        got.push(row);
     }
-    assert_eq!(got[0], (0, 3), "danted");
-    assert_eq!(got[1], got[0], "rsockd vs danted");
-    // The 504 (Dante cannot resolve `x.fail.test` to get there; we pass it upstream).
+    let want = vec![
+        (0, ms_out.to_string()),
+        (0, d4_out.to_string()),
+        (0, http_out.to_string()),
+        (3, String::new()),
+        (5, String::new()),
+    ];
+    assert_eq!(got[1], want, "rsockd");
+    // danted 1.4.2 through a SOCKS4 upstream answers 0 but may lose what the target sends
+    // at once (observed: our target's text never arrives; it seems to read past the 8-byte
+    // reply). The reply codes agree, and every other row whole.
+    assert_eq!(got[0][1].0, 0, "danted via SOCKS4");
+    got[0][1].1 = want[1].1.clone();
+    assert_eq!(got[0], got[1], "danted vs rsockd");
+    for t in [d.log_text(), srv.log_text()] {
+        assert!(
+            t.contains(
+                "serverchain failed: response code 504 from http server indicates failure: \
+                 \"HTTP/1.0 504 Gateway Timeout\""
+            ),
+            "{t}"
+        );
+    }
+    // A name (Dante cannot resolve `x.fail.test` to get there; we pass it upstream).
     assert_eq!(connect(srv.addr, "fail.x.fail.test", 80).0, 5);
-    srv.wait_log("the 504 line", 10, |t| {
-        t.contains(
-            "serverchain failed: response code 504 from http server indicates failure: \
-             \"HTTP/1.0 504 Gateway Timeout\"",
-        )
-    });
 }
 
 /// A name this host cannot resolve reaches the upstream as a name: a SOCKS5 domain, a

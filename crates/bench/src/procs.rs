@@ -421,10 +421,14 @@ pub fn danted() -> Result<Proxy, String> {
 /// rsockd or danted chaining every session through an upstream of its own (`route { ...
 /// via: ... proxyprotocol: socks_v5 }`), for `rate` and `bulk8`. The upstream is the same
 /// for both: this rsockd (`-N 1`), fast enough that the chaining server is what is measured;
-/// with `RSOCKD_BENCH_CHAIN_UPSTREAM=microsocks` it is microsocks (the first runs' setting).
+/// `RSOCKD_BENCH_CHAIN_UPSTREAM` picks another: `microsocks` (the first runs' setting),
+/// `danted`, or `rsockd-copy` (rsockd relaying with read/write: an upstream whose bytes do
+/// not reach us as spliced pages, as from another machine).
 pub fn chained(bin: &Path, name: &'static str) -> Result<Proxy, String> {
     let up = match std::env::var("RSOCKD_BENCH_CHAIN_UPSTREAM").as_deref() {
         Ok("microsocks") => microsocks()?,
+        Ok("danted") => danted()?,
+        Ok("rsockd-copy") => rsockd_engine(bin, "rsockd-copy", "copy")?,
         _ => rsockd(bin, 1)?,
     };
     let dir = scratch(name).map_err(|e| e.to_string())?;

@@ -976,6 +976,98 @@ fn chained_bind_refusals() {
     assert_serving_route(&srv, peer_reporter(Ipv4Addr::LOCALHOST), out);
 }
 
+/// A fake SOCKS5 upstream for one UDP association: it records every datagram that reaches
+/// its relay and answers each, in the name of 127.0.0.7:53, with `answer:` and the payload.
+fn fake_udp_upstream() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let relay = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let raddr = relay.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let seen2 = seen.clone();
+    thread::spawn(move || {
+        let Ok((mut c, _)) = l.accept() else { return };
+        let mut g = [0u8; 3];
+        c.read_exact(&mut g).unwrap();
+        c.write_all(&[5, 0]).unwrap();
+        let mut req = [0u8; 10];
+        c.read_exact(&mut req).unwrap();
+        assert_eq!(
+            &req[..4],
+            &[5, 3, 0, 1],
+            "a UDP ASSOCIATE for an IPv4 address"
+        );
+        let SocketAddr::V4(r) = raddr else { panic!() };
+        let mut rep = vec![5, 0, 0, 1];
+        rep.extend(r.ip().octets());
+        rep.extend(r.port().to_be_bytes());
+        c.write_all(&rep).unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+    });
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = relay.recv_from(&mut buf) {
+            seen2.lock().unwrap().push(buf[..n].to_vec());
+            let off = match buf[3] {
+                3 => 4 + 1 + buf[4] as usize + 2,
+                _ => 10,
+            };
+            let mut back = vec![0, 0, 0, 1, 127, 0, 0, 7, 0, 53];
+            back.extend(b"answer:");
+            back.extend(&buf[off..n]);
+            let _ = relay.send_to(&back, from);
+        }
+    });
+    (addr, seen)
+}
+
+/// A chained association passes a name we cannot resolve to the upstream as a name (the
+/// bytes the upstream's relay received), and the answer, from an address we could not know,
+/// reaches the client; our rules still judge the name: one they block never leaves.
+#[test]
+fn unresolvable_names_in_datagrams_go_upstream() {
+    let (up, seen) = fake_udp_upstream();
+    let srv = Server::start(&base_config(&format!(
+        "client pass {{ from: 0/0 to: 0/0 log: connect disconnect error }}\n\
+         socks block {{ from: 0/0 to: .blocked.invalid\n command: udpassociate\n log: connect error\n }}\n\
+         socks pass {{ from: 0/0 to: 0/0 log: connect disconnect error }}\n\
+         route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n",
+        up.port()
+    )));
+    let (_ctl, rep, relay) = socks5_request(srv.addr, 3);
+    assert_eq!(rep, 0);
+    let relay = relay.unwrap();
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let dgram = |name: &str, payload: &[u8]| {
+        let mut d = vec![0, 0, 0, 3, name.len() as u8];
+        d.extend(name.as_bytes());
+        d.extend(53u16.to_be_bytes());
+        d.extend(payload);
+        d
+    };
+    u.send_to(&dgram("x.blocked.invalid", b"no"), relay)
+        .unwrap();
+    srv.wait_log("the blocked datagram", 10, |t| {
+        t.contains("block(1): udp/udpassociate")
+    });
+    u.send_to(&dgram("nowhere.invalid", b"q1"), relay).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = u.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..10],
+        &[0, 0, 0, 1, 127, 0, 0, 7, 0, 53],
+        "the answer names its sender"
+    );
+    assert_eq!(&buf[10..n], b"answer:q1");
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![dgram("nowhere.invalid", b"q1")],
+        "only the allowed name, as a name"
+    );
+}
+
 /// PySocks' UDP client through a chain (rsockd -> rsockd): its datagrams reach the target
 /// from the upstream's address and the answers come back to it.
 #[test]

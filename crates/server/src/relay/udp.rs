@@ -204,6 +204,9 @@ struct Assoc<'a, P: Policy> {
     sent_to: Option<SocketAddr>,
     several: bool,
     first_external: Option<SocketAddr>,
+    /// A chained association sent a datagram to a name we could not resolve (the upstream
+    /// may): replies from remotes we cannot know in advance then pass, rules permitting.
+    unresolved_sent: bool,
     /// Host names the client used, resolved once per association.
     names: HashMap<String, IpAddr>,
     stats: &'a Stats,
@@ -330,6 +333,11 @@ impl<P: Policy> Assoc<'_, P> {
             TargetAddr::Ip(a) => (canonical(*a), None),
             TargetAddr::Domain(n, port) => match self.resolve(n, *port).await {
                 Ok(a) => (canonical(a), Some(n.as_str())),
+                Err(_) if self.opts.upstream.is_some() => {
+                    // The upstream may resolve what we cannot: the name goes on as a name.
+                    self.outbound_unresolved(buf, off, from, n, *port);
+                    return;
+                }
                 Err(e) => {
                     self.policy
                         .dropped(Way::Out, from, &Dropped::Unresolved(n.clone(), *port, e));
@@ -407,6 +415,60 @@ impl<P: Policy> Assoc<'_, P> {
         }
     }
 
+    /// A chained datagram to a name we could not resolve: checked against the rules by name
+    /// alone (not cached: the port is all the address we have) and sent to the upstream's
+    /// relay as it came.
+    fn outbound_unresolved(
+        &mut self,
+        buf: &[u8],
+        off: usize,
+        from: SocketAddr,
+        name: &str,
+        port: u16,
+    ) {
+        let Some(up) = self.opts.upstream else {
+            return;
+        };
+        let remote = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), port);
+        let v = self.policy.check(Way::Out, from, remote, Some(name));
+        let Some(x) = self
+            .externals
+            .iter_mut()
+            .find(|x| x.family_v4 == up.is_ipv4())
+        else {
+            self.policy.dropped(Way::Out, from, &Dropped::NoFamily);
+            return;
+        };
+        let via = if v.pass {
+            x.sock.local_addr().ok()
+        } else {
+            x.used
+        };
+        self.policy
+            .datagram(Way::Out, &v, from, remote, via, &buf[off..]);
+        if !v.pass {
+            return;
+        }
+        let sent = match x.connected {
+            Some(c) if c == up => x.sock.try_send(buf),
+            _ => x.sock.try_send_to(buf, up),
+        };
+        match sent {
+            Ok(n) => {
+                self.unresolved_sent = true;
+                if x.used.is_none() {
+                    x.used = x.sock.local_addr().ok();
+                    self.first_external.get_or_insert(x.used.unwrap_or(up));
+                }
+                bump(&self.stats.to_target, n);
+                bump(&self.packets.to_target, 1);
+                self.stats.last_io.set(Instant::now());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => self.policy.dropped(Way::Out, from, &Dropped::SendError(e)),
+        }
+    }
+
     /// A datagram from a remote (or from the upstream's relay, header first): at
     /// `buf[HEAD_ROOM..HEAD_ROOM + n]`.
     fn inbound(&mut self, buf: &mut [u8], n: usize, from: SocketAddr) {
@@ -442,7 +504,15 @@ impl<P: Policy> Assoc<'_, P> {
                 }
             },
         };
-        let sent = self.remotes.get(&remote).is_some_and(|r| r.sent);
+        let mut sent = self.remotes.get(&remote).is_some_and(|r| r.sent);
+        if !sent && self.unresolved_sent && self.opts.upstream.is_some() {
+            // Perhaps the answer of a name only the upstream could resolve: rules decide.
+            self.remember(remote);
+            if let Some(r) = self.remotes.get_mut(&remote) {
+                r.sent = true;
+            }
+            sent = true;
+        }
         let (Some(client), true) = (self.locked, sent) else {
             self.policy
                 .dropped(Way::In, remote, &Dropped::UnknownRemote);
@@ -557,6 +627,7 @@ fn new_assoc<'a, P: Policy>(
         sent_to: None,
         several: false,
         first_external: None,
+        unresolved_sent: false,
         names: HashMap::new(),
         stats,
         packets,

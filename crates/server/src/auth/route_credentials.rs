@@ -258,6 +258,25 @@ mod tests {
         assert!(!format!("{f:?}").contains("hunter2"));
     }
 
+    proptest::proptest! {
+        /// Any text: no panic, and an error never repeats a field that could be a password.
+        #[test]
+        fn any_text_parses_or_names_its_line(lines in proptest::collection::vec("[ -~]{0,40}", 0..6)) {
+            let text = lines.join("\n");
+            if let Err(e) = parse(&text) {
+                let msg = e.to_string();
+                proptest::prop_assert!(e.line >= 1 && e.line <= lines.len());
+                for l in &lines {
+                    if let Some((_, pw)) = l.split_whitespace().nth(1).and_then(|f| f.split_once(':')) {
+                        if pw.len() >= 8 {
+                            proptest::prop_assert!(!msg.contains(pw), "{msg}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn only_a_root_only_file_is_read() {
         use std::os::unix::fs::PermissionsExt;

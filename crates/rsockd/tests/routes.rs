@@ -977,11 +977,12 @@ fn chained_bind_refusals() {
 }
 
 /// A fake SOCKS5 upstream for one UDP association: it records every datagram that reaches
-/// its relay and answers each, in the name of 127.0.0.7:53, with `answer:` and the payload.
-fn fake_udp_upstream() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+/// its relay and answers each with `answer:` and the payload, in the name of the address the
+/// datagram named (127.0.0.7:53 for a name). Its relay is on `relay_ip`.
+fn fake_udp_upstream(relay_ip: &str) -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let relay = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let relay = std::net::UdpSocket::bind((relay_ip, 0)).unwrap();
     let raddr = relay.local_addr().unwrap();
     let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let seen2 = seen.clone();
@@ -997,10 +998,18 @@ fn fake_udp_upstream() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
             &[5, 3, 0, 1],
             "a UDP ASSOCIATE for an IPv4 address"
         );
-        let SocketAddr::V4(r) = raddr else { panic!() };
-        let mut rep = vec![5, 0, 0, 1];
-        rep.extend(r.ip().octets());
-        rep.extend(r.port().to_be_bytes());
+        let mut rep = vec![5, 0, 0];
+        match raddr {
+            SocketAddr::V4(r) => {
+                rep.push(1);
+                rep.extend(r.ip().octets());
+            }
+            SocketAddr::V6(r) => {
+                rep.push(4);
+                rep.extend(r.ip().octets());
+            }
+        }
+        rep.extend(raddr.port().to_be_bytes());
         c.write_all(&rep).unwrap();
         let _ = c.read_to_end(&mut Vec::new());
     });
@@ -1008,11 +1017,13 @@ fn fake_udp_upstream() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
         let mut buf = [0u8; 2048];
         while let Ok((n, from)) = relay.recv_from(&mut buf) {
             seen2.lock().unwrap().push(buf[..n].to_vec());
-            let off = match buf[3] {
-                3 => 4 + 1 + buf[4] as usize + 2,
-                _ => 10,
+            let (off, mut back) = match buf[3] {
+                3 => (
+                    4 + 1 + buf[4] as usize + 2,
+                    vec![0, 0, 0, 1, 127, 0, 0, 7, 0, 53],
+                ),
+                _ => (10, buf[..10].to_vec()),
             };
-            let mut back = vec![0, 0, 0, 1, 127, 0, 0, 7, 0, 53];
             back.extend(b"answer:");
             back.extend(&buf[off..n]);
             let _ = relay.send_to(&back, from);
@@ -1026,7 +1037,7 @@ fn fake_udp_upstream() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
 /// reaches the client; our rules still judge the name: one they block never leaves.
 #[test]
 fn unresolvable_names_in_datagrams_go_upstream() {
-    let (up, seen) = fake_udp_upstream();
+    let (up, seen) = fake_udp_upstream("127.0.0.1");
     let srv = Server::start(&base_config(&format!(
         "client pass {{ from: 0/0 to: 0/0 log: connect disconnect error }}\n\
          socks block {{ from: 0/0 to: .blocked.invalid\n command: udpassociate\n log: connect error\n }}\n\
@@ -1060,12 +1071,64 @@ fn unresolvable_names_in_datagrams_go_upstream() {
         "the answer names its sender"
     );
     assert_eq!(&buf[10..n], b"answer:q1");
+    // A name we resolve goes as the address our rules checked, which the answer comes from.
+    u.send_to(&dgram("localhost", b"q2"), relay).unwrap();
+    let (n, _) = u.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..10], &[0, 0, 0, 1, 127, 0, 0, 1, 0, 53]);
+    assert_eq!(&buf[10..n], b"answer:q2");
     let got = seen.lock().unwrap().clone();
+    let mut by_address = vec![0, 0, 0, 1, 127, 0, 0, 1, 0, 53];
+    by_address.extend(b"q2");
     assert_eq!(
         got,
-        vec![dgram("nowhere.invalid", b"q1")],
+        vec![dgram("nowhere.invalid", b"q1"), by_address],
         "only the allowed name, as a name"
     );
+}
+
+/// An upstream naming a UDP relay of the other address family than its control connection
+/// (whose family our socket and the address we told it have): refused with a clear line.
+#[test]
+fn an_upstream_relay_of_the_other_family_is_refused() {
+    let (up, _) = fake_udp_upstream("::1");
+    let srv = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n",
+        up.port()
+    )));
+    assert_eq!(socks5_request(srv.addr, 3).1, 8);
+    srv.wait_log("the refusal", 10, |t| {
+        t.contains("named a UDP relay of the other address family, ::1.")
+    });
+}
+
+/// A silent upstream uses up `timeout.connect`; the route after it is then not tried, and
+/// not charged: the next request goes through it.
+#[test]
+fn a_silent_upstream_does_not_cost_the_next_route_its_health() {
+    let (silent, held) = holding_server();
+    let out = next_loopback();
+    let ms = microsocks(out);
+    let srv = Server::start(&base_config(&format!(
+        "timeout.connect: 1\n{LOGGED}\
+         route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n\
+         route {{ from: 0/0 to: 0/0 via: 127.0.0.1 port = {} }}\n",
+        silent.port(),
+        ms.addr.port()
+    )));
+    let target = peer_reporter(Ipv4Addr::LOCALHOST);
+    assert_eq!(
+        connect(srv.addr, "127.0.0.1", target.port()).0,
+        6,
+        "TTL expired"
+    );
+    drop(held);
+    assert_eq!(
+        connect(srv.addr, "127.0.0.1", target.port()),
+        (0, out.to_string())
+    );
+    let log = srv.log_text();
+    assert!(log.contains("blacklisting route #1."), "{log}");
+    assert!(!log.contains("blacklisting route #2."), "{log}");
 }
 
 /// PySocks' UDP client through a chain (rsockd -> rsockd): its datagrams reach the target

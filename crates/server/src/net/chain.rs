@@ -276,7 +276,11 @@ async fn socks5_request(
                     password: password.to_vec(),
                 })
                 .ok_or_else(|| refused(Reply::NotAllowed, "credentials too long".into()))?;
-            s.write_all(&req).await.map_err(io_err)?;
+            let sent = s.write_all(&req).await;
+            // It held the password.
+            let mut req = req;
+            req.fill(0);
+            sent.map_err(io_err)?;
             let mut st = Vec::with_capacity(2);
             read_n(s, &mut st, 2).await?;
             if st[1] != 0 {
@@ -329,7 +333,9 @@ pub fn socks5_reply_addr(buf: &[u8]) -> Result<SocketAddr, ChainError> {
     }
     Ok(match rep.bnd {
         TargetAddr::Ip(a) => a,
-        TargetAddr::Domain(..) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        // A name we do not look up: its port stays, the address is taken as unspecified
+        // (the upstream's own, for BIND and UDP).
+        TargetAddr::Domain(_, port) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
     })
 }
 
@@ -389,4 +395,28 @@ async fn http_connect_to(s: &mut TcpStream, target: &Target) -> Result<(), Chain
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_addresses() {
+        let ip = [5, 0, 0, 1, 192, 0, 2, 1, 0x04, 0x38];
+        assert_eq!(
+            socks5_reply_addr(&ip).ok(),
+            Some(SocketAddr::from(([192, 0, 2, 1], 1080)))
+        );
+        // A name keeps its port; the address is left to the caller (the upstream's own).
+        let name = [5, 0, 0, 3, 3, b'u', b'p', b'x', 0x1f, 0x90];
+        assert_eq!(
+            socks5_reply_addr(&name).ok(),
+            Some(SocketAddr::from(([0, 0, 0, 0], 8080)))
+        );
+        let e = socks5_reply_addr(&[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap_err();
+        assert_eq!(e.reply, Reply::NotAllowed);
+        assert!(!e.upstream_failed, "a refusal is an answer");
+    }
 }

@@ -256,6 +256,11 @@ impl<P: Policy> Assoc<'_, P> {
             Some(r) if r != remote => self.several = true,
             Some(_) => {}
         }
+        self.add_remote(remote);
+    }
+
+    /// An entry for `remote` in the table (without counting it as a remote sent to).
+    fn add_remote(&mut self, remote: SocketAddr) {
         if self.remotes.contains_key(&remote) {
             return;
         }
@@ -347,10 +352,19 @@ impl<P: Policy> Assoc<'_, P> {
         };
         let payload = &buf[off..];
         self.remember(target);
-        // Through an upstream the datagram goes to its relay, header and all.
-        let (dest, data) = match self.opts.upstream {
-            Some(up) => (up, buf),
-            None => (target, payload),
+        // Through an upstream the datagram goes to its relay, header and all; a name we
+        // resolved goes as the address our rules checked (and the answers will come from).
+        let readdressed;
+        let (dest, data) = match (self.opts.upstream, name) {
+            (Some(up), None) => (up, buf),
+            (Some(up), Some(_)) => {
+                let mut d = Vec::with_capacity(HEAD_ROOM + payload.len());
+                encode_udp_header(&TargetAddr::Ip(target), &mut d);
+                d.extend_from_slice(payload);
+                readdressed = d;
+                (up, readdressed.as_slice())
+            }
+            (None, _) => (target, payload),
         };
         let ext = self
             .externals
@@ -507,7 +521,7 @@ impl<P: Policy> Assoc<'_, P> {
         let mut sent = self.remotes.get(&remote).is_some_and(|r| r.sent);
         if !sent && self.unresolved_sent && self.opts.upstream.is_some() {
             // Perhaps the answer of a name only the upstream could resolve: rules decide.
-            self.remember(remote);
+            self.add_remote(remote);
             if let Some(r) = self.remotes.get_mut(&remote) {
                 r.sent = true;
             }

@@ -185,13 +185,19 @@ async fn serve_client(chan: Rc<Channel>, v: Arc<Verifier>, threads: Arc<Semaphor
         if q.source == AuthSource::Route {
             // A look-up, not a check: answered at once.
             let secret = v.route_secret(&q.service);
-            let a = AuthAnswer {
+            let mut a = AuthAnswer {
                 id: q.id,
                 ok: secret.is_some(),
                 reason: String::new(),
                 secret,
             };
-            let _ = chan.send(&a.encode(), &[]).await;
+            let mut buf = a.encode();
+            let _ = chan.send(&buf, &[]).await;
+            // Both held the password.
+            buf.fill(0);
+            if let Some((_, p)) = a.secret.as_mut() {
+                p.fill(0);
+            }
             continue;
         }
         if queued.get() >= MAX_QUEUED {

@@ -75,11 +75,10 @@ pub fn fail(w: &AtomicU64, maxfail: u32, badexpire: u64, now: u64) -> bool {
 
 /// A success: the failures in a row are forgotten (a bad mark stays until it expires).
 pub fn succeed(w: &AtomicU64) {
-    let v = w.load(Ordering::Acquire);
-    let (fails, until) = split(v);
-    if fails != 0 && until == 0 {
-        let _ = w.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed);
-    }
+    let _ = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        let (fails, until) = split(v);
+        (fails != 0 && until == 0).then_some(0)
+    });
 }
 
 /// The SIGUSR1 text of a route's state, when it is marked bad.

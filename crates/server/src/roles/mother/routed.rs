@@ -88,6 +88,17 @@ where
         if !usable(s, r.number) {
             continue;
         }
+        // Out of time: the routes left are not tried, so not charged either.
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            if last.is_none() {
+                last = Some(ChainError {
+                    reply: Reply::TtlExpired,
+                    text: "timeout.connect passed before a proxy server could be tried".into(),
+                    upstream_failed: true,
+                });
+            }
+            break;
+        }
         let (host, port) = match &r.via {
             Some(Via::Proxy { host, port }) => (host, *port),
             _ => return Routed::Direct,

@@ -125,6 +125,25 @@ pub(super) async fn run(
         match (routed, ext) {
             (Routed::Refused, _) => return,
             (Routed::Direct, _) => {}
+            (Routed::Chained(c, _), Some(_)) if c.bound.is_ipv4() != c.upstream.is_ipv4() => {
+                // Our socket is of the control connection's family, as the address we told
+                // the upstream is.
+                let why = format!(
+                    "serverchain failed: proxy server {} named a UDP relay of the other address \
+                     family, {}",
+                    log::addr(&c.upstream),
+                    log::addr(&c.bound)
+                );
+                refuse_failed(
+                    &mut wire,
+                    &client,
+                    &failing,
+                    &why,
+                    Reply::AddressTypeNotSupported,
+                )
+                .await;
+                return;
+            }
             (Routed::Chained(c, _), Some(x)) => {
                 socket_options(
                     s,
@@ -167,7 +186,12 @@ pub(super) async fn run(
                 session.hand_off(wire, external, reply, Some((c.upstream, c.bound)), fds);
                 return;
             }
-            (Routed::Chained(..), None) => return,
+            (Routed::Chained(..), None) => {
+                // Cannot happen: a chained request was asked for with the socket made.
+                let why = "serverchain failed: no external UDP socket for the upstream";
+                refuse_failed(&mut wire, &client, &failing, why, Reply::GeneralFailure).await;
+                return;
+            }
         }
     }
     // One external socket per family: targets of either family can be reached from one

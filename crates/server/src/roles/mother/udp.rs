@@ -52,7 +52,6 @@ pub(super) async fn run(
         subject: Subject::UdpAssociate,
         target: &t.text,
     };
-    let command = rsockd_config::Command::UdpAssociate;
     let seed = m.next_session_id();
     let range = srule.as_ref().and_then(|r| r.udp_portrange);
     let csock = match sockets::bind_udp(SocketAddr::new(client.local.ip(), 0), range, seed) {
@@ -79,117 +78,31 @@ pub(super) async fn run(
         .ok()
         .and_then(|a| a.as_socket())
         .unwrap_or(client.local);
+    let session = Session {
+        m: &m,
+        s,
+        client: &client,
+        req: &req,
+        accepted_us,
+        seed,
+        expected,
+        target_name: t.name,
+        sref,
+        srule: srule.as_ref(),
+    };
     if s.rules.has_routes() {
-        let dst = rsockd_rules::Dest {
-            ip: Some(expected.ip()),
-            name: None,
-            port: expected.port(),
-            names: &[],
-        };
-        // The external socket is bound first: the upstream is told where our datagrams
-        // come from.
-        let mut ext: Option<socket2::Socket> = None;
-        let ask = |upstream: SocketAddr, source: Option<IpAddr>| {
-            let ip = source.unwrap_or(if upstream.is_ipv4() {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            });
-            let x = sockets::bind_udp_fixed(ip).map_err(|e| chain::ChainError {
-                reply: e
-                    .raw_os_error()
-                    .map_or(Reply::GeneralFailure, Reply::from_errno),
-                text: format!("cannot create the external UDP socket on {ip}: {e}"),
-                upstream_failed: false,
-            })?;
-            let a = x
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .unwrap_or(SocketAddr::new(ip, 0));
-            ext = Some(x);
-            Ok(chain::Ask::Udp(a))
-        };
-        let routed = routed(
-            &mut wire,
-            s,
-            &resolver,
-            &client,
-            &failing,
-            command,
-            &dst,
-            srule.as_ref(),
-            ask,
-        )
-        .await;
-        match (routed, ext) {
-            (Routed::Refused, _) => return,
-            (Routed::Direct, _) => {}
-            (Routed::Chained(c, _), Some(_)) if c.bound.is_ipv4() != c.upstream.is_ipv4() => {
-                // Our socket is of the control connection's family, as the address we told
-                // the upstream is.
-                let why = format!(
-                    "serverchain failed: proxy server {} named a UDP relay of the other address \
-                     family, {}",
-                    log::addr(&c.upstream),
-                    log::addr(&c.bound)
-                );
-                refuse_failed(
-                    &mut wire,
-                    &client,
-                    &failing,
-                    &why,
-                    Reply::AddressTypeNotSupported,
-                )
-                .await;
-                return;
-            }
-            (Routed::Chained(c, _), Some(x)) => {
-                socket_options(
-                    s,
-                    srule.as_ref(),
-                    std::os::fd::AsFd::as_fd(&x),
-                    Side::External,
-                    sockopts::Kind::Udp,
-                    c.upstream.is_ipv6(),
-                );
-                let external = x
+        match through_upstream(&mut wire, &session, &failing, &resolver).await {
+            Through::Refused => return,
+            Through::Direct => {}
+            Through::Upstream { ext, upstream, via } => {
+                let external = ext
                     .local_addr()
                     .ok()
                     .and_then(|a| a.as_socket())
-                    .unwrap_or(c.upstream);
-                let upstream = match detach(c.stream) {
-                    Ok(fd) => fd,
-                    Err(e) => {
-                        log::error(&format!(
-                            "{} {}: cannot detach the upstream connection for hand-off: {e}",
-                            log::addr(&client.peer),
-                            log::addr(&client.local)
-                        ));
-                        return;
-                    }
-                };
-                let session = Session {
-                    m: &m,
-                    s,
-                    client: &client,
-                    req: &req,
-                    accepted_us,
-                    seed,
-                    expected,
-                    target_name: t.name,
-                    sref,
-                    srule: srule.as_ref(),
-                };
-                let fds = vec![csock.into(), x.into(), upstream];
+                    .unwrap_or(via.0);
+                let fds = vec![csock.into(), ext.into(), upstream];
                 let reply = negotiate::success_reply(req.version, announced(s, relay_addr));
-                session.hand_off(wire, external, reply, Some((c.upstream, c.bound)), fds);
-                return;
-            }
-            (Routed::Chained(..), None) => {
-                // Cannot happen: a chained request was asked for with the socket made.
-                let why = "serverchain failed: no external UDP socket for the upstream";
-                refuse_failed(&mut wire, &client, &failing, why, Reply::GeneralFailure).await;
+                session.hand_off(wire, external, reply, Some(via), fds);
                 return;
             }
         }
@@ -265,19 +178,116 @@ pub(super) async fn run(
             *b = rsockd_proto::socks5::FLAG_USECLIENTSPORT;
         }
     }
-    let session = Session {
-        m: &m,
-        s,
-        client: &client,
-        req: &req,
-        accepted_us,
-        seed,
-        expected,
-        target_name: t.name,
-        sref,
-        srule: srule.as_ref(),
-    };
     session.hand_off(wire, external, reply, None, fds);
+}
+
+/// Where a UDP ASSOCIATE goes when routes exist.
+enum Through {
+    Direct,
+    Refused,
+    /// Through a SOCKS5 upstream: our external socket (its address told to the upstream), the
+    /// upstream's control connection, and the upstream with its UDP relay.
+    Upstream {
+        ext: socket2::Socket,
+        upstream: std::os::fd::OwnedFd,
+        via: (SocketAddr, SocketAddr),
+    },
+}
+
+/// The routes' way for an association: the external socket is bound before each upstream is
+/// asked, so that the upstream is told where our datagrams come from.
+async fn through_upstream(
+    wire: &mut Wire<TcpStream>,
+    session: &Session<'_>,
+    failing: &Failing<'_>,
+    resolver: &crate::net::resolve::SystemResolver,
+) -> Through {
+    let (s, client, expected) = (session.s, session.client, session.expected);
+    let dst = rsockd_rules::Dest {
+        ip: Some(expected.ip()),
+        name: None,
+        port: expected.port(),
+        names: &[],
+    };
+    let mut ext: Option<socket2::Socket> = None;
+    let ask = |upstream: SocketAddr, source: Option<IpAddr>| {
+        let ip = source.unwrap_or(if upstream.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        });
+        let x = sockets::bind_udp_fixed(ip).map_err(|e| chain::ChainError {
+            reply: e
+                .raw_os_error()
+                .map_or(Reply::GeneralFailure, Reply::from_errno),
+            text: format!("cannot create the external UDP socket on {ip}: {e}"),
+            upstream_failed: false,
+        })?;
+        let a = x
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(SocketAddr::new(ip, 0));
+        ext = Some(x);
+        Ok(chain::Ask::Udp(a))
+    };
+    let command = rsockd_config::Command::UdpAssociate;
+    let routed = routed(
+        wire,
+        s,
+        resolver,
+        client,
+        failing,
+        command,
+        &dst,
+        session.srule,
+        ask,
+    )
+    .await;
+    let why = match (routed, ext) {
+        (Routed::Refused, _) => return Through::Refused,
+        (Routed::Direct, _) => return Through::Direct,
+        // Our socket is of the control connection's family, as the address we told it is.
+        (Routed::Chained(c, _), Some(_)) if c.bound.is_ipv4() != c.upstream.is_ipv4() => (
+            format!(
+                "serverchain failed: proxy server {} named a UDP relay of the other address \
+                 family, {}",
+                log::addr(&c.upstream),
+                log::addr(&c.bound)
+            ),
+            Reply::AddressTypeNotSupported,
+        ),
+        (Routed::Chained(c, _), Some(x)) => {
+            socket_options(
+                s,
+                session.srule,
+                std::os::fd::AsFd::as_fd(&x),
+                Side::External,
+                sockopts::Kind::Udp,
+                c.upstream.is_ipv6(),
+            );
+            match detach(c.stream) {
+                Ok(upstream) => {
+                    return Through::Upstream {
+                        ext: x,
+                        upstream,
+                        via: (c.upstream, c.bound),
+                    }
+                }
+                Err(e) => (
+                    format!("cannot detach the upstream connection for hand-off: {e}"),
+                    Reply::GeneralFailure,
+                ),
+            }
+        }
+        // Cannot happen: a chained request was asked for with the socket made.
+        (Routed::Chained(..), None) => (
+            "serverchain failed: no external UDP socket for the upstream".to_string(),
+            Reply::GeneralFailure,
+        ),
+    };
+    refuse_failed(wire, client, failing, &why.0, why.1).await;
+    Through::Refused
 }
 
 /// The address our reply names for the client's datagrams.

@@ -73,6 +73,17 @@ pub(super) async fn run(
     {
         return;
     }
+    let session = Session {
+        m: &m,
+        s,
+        client: &client,
+        req: &req,
+        accepted_us,
+        expected,
+        target_name: t.name,
+        sref,
+        srule: srule.as_ref(),
+    };
     if s.rules.has_routes() && !extension {
         let dst = rsockd_rules::Dest {
             ip: Some(expected.ip()),
@@ -99,17 +110,6 @@ pub(super) async fn run(
             Routed::Chained(c, _) => {
                 // The upstream listens for the peer: our client learns its address, and the
                 // relay reads the upstream's second reply.
-                let session = Session {
-                    m: &m,
-                    s,
-                    client: &client,
-                    req: &req,
-                    accepted_us,
-                    expected,
-                    target_name: t.name,
-                    sref,
-                    srule: srule.as_ref(),
-                };
                 let reply = negotiate::success_reply(req.version, c.bound);
                 let via = Some((c.upstream, c.bound));
                 match detach(c.stream) {
@@ -200,17 +200,6 @@ pub(super) async fn run(
         sockopts::Kind::Tcp,
         bound.is_ipv6(),
     );
-    let session = Session {
-        m: &m,
-        s,
-        client: &client,
-        req: &req,
-        accepted_us,
-        expected,
-        target_name: t.name,
-        sref,
-        srule: srule.as_ref(),
-    };
     let reply = negotiate::success_reply(req.version, announced);
     session.hand_off(wire, bound, reply, None, listener.into());
 }

@@ -925,6 +925,47 @@ else:
     }
 }
 
+/// A SOCKS4 client's BIND through a SOCKS5 upstream: both replies are SOCKS4's, the first
+/// naming the upstream's listening address, the second the peer; then bytes both ways.
+#[test]
+fn socks4_bind_through_a_socks5_upstream() {
+    let out = next_loopback();
+    let d = Danted::start_with_external(&out.to_string(), &format!("socksmethod: none\n{LOGGED}"));
+    let srv = Server::start(&base_config(&format!(
+        "{LOGGED}route {{ from: 0/0 to: 0/0 via: {} port = {} }}\n",
+        d.addr.ip(),
+        d.addr.port()
+    )));
+    let mut c = TcpStream::connect(srv.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // BIND, expecting the peer from 127.0.0.1 (any port), user id "u".
+    c.write_all(&[4, 2, 0, 0, 127, 0, 0, 1, b'u', 0]).unwrap();
+    let reply4 = |c: &mut TcpStream| {
+        let mut r = [0u8; 8];
+        c.read_exact(&mut r).unwrap();
+        (
+            r[1],
+            SocketAddr::from(([r[4], r[5], r[6], r[7]], u16::from_be_bytes([r[2], r[3]]))),
+        )
+    };
+    let (rep, bnd) = reply4(&mut c);
+    assert_eq!(rep, 90);
+    assert_eq!(bnd.ip(), out, "the upstream's listening address");
+    let mut peer = TcpStream::connect(bnd).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (rep, from) = reply4(&mut c);
+    assert_eq!((rep, from), (90, peer.local_addr().unwrap()));
+    peer.write_all(b"to-v4").unwrap();
+    let mut got = [0u8; 5];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"to-v4");
+    c.write_all(b"from-v4").unwrap();
+    let mut got = [0u8; 7];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"from-v4");
+}
+
 /// A chained BIND's refusals: the upstream refusing the BIND is passed on (its reply code,
 /// our `serverchain failed` line), and our own `bindreply` rules still judge the peer the
 /// upstream reports: a blocked peer gets no session and our client a second reply 02.

@@ -285,3 +285,32 @@ fn the_supervisor_drains_its_mothers_and_passes_on_a_second_sigterm() {
         t.contains("alert: supervisor: shutting down")
     });
 }
+
+/// SIGTERM sent to one relay directly (not through the mother): its sessions get
+/// `rsockd.drain.timeout` too, then end with a line each; the relay exits, the mother
+/// replaces it and the server goes on serving.
+#[test]
+fn a_relay_stopped_directly_ends_its_sessions_after_the_drain_timeout() {
+    let echo = echo_server();
+    let srv = Server::start(&config("rsockd.drain.timeout: 1\n"));
+    let (mut s, rep) = socks5_connect(srv.addr, echo.addr);
+    assert_eq!(rep, 0);
+    echo_once(&mut s, b"held by one relay");
+    // The relay holding it: the one whose title counts a session.
+    let mut relay = None;
+    wait_until("a relay with the session", 10, || {
+        relay = srv
+            .children()
+            .into_iter()
+            .find(|p| cmdline(*p).contains("relay") && cmdline(*p).contains(": 1 session"));
+        relay.is_some()
+    });
+    let relay = relay.unwrap();
+    assert_eq!(unsafe_free_kill(relay, 15), 0);
+    assert!(closed_within(&mut s, 10), "ended after the drain timeout");
+    assert!(wait_gone(relay, 10), "the relay exited");
+    srv.wait_log("the closing line", 10, |t| {
+        t.contains("tcp/connect ]: ") && t.contains("server stopped: drain over")
+    });
+    assert_serving(&srv, &echo);
+}

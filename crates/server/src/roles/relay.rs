@@ -348,6 +348,21 @@ pub fn run(id: String, ctl: OwnedFd, flags: Flags) -> i32 {
                     Signal::Stop(_) => {
                         r.reg.draining.set(true);
                         if r.finished() { return 0; }
+                        // Sent to us directly (not by our mother's Drain): the sessions get
+                        // `rsockd.drain.timeout`, as the mother's would, then end.
+                        let after = Settings::current().map_or(
+                            std::time::Duration::from_secs(u64::from(crate::settings::DEFAULT_DRAIN)),
+                            |s| s.drain_timeout(),
+                        );
+                        if after.is_zero() {
+                            end_now(&r);
+                        } else {
+                            let r2 = r.clone();
+                            tokio::task::spawn_local(async move {
+                                tokio::time::sleep(after).await;
+                                end_now(&r2);
+                            });
+                        }
                     }
                     // Draining is the mothers' matter (their agent answers); nothing to do here.
                     Signal::ChildExited | Signal::Drain(_) | Signal::Upgrade => {}

@@ -270,12 +270,17 @@ fn replies_match_danted() {
         (5, String::new()),
     ];
     assert_eq!(got[1], want, "rsockd");
-    // danted 1.4.2 through a SOCKS4 upstream answers 0 but may lose what the target sends
-    // at once (observed: our target's text never arrives; it seems to read past the 8-byte
-    // reply). The reply codes agree, and every other row whole.
-    assert_eq!(got[0][1].0, 0, "danted via SOCKS4");
-    got[0][1].1 = want[1].1.clone();
-    assert_eq!(got[0], got[1], "danted vs rsockd");
+    // danted 1.4.2 answers 0 through SOCKS4 and HTTP upstreams but now and then loses what
+    // the target sends at once (observed: it seems to read past the upstream's reply). The
+    // reply codes agree; its data is either whole or missing, never other.
+    for (i, (d, r)) in got[0].iter().zip(&got[1]).enumerate() {
+        assert_eq!(d.0, r.0, "reply code of row {i}, danted vs rsockd");
+        assert!(
+            d.1 == r.1 || d.1.is_empty(),
+            "row {i}: danted got {:?}",
+            d.1
+        );
+    }
     for t in [d.log_text(), srv.log_text()] {
         assert!(
             t.contains(

@@ -230,35 +230,29 @@ impl Session<'_> {
     ) {
         let (s, client, req) = (self.s, self.client, self.req);
         let (client_stream, prefetched) = wire.into_parts();
-        let (board, slots, pace) = client.slots.borrow().wire();
+        let id = self.m.next_session_id();
+        let (accepted_us, sref) = (self.accepted_us, self.sref);
         let h = Handoff {
-            board,
-            slots,
-            pace,
             monitor: s
                 .rules
                 .monitor(client.peer, rsockd_config::Command::Bind, self.expected)
                 .unwrap_or(0),
-            id: self.m.next_session_id(),
-            command: Command::Bind,
-            version: req.version,
-            accepted_us: self.accepted_us,
-            client: client.peer,
-            internal: client.local,
             external,
             target: self.expected,
-            target_name: self.target_name,
-            user: req.user.clone(),
-            groups: req.groups.clone(),
-            method: req.method.code(),
-            client_rule: client.crule,
-            socks_rule: self.sref,
             io_timeout: s.io_timeout(self.srule),
             fin_wait_timeout: s.fin_wait_timeout(self.srule),
             reply,
-            prefetched,
             via,
             nfds: 2,
+            ..client.handoff(
+                req,
+                id,
+                Command::Bind,
+                accepted_us,
+                sref,
+                self.target_name,
+                prefetched,
+            )
         };
         client_options(&client_stream, self.srule);
         match detach(client_stream) {

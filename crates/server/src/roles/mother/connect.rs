@@ -62,21 +62,12 @@ pub(super) async fn run(
     // A chained session announces what the upstream bound, as Dante does.
     let reply = negotiate::success_reply(req.version, via.map_or(external, |(_, b)| b));
     let (client_stream, prefetched) = wire.into_parts();
-    let (board, slots, pace) = client.slots.borrow().wire();
+    let id = m.next_session_id();
     let h = Handoff {
-        board,
-        slots,
-        pace,
         monitor: s
             .rules
             .monitor(client.peer, rsockd_config::Command::Connect, won.target)
             .unwrap_or(0),
-        id: m.next_session_id(),
-        command: Command::Connect,
-        version: req.version,
-        accepted_us,
-        client: client.peer,
-        internal: client.local,
         external,
         target: if via.is_some() {
             t.candidates
@@ -86,18 +77,20 @@ pub(super) async fn run(
         } else {
             won.target
         },
-        target_name: t.name,
-        user: req.user.clone(),
-        groups: req.groups.clone(),
-        method: req.method.code(),
-        client_rule: client.crule,
-        socks_rule: sref,
         io_timeout: s.io_timeout(srule.as_ref()),
         fin_wait_timeout: s.fin_wait_timeout(srule.as_ref()),
         reply,
-        prefetched,
         via,
         nfds: 2,
+        ..client.handoff(
+            &req,
+            id,
+            Command::Connect,
+            accepted_us,
+            sref,
+            t.name,
+            prefetched,
+        )
     };
     client_options(&client_stream, srule.as_ref());
     let lists = log::by_errno::lists(srule.as_ref(), &s.config);

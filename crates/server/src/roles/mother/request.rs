@@ -92,6 +92,48 @@ impl Drop for Tally {
 }
 
 impl Client {
+    /// The hand-off fields every command fills alike, from this client and its request; the
+    /// command's own (addresses, timeouts, reply, descriptors) are set by the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handoff(
+        &self,
+        req: &negotiate::Request,
+        id: u64,
+        command: rsockd_ipc::Command,
+        accepted_us: u64,
+        socks_rule: RuleRef,
+        target_name: Option<String>,
+        prefetched: Vec<u8>,
+    ) -> Handoff {
+        let (board, slots, pace) = self.slots.borrow().wire();
+        Handoff {
+            board,
+            slots,
+            pace,
+            monitor: 0,
+            id,
+            command,
+            version: req.version,
+            accepted_us,
+            client: self.peer,
+            internal: self.local,
+            external: self.local,
+            target: self.local,
+            target_name,
+            user: req.user.clone(),
+            groups: req.groups.clone(),
+            method: req.method.code(),
+            client_rule: self.crule,
+            socks_rule,
+            io_timeout: 0,
+            fin_wait_timeout: 0,
+            reply: Vec::new(),
+            prefetched,
+            via: None,
+            nfds: 0,
+        }
+    }
+
     /// The client as request lines show it: `username%alice@10.0.0.5.40123`.
     pub fn peer_text(&self) -> String {
         match &self.who {

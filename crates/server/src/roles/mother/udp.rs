@@ -324,34 +324,27 @@ impl Session<'_> {
     ) {
         let (s, client, req) = (self.s, self.client, self.req);
         let (control, prefetched) = wire.into_parts();
-        let (board, slots, pace) = client.slots.borrow().wire();
+        let (accepted_us, sref) = (self.accepted_us, self.sref);
         let h = Handoff {
-            board,
-            slots,
-            pace,
             // Monitors watch TCP sessions (the config refuses `protocol: udp` in one).
             monitor: 0,
-            id: self.seed,
-            command: Command::UdpAssociate,
-            version: req.version,
-            accepted_us: self.accepted_us,
-            client: client.peer,
-            internal: client.local,
             external,
             // The address the client said it will send from (0.0.0.0.0: the first sender).
             target: self.expected,
-            target_name: self.target_name,
-            user: req.user.clone(),
-            groups: req.groups.clone(),
-            method: req.method.code(),
-            client_rule: client.crule,
-            socks_rule: self.sref,
             io_timeout: s.io_udp_timeout(self.srule),
             fin_wait_timeout: 0,
             reply,
-            prefetched,
             via,
             nfds: 1 + fds.len() as u8,
+            ..client.handoff(
+                req,
+                self.seed,
+                Command::UdpAssociate,
+                accepted_us,
+                sref,
+                self.target_name,
+                prefetched,
+            )
         };
         match detach(control) {
             Ok(cfd) => hand_off(self.m, client, h, cfd, fds),
